@@ -1,0 +1,8 @@
+//! xtal-core: crystal structures, data, models, trainers, metrics and bundles.
+//!
+//! Everything here is generic over a burn [`Backend`](burn::tensor::backend::Backend) and
+//! builds for native targets and `wasm32-unknown-unknown` alike; the front ends (`xtal`
+//! CLI, `xtal-web`) only pick a concrete backend through [`device`].
+
+pub mod check;
+pub mod device;

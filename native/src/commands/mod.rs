@@ -1,0 +1,26 @@
+pub mod bench;
+pub mod devices;
+
+use xtal_core::device::{DeviceSpec, available_devices, parse_device_list};
+
+/// Parse `--device` into exactly one device (a comma list is reserved for multi-GPU).
+pub fn one_device(text: &str) -> anyhow::Result<DeviceSpec> {
+    let available = || {
+        available_devices()
+            .into_iter()
+            .filter(|d| d.usable)
+            .map(|d| d.spec)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let specs = parse_device_list(text, &available())?;
+    match specs.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(xtal_core::device::DeviceError::Several {
+            given: text.to_string(),
+            count: specs.len(),
+            available: available(),
+        }
+        .into()),
+    }
+}

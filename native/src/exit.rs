@@ -1,0 +1,35 @@
+//! Exit codes and error reports: 0 success, 2 bad usage or bad input, 1 internal failure.
+
+use xtal_core::check::CheckError;
+use xtal_core::device::DeviceError;
+
+/// Marks an error as the user's to fix (bad flag value, missing or malformed file).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Print `error` as one sentence plus its causes and return the exit code for it.
+pub fn report(error: &anyhow::Error) -> i32 {
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if is_bad_input(error) { 2 } else { 1 }
+}
+
+fn is_bad_input(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<BadInput>()
+            || cause.is::<DeviceError>()
+            || matches!(
+                cause.downcast_ref::<CheckError>(),
+                Some(CheckError::Shape { .. })
+            )
+            || cause.downcast_ref::<std::io::Error>().is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                )
+            })
+    })
+}

@@ -1,0 +1,108 @@
+//! xtal for JavaScript: the same core as the native CLI, on WebGPU when the browser has an
+//! adapter and on the CPU (NdArray compiled to wasm) otherwise. Every read from the GPU is
+//! asynchronous, as WebGPU requires.
+
+use burn::backend::Autodiff;
+use wasm_bindgen::prelude::*;
+use xtal_core::check::{LinearStepCase, linear_step};
+use xtal_core::device::{Flex, NdArray, Wgpu};
+
+/// Where computations run.
+#[wasm_bindgen]
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    kind: String,
+    description: String,
+    fallback_reason: Option<String>,
+}
+
+#[wasm_bindgen]
+impl DeviceInfo {
+    /// `"webgpu"` or `"cpu"`.
+    #[wasm_bindgen(getter)]
+    pub fn kind(&self) -> String {
+        self.kind.clone()
+    }
+    /// Human description, e.g. the WebGPU adapter's name.
+    #[wasm_bindgen(getter)]
+    pub fn description(&self) -> String {
+        self.description.clone()
+    }
+    /// Why WebGPU was not used when `auto` fell back to the CPU.
+    #[wasm_bindgen(getter, js_name = fallbackReason)]
+    pub fn fallback_reason(&self) -> Option<String> {
+        self.fallback_reason.clone()
+    }
+}
+
+fn cpu_info(fallback_reason: Option<String>) -> DeviceInfo {
+    DeviceInfo {
+        kind: "cpu".into(),
+        description: "CPU (burn-flex in wasm)".into(),
+        fallback_reason,
+    }
+}
+
+/// Open a device: `"auto"` (WebGPU when an adapter exists, else the CPU), `"webgpu"` or `"cpu"`.
+#[wasm_bindgen(js_name = openDevice)]
+pub async fn open_device(prefer: String) -> Result<DeviceInfo, JsError> {
+    match prefer.as_str() {
+        "cpu" => Ok(cpu_info(None)),
+        "webgpu" | "auto" => match webgpu().await {
+            Ok(description) => Ok(DeviceInfo {
+                kind: "webgpu".into(),
+                description,
+                fallback_reason: None,
+            }),
+            Err(e) if prefer == "auto" => Ok(cpu_info(Some(e))),
+            Err(e) => Err(JsError::new(&e)),
+        },
+        other => Err(JsError::new(&format!(
+            "unknown device `{other}`; expected \"auto\", \"webgpu\" or \"cpu\""
+        ))),
+    }
+}
+
+async fn webgpu() -> Result<String, String> {
+    #[cfg(target_family = "wasm")]
+    {
+        xtal_core::device::webgpu_device()
+            .await
+            .map(|(_, name)| name)
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(target_family = "wasm"))]
+    Err("WebGPU exists only in a browser".into())
+}
+
+/// Run the cross-backend check (see `xtal_core::check`) on `device` (`"webgpu"`, `"cpu"`,
+/// `"cpu:flex"` or `"cpu:ndarray"`),
+/// with a case given as JSON; returns the result as JSON.
+#[wasm_bindgen(js_name = linearStepCheck)]
+pub async fn linear_step_check(device: String, case_json: String) -> Result<String, JsError> {
+    let case: LinearStepCase = serde_json::from_str(&case_json)
+        .map_err(|e| JsError::new(&format!("check case is not valid JSON: {e}")))?;
+    let result = match device.as_str() {
+        "cpu" | "cpu:flex" => {
+            let tensors = linear_step::<Autodiff<Flex>>(&case, &burn_flex::FlexDevice)?;
+            tensors.read_async().await?
+        }
+        "cpu:ndarray" => {
+            let tensors =
+                linear_step::<Autodiff<NdArray>>(&case, &burn_ndarray::NdArrayDevice::Cpu)?;
+            tensors.read_async().await?
+        }
+        "webgpu" => {
+            webgpu().await.map_err(|e| JsError::new(&e))?;
+            let tensors =
+                linear_step::<Autodiff<Wgpu>>(&case, &burn_wgpu::WgpuDevice::DefaultDevice)?;
+            tensors.read_async().await?
+        }
+        other => {
+            return Err(JsError::new(&format!(
+                "unknown device `{other}`; expected \"webgpu\", \"cpu\", \"cpu:flex\" or \"cpu:ndarray\""
+            )));
+        }
+    };
+    Ok(serde_json::to_string(&result)?)
+}
