@@ -30,6 +30,6 @@ fi
 wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 if [ "$("$tools/bin/wasm-bindgen" --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]; then
     echo "setup: installing wasm-bindgen-cli $wb_version into $tools" >&2
-    cargo install --quiet --locked --force --root "$tools" wasm-bindgen-cli --version "$wb_version" >&2
+    cargo install --quiet --force --root "$tools" wasm-bindgen-cli --version "$wb_version" >&2
 fi
 echo "export PATH=\"$tools/bin:\$PATH\""

@@ -1,6 +1,7 @@
 //! xtal for JavaScript: the same core as the native CLI, on WebGPU when the browser has an
 //! adapter and on the CPU (NdArray compiled to wasm) otherwise. Every read from the GPU is
-//! asynchronous, as WebGPU requires.
+//! asynchronous, as WebGPU requires. Only built for wasm targets.
+#![cfg(target_family = "wasm")]
 
 use burn::backend::Autodiff;
 use wasm_bindgen::prelude::*;
@@ -64,15 +65,10 @@ pub async fn open_device(prefer: String) -> Result<DeviceInfo, JsError> {
 }
 
 async fn webgpu() -> Result<String, String> {
-    #[cfg(target_family = "wasm")]
-    {
-        xtal_core::device::webgpu_device()
-            .await
-            .map(|(_, name)| name)
-            .map_err(|e| e.to_string())
-    }
-    #[cfg(not(target_family = "wasm"))]
-    Err("WebGPU exists only in a browser".into())
+    xtal_core::device::webgpu_device()
+        .await
+        .map(|(_, name)| name)
+        .map_err(|e| e.to_string())
 }
 
 /// Run the cross-backend check (see `xtal_core::check`) on `device` (`"webgpu"`, `"cpu"`,

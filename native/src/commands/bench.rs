@@ -11,7 +11,8 @@ use xtal_core::device::{OnDevice, run_on};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Devices to measure, one after another (e.g. `--device cpu --device wgpu:0`).
+    /// Devices to measure, one after another (e.g. `--device cpu:ndarray --device cpu`);
+    /// the first is the baseline the others are compared with.
     #[arg(long = "device", default_value = "cpu")]
     devices: Vec<String>,
     /// Matrix size of the matmul workload.
