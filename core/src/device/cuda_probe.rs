@@ -16,7 +16,7 @@ pub(super) fn probe() -> Result<Vec<String>, String> {
     // the CUDA backend would do anyway; we only call documented entry points below.
     let library = LIBRARY_NAMES
         .iter()
-        .find_map(|name| unsafe { libloading::Library::new(name) }.ok())
+        .find_map(|name| unsafe { libloading::Library::new(*name) }.ok())
         .ok_or_else(|| {
             format!(
                 "no CUDA driver on this machine (could not load {}); install the NVIDIA driver or use --device cpu/wgpu",
