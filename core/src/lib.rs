@@ -6,3 +6,5 @@
 
 pub mod check;
 pub mod device;
+pub mod featurize;
+pub mod structure;

@@ -1,0 +1,182 @@
+//! Per-element property vectors (92-D): CGCNN's `atom_init.json` when the user gives it, or
+//! xtal's own default built from the element table.
+//!
+//! The default follows CGCNN's recipe (one-hot bins of element properties) with data from
+//! `core/data/elements.tsv`: group (18), period (7), Pauling electronegativity (10 bins),
+//! atomic radius (10), valence electrons (12), first ionisation energy (10, log scale),
+//! electron affinity (10), block (4), molar volume (10, log scale), and one flag for "no
+//! electronegativity" (noble gases) = 92. Bins are equal-width over the values of H … Fm;
+//! an unknown value leaves its bins at zero.
+
+use serde_json::Value;
+
+use crate::structure::elements::{ElementData, elements};
+
+pub const ELEMENT_FEATURES: usize = 92;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElementTable {
+    /// Where the table came from ("default" or a path the caller names).
+    pub source: String,
+    /// Index z - 1; `None` where the table has no entry.
+    rows: Vec<Option<Vec<f32>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ElementTableError {
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Shape(String),
+}
+
+impl ElementTable {
+    pub fn dim(&self) -> usize {
+        ELEMENT_FEATURES
+    }
+
+    /// Features of an element, if the table has it.
+    pub fn get(&self, z: u8) -> Option<&[f32]> {
+        self.rows.get((z as usize).checked_sub(1)?)?.as_deref()
+    }
+
+    /// Reads CGCNN's `atom_init.json`: `{"1": [92 numbers], …}`.
+    pub fn from_atom_init_json(text: &str, source: &str) -> Result<Self, ElementTableError> {
+        let map: serde_json::Map<String, Value> = serde_json::from_str(text)?;
+        let mut rows = vec![None; crate::structure::elements::NUM_ELEMENTS];
+        for (key, value) in map {
+            let z: usize = key
+                .parse()
+                .ok()
+                .filter(|z| (1..=rows.len()).contains(z))
+                .ok_or_else(|| {
+                    ElementTableError::Shape(format!("key '{key}' is not an atomic number 1–103"))
+                })?;
+            let arr = value
+                .as_array()
+                .ok_or_else(|| ElementTableError::Shape(format!("entry {key} is not a list")))?;
+            if arr.len() != ELEMENT_FEATURES {
+                return Err(ElementTableError::Shape(format!(
+                    "entry {key} has {} values, expected {ELEMENT_FEATURES}",
+                    arr.len()
+                )));
+            }
+            let v: Option<Vec<f32>> = arr
+                .iter()
+                .map(|x| x.as_f64().filter(|v| v.is_finite()).map(|v| v as f32))
+                .collect();
+            rows[z - 1] = Some(v.ok_or_else(|| {
+                ElementTableError::Shape(format!("entry {key} holds a non-number"))
+            })?);
+        }
+        Ok(Self {
+            source: source.to_string(),
+            rows,
+        })
+    }
+
+    /// xtal's documented default (see the module docs).
+    pub fn default_table() -> Self {
+        let els = elements();
+        let known = &els[..100];
+        let range = |f: &dyn Fn(&ElementData) -> Option<f64>| {
+            let vals: Vec<f64> = known.iter().filter_map(f).collect();
+            (
+                vals.iter().copied().fold(f64::INFINITY, f64::min),
+                vals.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            )
+        };
+        let x = |e: &ElementData| e.electronegativity;
+        let radius = |e: &ElementData| e.radius;
+        let ie = |e: &ElementData| e.ionization.filter(|v| *v > 0.0).map(f64::ln);
+        let ea = |e: &ElementData| e.affinity;
+        let mv = |e: &ElementData| e.molar_volume.filter(|v| *v > 0.0).map(f64::ln);
+        let props: [(&dyn Fn(&ElementData) -> Option<f64>, (f64, f64)); 5] = [
+            (&x, range(&x)),
+            (&radius, range(&radius)),
+            (&ie, range(&ie)),
+            (&ea, range(&ea)),
+            (&mv, range(&mv)),
+        ];
+        let rows = els
+            .iter()
+            .map(|e| {
+                let mut v = Vec::with_capacity(ELEMENT_FEATURES);
+                one_hot(&mut v, 18, Some(e.group as usize - 1));
+                one_hot(&mut v, 7, Some(e.period as usize - 1));
+                let binned = |v: &mut Vec<f32>, i: usize| {
+                    let (f, (lo, hi)) = &props[i];
+                    one_hot(v, 10, f(e).map(|x| bin(x, *lo, *hi, 10)));
+                };
+                binned(&mut v, 0);
+                binned(&mut v, 1);
+                one_hot(&mut v, 12, Some(valence_electrons(e) - 1));
+                binned(&mut v, 2);
+                binned(&mut v, 3);
+                one_hot(&mut v, 4, "spdf".find(e.block));
+                binned(&mut v, 4);
+                v.push(if e.electronegativity.is_none() {
+                    1.0
+                } else {
+                    0.0
+                });
+                debug_assert_eq!(v.len(), ELEMENT_FEATURES);
+                Some(v)
+            })
+            .collect();
+        Self {
+            source: "default".into(),
+            rows,
+        }
+    }
+}
+
+fn one_hot(v: &mut Vec<f32>, n: usize, hot: Option<usize>) {
+    let start = v.len();
+    v.resize(start + n, 0.0);
+    if let Some(h) = hot.filter(|h| *h < n) {
+        v[start + h] = 1.0;
+    }
+}
+
+fn bin(x: f64, lo: f64, hi: f64, n: usize) -> usize {
+    if hi <= lo {
+        return 0;
+    }
+    (((x - lo) / (hi - lo) * n as f64).floor() as usize).min(n - 1)
+}
+
+/// Outer-shell electrons by group: groups 1–12 as the group, 13–18 minus 10; f-block 3.
+fn valence_electrons(e: &ElementData) -> usize {
+    match (e.block, e.group) {
+        ('f', _) => 3,
+        (_, g) if g <= 12 => g as usize,
+        (_, g) => g as usize - 10,
+    }
+    .clamp(1, 12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_table_is_one_hot_per_category() {
+        let t = ElementTable::default_table();
+        for z in 1..=103u8 {
+            let v = t.get(z).unwrap();
+            assert_eq!(v.len(), 92);
+            assert!(v.iter().all(|x| *x == 0.0 || *x == 1.0));
+            assert_eq!(v[..18].iter().sum::<f32>(), 1.0, "group of {z}");
+        }
+        // Different elements differ.
+        assert_ne!(t.get(26), t.get(27));
+    }
+
+    #[test]
+    fn atom_init_shape_errors() {
+        assert!(ElementTable::from_atom_init_json("{\"1\": [1, 2]}", "x").is_err());
+        assert!(ElementTable::from_atom_init_json("{\"0\": []}", "x").is_err());
+        assert!(ElementTable::from_atom_init_json("[", "x").is_err());
+    }
+}

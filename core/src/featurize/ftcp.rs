@@ -1,0 +1,225 @@
+//! FTCP (Fourier-transformed crystal properties, Ren et al., Matter 2022) exactly as the
+//! original `FTCP_represent` lays it out — including its "structure factor", which is the
+//! real linear sum Σ_s prop(s)·π·(h·x_s), not the textbook Σ f·exp(2πi h·x). See
+//! `../shared/reference/ftcp.md` and the README's FTCP section.
+//!
+//! Layout for E = max(max_elements, 3) real-space columns, S = max_sites, 59 k-point columns:
+//! rows 0–102 element one-hots, 103 lengths, 104 angles, 105… coordinates (S rows), site
+//! occupancy one-hots (S rows), the k-distance row, 92 elemental-property rows (real space:
+//! the element's vector; reciprocal space: the structure factor), then `pad_rows` zero rows.
+//!
+//! Where the original breaks — a cell so small that fewer than 59 k-points lie within radius
+//! 1.4 Å⁻¹ — xtal leaves the missing k-point columns zero.
+
+use serde::{Deserialize, Serialize};
+
+use super::element_table::{ELEMENT_FEATURES, ElementTable};
+use crate::structure::Structure;
+use crate::structure::elements::{NUM_ELEMENTS, symbol};
+use crate::structure::lattice::norm;
+
+pub const NUM_KPOINTS: usize = 59;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FtcpConfig {
+    /// Most distinct elements a structure may have.
+    pub max_elements: usize,
+    /// Most sites a structure may have.
+    pub max_sites: usize,
+    /// Zero rows appended at the bottom (the original self-supervised system added 2 → 400 rows).
+    pub pad_rows: usize,
+}
+
+impl Default for FtcpConfig {
+    fn default() -> Self {
+        Self {
+            max_elements: 4,
+            max_sites: 100,
+            pad_rows: 2,
+        }
+    }
+}
+
+impl FtcpConfig {
+    /// Real-space columns.
+    pub fn element_columns(&self) -> usize {
+        self.max_elements.max(3)
+    }
+    pub fn rows(&self) -> usize {
+        NUM_ELEMENTS + 2 + 2 * self.max_sites + 1 + ELEMENT_FEATURES + self.pad_rows
+    }
+    pub fn cols(&self) -> usize {
+        self.element_columns() + NUM_KPOINTS
+    }
+    fn coord_row(&self) -> usize {
+        NUM_ELEMENTS + 2
+    }
+    fn occupancy_row(&self) -> usize {
+        self.coord_row() + self.max_sites
+    }
+    fn kdistance_row(&self) -> usize {
+        self.occupancy_row() + self.max_sites
+    }
+    fn property_row(&self) -> usize {
+        self.kdistance_row() + 1
+    }
+}
+
+/// One FTCP tensor, row-major `rows × cols`, in f64 (datasets store f32).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ftcp {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f64>,
+    /// k-points that were found (59 unless the cell is tiny).
+    pub kpoints: usize,
+}
+
+impl Ftcp {
+    pub fn get(&self, r: usize, c: usize) -> f64 {
+        self.data[r * self.cols + c]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FtcpError {
+    #[error("{found} distinct elements, more than the FTCP tensor holds (max_elements {max})")]
+    TooManyElements { found: usize, max: usize },
+    #[error("{found} sites, more than the FTCP tensor holds (max_sites {max})")]
+    TooManySites { found: usize, max: usize },
+    #[error(
+        "site {site} is disordered (partial or mixed occupancy); FTCP needs one element per site"
+    )]
+    Disordered { site: usize },
+    #[error("the element table ({table}) has no entry for {element}")]
+    NoElementData {
+        element: &'static str,
+        table: String,
+    },
+}
+
+/// The FTCP tensor of an ordered structure.
+pub fn ftcp(
+    structure: &Structure,
+    config: &FtcpConfig,
+    table: &ElementTable,
+) -> Result<Ftcp, FtcpError> {
+    let zs: Vec<u8> = structure
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.z().ok_or(FtcpError::Disordered { site: i }))
+        .collect::<Result<_, _>>()?;
+    let mut elements: Vec<u8> = Vec::new();
+    for &z in &zs {
+        if !elements.contains(&z) {
+            elements.push(z);
+        }
+    }
+    if elements.len() > config.max_elements {
+        return Err(FtcpError::TooManyElements {
+            found: elements.len(),
+            max: config.max_elements,
+        });
+    }
+    if zs.len() > config.max_sites {
+        return Err(FtcpError::TooManySites {
+            found: zs.len(),
+            max: config.max_sites,
+        });
+    }
+    let props: Vec<&[f32]> = elements
+        .iter()
+        .map(|&z| {
+            table.get(z).ok_or_else(|| FtcpError::NoElementData {
+                element: symbol(z),
+                table: table.source.clone(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+
+    let (rows, cols, e_cols) = (config.rows(), config.cols(), config.element_columns());
+    let mut data = vec![0.0f64; rows * cols];
+    let mut set = |r: usize, c: usize, v: f64| data[r * cols + c] = v;
+
+    for (j, &z) in elements.iter().enumerate() {
+        set(z as usize - 1, j, 1.0);
+    }
+    let lengths = structure.lattice.lengths();
+    let angles = structure.lattice.angles();
+    for k in 0..3 {
+        set(NUM_ELEMENTS, k, lengths[k]);
+        set(NUM_ELEMENTS + 1, k, angles[k]);
+    }
+    for (i, site) in structure.sites.iter().enumerate() {
+        for k in 0..3 {
+            set(config.coord_row() + i, k, site.frac[k]);
+        }
+        let col = elements.iter().position(|&z| z == zs[i]).unwrap_or(0);
+        set(config.occupancy_row() + i, col, 1.0);
+    }
+    for (j, p) in props.iter().enumerate() {
+        for (r, v) in p.iter().enumerate() {
+            set(config.property_row() + r, j, *v as f64);
+        }
+    }
+
+    let kpoints = kpoints(structure);
+    for (k, (hkl, distance)) in kpoints.iter().enumerate() {
+        set(config.kdistance_row(), e_cols + k, *distance);
+        // Σ_s prop[p, element(s)] · π · (h · x_s)
+        for r in 0..ELEMENT_FEATURES {
+            let mut f = 0.0;
+            for (i, site) in structure.sites.iter().enumerate() {
+                let col = elements.iter().position(|&z| z == zs[i]).unwrap_or(0);
+                let phase = std::f64::consts::PI
+                    * (hkl[0] as f64 * site.frac[0]
+                        + hkl[1] as f64 * site.frac[1]
+                        + hkl[2] as f64 * site.frac[2]);
+                f += props[col][r] as f64 * phase;
+            }
+            set(config.property_row() + r, e_cols + k, f);
+        }
+    }
+    Ok(Ftcp {
+        rows,
+        cols,
+        data,
+        kpoints: kpoints.len(),
+    })
+}
+
+/// The first 59 reciprocal-lattice points by FTCP's order, with |G| (Å⁻¹, no 2π).
+fn kpoints(structure: &Structure) -> Vec<([i32; 3], f64)> {
+    let reciprocal = structure.lattice.reciprocal_crystallographic().matrix;
+    let direct = structure.lattice.lengths();
+    let within = |radius: f64| {
+        // |h| = |G · a| ≤ radius · |a|, so these ranges hold every point of the sphere.
+        let n = direct.map(|a| (radius * a).floor() as i32);
+        let mut points = Vec::new();
+        for h in -n[0]..=n[0] {
+            for k in -n[1]..=n[1] {
+                for l in -n[2]..=n[2] {
+                    let g: [f64; 3] = std::array::from_fn(|j| {
+                        h as f64 * reciprocal[0][j]
+                            + k as f64 * reciprocal[1][j]
+                            + l as f64 * reciprocal[2][j]
+                    });
+                    let d = norm(g);
+                    if d <= radius {
+                        points.push(([h, k, l], d));
+                    }
+                }
+            }
+        }
+        points
+    };
+    let mut points = within(1.297);
+    if points.len() < NUM_KPOINTS + 1 {
+        points = within(1.4);
+    }
+    points.retain(|(hkl, _)| *hkl != [0, 0, 0]);
+    points.sort_by_key(|([h, k, l], _)| (h.abs() + k.abs() + l.abs(), -h, -k, -l));
+    points.truncate(NUM_KPOINTS);
+    points
+}

@@ -1,0 +1,200 @@
+//! Crystal graphs for structure encoders: atoms as nodes, periodic neighbours as edges
+//! (CGCNN's defaults: within 8 Å, the 12 nearest), node features = one-hot element + the
+//! element table, edge features = Gaussian expansion of the distance. Graphs of a batch are
+//! concatenated with node-index offsets.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::element_table::{ELEMENT_FEATURES, ElementTable};
+use super::neighbors::neighbors_within;
+use crate::structure::Structure;
+use crate::structure::elements::{NUM_ELEMENTS, symbol};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GraphConfig {
+    /// Neighbour cutoff (Å).
+    pub cutoff: f64,
+    /// Keep at most this many nearest neighbours per atom (None: all within the cutoff).
+    pub max_neighbors: Option<usize>,
+    /// Gaussian centres run from 0 to `cutoff` in steps of `gaussian_step`, width `gaussian_width`.
+    pub gaussian_step: f64,
+    pub gaussian_width: f64,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        Self {
+            cutoff: 8.0,
+            max_neighbors: Some(12),
+            gaussian_step: 0.2,
+            gaussian_width: 0.2,
+        }
+    }
+}
+
+impl GraphConfig {
+    pub fn gaussian_centers(&self) -> Vec<f64> {
+        let n = (self.cutoff / self.gaussian_step + 1e-9).floor() as usize + 1;
+        (0..n).map(|i| i as f64 * self.gaussian_step).collect()
+    }
+    pub fn node_features(&self) -> usize {
+        NUM_ELEMENTS + ELEMENT_FEATURES
+    }
+}
+
+/// One structure's graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrystalGraph {
+    pub atomic_numbers: Vec<u8>,
+    /// Directed edges (source = centre atom, target = neighbour).
+    pub sources: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub images: Vec<[i32; 3]>,
+    pub distances: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GraphError {
+    #[error("site {site} is disordered; graphs need one element per site")]
+    Disordered { site: usize },
+    #[error("the element table ({table}) has no entry for {element}")]
+    NoElementData {
+        element: &'static str,
+        table: String,
+    },
+}
+
+impl CrystalGraph {
+    pub fn build(structure: &Structure, config: &GraphConfig) -> Result<Self, GraphError> {
+        let atomic_numbers = structure
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.z().ok_or(GraphError::Disordered { site: i }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut g = CrystalGraph {
+            atomic_numbers,
+            sources: vec![],
+            targets: vec![],
+            images: vec![],
+            distances: vec![],
+        };
+        for list in neighbors_within(structure, config.cutoff) {
+            let keep = config.max_neighbors.unwrap_or(usize::MAX).min(list.len());
+            for nb in &list[..keep] {
+                g.sources.push(nb.center as u32);
+                g.targets.push(nb.neighbor as u32);
+                g.images.push(nb.image);
+                g.distances.push(nb.distance as f32);
+            }
+        }
+        Ok(g)
+    }
+
+    pub fn num_nodes(&self) -> usize {
+        self.atomic_numbers.len()
+    }
+    pub fn num_edges(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+/// Graphs concatenated into one disconnected graph, as plain arrays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphBatch {
+    pub num_graphs: usize,
+    /// `[nodes, node_features]`, row-major.
+    pub node_features: Vec<f32>,
+    pub node_feature_dim: usize,
+    /// Graph index of every node.
+    pub node_graph: Vec<i64>,
+    pub sources: Vec<i64>,
+    pub targets: Vec<i64>,
+    /// `[edges, gaussians]`, row-major.
+    pub edge_features: Vec<f32>,
+    pub edge_feature_dim: usize,
+}
+
+/// The same batch as burn tensors.
+#[derive(Debug, Clone)]
+pub struct GraphTensors<B: Backend> {
+    pub node_features: Tensor<B, 2>,
+    pub node_graph: Tensor<B, 1, Int>,
+    pub sources: Tensor<B, 1, Int>,
+    pub targets: Tensor<B, 1, Int>,
+    pub edge_features: Tensor<B, 2>,
+    pub num_graphs: usize,
+}
+
+impl GraphBatch {
+    pub fn new(
+        graphs: &[&CrystalGraph],
+        table: &ElementTable,
+        config: &GraphConfig,
+    ) -> Result<Self, GraphError> {
+        let centers = config.gaussian_centers();
+        let node_feature_dim = config.node_features();
+        let mut b = GraphBatch {
+            num_graphs: graphs.len(),
+            node_features: vec![],
+            node_feature_dim,
+            node_graph: vec![],
+            sources: vec![],
+            targets: vec![],
+            edge_features: vec![],
+            edge_feature_dim: centers.len(),
+        };
+        let mut offset = 0i64;
+        for (gi, g) in graphs.iter().enumerate() {
+            for &z in &g.atomic_numbers {
+                let props = table.get(z).ok_or_else(|| GraphError::NoElementData {
+                    element: symbol(z),
+                    table: table.source.clone(),
+                })?;
+                let start = b.node_features.len();
+                b.node_features.resize(start + NUM_ELEMENTS, 0.0);
+                b.node_features[start + z as usize - 1] = 1.0;
+                b.node_features.extend_from_slice(props);
+                b.node_graph.push(gi as i64);
+            }
+            b.sources
+                .extend(g.sources.iter().map(|&s| s as i64 + offset));
+            b.targets
+                .extend(g.targets.iter().map(|&t| t as i64 + offset));
+            for &d in &g.distances {
+                let w2 = config.gaussian_width * config.gaussian_width;
+                b.edge_features.extend(
+                    centers
+                        .iter()
+                        .map(|c| (-(d as f64 - c).powi(2) / w2).exp() as f32),
+                );
+            }
+            offset += g.num_nodes() as i64;
+        }
+        Ok(b)
+    }
+
+    pub fn num_nodes(&self) -> usize {
+        self.node_graph.len()
+    }
+
+    pub fn to_tensors<B: Backend>(&self, device: &B::Device) -> GraphTensors<B> {
+        let (n, e) = (self.num_nodes(), self.sources.len());
+        GraphTensors {
+            node_features: Tensor::from_data(
+                TensorData::new(self.node_features.clone(), [n, self.node_feature_dim]),
+                device,
+            ),
+            node_graph: Tensor::from_data(TensorData::new(self.node_graph.clone(), [n]), device),
+            sources: Tensor::from_data(TensorData::new(self.sources.clone(), [e]), device),
+            targets: Tensor::from_data(TensorData::new(self.targets.clone(), [e]), device),
+            edge_features: Tensor::from_data(
+                TensorData::new(self.edge_features.clone(), [e, self.edge_feature_dim]),
+                device,
+            ),
+            num_graphs: self.num_graphs,
+        }
+    }
+}

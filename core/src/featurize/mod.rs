@@ -1,0 +1,14 @@
+//! Structures → tensors: the FTCP tensor (self-supervised encoders) and crystal graphs
+//! (structure encoders), with the per-element property table both use.
+
+pub mod element_table;
+pub mod ftcp;
+pub mod graph;
+pub mod neighbors;
+pub mod normalizer;
+
+pub use element_table::{ELEMENT_FEATURES, ElementTable};
+pub use ftcp::{Ftcp, FtcpConfig, FtcpError, ftcp};
+pub use graph::{CrystalGraph, GraphBatch, GraphConfig, GraphError, GraphTensors};
+pub use neighbors::{Neighbor, neighbors_within};
+pub use normalizer::RowMinMax;

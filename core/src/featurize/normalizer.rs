@@ -1,0 +1,67 @@
+//! Per-row min–max scaling of FTCP tensors, as the original system scaled each FTCP row to
+//! [0, 1] over all samples and columns — fitted on training rows only, saved beside the data.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowMinMax {
+    pub rows: usize,
+    pub cols: usize,
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+}
+
+impl RowMinMax {
+    /// Fits on row-major `rows × cols` tensors. None when there are no samples.
+    pub fn fit<'a>(
+        rows: usize,
+        cols: usize,
+        samples: impl IntoIterator<Item = &'a [f64]>,
+    ) -> Option<Self> {
+        let mut min = vec![f64::INFINITY; rows];
+        let mut max = vec![f64::NEG_INFINITY; rows];
+        let mut seen = false;
+        for s in samples {
+            seen = true;
+            for r in 0..rows {
+                for v in &s[r * cols..(r + 1) * cols] {
+                    min[r] = min[r].min(*v);
+                    max[r] = max[r].max(*v);
+                }
+            }
+        }
+        seen.then_some(Self {
+            rows,
+            cols,
+            min,
+            max,
+        })
+    }
+
+    /// Scales in place; a row that was constant in training is shifted only (scale 1, as sklearn).
+    pub fn transform(&self, data: &mut [f64]) {
+        for r in 0..self.rows {
+            let range = self.max[r] - self.min[r];
+            let scale = if range == 0.0 { 1.0 } else { 1.0 / range };
+            for v in &mut data[r * self.cols..(r + 1) * self.cols] {
+                *v = (*v - self.min[r]) * scale;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_scale_to_unit_range_on_training_data() {
+        let a = [0.0, 2.0, 5.0, 5.0];
+        let b = [4.0, 1.0, 5.0, 5.0];
+        let n = RowMinMax::fit(2, 2, [&a[..], &b[..]]).unwrap();
+        let mut x = b;
+        n.transform(&mut x);
+        assert_eq!(x, [1.0, 0.25, 0.0, 0.0]);
+        assert!(RowMinMax::fit(2, 2, std::iter::empty()).is_none());
+    }
+}

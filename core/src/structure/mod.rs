@@ -1,0 +1,13 @@
+//! Crystal structures: elements, lattices, the [`Structure`] type, CIF reading and symmetry.
+//! The CIF becomes a `Structure` in [`cif`]; [`crate::featurize`] turns structures into tensors.
+
+pub mod cif;
+mod crystal;
+pub mod elements;
+pub mod lattice;
+pub mod symmetry;
+
+pub use cif::{CifError, CifOptions, CifStructure, read_cif};
+pub use crystal::{Site, Species, Structure};
+pub use lattice::Lattice;
+pub use symmetry::{CrystalSystem, SpaceGroupInfo, SymmetryTolerance, space_group};
