@@ -2,6 +2,7 @@
 
 mod commands;
 mod exit;
+mod output;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,10 @@ enum Command {
     Devices(commands::devices::Args),
     /// Measure compute throughput (GFLOP/s) of the CPU and GPU backends.
     Bench(commands::bench::Args),
+    /// Read CIF files and print lattice, density, formula and space group of each structure.
+    Cif(commands::cif::Args),
+    /// Turn a CSV of materials into a dataset: FTCP tensors, crystal graphs, splits, normaliser.
+    Prepare(commands::prepare::Args),
 }
 
 fn main() {
@@ -36,6 +41,8 @@ fn main() {
     let result = match cli.command {
         Command::Devices(args) => commands::devices::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Cif(args) => commands::cif::run(args),
+        Command::Prepare(args) => commands::prepare::run(args),
     };
     if let Err(error) = result {
         std::process::exit(exit::report(&error));
@@ -50,7 +57,8 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        // moyo warns about every low-symmetry cell it meets; only its errors matter to users.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},moyo=error")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

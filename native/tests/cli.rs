@@ -23,7 +23,7 @@ fn version_and_help_on_every_subcommand() {
     let version = xtal(&["--version"]);
     assert_eq!(version.status.code(), Some(0));
     assert!(text(&version).contains(env!("CARGO_PKG_VERSION")));
-    for sub in [&[][..], &["devices"], &["bench"]] {
+    for sub in [&[][..], &["devices"], &["bench"], &["cif"], &["prepare"]] {
         let mut args = sub.to_vec();
         args.push("--help");
         let out = xtal(&args);

@@ -6,9 +6,11 @@ pub mod ftcp;
 pub mod graph;
 pub mod neighbors;
 pub mod normalizer;
+mod record;
 
 pub use element_table::{ELEMENT_FEATURES, ElementTable};
 pub use ftcp::{Ftcp, FtcpConfig, FtcpError, ftcp};
 pub use graph::{CrystalGraph, GraphBatch, GraphConfig, GraphError, GraphTensors};
 pub use neighbors::{Neighbor, neighbors_within};
 pub use normalizer::RowMinMax;
+pub use record::{FeaturizeConfig, Featurized, featurize_cif};

@@ -13,10 +13,10 @@ pub struct RowMinMax {
 
 impl RowMinMax {
     /// Fits on row-major `rows × cols` tensors. None when there are no samples.
-    pub fn fit<'a>(
+    pub fn fit<'a, T: Copy + Into<f64> + 'a>(
         rows: usize,
         cols: usize,
-        samples: impl IntoIterator<Item = &'a [f64]>,
+        samples: impl IntoIterator<Item = &'a [T]>,
     ) -> Option<Self> {
         let mut min = vec![f64::INFINITY; rows];
         let mut max = vec![f64::NEG_INFINITY; rows];
@@ -25,8 +25,9 @@ impl RowMinMax {
             seen = true;
             for r in 0..rows {
                 for v in &s[r * cols..(r + 1) * cols] {
-                    min[r] = min[r].min(*v);
-                    max[r] = max[r].max(*v);
+                    let v: f64 = (*v).into();
+                    min[r] = min[r].min(v);
+                    max[r] = max[r].max(v);
                 }
             }
         }
@@ -62,6 +63,6 @@ mod tests {
         let mut x = b;
         n.transform(&mut x);
         assert_eq!(x, [1.0, 0.25, 0.0, 0.0]);
-        assert!(RowMinMax::fit(2, 2, std::iter::empty()).is_none());
+        assert!(RowMinMax::fit::<f64>(2, 2, std::iter::empty()).is_none());
     }
 }

@@ -5,9 +5,11 @@ pub mod cif;
 mod crystal;
 pub mod elements;
 pub mod lattice;
+mod summary;
 pub mod symmetry;
 
 pub use cif::{CifError, CifOptions, CifStructure, read_cif};
 pub use crystal::{Site, Species, Structure};
 pub use lattice::Lattice;
-pub use symmetry::{CrystalSystem, SpaceGroupInfo, SymmetryTolerance, space_group};
+pub use summary::StructureSummary;
+pub use symmetry::{CrystalSystem, SpaceGroupInfo, SymmetryError, SymmetryTolerance, space_group};

@@ -1,5 +1,7 @@
 pub mod bench;
+pub mod cif;
 pub mod devices;
+pub mod prepare;
 
 use xtal_core::device::{DeviceSpec, available_devices, parse_device_list};
 

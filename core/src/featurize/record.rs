@@ -1,0 +1,40 @@
+//! One CIF in, everything a dataset keeps about it out: the structure's summary, its FTCP
+//! tensor and its crystal graph. `xtal prepare` runs this per row, in parallel.
+
+use serde::{Deserialize, Serialize};
+
+use super::element_table::ElementTable;
+use super::ftcp::{Ftcp, FtcpConfig, ftcp};
+use super::graph::{CrystalGraph, GraphConfig};
+use crate::structure::{CifOptions, StructureSummary, SymmetryTolerance, read_cif};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct FeaturizeConfig {
+    pub ftcp: FtcpConfig,
+    pub graph: GraphConfig,
+    pub symmetry: SymmetryTolerance,
+}
+
+#[derive(Debug, Clone)]
+pub struct Featurized {
+    pub summary: StructureSummary,
+    /// Err: why this structure has no FTCP tensor (too many elements or sites, disorder).
+    pub ftcp: Result<Ftcp, String>,
+    pub graph: Result<CrystalGraph, String>,
+}
+
+/// Reads the first structure of a CIF and featurizes it. Err: why the CIF is unusable.
+pub fn featurize_cif(
+    text: &str,
+    config: &FeaturizeConfig,
+    table: &ElementTable,
+) -> Result<Featurized, String> {
+    let structures = read_cif(text, &CifOptions::default()).map_err(|e| format!("CIF {e}"))?;
+    let structure = &structures[0].structure;
+    let summary = StructureSummary::of(structure, config.symmetry).map_err(|e| e.to_string())?;
+    Ok(Featurized {
+        summary,
+        ftcp: ftcp(structure, &config.ftcp, table).map_err(|e| format!("FTCP: {e}")),
+        graph: CrystalGraph::build(structure, &config.graph).map_err(|e| format!("graph: {e}")),
+    })
+}
