@@ -49,3 +49,35 @@ async fn auto_picks_a_device_and_says_which() {
     assert!(["webgpu", "cpu"].contains(&device.kind().as_str()));
     assert!(!device.description().is_empty());
 }
+
+/// The CIF reader in wasm gives pymatgen's structures (first 150 fixture structures): lattice,
+/// volume, density, site count and reduced formula.
+#[wasm_bindgen_test]
+fn cif_reader_in_wasm_matches_pymatgen() {
+    let facts = include_str!("fixtures/structures/facts.jsonl");
+    let mut cifs = std::collections::HashMap::new();
+    let mut reader = csv::Reader::from_reader(&include_bytes!("fixtures/structures/cifs.csv")[..]);
+    for rec in reader.records() {
+        let rec = rec.unwrap();
+        cifs.insert(rec[0].to_string(), rec[1].to_string());
+    }
+    for line in facts.lines().take(150) {
+        let want: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = want["id"].as_str().unwrap();
+        let got: serde_json::Value = serde_json::from_str(
+            &xtal_web::read_cif(cifs[id].clone()).unwrap_or_else(|_| panic!("{id}")),
+        )
+        .unwrap();
+        let got = &got[0];
+        for key in ["a", "b", "c", "alpha", "beta", "gamma", "volume", "density"] {
+            let (g, w) = (got[key].as_f64().unwrap(), want[key].as_f64().unwrap());
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{id} {key}: {g} vs {w}"
+            );
+        }
+        assert_eq!(got["nsites"], want["nsites"], "{id}");
+        assert_eq!(got["reduced_formula"], want["reduced_formula"], "{id}");
+    }
+    assert!(xtal_web::read_cif("data_x\nloop_\n_a\n_b\n1\n".into()).is_err());
+}

@@ -102,3 +102,23 @@ pub async fn linear_step_check(device: String, case_json: String) -> Result<Stri
     };
     Ok(serde_json::to_string(&result)?)
 }
+
+/// Reads CIF text (every data block with atom sites) and returns a JSON list of structure
+/// summaries — `a b c alpha beta gamma volume density nsites reduced_formula spacegroup_number
+/// spacegroup_symbol crystal_system block` — the same reader and symmetry search as `xtal cif`.
+/// A malformed file throws an error naming the line.
+#[wasm_bindgen(js_name = readCif)]
+pub fn read_cif(text: String) -> Result<String, JsError> {
+    use xtal_core::structure::{CifOptions, StructureSummary, SymmetryTolerance};
+    let structures = xtal_core::structure::read_cif(&text, &CifOptions::default())
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    let mut out = Vec::with_capacity(structures.len());
+    for s in structures {
+        let summary = StructureSummary::of(&s.structure, SymmetryTolerance::default())
+            .map_err(|e| JsError::new(&format!("data_{}: {e}", s.block)))?;
+        let mut value = serde_json::to_value(summary).map_err(|e| JsError::new(&e.to_string()))?;
+        value["block"] = s.block.into();
+        out.push(value);
+    }
+    Ok(serde_json::Value::Array(out).to_string())
+}

@@ -1,6 +1,8 @@
 //! What this build can run on, on this machine: for `xtal devices` and for error messages.
 
-use super::{CpuBackend, DeviceError, DeviceSpec};
+#[cfg(feature = "wgpu")]
+use super::DeviceError;
+use super::{CpuBackend, DeviceSpec};
 
 /// One usable (or explicitly unusable) device, as `xtal devices` prints it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -111,7 +113,8 @@ fn unusable_cuda(reason: String) -> DeviceInfo {
 }
 
 /// `cpu, wgpu:0` — the usable specs, for error messages.
-pub(super) fn available_summary() -> String {
+/// The usable device specs as one comma-separated line, for error messages.
+pub fn available_summary() -> String {
     let specs: Vec<String> = available_devices()
         .into_iter()
         .filter(|d| d.usable)

@@ -16,9 +16,17 @@ pub use browser::webgpu_device;
 pub use spec::{CpuBackend, DeviceSpec, parse_device_list};
 
 #[cfg(not(target_family = "wasm"))]
-pub use listing::{DeviceInfo, available_devices};
+pub use listing::{DeviceInfo, available_devices, available_summary};
 
-#[cfg(not(target_family = "wasm"))]
+#[cfg(all(
+    not(target_family = "wasm"),
+    any(
+        feature = "flex",
+        feature = "ndarray",
+        feature = "wgpu",
+        feature = "cuda"
+    )
+))]
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 
@@ -76,6 +84,15 @@ pub trait OnDevice {
 
 /// Run `task` on the backend that `spec` names, after checking that it exists.
 #[cfg(not(target_family = "wasm"))]
+#[cfg_attr(
+    not(any(
+        feature = "flex",
+        feature = "ndarray",
+        feature = "wgpu",
+        feature = "cuda"
+    )),
+    allow(unused_variables)
+)]
 pub fn run_on<T: OnDevice>(spec: &DeviceSpec, task: T) -> Result<T::Output, DeviceError> {
     let available = || listing::available_summary();
     match spec {

@@ -28,6 +28,20 @@ pub struct FtcpConfig {
     pub max_sites: usize,
     /// Zero rows appended at the bottom (the original self-supervised system added 2 → 400 rows).
     pub pad_rows: usize,
+    /// What the 92 reciprocal-space property rows hold.
+    #[serde(default)]
+    pub structure_factor: StructureFactor,
+}
+
+/// The reciprocal-space property rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StructureFactor {
+    /// As the original FTCP code: Σ_s prop(s)·π·(h·x_s), a real linear sum.
+    #[default]
+    Original,
+    /// The textbook modulus |Σ_s prop(s)·exp(2πi h·x_s)|, with the property as scattering factor.
+    Physical,
 }
 
 impl Default for FtcpConfig {
@@ -36,6 +50,7 @@ impl Default for FtcpConfig {
             max_elements: 4,
             max_sites: 100,
             pad_rows: 2,
+            structure_factor: StructureFactor::Original,
         }
     }
 }
@@ -165,19 +180,41 @@ pub fn ftcp(
     }
 
     let kpoints = kpoints(structure);
+    // Original: F[p, k] = Σ_s prop[p, element(s)] · π · (h_k · x_s), phases summed per element.
+    // Physical: |Σ_s prop[p, element(s)] · exp(2πi h_k · x_s)|.
+    let columns: Vec<usize> = zs
+        .iter()
+        .map(|z| elements.iter().position(|e| e == z).unwrap_or(0))
+        .collect();
     for (k, (hkl, distance)) in kpoints.iter().enumerate() {
         set(config.kdistance_row(), e_cols + k, *distance);
-        // Σ_s prop[p, element(s)] · π · (h · x_s)
-        for r in 0..ELEMENT_FEATURES {
-            let mut f = 0.0;
-            for (i, site) in structure.sites.iter().enumerate() {
-                let col = elements.iter().position(|&z| z == zs[i]).unwrap_or(0);
-                let phase = std::f64::consts::PI
-                    * (hkl[0] as f64 * site.frac[0]
-                        + hkl[1] as f64 * site.frac[1]
-                        + hkl[2] as f64 * site.frac[2]);
-                f += props[col][r] as f64 * phase;
+        let mut re = vec![0.0f64; elements.len()];
+        let mut im = vec![0.0f64; elements.len()];
+        for (site, col) in structure.sites.iter().zip(&columns) {
+            let hx = hkl[0] as f64 * site.frac[0]
+                + hkl[1] as f64 * site.frac[1]
+                + hkl[2] as f64 * site.frac[2];
+            match config.structure_factor {
+                StructureFactor::Original => re[*col] += std::f64::consts::PI * hx,
+                StructureFactor::Physical => {
+                    let angle = std::f64::consts::TAU * hx;
+                    re[*col] += angle.cos();
+                    im[*col] += angle.sin();
+                }
             }
+        }
+        for r in 0..ELEMENT_FEATURES {
+            let weighted = |parts: &[f64]| {
+                parts
+                    .iter()
+                    .zip(&props)
+                    .map(|(v, p)| p[r] as f64 * v)
+                    .sum::<f64>()
+            };
+            let f = match config.structure_factor {
+                StructureFactor::Original => weighted(&re),
+                StructureFactor::Physical => weighted(&re).hypot(weighted(&im)),
+            };
             set(config.property_row() + r, e_cols + k, f);
         }
     }
@@ -222,4 +259,52 @@ fn kpoints(structure: &Structure) -> Vec<([i32; 3], f64)> {
     points.sort_by_key(|([h, k, l], _)| (h.abs() + k.abs() + l.abs(), -h, -k, -l));
     points.truncate(NUM_KPOINTS);
     points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::structure::{Lattice, Site, Species};
+
+    fn one_atom_cell() -> Structure {
+        let site = |frac| Site {
+            frac,
+            species: vec![(
+                Species {
+                    z: 26,
+                    oxidation: None,
+                },
+                1.0,
+            )],
+            label: "Fe".into(),
+        };
+        // Body-centred cubic Fe as a two-atom cubic cell.
+        Structure {
+            lattice: Lattice::from_parameters(2.87, 2.87, 2.87, 90.0, 90.0, 90.0),
+            sites: vec![site([0.0; 3]), site([0.5; 3])],
+        }
+    }
+
+    #[test]
+    fn physical_structure_factor_has_bcc_extinctions() {
+        let config = FtcpConfig {
+            structure_factor: StructureFactor::Physical,
+            ..FtcpConfig::default()
+        };
+        let table = ElementTable::default_table();
+        let t = ftcp(&one_atom_cell(), &config, &table).unwrap();
+        let prop_row = config.property_row();
+        // Group row of Fe (group 8) is 1: F = |1 + exp(iπ(h+k+l))| = 2 for even h+k+l, 0 for odd.
+        let group_row = prop_row + 7;
+        let hkl = kpoints(&one_atom_cell());
+        assert_eq!(t.kpoints, NUM_KPOINTS);
+        for (k, (h, _)) in hkl.iter().enumerate() {
+            let want = if (h[0] + h[1] + h[2]).rem_euclid(2) == 0 {
+                2.0
+            } else {
+                0.0
+            };
+            assert!((t.get(group_row, 4 + k) - want).abs() < 1e-9, "{h:?}");
+        }
+    }
 }

@@ -64,7 +64,14 @@ pub enum GraphError {
         element: &'static str,
         table: String,
     },
+    #[error(
+        "about {images:.0e} periodic images lie within {cutoff} Å: the cell is too thin for this cutoff"
+    )]
+    TooManyImages { images: f64, cutoff: f64 },
 }
+
+/// Above this many image atoms a neighbour search is refused rather than left to run for hours.
+const MAX_IMAGES: f64 = 2e7;
 
 impl CrystalGraph {
     pub fn build(structure: &Structure, config: &GraphConfig) -> Result<Self, GraphError> {
@@ -74,6 +81,18 @@ impl CrystalGraph {
             .enumerate()
             .map(|(i, s)| s.z().ok_or(GraphError::Disordered { site: i }))
             .collect::<Result<Vec<_>, _>>()?;
+        let margin = structure
+            .lattice
+            .plane_spacings()
+            .map(|d| config.cutoff / d);
+        let images =
+            structure.sites.len() as f64 * margin.iter().map(|m| 1.0 + 2.0 * m).product::<f64>();
+        if !(images <= MAX_IMAGES) {
+            return Err(GraphError::TooManyImages {
+                images,
+                cutoff: config.cutoff,
+            });
+        }
         let mut g = CrystalGraph {
             atomic_numbers,
             sources: vec![],

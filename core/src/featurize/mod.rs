@@ -9,7 +9,7 @@ pub mod normalizer;
 mod record;
 
 pub use element_table::{ELEMENT_FEATURES, ElementTable};
-pub use ftcp::{Ftcp, FtcpConfig, FtcpError, ftcp};
+pub use ftcp::{Ftcp, FtcpConfig, FtcpError, StructureFactor, ftcp};
 pub use graph::{CrystalGraph, GraphBatch, GraphConfig, GraphError, GraphTensors};
 pub use neighbors::{Neighbor, neighbors_within};
 pub use normalizer::RowMinMax;

@@ -94,6 +94,27 @@ impl Structure {
         self.lattice.volume()
     }
 
+    /// The structure repeated `n[0] × n[1] × n[2]` times (sites of each image cell in turn).
+    pub fn supercell(&self, n: [usize; 3]) -> Structure {
+        let m = &self.lattice.matrix;
+        let lattice = Lattice::new(std::array::from_fn(|i| {
+            m[i].map(|x| x * n[i].max(1) as f64)
+        }));
+        let mut sites = Vec::with_capacity(self.sites.len() * n.iter().product::<usize>());
+        for a in 0..n[0].max(1) {
+            for b in 0..n[1].max(1) {
+                for c in 0..n[2].max(1) {
+                    let shift = [a as f64, b as f64, c as f64];
+                    sites.extend(self.sites.iter().map(|s| Site {
+                        frac: std::array::from_fn(|k| (s.frac[k] + shift[k]) / n[k].max(1) as f64),
+                        ..s.clone()
+                    }));
+                }
+            }
+        }
+        Structure { lattice, sites }
+    }
+
     /// True when every site holds one species with full occupancy.
     pub fn is_ordered(&self) -> bool {
         self.sites.iter().all(Site::is_ordered)

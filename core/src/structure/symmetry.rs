@@ -241,4 +241,24 @@ mod tests {
         assert!(operations_of_hm_symbol("Q 9").is_none());
         assert!(operations_of_number(231).is_none());
     }
+
+    /// Found by the fuzz target: a = b, γ = 9° sent moyo 0.22's Bravais search into an endless
+    /// loop (fixed in vendor/moyo). spglib 2.8 (pymatgen, symprec 0.01) says P2, No. 3.
+    #[test]
+    fn skewed_cell_terminates_with_spglibs_answer() {
+        let cif = "data_x\n_cell_length_a 4.06027069\n_cell_length_b 4.06027069\n_cell_length_c 4.06027069\n\
+            _cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 9\n_symmetry_space_group_name_H-M Pmm2\n\
+            loop_\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n\
+            Mg 0 0 0.00200934\nTe 0.5 0.5 0.50323229\nN 0 0.5 0.50032931\nO 0.5 0 0.50110424\nO 0.5 0.5 0.00347774\n";
+        let s = crate::structure::read_cif(cif, &Default::default())
+            .unwrap()
+            .remove(0)
+            .structure;
+        assert_eq!(
+            space_group(&s, SymmetryTolerance::default())
+                .unwrap()
+                .number,
+            3
+        );
+    }
 }

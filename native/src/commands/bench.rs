@@ -24,6 +24,18 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Measure the structure pipeline (CIF → Structure → FTCP / graph) on this CSV instead.
+    #[arg(long, value_name = "CSV")]
+    structures: Option<std::path::PathBuf>,
+    /// Rows of --structures to use.
+    #[arg(long, default_value_t = 2000)]
+    limit: usize,
+    /// The Python baseline script (native/benches/python_baseline.py) to run beside it.
+    #[arg(long, requires = "structures")]
+    python: Option<std::path::PathBuf>,
+    /// CGCNN's atom_init.json for FTCP (the Python baseline needs it).
+    #[arg(long)]
+    atom_init: Option<std::path::PathBuf>,
 }
 
 #[derive(serde::Serialize)]
@@ -112,6 +124,15 @@ impl OnDevice for Workloads {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(csv) = &args.structures {
+        return super::bench_structures::run(super::bench_structures::StructureBench {
+            csv,
+            limit: args.limit,
+            python: args.python.as_deref(),
+            atom_init: args.atom_init.as_deref(),
+            json: args.json,
+        });
+    }
     let mut results = Vec::new();
     for text in &args.devices {
         let spec = super::one_device(text)?;

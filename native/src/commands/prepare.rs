@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
 use xtal_core::featurize::{
-    CrystalGraph, ElementTable, FeaturizeConfig, FtcpConfig, GraphConfig, RowMinMax, featurize_cif,
+    CrystalGraph, ElementTable, FeaturizeConfig, FtcpConfig, GraphConfig, RowMinMax,
+    StructureFactor, featurize_cif,
 };
 use xtal_core::structure::StructureSummary;
 
@@ -51,6 +52,10 @@ pub struct Args {
     max_elements: usize,
     #[arg(long, default_value_t = 100)]
     max_sites: usize,
+    /// FTCP's reciprocal property rows: `original` (the FTCP code's real sum Σ prop·π·h·x)
+    /// or `physical` (|Σ prop·exp(2πi h·x)|).
+    #[arg(long, value_enum, default_value_t = SfArg::Original)]
+    structure_factor: SfArg,
     /// Neighbour cutoff of the crystal graphs (Å).
     #[arg(long, default_value_t = 8.0)]
     cutoff: f64,
@@ -63,6 +68,12 @@ pub struct Args {
     /// Replace an existing output directory.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SfArg {
+    Original,
+    Physical,
 }
 
 struct Row {
@@ -104,6 +115,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ftcp: FtcpConfig {
             max_elements: args.max_elements,
             max_sites: args.max_sites,
+            structure_factor: match args.structure_factor {
+                SfArg::Original => StructureFactor::Original,
+                SfArg::Physical => StructureFactor::Physical,
+            },
             ..FtcpConfig::default()
         },
         graph: GraphConfig {

@@ -12,6 +12,9 @@ use crate::structure::elements::atomic_number;
 use crate::structure::lattice::{Lattice, dot};
 use crate::structure::symmetry;
 
+/// A cell with more sites than this is refused (expansion and dedup grow with its square).
+pub const MAX_SITES: usize = 20_000;
+
 /// Reader settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CifOptions {
@@ -151,6 +154,12 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
                     .any(|(g, _)| close_pbc(&c, g, options.site_tolerance))
                 {
                     generated.push((c, j));
+                    if sites.len() + generated.len() > MAX_SITES {
+                        let message = format!(
+                            "more than {MAX_SITES} sites after applying the symmetry operations"
+                        );
+                        return Err(ctx.err(asym[j].3, message));
+                    }
                 }
             }
         }
@@ -234,6 +243,18 @@ fn lattice(ctx: &Ctx) -> Result<Lattice, CifError> {
         return Err(ctx.err(
             line("_cell_angle_gamma"),
             format!("the cell angles {alpha}, {beta}, {gamma} give a degenerate cell (volume {volume:.3e} Å³)"),
+        ));
+    }
+    // As pymatgen's CifParser: a cell thinner than this is a typo, and would make every
+    // neighbour search explode.
+    let thinnest = lattice
+        .plane_spacings()
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
+    if thinnest < 0.01 {
+        return Err(ctx.err(
+            line("_cell_angle_gamma"),
+            format!("the cell is only {thinnest:.2e} Å thick between lattice planes"),
         ));
     }
     Ok(lattice)
