@@ -134,6 +134,15 @@ fn compare(s: &Structure, f: &Facts) -> Vec<String> {
     bad
 }
 
+fn assert_none_differ(failures: &[String], total: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn structures_match_pymatgen_facts() {
     let cifs = cifs();
@@ -156,13 +165,7 @@ fn structures_match_pymatgen_facts() {
             failures.push(format!("{}: {}", f.id, bad.join("; ")));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} differ:\n{}",
-        failures.len(),
-        all.len(),
-        failures.join("\n")
-    );
+    assert_none_differ(&failures, all.len());
 }
 
 #[test]
@@ -179,13 +182,7 @@ fn symmetry_expansion_matches_pymatgen() {
             failures.push(format!("{}: {}", f.id, bad.join("; ")));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} differ:\n{}",
-        failures.len(),
-        all.len(),
-        failures.join("\n")
-    );
+    assert_none_differ(&failures, all.len());
 }
 
 #[test]

@@ -1,14 +1,10 @@
 //! The `xtal` binary as a user meets it: help, version, exit codes, device errors.
 
-use std::process::{Command, Output};
+mod common;
 
-fn xtal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtal"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("xtal runs")
-}
+use std::process::Output;
+
+use common::xtal;
 
 fn text(output: &Output) -> String {
     format!(

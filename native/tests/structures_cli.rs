@@ -1,20 +1,11 @@
 //! `xtal cif` and `xtal prepare` end to end, against pymatgen facts and the original FTCP code's
 //! tensors (tests/fixtures/structures).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn xtal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtal"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("xtal runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{stderr, xtal};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/structures")

@@ -14,6 +14,9 @@ use crate::structure::elements::{ElementData, elements};
 
 pub const ELEMENT_FEATURES: usize = 92;
 
+/// One numeric property of an element, if known.
+type Property = fn(&ElementData) -> Option<f64>;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ElementTable {
     /// Where the table came from ("default" or a path the caller names).
@@ -79,25 +82,23 @@ impl ElementTable {
     pub fn default_table() -> Self {
         let els = elements();
         let known = &els[..100];
-        let range = |f: &dyn Fn(&ElementData) -> Option<f64>| {
-            let vals: Vec<f64> = known.iter().filter_map(f).collect();
-            (
-                vals.iter().copied().fold(f64::INFINITY, f64::min),
-                vals.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            )
-        };
-        let x = |e: &ElementData| e.electronegativity;
-        let radius = |e: &ElementData| e.radius;
-        let ie = |e: &ElementData| e.ionization.filter(|v| *v > 0.0).map(f64::ln);
-        let ea = |e: &ElementData| e.affinity;
-        let mv = |e: &ElementData| e.molar_volume.filter(|v| *v > 0.0).map(f64::ln);
-        let props: [(&dyn Fn(&ElementData) -> Option<f64>, (f64, f64)); 5] = [
-            (&x, range(&x)),
-            (&radius, range(&radius)),
-            (&ie, range(&ie)),
-            (&ea, range(&ea)),
-            (&mv, range(&mv)),
+        // Binned properties, in the order they appear in the vector.
+        const BINNED: [Property; 5] = [
+            |e| e.electronegativity,
+            |e| e.radius,
+            |e| e.ionization.filter(|v| *v > 0.0).map(f64::ln),
+            |e| e.affinity,
+            |e| e.molar_volume.filter(|v| *v > 0.0).map(f64::ln),
         ];
+        let props: Vec<(Property, (f64, f64))> = BINNED
+            .iter()
+            .map(|&f| {
+                let vals: Vec<f64> = known.iter().filter_map(f).collect();
+                let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (f, (lo, hi))
+            })
+            .collect();
         let rows = els
             .iter()
             .map(|e| {

@@ -87,7 +87,7 @@ impl CrystalGraph {
             .map(|d| config.cutoff / d);
         let images =
             structure.sites.len() as f64 * margin.iter().map(|m| 1.0 + 2.0 * m).product::<f64>();
-        if !(images <= MAX_IMAGES) {
+        if images.is_nan() || images > MAX_IMAGES {
             return Err(GraphError::TooManyImages {
                 images,
                 cutoff: config.cutoff,

@@ -21,7 +21,7 @@ pub struct Neighbor {
 pub fn neighbors_within(structure: &Structure, cutoff: f64) -> Vec<Vec<Neighbor>> {
     let n = structure.sites.len();
     let mut out = vec![Vec::new(); n];
-    if n == 0 || !(cutoff > 0.0) {
+    if n == 0 || cutoff.is_nan() || cutoff <= 0.0 {
         return out;
     }
     let lattice = &structure.lattice;

@@ -74,7 +74,7 @@ impl Site {
             return self.species[0].0.label();
         }
         let mut sorted = self.species.clone();
-        sorted.sort_by(|a, b| a.0.label().cmp(&b.0.label()));
+        sorted.sort_by_key(|a| a.0.label());
         let parts: Vec<String> = sorted
             .iter()
             .map(|(s, o)| format!("{}:{o:.3}", s.label()))

@@ -1,6 +1,6 @@
 //! `xtal cif FILE…`: read CIFs and print what each structure is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use xtal_core::structure::{CifOptions, StructureSummary, SymmetryTolerance, read_cif};
@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if !(args.symprec > 0.0) || !(args.angle_tolerance > 0.0) {
+    if !positive(args.symprec) || !positive(args.angle_tolerance) {
         return Err(BadInput("--symprec and --angle-tolerance must be positive".into()).into());
     }
     let tolerance = SymmetryTolerance {
@@ -76,7 +76,7 @@ fn summarize(
         .collect()
 }
 
-fn print_one(file: &PathBuf, block: &str, s: &StructureSummary, json: bool) {
+fn print_one(file: &Path, block: &str, s: &StructureSummary, json: bool) {
     if json {
         let mut value = serde_json::to_value(s).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
@@ -103,4 +103,9 @@ fn print_one(file: &PathBuf, block: &str, s: &StructureSummary, json: bool) {
             s.crystal_system
         );
     }
+}
+
+/// A finite number above zero (NaN is not).
+pub fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
 }

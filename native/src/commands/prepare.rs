@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ))
         .into());
     }
-    if !(args.cutoff > 0.0) || args.max_sites == 0 || args.max_elements == 0 {
+    if !super::cif::positive(args.cutoff) || args.max_sites == 0 || args.max_elements == 0 {
         return Err(
             BadInput("--cutoff, --max-sites and --max-elements must be positive".into()).into(),
         );

@@ -122,15 +122,15 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
     let raw = raw_sites(&ctx, &lattice, options)?;
 
     // Asymmetric unit: rows whose positions are related by an operation share a site.
-    let mut asym: Vec<([f64; 3], Vec<(Species, f64)>, String, usize)> = Vec::new();
+    let mut asym: Vec<AsymSite> = Vec::new();
     for (coord, species, occupancy, label, line) in raw {
-        let matched = asym.iter().position(|(c, ..)| {
+        let matched = asym.iter().position(|AsymSite(c, ..)| {
             ops.iter()
                 .any(|op| close_pbc(&op.apply(coord), c, options.site_tolerance))
         });
         match matched {
             Some(i) => add_species(&mut asym[i].1, species, occupancy),
-            None => asym.push((coord, vec![(species, occupancy)], label, line)),
+            None => asym.push(AsymSite(coord, vec![(species, occupancy)], label, line)),
         }
     }
 
@@ -164,7 +164,7 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
             }
         }
         for (frac, j) in generated {
-            let (_, species, label, line) = &asym[j];
+            let AsymSite(_, species, label, line) = &asym[j];
             let total: f64 = species.iter().map(|(_, o)| o).sum();
             if total > 1.0 + options.occupancy_tolerance {
                 return Err(ctx.err(
@@ -187,6 +187,9 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
     structure.sort_sites();
     Ok(structure)
 }
+
+/// A position of the asymmetric unit: coordinates, what occupies it, label, CIF line.
+struct AsymSite([f64; 3], Vec<(Species, f64)>, String, usize);
 
 fn add_species(species: &mut Vec<(Species, f64)>, s: Species, occupancy: f64) {
     match species.iter_mut().find(|(x, _)| *x == s) {
@@ -239,7 +242,7 @@ fn lattice(ctx: &Ctx) -> Result<Lattice, CifError> {
     }
     let lattice = Lattice::from_parameters(a, b, c, alpha, beta, gamma);
     let volume = lattice.volume();
-    if !(volume > 1e-3 * a * b * c) {
+    if volume.is_nan() || volume <= 1e-3 * a * b * c {
         return Err(ctx.err(
             line("_cell_angle_gamma"),
             format!("the cell angles {alpha}, {beta}, {gamma} give a degenerate cell (volume {volume:.3e} Å³)"),

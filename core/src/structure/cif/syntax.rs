@@ -165,15 +165,7 @@ impl<'a> Lexer<'a> {
             }
             if bytes[i] == quote && (i + 1 == bytes.len() || bytes[i + 1].is_ascii_whitespace()) {
                 self.pos = i + 1;
-                let text = self.src[start..i].to_string();
-                return Ok((
-                    Token::Value(Value {
-                        text,
-                        line,
-                        quoted: true,
-                    }),
-                    line,
-                ));
+                return Ok(quoted_value(self.src[start..i].to_string(), line));
             }
             i += 1;
         }
@@ -194,14 +186,7 @@ impl<'a> Lexer<'a> {
                 if i + 1 < bytes.len() && bytes[i + 1] == b';' {
                     let text = self.src[start..i].trim_end_matches('\r').trim().to_string();
                     self.pos = i + 2;
-                    return Ok((
-                        Token::Value(Value {
-                            text,
-                            line,
-                            quoted: true,
-                        }),
-                        line,
-                    ));
+                    return Ok(quoted_value(text, line));
                 }
             }
             i += 1;
@@ -211,6 +196,17 @@ impl<'a> Lexer<'a> {
             "text field opened with ';' is never closed".into(),
         ))
     }
+}
+
+fn quoted_value(text: String, line: usize) -> (Token, usize) {
+    (
+        Token::Value(Value {
+            text,
+            line,
+            quoted: true,
+        }),
+        line,
+    )
 }
 
 /// Parses CIF text into its data blocks.
