@@ -175,6 +175,34 @@ fn prepare_writes_a_dataset_numpy_can_read_and_ftcp_matches_the_original() {
     .unwrap();
     assert_eq!(normalizer["min"].as_array().unwrap().len(), 400);
 
+    // The same input gives the same files with any number of threads.
+    let one_thread = dir.join("ds1");
+    let out = xtal(&[
+        "prepare",
+        csv_path.to_str().unwrap(),
+        "-o",
+        one_thread.to_str().unwrap(),
+        "--atom-init",
+        atom_init.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for file in [
+        "dataset.jsonl",
+        "ftcp.npy",
+        "graph_edges.npy",
+        "graph_distances.npy",
+        "failures.csv",
+        "ftcp_normalizer.json",
+    ] {
+        assert!(
+            std::fs::read(out_dir.join(file)).unwrap()
+                == std::fs::read(one_thread.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+
     // An existing output is never touched without --force.
     let before = std::fs::read(out_dir.join("dataset.jsonl")).unwrap();
     let again = xtal(&args);

@@ -217,3 +217,65 @@ impl GraphBatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::structure::{Lattice, Site, Species};
+
+    fn simple_cubic(z: u8, a: f64) -> Structure {
+        let site = Site {
+            frac: [0.0; 3],
+            species: vec![(Species { z, oxidation: None }, 1.0)],
+            label: "X".into(),
+        };
+        Structure {
+            lattice: Lattice::from_parameters(a, a, a, 90.0, 90.0, 90.0),
+            sites: vec![site],
+        }
+    }
+
+    #[test]
+    fn simple_cubic_has_six_nearest_neighbours_and_batches_with_offsets() {
+        let config = GraphConfig {
+            max_neighbors: Some(6),
+            ..GraphConfig::default()
+        };
+        let po = CrystalGraph::build(&simple_cubic(84, 3.35), &config).unwrap();
+        assert_eq!(po.num_edges(), 6);
+        assert!(po.distances.iter().all(|d| (d - 3.35).abs() < 1e-5));
+        let mut images: Vec<[i32; 3]> = po.images.clone();
+        images.sort();
+        assert_eq!(
+            images,
+            vec![
+                [-1, 0, 0],
+                [0, -1, 0],
+                [0, 0, -1],
+                [0, 0, 1],
+                [0, 1, 0],
+                [1, 0, 0]
+            ]
+        );
+
+        let fe = CrystalGraph::build(&simple_cubic(26, 2.0), &config).unwrap();
+        let table = ElementTable::default_table();
+        let batch = GraphBatch::new(&[&po, &fe], &table, &config).unwrap();
+        assert_eq!(batch.num_nodes(), 2);
+        assert_eq!(batch.node_graph, vec![0, 1]);
+        assert!(
+            batch.sources[6..].iter().all(|&s| s == 1),
+            "second graph's edges are offset"
+        );
+        let dim = batch.node_feature_dim;
+        assert_eq!(batch.node_features[83], 1.0); // one-hot Po (z = 84) of node 0
+        assert_eq!(batch.node_features[dim + 25], 1.0); // one-hot Fe of node 1
+        // Gaussian expansion: 41 centres 0, 0.2, …, 8; a 2.0 Å edge peaks at centre 10.
+        assert_eq!(batch.edge_feature_dim, 41);
+        let fe_edge = &batch.edge_features[6 * 41..7 * 41];
+        assert!((fe_edge[10] - 1.0).abs() < 1e-6 && fe_edge[11] < 0.4);
+        let t = batch.to_tensors::<crate::device::Flex>(&Default::default());
+        assert_eq!(t.node_features.dims(), [2, dim]);
+        assert_eq!(t.edge_features.dims(), [12, 41]);
+    }
+}

@@ -368,6 +368,7 @@ fn raw_sites(ctx: &Ctx, lattice: &Lattice, options: &CifOptions) -> Result<Vec<R
         .map(|t| column(t).ok_or_else(|| ctx.err(block.line, format!("{t} is missing"))))
         .collect::<Result<_, _>>()?;
     let n = coords[0].len();
+    let first_line = coords[0].first().map_or(block.line, |v| v.line);
     let types = column("_atom_site_type_symbol");
     let labels = column("_atom_site_label");
     let occupancies = column("_atom_site_occupancy");
@@ -380,14 +381,14 @@ fn raw_sites(ctx: &Ctx, lattice: &Lattice, options: &CifOptions) -> Result<Vec<R
             && c.len() != n
         {
             return Err(ctx.err(
-                coords[0][0].line,
+                first_line,
                 format!("{name} has {} values for {n} sites", c.len()),
             ));
         }
     }
     if coords.iter().any(|c| c.len() != n) {
         return Err(ctx.err(
-            coords[0][0].line,
+            first_line,
             "the x, y and z coordinate columns differ in length".into(),
         ));
     }
@@ -570,6 +571,15 @@ mod tests {
         assert_eq!(s.sites.len(), 2);
         assert!(!s.is_ordered());
         assert_eq!(s.reduced_formula(), "Fe0.5Ni0.5O1");
+    }
+
+    /// Found by the fuzz target: a site loop with no rows.
+    #[test]
+    fn empty_site_loop_is_an_error() {
+        let cif = "data_x\n_cell_length_a 4\n_cell_length_b 4\n_cell_length_c 4\n_cell_angle_alpha 90\n\
+            _cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_label\n_atom_site_fract_x\n\
+            _atom_site_fract_y\n_atom_site_fract_z\nloop_\n_atom_site_type_symbol\n_atom_site_occupancy\nFe 1\n";
+        assert!(read_cif(cif, &CifOptions::default()).is_err());
     }
 
     #[test]
