@@ -7,4 +7,6 @@
 pub mod check;
 pub mod device;
 pub mod featurize;
+pub mod metrics;
+pub mod models;
 pub mod structure;

@@ -1,0 +1,252 @@
+//! Structure–text CLIP: a byte-level Transformer text encoder and a projector over structure
+//! embeddings, both L2-normalised into one space, trained with the symmetric cross-entropy
+//! under a learnable temperature.
+//!
+//! Differences from the original system, on purpose: special tokens have their own ids (the
+//! original's SOT = 2 and EOT = 3 collided with bytes 2 and 3), padded queries are excluded
+//! from pooling as padded keys are from attention, and the logit scale is clamped at 100.
+
+use burn::module::{Module, Param};
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{
+    Embedding, EmbeddingConfig, Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+    PositionalEncoding, PositionalEncodingConfig,
+};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+/// Bytes become ids 3 … 258; 0 pads, 1 starts, 2 ends a text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ByteTokenizer {
+    pub max_len: usize,
+}
+
+impl ByteTokenizer {
+    pub const PAD: i64 = 0;
+    pub const SOT: i64 = 1;
+    pub const EOT: i64 = 2;
+    pub const BYTE_OFFSET: i64 = 3;
+    pub const VOCAB: usize = 259;
+
+    /// `[SOT] bytes… [EOT]` cut to `max_len`, padded with PAD; also the padding mask (true = pad).
+    pub fn encode(&self, text: &str) -> (Vec<i64>, Vec<bool>) {
+        let keep = self.max_len.saturating_sub(2);
+        let mut ids = Vec::with_capacity(self.max_len);
+        ids.push(Self::SOT);
+        ids.extend(
+            text.bytes()
+                .take(keep)
+                .map(|b| b as i64 + Self::BYTE_OFFSET),
+        );
+        ids.push(Self::EOT);
+        let used = ids.len();
+        ids.resize(self.max_len, Self::PAD);
+        let mask = (0..self.max_len).map(|i| i >= used).collect();
+        (ids, mask)
+    }
+
+    /// A batch as tensors: ids `[batch, max_len]` and the padding mask.
+    pub fn batch<B: Backend>(
+        &self,
+        texts: &[&str],
+        device: &B::Device,
+    ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for t in texts {
+            let (i, m) = self.encode(t);
+            ids.extend(i);
+            mask.extend(m);
+        }
+        let shape = [texts.len(), self.max_len];
+        (
+            Tensor::from_data(TensorData::new(ids, shape), device),
+            Tensor::from_data(TensorData::new(mask, shape), device),
+        )
+    }
+}
+
+#[derive(Config, Debug)]
+pub struct TextEncoderConfig {
+    #[config(default = 512)]
+    pub width: usize,
+    #[config(default = 6)]
+    pub layers: usize,
+    #[config(default = 8)]
+    pub heads: usize,
+    #[config(default = 256)]
+    pub max_len: usize,
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Size of the shared embedding space.
+    #[config(default = 512)]
+    pub embed_dim: usize,
+}
+
+/// Byte embeddings + fixed sinusoidal positions → pre-norm Transformer → final LayerNorm →
+/// masked mean over real tokens → linear projection → L2 normalisation.
+#[derive(Module, Debug)]
+pub struct TextEncoder<B: Backend> {
+    tokens: Embedding<B>,
+    positions: PositionalEncoding<B>,
+    encoder: TransformerEncoder<B>,
+    final_norm: LayerNorm<B>,
+    projection: Linear<B>,
+}
+
+impl TextEncoderConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> TextEncoder<B> {
+        TextEncoder {
+            tokens: EmbeddingConfig::new(ByteTokenizer::VOCAB, self.width).init(device),
+            positions: PositionalEncodingConfig::new(self.width)
+                .with_max_sequence_size(self.max_len)
+                .init(device),
+            encoder: TransformerEncoderConfig::new(
+                self.width,
+                4 * self.width,
+                self.heads,
+                self.layers,
+            )
+            .with_norm_first(true)
+            .with_dropout(self.dropout)
+            .init(device),
+            final_norm: LayerNormConfig::new(self.width).init(device),
+            projection: LinearConfig::new(self.width, self.embed_dim).init(device),
+        }
+    }
+
+    pub fn tokenizer(&self) -> ByteTokenizer {
+        ByteTokenizer {
+            max_len: self.max_len,
+        }
+    }
+}
+
+impl<B: Backend> TextEncoder<B> {
+    /// `ids [batch, len]`, `pad [batch, len]` (true = padding) → unit vectors `[batch, embed_dim]`.
+    pub fn forward(&self, ids: Tensor<B, 2, Int>, pad: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
+        let x = self.positions.forward(self.tokens.forward(ids));
+        let x = self
+            .encoder
+            .forward(TransformerEncoderInput::new(x).mask_pad(pad.clone()));
+        let x = self.final_norm.forward(x);
+        let pooled = masked_mean(x, pad);
+        l2_normalize(self.projection.forward(pooled))
+    }
+}
+
+/// Mean over the positions that are not padding: `[batch, len, d]` → `[batch, d]`.
+pub fn masked_mean<B: Backend>(x: Tensor<B, 3>, pad: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
+    let keep = pad.bool_not().float().unsqueeze_dim::<3>(2); // [batch, len, 1]
+    let summed = (x * keep.clone()).sum_dim(1).squeeze_dim::<2>(1);
+    let count = keep.sum_dim(1).squeeze_dim::<2>(1).clamp_min(1.0);
+    summed / count
+}
+
+/// Rows scaled to unit length (a zero row stays zero).
+pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let norm = x.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-8);
+    x / norm
+}
+
+#[derive(Config, Debug)]
+pub struct StructureProjectorConfig {
+    pub input_dim: usize,
+    #[config(default = 512)]
+    pub embed_dim: usize,
+    /// Hidden widths of an MLP projector; empty = one linear layer.
+    #[config(default = "Vec::new()")]
+    pub hidden: Vec<usize>,
+}
+
+/// Precomputed structure embeddings → (linear | MLP with GELU) → L2 normalisation.
+#[derive(Module, Debug)]
+pub struct StructureProjector<B: Backend> {
+    layers: Vec<Linear<B>>,
+    activation: Gelu,
+}
+
+impl StructureProjectorConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> StructureProjector<B> {
+        let mut dims = vec![self.input_dim];
+        dims.extend(&self.hidden);
+        dims.push(self.embed_dim);
+        StructureProjector {
+            layers: dims
+                .windows(2)
+                .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+                .collect(),
+            activation: Gelu::new(),
+        }
+    }
+}
+
+impl<B: Backend> StructureProjector<B> {
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let last = self.layers.len() - 1;
+        let mut x = x;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = self.activation.forward(x);
+            }
+        }
+        l2_normalize(x)
+    }
+}
+
+/// ln(1/0.07): CLIP's initial temperature.
+pub const INITIAL_LOGIT_SCALE: f32 = 2.659_260_1;
+/// The logit scale is clamped at ln(100) so the temperature cannot collapse.
+pub const MAX_LOGIT_SCALE: f32 = 4.605_170_2;
+
+#[derive(Config, Debug)]
+pub struct ClipConfig {
+    pub text: TextEncoderConfig,
+    pub structure: StructureProjectorConfig,
+}
+
+#[derive(Module, Debug)]
+pub struct Clip<B: Backend> {
+    pub text: TextEncoder<B>,
+    pub structure: StructureProjector<B>,
+    /// log of the inverse temperature; trainers leave it out of weight decay.
+    pub logit_scale: Param<Tensor<B, 1>>,
+}
+
+impl ClipConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Clip<B> {
+        Clip {
+            text: self.text.init(device),
+            structure: self.structure.init(device),
+            logit_scale: Param::from_tensor(Tensor::from_floats([INITIAL_LOGIT_SCALE], device)),
+        }
+    }
+}
+
+impl<B: Backend> Clip<B> {
+    /// Symmetric cross-entropy of a batch of matched pairs.
+    pub fn loss(&self, structure: Tensor<B, 2>, text: Tensor<B, 2>) -> Tensor<B, 1> {
+        clip_loss(structure, text, self.logit_scale.val())
+    }
+}
+
+/// `(CE(logits) + CE(logitsᵀ)) / 2` with `logits = exp(min(scale, ln 100)) · s tᵀ` and the
+/// i-th structure matching the i-th text.
+pub fn clip_loss<B: Backend>(
+    structure: Tensor<B, 2>,
+    text: Tensor<B, 2>,
+    logit_scale: Tensor<B, 1>,
+) -> Tensor<B, 1> {
+    let n = structure.dims()[0];
+    let scale = logit_scale
+        .clamp_max(MAX_LOGIT_SCALE)
+        .exp()
+        .unsqueeze_dim::<2>(1); // [1, 1]
+    let logits = structure.matmul(text.transpose()) * scale;
+    let eye = Tensor::<B, 2>::eye(n, &logits.device());
+    let rows = -(log_softmax(logits.clone(), 1) * eye.clone()).sum() / n as f64;
+    let cols = -(log_softmax(logits, 0) * eye).sum() / n as f64;
+    (rows + cols) / 2.0
+}

@@ -1,0 +1,3 @@
+//! Model families, one file each: [`clip`] (structure–text CLIP).
+
+pub mod clip;
