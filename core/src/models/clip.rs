@@ -197,9 +197,9 @@ impl<B: Backend> StructureProjector<B> {
 }
 
 /// ln(1/0.07): CLIP's initial temperature.
-pub const INITIAL_LOGIT_SCALE: f32 = 2.659_260_1;
+pub const INITIAL_LOGIT_SCALE: f32 = 2.659_26;
 /// The logit scale is clamped at ln(100) so the temperature cannot collapse.
-pub const MAX_LOGIT_SCALE: f32 = 4.605_170_2;
+pub const MAX_LOGIT_SCALE: f32 = 4.605_17;
 
 #[derive(Config, Debug)]
 pub struct ClipConfig {
