@@ -25,11 +25,19 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
                 cause.downcast_ref::<CheckError>(),
                 Some(CheckError::Shape { .. })
             )
-            || cause.downcast_ref::<std::io::Error>().is_some_and(|e| {
-                matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                )
+            || cause.downcast_ref::<std::io::Error>().is_some_and(names_a_bad_path)
+            // The csv crate wraps the io error of a missing file, and reports malformed CSV.
+            || cause.downcast_ref::<csv::Error>().is_some_and(|e| match e.kind() {
+                csv::ErrorKind::Io(io) => names_a_bad_path(io),
+                _ => true,
             })
     })
+}
+
+/// A file the user named that is missing or unreadable to them.
+fn names_a_bad_path(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+    )
 }

@@ -234,6 +234,15 @@ fn prepare_rejects_a_csv_without_an_id_column() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no 'id' column"), "{}", stderr(&out));
+    let missing = dir.join("missing.csv");
+    let out = xtal(&[
+        "prepare",
+        missing.to_str().unwrap(),
+        "-o",
+        dir.join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing.csv"), "{}", stderr(&out));
     assert!(!dir.join("o").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
