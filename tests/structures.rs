@@ -157,7 +157,11 @@ fn structures_match_pymatgen_facts() {
             .as_ref()
             .or(f.neighbors_8a.as_ref())
             .unwrap();
-        let got: Vec<usize> = neighbors_within(&s, 8.0).iter().map(Vec::len).collect();
+        let got: Vec<usize> = neighbors_within(&s, 8.0)
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .collect();
         if &got != want {
             bad.push(format!("neighbour counts {got:?} vs {want:?}"));
         }

@@ -2,7 +2,7 @@
 //! files go to a temporary sibling and are renamed into place; whole directories likewise.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -66,8 +66,21 @@ impl StagedDir {
         self.path.join(name)
     }
 
-    /// Moves the finished directory to its name (replacing an old one only now).
+    /// Writes one file of the staged directory (made durable by `commit`).
+    pub fn write(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = self.file(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Flushes every file to disk, then moves the finished directory to its name (replacing
+    /// an old one only now), so the name never points at a directory with missing data.
     pub fn commit(self) -> anyhow::Result<PathBuf> {
+        for entry in std::fs::read_dir(&self.path)? {
+            let path = entry?.path();
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot flush {}", path.display()))?;
+        }
         let old = self.target.with_file_name(format!(
             ".{}.old-{}",
             self.target
@@ -113,15 +126,5 @@ pub fn write_npy<T: npyz::AutoSerialize + Copy>(
         .begin_nd()?;
     w.extend(data.iter().copied())?;
     w.finish()?;
-    Ok(())
-}
-
-/// Writes text to `path` atomically (temporary sibling, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

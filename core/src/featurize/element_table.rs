@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use crate::structure::elements::{ElementData, elements};
+use crate::structure::elements::{ElementData, elements, symbol};
 
 pub const ELEMENT_FEATURES: usize = 92;
 
@@ -23,6 +23,14 @@ pub struct ElementTable {
     pub source: String,
     /// Index z - 1; `None` where the table has no entry.
     rows: Vec<Option<Vec<f32>>>,
+}
+
+/// An element the table has no vector for (CGCNN's atom_init.json stops at Fm).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the element table ({table}) has no entry for {element}")]
+pub struct MissingElement {
+    pub element: &'static str,
+    pub table: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +49,14 @@ impl ElementTable {
     /// Features of an element, if the table has it.
     pub fn get(&self, z: u8) -> Option<&[f32]> {
         self.rows.get((z as usize).checked_sub(1)?)?.as_deref()
+    }
+
+    /// Features of an element, or an error naming the element and this table.
+    pub fn features(&self, z: u8) -> Result<&[f32], MissingElement> {
+        self.get(z).ok_or_else(|| MissingElement {
+            element: symbol(z),
+            table: self.source.clone(),
+        })
     }
 
     /// Reads CGCNN's `atom_init.json`: `{"1": [92 numbers], …}`.

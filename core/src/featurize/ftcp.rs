@@ -13,10 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::element_table::{ELEMENT_FEATURES, ElementTable};
-use crate::structure::Structure;
-use crate::structure::elements::{NUM_ELEMENTS, symbol};
+use super::element_table::{ELEMENT_FEATURES, ElementTable, MissingElement};
+use crate::structure::elements::NUM_ELEMENTS;
 use crate::structure::lattice::norm;
+use crate::structure::{DisorderedSite, Structure};
 
 pub const NUM_KPOINTS: usize = 59;
 
@@ -102,15 +102,10 @@ pub enum FtcpError {
     TooManyElements { found: usize, max: usize },
     #[error("{found} sites, more than the FTCP tensor holds (max_sites {max})")]
     TooManySites { found: usize, max: usize },
-    #[error(
-        "site {site} is disordered (partial or mixed occupancy); FTCP needs one element per site"
-    )]
-    Disordered { site: usize },
-    #[error("the element table ({table}) has no entry for {element}")]
-    NoElementData {
-        element: &'static str,
-        table: String,
-    },
+    #[error("{0}; FTCP needs one element per site")]
+    Disordered(#[from] DisorderedSite),
+    #[error(transparent)]
+    NoElementData(#[from] MissingElement),
 }
 
 /// The FTCP tensor of an ordered structure.
@@ -119,12 +114,7 @@ pub fn ftcp(
     config: &FtcpConfig,
     table: &ElementTable,
 ) -> Result<Ftcp, FtcpError> {
-    let zs: Vec<u8> = structure
-        .sites
-        .iter()
-        .enumerate()
-        .map(|(i, s)| s.z().ok_or(FtcpError::Disordered { site: i }))
-        .collect::<Result<_, _>>()?;
+    let zs = structure.atomic_numbers()?;
     let mut elements: Vec<u8> = Vec::new();
     for &z in &zs {
         if !elements.contains(&z) {
@@ -145,12 +135,7 @@ pub fn ftcp(
     }
     let props: Vec<&[f32]> = elements
         .iter()
-        .map(|&z| {
-            table.get(z).ok_or_else(|| FtcpError::NoElementData {
-                element: symbol(z),
-                table: table.source.clone(),
-            })
-        })
+        .map(|&z| table.features(z))
         .collect::<Result<_, _>>()?;
 
     let (rows, cols, e_cols) = (config.rows(), config.cols(), config.element_columns());

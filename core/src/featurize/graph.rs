@@ -7,10 +7,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::element_table::{ELEMENT_FEATURES, ElementTable};
-use super::neighbors::neighbors_within;
-use crate::structure::Structure;
-use crate::structure::elements::{NUM_ELEMENTS, symbol};
+use super::element_table::{ELEMENT_FEATURES, ElementTable, MissingElement};
+use super::neighbors::{TooManyImages, neighbors_within};
+use crate::structure::elements::NUM_ELEMENTS;
+use crate::structure::{DisorderedSite, Structure};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GraphConfig {
@@ -57,42 +57,18 @@ pub struct CrystalGraph {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GraphError {
-    #[error("site {site} is disordered; graphs need one element per site")]
-    Disordered { site: usize },
-    #[error("the element table ({table}) has no entry for {element}")]
-    NoElementData {
-        element: &'static str,
-        table: String,
-    },
-    #[error(
-        "about {images:.0e} periodic images lie within {cutoff} Å: the cell is too thin for this cutoff"
-    )]
-    TooManyImages { images: f64, cutoff: f64 },
+    #[error("{0}; graphs need one element per site")]
+    Disordered(#[from] DisorderedSite),
+    #[error(transparent)]
+    NoElementData(#[from] MissingElement),
+    #[error(transparent)]
+    TooManyImages(#[from] TooManyImages),
 }
-
-/// Above this many image atoms a neighbour search is refused rather than left to run for hours.
-const MAX_IMAGES: f64 = 2e7;
 
 impl CrystalGraph {
     pub fn build(structure: &Structure, config: &GraphConfig) -> Result<Self, GraphError> {
-        let atomic_numbers = structure
-            .sites
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.z().ok_or(GraphError::Disordered { site: i }))
-            .collect::<Result<Vec<_>, _>>()?;
-        let margin = structure
-            .lattice
-            .plane_spacings()
-            .map(|d| config.cutoff / d);
-        let images =
-            structure.sites.len() as f64 * margin.iter().map(|m| 1.0 + 2.0 * m).product::<f64>();
-        if images.is_nan() || images > MAX_IMAGES {
-            return Err(GraphError::TooManyImages {
-                images,
-                cutoff: config.cutoff,
-            });
-        }
+        let atomic_numbers = structure.atomic_numbers()?;
+        let neighbors = neighbors_within(structure, config.cutoff)?;
         let mut g = CrystalGraph {
             atomic_numbers,
             sources: vec![],
@@ -100,7 +76,7 @@ impl CrystalGraph {
             images: vec![],
             distances: vec![],
         };
-        for list in neighbors_within(structure, config.cutoff) {
+        for list in neighbors {
             let keep = config.max_neighbors.unwrap_or(usize::MAX).min(list.len());
             for nb in &list[..keep] {
                 g.sources.push(nb.center as u32);
@@ -168,10 +144,7 @@ impl GraphBatch {
         let mut offset = 0i64;
         for (gi, g) in graphs.iter().enumerate() {
             for &z in &g.atomic_numbers {
-                let props = table.get(z).ok_or_else(|| GraphError::NoElementData {
-                    element: symbol(z),
-                    table: table.source.clone(),
-                })?;
+                let props = table.features(z)?;
                 let start = b.node_features.len();
                 b.node_features.resize(start + NUM_ELEMENTS, 0.0);
                 b.node_features[start + z as usize - 1] = 1.0;

@@ -8,9 +8,9 @@ pub mod neighbors;
 pub mod normalizer;
 mod record;
 
-pub use element_table::{ELEMENT_FEATURES, ElementTable};
+pub use element_table::{ELEMENT_FEATURES, ElementTable, MissingElement};
 pub use ftcp::{Ftcp, FtcpConfig, FtcpError, StructureFactor, ftcp};
 pub use graph::{CrystalGraph, GraphBatch, GraphConfig, GraphError, GraphTensors};
-pub use neighbors::{Neighbor, neighbors_within};
+pub use neighbors::{Neighbor, TooManyImages, neighbors_within};
 pub use normalizer::RowMinMax;
 pub use record::{FeaturizeConfig, Featurized, featurize_cif};

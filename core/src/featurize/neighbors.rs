@@ -16,13 +16,30 @@ pub struct Neighbor {
     pub vector: Vec3,
 }
 
+/// A search so large (a cell very thin for the cutoff) that it is refused rather than left
+/// to run for hours.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error(
+    "about {images:.0e} periodic images lie within {cutoff} Å: the cell is too thin for this cutoff"
+)]
+pub struct TooManyImages {
+    pub images: f64,
+    pub cutoff: f64,
+}
+
+/// Above this many image atoms a search is refused.
+const MAX_IMAGES: f64 = 2e7;
+
 /// All neighbours within `cutoff` Å of every site (itself at zero offset excluded), grouped by
 /// centre, each group sorted by distance. Positions are wrapped into the cell first.
-pub fn neighbors_within(structure: &Structure, cutoff: f64) -> Vec<Vec<Neighbor>> {
+pub fn neighbors_within(
+    structure: &Structure,
+    cutoff: f64,
+) -> Result<Vec<Vec<Neighbor>>, TooManyImages> {
     let n = structure.sites.len();
     let mut out = vec![Vec::new(); n];
     if n == 0 || cutoff.is_nan() || cutoff <= 0.0 {
-        return out;
+        return Ok(out);
     }
     let lattice = &structure.lattice;
     let wrapped: Vec<Vec3> = structure
@@ -37,6 +54,13 @@ pub fn neighbors_within(structure: &Structure, cutoff: f64) -> Vec<Vec<Neighbor>
     let spacing = lattice.plane_spacings();
     let reach = spacing.map(|d| (cutoff / d).ceil() as i32);
     let margin: Vec3 = spacing.map(|d| cutoff / d); // the cutoff in fractional units per axis
+    let expected_images = n as f64 * margin.iter().map(|m| 1.0 + 2.0 * m).product::<f64>();
+    if expected_images.is_nan() || expected_images > MAX_IMAGES {
+        return Err(TooManyImages {
+            images: expected_images,
+            cutoff,
+        });
+    }
 
     // Image atoms whose fractional position lies within the margin around [0, 1)³.
     let mut images: Vec<(usize, [i32; 3], Vec3)> = Vec::new();
@@ -121,5 +145,5 @@ pub fn neighbors_within(structure: &Structure, cutoff: f64) -> Vec<Vec<Neighbor>
         }
         out[center].sort_by(|a, b| a.distance.total_cmp(&b.distance));
     }
-    out
+    Ok(out)
 }

@@ -83,6 +83,11 @@ impl Site {
     }
 }
 
+/// A site with partial or mixed occupancy, where one element per site is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("site {0} is disordered (partial or mixed occupancy)")]
+pub struct DisorderedSite(pub usize);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Structure {
     pub lattice: Lattice,
@@ -96,17 +101,16 @@ impl Structure {
 
     /// The structure repeated `n[0] × n[1] × n[2]` times (sites of each image cell in turn).
     pub fn supercell(&self, n: [usize; 3]) -> Structure {
+        let n = n.map(|k| k.max(1));
         let m = &self.lattice.matrix;
-        let lattice = Lattice::new(std::array::from_fn(|i| {
-            m[i].map(|x| x * n[i].max(1) as f64)
-        }));
+        let lattice = Lattice::new(std::array::from_fn(|i| m[i].map(|x| x * n[i] as f64)));
         let mut sites = Vec::with_capacity(self.sites.len() * n.iter().product::<usize>());
-        for a in 0..n[0].max(1) {
-            for b in 0..n[1].max(1) {
-                for c in 0..n[2].max(1) {
+        for a in 0..n[0] {
+            for b in 0..n[1] {
+                for c in 0..n[2] {
                     let shift = [a as f64, b as f64, c as f64];
                     sites.extend(self.sites.iter().map(|s| Site {
-                        frac: std::array::from_fn(|k| (s.frac[k] + shift[k]) / n[k].max(1) as f64),
+                        frac: std::array::from_fn(|k| (s.frac[k] + shift[k]) / n[k] as f64),
                         ..s.clone()
                     }));
                 }
@@ -118,6 +122,15 @@ impl Structure {
     /// True when every site holds one species with full occupancy.
     pub fn is_ordered(&self) -> bool {
         self.sites.iter().all(Site::is_ordered)
+    }
+
+    /// The element of every site of an ordered structure.
+    pub fn atomic_numbers(&self) -> Result<Vec<u8>, DisorderedSite> {
+        self.sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.z().ok_or(DisorderedSite(i)))
+            .collect()
     }
 
     /// Amount of each element (atomic number → sum of occupancies).

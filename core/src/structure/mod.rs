@@ -9,7 +9,7 @@ mod summary;
 pub mod symmetry;
 
 pub use cif::{CifError, CifOptions, CifStructure, read_cif};
-pub use crystal::{Site, Species, Structure};
+pub use crystal::{DisorderedSite, Site, Species, Structure};
 pub use lattice::Lattice;
 pub use summary::StructureSummary;
 pub use symmetry::{CrystalSystem, SpaceGroupInfo, SymmetryError, SymmetryTolerance, space_group};

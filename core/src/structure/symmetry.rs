@@ -138,11 +138,11 @@ pub fn space_group(
 
 /// Operations of a space group given by its number, in the ITA standard setting.
 pub fn operations_of_number(number: u16) -> Option<Vec<SymOp>> {
-    if !(1..=230).contains(&number) {
+    // moyo indexes its table with number - 1, so 0 must not reach it.
+    if number == 0 {
         return None;
     }
-    let hall = Setting::Standard.hall_numbers()[number as usize - 1];
-    operations_of_hall_number(hall)
+    operations_of_hall_number(Setting::Standard.hall_number(number as i32)?)
 }
 
 /// Operations of a space group given by a Hermann–Mauguin symbol ("P 21/c", "Fd-3m:2", "R-3m H").
@@ -240,6 +240,7 @@ mod tests {
         assert_eq!(operations_of_hall_symbol("-P 2ybc").unwrap().len(), 4);
         assert!(operations_of_hm_symbol("Q 9").is_none());
         assert!(operations_of_number(231).is_none());
+        assert!(operations_of_number(0).is_none());
     }
 
     /// Found by the fuzz target: a = b, γ = 9° sent moyo 0.22's Bravais search into an endless

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use rayon::prelude::*;
-use xtal_core::featurize::{ElementTable, FtcpConfig, ftcp, neighbors_within};
+use xtal_core::featurize::{FtcpConfig, ftcp, neighbors_within};
 use xtal_core::structure::{CifOptions, Structure, SymmetryTolerance, read_cif, space_group};
 
 use crate::exit::BadInput;
@@ -44,14 +44,7 @@ fn per_second(n: usize, start: Instant) -> f64 {
 
 pub fn run(b: StructureBench) -> anyhow::Result<()> {
     let cifs = load(b.csv, b.limit)?;
-    let table = match b.atom_init {
-        Some(p) => ElementTable::from_atom_init_json(
-            &std::fs::read_to_string(p)?,
-            &p.display().to_string(),
-        )
-        .map_err(|e| BadInput(format!("{}: {e}", p.display())))?,
-        None => ElementTable::default_table(),
-    };
+    let table = super::element_table(b.atom_init)?;
     let config = FtcpConfig::default();
     let parse = |c: &String| {
         read_cif(c, &CifOptions::default())
@@ -60,7 +53,7 @@ pub fn run(b: StructureBench) -> anyhow::Result<()> {
     };
     let featurize = |s: &Structure| {
         let _ = ftcp(s, &config, &table);
-        neighbors_within(s, 8.0).len()
+        neighbors_within(s, 8.0).map_or(0, |n| n.len())
     };
 
     // One core, stage by stage.

@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if !positive(args.symprec) || !positive(args.angle_tolerance) {
+    if !super::positive(args.symprec) || !super::positive(args.angle_tolerance) {
         return Err(BadInput("--symprec and --angle-tolerance must be positive".into()).into());
     }
     let tolerance = SymmetryTolerance {
@@ -103,9 +103,4 @@ fn print_one(file: &Path, block: &str, s: &StructureSummary, json: bool) {
             s.crystal_system
         );
     }
-}
-
-/// A finite number above zero (NaN is not).
-pub fn positive(x: f64) -> bool {
-    x.is_finite() && x > 0.0
 }

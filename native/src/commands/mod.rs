@@ -19,3 +19,22 @@ pub fn one_device(text: &str) -> anyhow::Result<DeviceSpec> {
         .into()),
     }
 }
+
+/// A finite number above zero (NaN is not): what tolerances and cutoffs must be.
+pub fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+/// CGCNN's atom_init.json from `path`, or xtal's default element table.
+pub fn element_table(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<xtal_core::featurize::ElementTable> {
+    use anyhow::Context;
+    let Some(p) = path else {
+        return Ok(xtal_core::featurize::ElementTable::default_table());
+    };
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+    xtal_core::featurize::ElementTable::from_atom_init_json(&text, &p.display().to_string())
+        .map_err(|e| crate::exit::BadInput(format!("{}: {e}", p.display())).into())
+}

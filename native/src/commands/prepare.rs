@@ -11,13 +11,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
 use xtal_core::featurize::{
-    CrystalGraph, ElementTable, FeaturizeConfig, FtcpConfig, GraphConfig, RowMinMax,
-    StructureFactor, featurize_cif,
+    CrystalGraph, FeaturizeConfig, FtcpConfig, GraphConfig, RowMinMax, StructureFactor,
+    featurize_cif,
 };
 use xtal_core::structure::StructureSummary;
 
 use crate::exit::BadInput;
-use crate::output::{StagedDir, write_atomic, write_npy};
+use crate::output::{StagedDir, write_npy};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -97,20 +97,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ))
         .into());
     }
-    if !super::cif::positive(args.cutoff) || args.max_sites == 0 || args.max_elements == 0 {
+    if !super::positive(args.cutoff) || args.max_sites == 0 || args.max_elements == 0 {
         return Err(
             BadInput("--cutoff, --max-sites and --max-elements must be positive".into()).into(),
         );
     }
-    let table = match &args.atom_init {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("{}: cannot read", p.display()))?;
-            ElementTable::from_atom_init_json(&text, &p.display().to_string())
-                .map_err(|e| BadInput(format!("{}: {e}", p.display())))?
-        }
-        None => ElementTable::default_table(),
-    };
+    let table = super::element_table(args.atom_init.as_deref())?;
     let config = FeaturizeConfig {
         ftcp: FtcpConfig {
             max_elements: args.max_elements,
@@ -177,15 +169,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut train_ftcp: Vec<usize> = Vec::new();
     let mut graphs = GraphArrays::default();
     let mut records = String::new();
-    let mut failures = String::from("id,reason\n");
-    let mut failed = 0usize;
+    let mut failures = csv::Writer::from_writer(Vec::new());
+    failures.write_record(["id", "reason"])?;
     let mut no_text = 0usize;
     for (i, (row, result)) in rows.iter().zip(&results).enumerate() {
         let p = match result {
             Ok(p) => p,
             Err(reason) => {
-                failed += 1;
-                failures.push_str(&csv_line(&[&row.id, reason]));
+                failures.write_record([&row.id, reason])?;
                 continue;
             }
         };
@@ -200,14 +191,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Some(ftcp_count - 1)
             }
             Err(reason) => {
-                failures.push_str(&csv_line(&[&row.id, reason]));
+                failures.write_record([&row.id, reason])?;
                 None
             }
         };
         let graph_index = match &p.graph {
             Ok(g) => Some(graphs.push(g)),
             Err(reason) => {
-                failures.push_str(&csv_line(&[&row.id, reason]));
+                failures.write_record([&row.id, reason])?;
                 None
             }
         };
@@ -244,14 +235,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &ftcp_data,
     )?;
     graphs.write(&staged)?;
-    write_atomic(&staged.file("dataset.jsonl"), records.as_bytes())?;
-    write_atomic(&staged.file("failures.csv"), failures.as_bytes())?;
+    staged.write("dataset.jsonl", records.as_bytes())?;
+    staged.write("failures.csv", &failures.into_inner()?)?;
     if let Some(n) = &normalizer {
-        write_atomic(
-            &staged.file("ftcp_normalizer.json"),
-            serde_json::to_string(n)?.as_bytes(),
-        )?;
+        staged.write("ftcp_normalizer.json", serde_json::to_string(n)?.as_bytes())?;
     }
+    let failed = rows.len() - ok.len();
     let summary = json!({
         "source": args.csv.display().to_string(),
         "rows": rows.len(),
@@ -272,8 +261,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "structures_per_second": rows.len() as f64 / featurize_seconds,
         "normalizer_fitted_on": train_ftcp.len(),
     });
-    write_atomic(
-        &staged.file("summary.json"),
+    staged.write(
+        "summary.json",
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     let out = staged.commit()?;
@@ -489,21 +478,6 @@ impl GraphArrays {
         )?;
         Ok(())
     }
-}
-
-fn csv_line(fields: &[&str]) -> String {
-    let quoted: Vec<String> = fields
-        .iter()
-        .map(|f| {
-            let f = f.replace('\n', " ");
-            if f.contains([',', '"']) {
-                format!("\"{}\"", f.replace('"', "\"\""))
-            } else {
-                f
-            }
-        })
-        .collect();
-    quoted.join(",") + "\n"
 }
 
 /// Fisher–Yates with SplitMix64: the same seed gives the same split on every platform.

@@ -73,9 +73,7 @@ pub fn read_cif(text: &str, options: &CifOptions) -> Result<Vec<CifStructure>, C
 }
 
 fn has_sites(block: &Block) -> bool {
-    block.looped("_atom_site_fract_x").is_some()
-        || block.looped("_atom_site_cartn_x").is_some()
-        || block.value("_atom_site_fract_x").is_some()
+    block.values("_atom_site_fract_x").is_some() || block.values("_atom_site_cartn_x").is_some()
 }
 
 struct Ctx<'a> {
@@ -119,18 +117,20 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
     let ctx = Ctx { block };
     let lattice = lattice(&ctx)?;
     let ops = operations(&ctx)?;
-    let raw = raw_sites(&ctx, &lattice, options)?;
-
     // Asymmetric unit: rows whose positions are related by an operation share a site.
     let mut asym: Vec<AsymSite> = Vec::new();
-    for (coord, species, occupancy, label, line) in raw {
-        let matched = asym.iter().position(|AsymSite(c, ..)| {
+    for row in site_rows(&ctx, &lattice, options)? {
+        let matched = asym.iter_mut().find(|a| {
             ops.iter()
-                .any(|op| close_pbc(&op.apply(coord), c, options.site_tolerance))
+                .any(|op| close_pbc(&op.apply(row.frac), &a.frac, options.site_tolerance))
         });
         match matched {
-            Some(i) => add_species(&mut asym[i].1, species, occupancy),
-            None => asym.push(AsymSite(coord, vec![(species, occupancy)], label, line)),
+            Some(site) => {
+                for (species, occupancy) in row.species {
+                    add_species(&mut site.species, species, occupancy);
+                }
+            }
+            None => asym.push(row),
         }
     }
 
@@ -143,12 +143,12 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
         }
         let mut generated: Vec<([f64; 3], usize)> = Vec::new();
         for j in i..asym.len() {
-            if done[j] || !same_composition(&asym[j].1, &asym[i].1) {
+            if done[j] || !same_composition(&asym[j].species, &asym[i].species) {
                 continue;
             }
             done[j] = true;
             for op in &ops {
-                let c = op.apply(asym[j].0).map(|x| x - x.floor());
+                let c = op.apply(asym[j].frac).map(|x| x - x.floor());
                 if !generated
                     .iter()
                     .any(|(g, _)| close_pbc(&c, g, options.site_tolerance))
@@ -158,13 +158,18 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
                         let message = format!(
                             "more than {MAX_SITES} sites after applying the symmetry operations"
                         );
-                        return Err(ctx.err(asym[j].3, message));
+                        return Err(ctx.err(asym[j].line, message));
                     }
                 }
             }
         }
         for (frac, j) in generated {
-            let AsymSite(_, species, label, line) = &asym[j];
+            let AsymSite {
+                species,
+                label,
+                line,
+                ..
+            } = &asym[j];
             let total: f64 = species.iter().map(|(_, o)| o).sum();
             if total > 1.0 + options.occupancy_tolerance {
                 return Err(ctx.err(
@@ -188,8 +193,13 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
     Ok(structure)
 }
 
-/// A position of the asymmetric unit: coordinates, what occupies it, label, CIF line.
-struct AsymSite([f64; 3], Vec<(Species, f64)>, String, usize);
+/// A position of the asymmetric unit and what occupies it, with the CIF line it came from.
+struct AsymSite {
+    frac: [f64; 3],
+    species: Vec<(Species, f64)>,
+    label: String,
+    line: usize,
+}
 
 fn add_species(species: &mut Vec<(Species, f64)>, s: Species, occupancy: f64) {
     match species.iter_mut().find(|(x, _)| *x == s) {
@@ -344,9 +354,12 @@ fn operations(ctx: &Ctx) -> Result<Vec<SymOp>, CifError> {
     Ok(vec![SymOp::IDENTITY])
 }
 
-type RawSite = ([f64; 3], Species, f64, String, usize);
-
-fn raw_sites(ctx: &Ctx, lattice: &Lattice, options: &CifOptions) -> Result<Vec<RawSite>, CifError> {
+/// The occupied rows of the atom-site loop, one species each, in file order.
+fn site_rows(
+    ctx: &Ctx,
+    lattice: &Lattice,
+    options: &CifOptions,
+) -> Result<Vec<AsymSite>, CifError> {
     let block = ctx.block;
     let cartesian = block.values("_atom_site_fract_x").is_none();
     let axes: [&str; 3] = if cartesian {
@@ -417,7 +430,7 @@ fn raw_sites(ctx: &Ctx, lattice: &Lattice, options: &CifOptions) -> Result<Vec<R
             Some(v) if !v.is_missing() => ctx.number(v, "_atom_site_occupancy")?,
             _ => 1.0,
         };
-        if !(0.0..=1.0 + 1e-6).contains(&occupancy) && occupancy > 0.0 {
+        if occupancy > 1.0 + 1e-6 {
             return Err(ctx.err(
                 line,
                 format!(
@@ -455,13 +468,12 @@ fn raw_sites(ctx: &Ctx, lattice: &Lattice, options: &CifOptions) -> Result<Vec<R
                 }
             }
         }
-        out.push((
-            xyz,
-            species,
-            occupancy,
-            label.unwrap_or_else(|| species.symbol().to_string()),
+        out.push(AsymSite {
+            frac: xyz,
+            species: vec![(species, occupancy)],
+            label: label.unwrap_or_else(|| species.symbol().to_string()),
             line,
-        ));
+        });
     }
     Ok(out)
 }
