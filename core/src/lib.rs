@@ -5,8 +5,11 @@
 //! CLI, `xtal-web`) only pick a concrete backend through [`device`].
 
 pub mod check;
+pub mod data;
 pub mod device;
 pub mod featurize;
 pub mod metrics;
 pub mod models;
 pub mod structure;
+pub mod train;
+pub mod viz;

@@ -1,8 +1,11 @@
 //! `xtal`: prepare crystal data, train and evaluate models on CPU or GPU, pack bundles.
 
+mod clip_data;
 mod commands;
 mod exit;
 mod output;
+mod plots;
+mod run_dir;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +29,26 @@ enum Command {
     Cif(commands::cif::Args),
     /// Turn a CSV of materials into a dataset: FTCP tensors, crystal graphs, splits, normaliser.
     Prepare(commands::prepare::Args),
+    /// Train a model (clip: structure–text CLIP).
+    #[command(subcommand)]
+    Train(Train),
+    /// Evaluate a trained model on its validation split or another dataset.
+    #[command(subcommand)]
+    Eval(Eval),
+    /// Plot a CLIP run: loss and retrieval curves, t-SNE of pairs, similarity heatmap, cosine histogram.
+    Visualize(commands::clip::VisualizeArgs),
+}
+
+#[derive(Subcommand)]
+enum Train {
+    /// Structure–text CLIP: `xtal train clip --config C --data D --out RUN`.
+    Clip(commands::clip::TrainArgs),
+}
+
+#[derive(Subcommand)]
+enum Eval {
+    /// Retrieval metrics of a CLIP run: `xtal eval clip --run RUN [--data D]`.
+    Clip(commands::clip::EvalArgs),
 }
 
 fn main() {
@@ -43,6 +66,9 @@ fn main() {
         Command::Bench(args) => commands::bench::run(args),
         Command::Cif(args) => commands::cif::run(args),
         Command::Prepare(args) => commands::prepare::run(args),
+        Command::Train(Train::Clip(args)) => commands::clip::train(args),
+        Command::Eval(Eval::Clip(args)) => commands::clip::eval(args),
+        Command::Visualize(args) => commands::clip::visualize(args),
     };
     if let Err(error) = result {
         std::process::exit(exit::report(&error));

@@ -128,3 +128,26 @@ pub fn write_npy<T: npyz::AutoSerialize + Copy>(
     w.finish()?;
     Ok(())
 }
+
+/// Writes `bytes` to `path` through a flushed temporary sibling and a rename, so `path`
+/// holds either the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = temp_sibling(path, "");
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `.<name>.tmp-<pid><suffix>` beside `path` (a suffix keeps an extension tools rely on).
+pub fn temp_sibling(path: &Path, suffix: &str) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tmp-{}{suffix}", std::process::id()))
+}

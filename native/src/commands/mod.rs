@@ -1,6 +1,7 @@
 pub mod bench;
 mod bench_structures;
 pub mod cif;
+pub mod clip;
 pub mod devices;
 pub mod prepare;
 

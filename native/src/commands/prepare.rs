@@ -159,7 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Split over the rows that were read, deterministically from the seed.
     let ok: Vec<usize> = (0..rows.len()).filter(|i| results[*i].is_ok()).collect();
     let mut order = ok.clone();
-    shuffle(&mut order, args.seed);
+    xtal_core::data::seeded_shuffle(&mut order, args.seed);
     let n_val = ((ok.len() as f64) * args.val_fraction).round() as usize;
     let val: std::collections::HashSet<usize> = order[..n_val].iter().copied().collect();
 
@@ -477,21 +477,5 @@ impl GraphArrays {
             &edge_offsets,
         )?;
         Ok(())
-    }
-}
-
-/// Fisher–Yates with SplitMix64: the same seed gives the same split on every platform.
-fn shuffle(v: &mut [usize], seed: u64) {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    for i in (1..v.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
     }
 }

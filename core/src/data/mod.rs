@@ -1,0 +1,13 @@
+//! Datasets as the models consume them: structure–text pairs from `dataset.jsonl` (the
+//! original CLIP layout or one written by `xtal prepare`), seeded splits, `.npy` decoding.
+
+pub mod npy;
+pub mod pairs;
+mod shuffle;
+
+pub use npy::{NpyArray, decode_npy};
+pub use pairs::{
+    DataError, FeatureScaler, Layout, MissingStructure, PairRecord, PairSet, Records, SkippedLine,
+    parse_jsonl,
+};
+pub use shuffle::{seeded_shuffle, validation_mask};

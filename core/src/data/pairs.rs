@@ -1,0 +1,498 @@
+//! Structure–text pairs from `dataset.jsonl`.
+//!
+//! Two layouts are read as they are:
+//! - **Original** (the first CLIP system): `id, text, formula, graph_emb, tensor, group`
+//!   (or `robo_crystal_system`), structure embeddings as `.npy` files found by three rules —
+//!   the record's `graph_emb` path (absolute or relative to the JSONL), `{dir}/{id}.npy`,
+//!   `{dir}/{formula}_{id}.npy`.
+//! - **Prepared** (`xtal prepare`): records carry `split` and `ftcp_index`; the structure side
+//!   is the record's FTCP tensor, scaled by the normaliser fitted on the training split.
+//!
+//! Unlike the original, nothing is dropped silently: lines without text, records without a
+//! structure representation are listed with the reason.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::shuffle::validation_mask;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Original,
+    Prepared,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairRecord {
+    /// 1-based line in the JSONL.
+    pub line: usize,
+    pub id: String,
+    pub text: String,
+    pub formula: Option<String>,
+    pub graph_emb: Option<String>,
+    /// Row-major 3×3 property tensor.
+    pub tensor: Option<[f64; 9]>,
+    /// Crystal system (the original's `group` / `robo_crystal_system`).
+    pub group: String,
+    /// Prepared layout: the split `xtal prepare` assigned (true = validation).
+    pub is_val: Option<bool>,
+    /// Prepared layout: row of `ftcp.npy`, absent when the structure had no FTCP tensor.
+    pub ftcp_index: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedLine {
+    pub line: usize,
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Records {
+    pub layout: Layout,
+    pub records: Vec<PairRecord>,
+    pub skipped: Vec<SkippedLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MissingStructure {
+    pub id: String,
+    pub line: usize,
+    /// Where the embedding was looked for, or why there is none.
+    pub tried: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{file}:{line}: {message}")]
+    Line {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: no usable records ({skipped} lines skipped, {missing} without a structure)")]
+    Empty {
+        file: String,
+        skipped: usize,
+        missing: usize,
+    },
+    #[error(
+        "{source_name}: record `{id}` has a {found}-D structure vector, the others {expected}-D"
+    )]
+    Dimension {
+        id: String,
+        source_name: String,
+        expected: usize,
+        found: usize,
+    },
+    #[error("{source_name}: record `{id}` has a NaN or infinite structure value")]
+    NotFinite { id: String, source_name: String },
+}
+
+/// Reads every line of a `dataset.jsonl`. Malformed JSON is an error naming the line; a
+/// record without `id` or `text` is skipped and listed.
+pub fn parse_jsonl(text: &str, file: &str) -> Result<Records, DataError> {
+    let mut records = Vec::new();
+    let mut skipped = Vec::new();
+    let mut prepared = false;
+    let err = |line: usize, message: String| DataError::Line {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let value: Value =
+            serde_json::from_str(raw).map_err(|e| err(line, format!("invalid JSON: {e}")))?;
+        let Value::Object(obj) = value else {
+            return Err(err(line, "expected a JSON object".into()));
+        };
+        prepared |= obj.contains_key("ftcp_index");
+        let string = |key: &str| match obj.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let id = string("id").filter(|s| !s.is_empty());
+        let text = string("text").filter(|s| !s.trim().is_empty());
+        let (Some(id), Some(text)) = (id.clone(), text) else {
+            skipped.push(SkippedLine {
+                line,
+                id,
+                reason: "no `id` or no `text`".into(),
+            });
+            continue;
+        };
+        let tensor = match obj.get("tensor") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_tensor(v).map_err(|m| err(line, format!("`tensor`: {m}")))?),
+        };
+        let is_val = match obj.get("split") {
+            Some(Value::String(s)) if s == "val" => Some(true),
+            Some(Value::String(s)) if s == "train" => Some(false),
+            None | Some(Value::Null) => None,
+            Some(other) => {
+                return Err(err(
+                    line,
+                    format!("`split` must be \"train\" or \"val\", not {other}"),
+                ));
+            }
+        };
+        let ftcp_index =
+            match obj.get("ftcp_index") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| {
+                    err(line, "`ftcp_index` must be a non-negative integer".into())
+                })? as usize),
+            };
+        records.push(PairRecord {
+            line,
+            id,
+            text,
+            formula: string("formula"),
+            graph_emb: string("graph_emb"),
+            tensor,
+            group: string("robo_crystal_system")
+                .or_else(|| string("group"))
+                .unwrap_or_else(|| "triclinic".into()),
+            is_val,
+            ftcp_index,
+        });
+    }
+    Ok(Records {
+        layout: if prepared {
+            Layout::Prepared
+        } else {
+            Layout::Original
+        },
+        records,
+        skipped,
+    })
+}
+
+/// Nine numbers, as a JSON list or a string holding one (both occur in the original data).
+fn parse_tensor(v: &Value) -> Result<[f64; 9], String> {
+    let list = match v {
+        Value::String(s) => serde_json::from_str::<Value>(s).map_err(|e| e.to_string())?,
+        other => other.clone(),
+    };
+    let flat: Vec<f64> = match &list {
+        Value::Array(rows) => {
+            let mut out = Vec::new();
+            for x in rows {
+                match x {
+                    Value::Array(inner) => out.extend(inner.iter().filter_map(Value::as_f64)),
+                    other => out.push(other.as_f64().ok_or("not a number")?),
+                }
+            }
+            out
+        }
+        _ => return Err("expected 9 numbers".into()),
+    };
+    if flat.len() != 9 || flat.iter().any(|x| !x.is_finite()) {
+        return Err(format!("expected 9 finite numbers, found {}", flat.len()));
+    }
+    let mut t = [0.0; 9];
+    t.copy_from_slice(&flat);
+    Ok(t)
+}
+
+impl PairRecord {
+    /// The original system's three places for this record's embedding, in order. Ids and
+    /// formulas that would leave the embedding directory are not turned into paths.
+    pub fn embedding_candidates(&self, jsonl_dir: &Path, embedding_dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.graph_emb {
+            let p = Path::new(p);
+            out.push(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                jsonl_dir.join(p)
+            });
+        }
+        let plain = |s: &str| !s.contains(['/', '\\']) && s != ".." && s != ".";
+        if plain(&self.id) {
+            out.push(embedding_dir.join(format!("{}.npy", self.id)));
+            if let Some(f) = self.formula.as_deref().filter(|f| plain(f)) {
+                out.push(embedding_dir.join(format!("{f}_{}.npy", self.id)));
+            }
+        }
+        out
+    }
+}
+
+/// Pairs ready for training: one structure vector and one text per item, a split, and the
+/// report of what was left out.
+#[derive(Debug, Clone)]
+pub struct PairSet {
+    pub ids: Vec<String>,
+    pub texts: Vec<String>,
+    pub formulas: Vec<Option<String>>,
+    pub groups: Vec<String>,
+    pub tensors: Vec<Option<[f64; 9]>>,
+    /// Row-major `[len, feature_dim]`.
+    pub features: Vec<f32>,
+    pub feature_dim: usize,
+    pub is_val: Vec<bool>,
+    pub layout: Layout,
+    pub skipped: Vec<SkippedLine>,
+    pub missing: Vec<MissingStructure>,
+}
+
+impl PairSet {
+    /// Joins records with their structure vectors (`None` = not found, with where it was
+    /// looked for). Original layout: a seeded split of the kept records; prepared: its own.
+    pub fn assemble(
+        file: &str,
+        records: Records,
+        features: Vec<Result<Vec<f32>, Vec<String>>>,
+        source_name: &str,
+        val_fraction: f64,
+        seed: u64,
+    ) -> Result<Self, DataError> {
+        assert_eq!(records.records.len(), features.len());
+        let mut set = PairSet {
+            ids: Vec::new(),
+            texts: Vec::new(),
+            formulas: Vec::new(),
+            groups: Vec::new(),
+            tensors: Vec::new(),
+            features: Vec::new(),
+            feature_dim: 0,
+            is_val: Vec::new(),
+            layout: records.layout,
+            skipped: records.skipped,
+            missing: Vec::new(),
+        };
+        let mut own_split = Vec::new();
+        for (r, f) in records.records.into_iter().zip(features) {
+            let f = match f {
+                Ok(f) => f,
+                Err(tried) => {
+                    set.missing.push(MissingStructure {
+                        id: r.id,
+                        line: r.line,
+                        tried,
+                    });
+                    continue;
+                }
+            };
+            if set.ids.is_empty() {
+                set.feature_dim = f.len();
+            } else if f.len() != set.feature_dim {
+                return Err(DataError::Dimension {
+                    id: r.id,
+                    source_name: source_name.into(),
+                    expected: set.feature_dim,
+                    found: f.len(),
+                });
+            }
+            if f.iter().any(|x| !x.is_finite()) {
+                return Err(DataError::NotFinite {
+                    id: r.id,
+                    source_name: source_name.into(),
+                });
+            }
+            set.features.extend_from_slice(&f);
+            own_split.push(r.is_val);
+            set.ids.push(r.id);
+            set.texts.push(r.text);
+            set.formulas.push(r.formula);
+            set.groups.push(r.group);
+            set.tensors.push(r.tensor);
+        }
+        if set.ids.is_empty() || set.feature_dim == 0 {
+            return Err(DataError::Empty {
+                file: file.into(),
+                skipped: set.skipped.len(),
+                missing: set.missing.len(),
+            });
+        }
+        set.is_val = match set.layout {
+            Layout::Prepared if own_split.iter().all(Option::is_some) => {
+                own_split.into_iter().map(|v| v.unwrap_or(false)).collect()
+            }
+            _ => validation_mask(set.len(), val_fraction, seed),
+        };
+        Ok(set)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn indices(&self, validation: bool) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&i| self.is_val[i] == validation)
+            .collect()
+    }
+
+    pub fn feature(&self, i: usize) -> &[f32] {
+        &self.features[i * self.feature_dim..(i + 1) * self.feature_dim]
+    }
+}
+
+/// Per-dimension standardisation of structure vectors, fitted on the training rows only and
+/// kept with the model so that evaluation on other data uses the same statistics. Without it,
+/// high-dimensional inputs sharing a large common component (FTCP, pooled GNN features) make
+/// every projected embedding nearly the same vector.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct FeatureScaler {
+    pub mean: Vec<f32>,
+    /// Standard deviation; 1 where a dimension was constant in training.
+    pub std: Vec<f32>,
+}
+
+impl FeatureScaler {
+    pub fn fit(set: &PairSet) -> Self {
+        let d = set.feature_dim;
+        let rows = set.indices(false);
+        let rows = if rows.is_empty() {
+            (0..set.len()).collect()
+        } else {
+            rows
+        };
+        let n = rows.len().max(1) as f64;
+        let mut mean = vec![0f64; d];
+        for &i in &rows {
+            for (m, x) in mean.iter_mut().zip(set.feature(i)) {
+                *m += *x as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; d];
+        for &i in &rows {
+            for ((v, x), m) in var.iter_mut().zip(set.feature(i)).zip(&mean) {
+                *v += (*x as f64 - m).powi(2);
+            }
+        }
+        let std = var
+            .iter()
+            .map(|v| {
+                let s = (v / n).sqrt();
+                if s > 1e-8 { s as f32 } else { 1.0 }
+            })
+            .collect();
+        Self {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            std,
+        }
+    }
+
+    /// Standardises every row of `set`; the dimensions must match.
+    pub fn apply(&self, set: &mut PairSet) {
+        let d = set.feature_dim;
+        assert_eq!(self.mean.len(), d, "scaler and data dimensions differ");
+        for row in set.features.chunks_mut(d) {
+            for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *x = (*x - m) / s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGINAL: &str = r#"{"id": "mp-1", "text": "NaCl is rock salt.", "formula": "NaCl", "tensor": "[1,2,3,4,5,6,7,8,9]", "group": "cubic"}
+{"id": "mp-2", "text": "", "formula": "Si"}
+{"id": 3, "text": "Iron.", "formula": "Fe", "graph_emb": "emb/fe.npy", "tensor": [[1,0,0],[0,1,0],[0,0,1]], "robo_crystal_system": "cubic"}
+"#;
+
+    #[test]
+    fn reads_the_original_layout_and_lists_skipped_lines() {
+        let r = parse_jsonl(ORIGINAL, "d.jsonl").unwrap();
+        assert_eq!(r.layout, Layout::Original);
+        assert_eq!(r.records.len(), 2);
+        assert_eq!(r.skipped.len(), 1);
+        assert_eq!(r.skipped[0].line, 2);
+        assert_eq!(r.records[0].tensor.unwrap()[8], 9.0);
+        assert_eq!(r.records[1].id, "3");
+        assert_eq!(r.records[1].tensor.unwrap()[4], 1.0);
+        let c = r.records[1].embedding_candidates(Path::new("/d"), Path::new("/d/graph_emb"));
+        assert_eq!(
+            c,
+            vec![
+                PathBuf::from("/d/emb/fe.npy"),
+                PathBuf::from("/d/graph_emb/3.npy"),
+                PathBuf::from("/d/graph_emb/Fe_3.npy")
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_lines_name_the_line() {
+        let e = parse_jsonl("{\"id\":\"a\",\"text\":\"x\"}\n{oops\n", "d.jsonl").unwrap_err();
+        assert!(e.to_string().starts_with("d.jsonl:2:"), "{e}");
+        let e = parse_jsonl(
+            "{\"id\":\"a\",\"text\":\"x\",\"tensor\":[1,2]}\n",
+            "d.jsonl",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("d.jsonl:1: `tensor`"), "{e}");
+    }
+
+    #[test]
+    fn ids_never_escape_the_embedding_directory() {
+        let r = parse_jsonl("{\"id\":\"../x\",\"text\":\"t\"}", "d").unwrap();
+        assert!(
+            r.records[0]
+                .embedding_candidates(Path::new("."), Path::new("e"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn assembly_reports_missing_and_rejects_ragged_vectors() {
+        let r = parse_jsonl(ORIGINAL, "d").unwrap();
+        let set = PairSet::assemble(
+            "d",
+            r.clone(),
+            vec![Ok(vec![1.0, 2.0]), Err(vec!["nowhere".into()])],
+            "emb",
+            0.0,
+            1,
+        )
+        .unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.missing[0].id, "3");
+        let e = PairSet::assemble(
+            "d",
+            r.clone(),
+            vec![Ok(vec![1.0]), Ok(vec![1.0, 2.0])],
+            "emb",
+            0.0,
+            1,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`3` has a 2-D"), "{e}");
+        let mut set = PairSet::assemble(
+            "d",
+            r,
+            vec![Ok(vec![1.0, 5.0]), Ok(vec![3.0, 5.0])],
+            "emb",
+            0.0,
+            1,
+        )
+        .unwrap();
+        let scaler = FeatureScaler::fit(&set);
+        assert_eq!(
+            (scaler.mean.clone(), scaler.std.clone()),
+            (vec![2.0, 5.0], vec![1.0, 1.0])
+        );
+        scaler.apply(&mut set);
+        assert_eq!(set.features, vec![-1.0, 0.0, 1.0, 0.0]);
+    }
+}

@@ -1,0 +1,207 @@
+//! Training and evaluating structure–text CLIP on a [`PairSet`]: batching, one epoch of
+//! optimisation, and validation metrics from one similarity matrix.
+
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{PairSet, seeded_shuffle};
+use crate::metrics::{RetrievalMetrics, retrieval_metrics};
+use crate::models::clip::{ByteTokenizer, Clip, MAX_LOGIT_SCALE};
+
+use super::optimizer::ModelOptimizer;
+
+/// Structure features, token ids and padding mask of the items `idx`.
+pub fn clip_batch<B: Backend>(
+    set: &PairSet,
+    idx: &[usize],
+    tokenizer: &ByteTokenizer,
+    device: &B::Device,
+) -> (Tensor<B, 2>, Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
+    let mut features = Vec::with_capacity(idx.len() * set.feature_dim);
+    for &i in idx {
+        features.extend_from_slice(set.feature(i));
+    }
+    let structure = Tensor::from_data(
+        TensorData::new(features, [idx.len(), set.feature_dim]),
+        device,
+    );
+    let texts: Vec<&str> = idx.iter().map(|&i| set.texts[i].as_str()).collect();
+    let (ids, pad) = tokenizer.batch(&texts, device);
+    (structure, ids, pad)
+}
+
+/// The training batches of `epoch` (1-based): the training items shuffled by (seed, epoch);
+/// a last batch smaller than `batch_size` is dropped (a contrastive batch of a few pairs
+/// has almost no negatives), unless it is the only one.
+pub fn epoch_batches(
+    train: &[usize],
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
+    let mut order = train.to_vec();
+    seeded_shuffle(
+        &mut order,
+        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    let batch_size = batch_size.max(1);
+    let mut batches: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+    if batches.len() > 1 && batches.last().is_some_and(|b| b.len() < batch_size) {
+        batches.pop();
+    }
+    batches
+}
+
+/// One epoch of CLIP training. `on_step` sees each micro-batch's loss (detached) and the
+/// learning rate used, so a front end can show progress without the core reading tensors.
+pub fn train_clip_epoch<B: AutodiffBackend>(
+    mut model: Clip<B>,
+    optimizer: &mut ModelOptimizer<B, Clip<B>>,
+    set: &PairSet,
+    batches: &[Vec<usize>],
+    tokenizer: &ByteTokenizer,
+    device: &B::Device,
+    mut on_step: impl FnMut(Tensor<B::InnerBackend, 1>, f64),
+) -> Clip<B> {
+    for idx in batches {
+        let (structure, ids, pad) = clip_batch::<B>(set, idx, tokenizer, device);
+        let s = model.structure.forward(structure);
+        let t = model.text.forward(ids, pad);
+        let loss = model.loss(s, t);
+        let lr = optimizer.lr();
+        on_step(loss.clone().inner(), lr);
+        model = optimizer.backward(model, loss).0;
+    }
+    optimizer.flush(model)
+}
+
+/// Unit embeddings of both sides for the items `idx`, in batches, without gradients.
+pub fn embed_pairs<B: Backend>(
+    model: &Clip<B>,
+    set: &PairSet,
+    idx: &[usize],
+    tokenizer: &ByteTokenizer,
+    batch_size: usize,
+    device: &B::Device,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let (mut s, mut t) = (Vec::new(), Vec::new());
+    for chunk in idx.chunks(batch_size.max(1)) {
+        let (structure, ids, pad) = clip_batch::<B>(set, chunk, tokenizer, device);
+        s.push(model.structure.forward(structure));
+        t.push(model.text.forward(ids, pad));
+    }
+    (Tensor::cat(s, 0), Tensor::cat(t, 0))
+}
+
+/// Validation figures: the original's per-batch loss and in-batch top-1 accuracies (for
+/// comparison with it) and retrieval over the whole validation set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipEvaluation {
+    pub loss: f64,
+    /// In-batch top-1, structure → text ("graph to text" in the original).
+    pub acc_g2t: f64,
+    pub acc_t2g: f64,
+    pub retrieval: RetrievalMetrics,
+    pub logit_scale: f64,
+}
+
+/// Evaluation from the full `n × n` cosine matrix (`sim[i][j]`: structure i, text j): loss and
+/// in-batch accuracy averaged over consecutive blocks of `batch_size`, as the original did.
+pub fn evaluate_similarity(
+    sim: &[f32],
+    n: usize,
+    logit_scale: f64,
+    batch_size: usize,
+) -> ClipEvaluation {
+    let scale = logit_scale.min(MAX_LOGIT_SCALE as f64).exp();
+    let (mut loss, mut acc_g2t, mut acc_t2g, mut batches) = (0.0, 0.0, 0.0, 0usize);
+    let mut start = 0;
+    while start < n {
+        let end = (start + batch_size.max(1)).min(n);
+        let m = end - start;
+        let at = |i: usize, j: usize| scale * sim[(start + i) * n + start + j] as f64;
+        let (mut rows, mut cols, mut hit_r, mut hit_c) = (0.0, 0.0, 0usize, 0usize);
+        for i in 0..m {
+            let row: Vec<f64> = (0..m).map(|j| at(i, j)).collect();
+            let col: Vec<f64> = (0..m).map(|j| at(j, i)).collect();
+            rows += log_sum_exp(&row) - at(i, i);
+            cols += log_sum_exp(&col) - at(i, i);
+            hit_r += usize::from(argmax(&row) == i);
+            hit_c += usize::from(argmax(&col) == i);
+        }
+        loss += (rows + cols) / (2.0 * m as f64);
+        acc_g2t += hit_r as f64 / m as f64;
+        acc_t2g += hit_c as f64 / m as f64;
+        batches += 1;
+        start = end;
+    }
+    let b = batches.max(1) as f64;
+    ClipEvaluation {
+        loss: loss / b,
+        acc_g2t: acc_g2t / b,
+        acc_t2g: acc_t2g / b,
+        retrieval: retrieval_metrics(sim, n),
+        logit_scale,
+    }
+}
+
+/// Embeds the items `idx` and evaluates them (reads the similarity matrix back).
+pub fn evaluate_clip<B: Backend>(
+    model: &Clip<B>,
+    set: &PairSet,
+    idx: &[usize],
+    tokenizer: &ByteTokenizer,
+    batch_size: usize,
+    device: &B::Device,
+) -> ClipEvaluation {
+    let (s, t) = embed_pairs(model, set, idx, tokenizer, batch_size, device);
+    let sim: Vec<f32> = s
+        .matmul(t.transpose())
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap_or_default();
+    let scale: Vec<f32> = model
+        .logit_scale
+        .val()
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap_or_default();
+    evaluate_similarity(
+        &sim,
+        idx.len(),
+        scale.first().copied().unwrap_or(0.0) as f64,
+        batch_size,
+    )
+}
+
+/// Evaluation on the inner (non-autodiff) backend of a training model.
+pub fn evaluate_training_clip<B: AutodiffBackend>(
+    model: &Clip<B>,
+    set: &PairSet,
+    idx: &[usize],
+    tokenizer: &ByteTokenizer,
+    batch_size: usize,
+    device: &B::Device,
+) -> ClipEvaluation {
+    evaluate_clip::<B::InnerBackend>(&model.valid(), set, idx, tokenizer, batch_size, device)
+}
+
+fn log_sum_exp(x: &[f64]) -> f64 {
+    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+/// First index of the maximum (ties go to the lower index, as torch.argmax).
+fn argmax(x: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in x.iter().enumerate() {
+        if *v > x[best] {
+            best = i;
+        }
+    }
+    best
+}

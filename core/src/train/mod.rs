@@ -1,0 +1,18 @@
+//! The training loop every model uses, in core so that it also runs in a browser:
+//! [`optimizer`] (AdamW, accumulation, clipping, schedule), [`early_stopping`],
+//! [`checkpoint`] (bytes), [`spec`] (the JSON run configuration) and per-family drivers
+//! ([`clip`]).
+
+pub mod checkpoint;
+pub mod clip;
+pub mod early_stopping;
+pub mod optimizer;
+pub mod schedule;
+pub mod spec;
+
+pub use checkpoint::{
+    CheckpointError, TrainState, model_from_bytes, model_to_bytes, pack_sections, unpack_sections,
+};
+pub use early_stopping::{EarlyStopping, Mode, Verdict};
+pub use optimizer::{ModelOptimizer, OptimizerSettings};
+pub use schedule::WarmupCosine;

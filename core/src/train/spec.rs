@@ -1,0 +1,492 @@
+//! The run configuration: a JSON file with `model` and `training` sections (plus
+//! `tokenizer`, `visualization`), accepting every key of the original system's
+//! `run_spec.json` — but, unlike it, an unknown key is an error naming the key.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::models::clip::{ClipConfig, StructureProjectorConfig, TextEncoderConfig};
+
+use super::early_stopping::Mode;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSpec {
+    /// The original's dataset directory; `--data` takes precedence.
+    pub data_dir: Option<String>,
+    pub model: ModelSpec,
+    pub training: TrainingSpec,
+    pub tokenizer: TokenizerSpec,
+    pub visualization: VisualizationSpec,
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            model: ModelSpec::default(),
+            training: TrainingSpec::default(),
+            tokenizer: TokenizerSpec::default(),
+            visualization: VisualizationSpec::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSpec {
+    pub clip_dim: usize,
+    /// "custom" (the byte-level Transformer) or "huggingface".
+    pub text_backend: String,
+    pub text_model_name: Option<String>,
+    pub text_model_id: Option<String>,
+    pub text_pooling: String,
+    pub text_dropout: f64,
+    pub freeze_text_backbone: bool,
+    pub train_text_layernorm_only: bool,
+    pub train_top_n_layers: Option<usize>,
+    pub text_width: usize,
+    pub text_layers: usize,
+    pub text_heads: usize,
+    /// Bytes: always 256 (xtal's special tokens come on top, see `ByteTokenizer`).
+    pub vocab_size: usize,
+    pub max_seq_length: usize,
+    pub dropout: f64,
+    /// Provenance of the precomputed structure embeddings (recorded, not interpreted).
+    pub graph_backbone: String,
+    pub graph_backbone_name: Option<String>,
+    pub graph_backbone_id: Option<String>,
+    /// "linear" or "mlp".
+    pub graph_projector: String,
+    pub graph_projector_id: Option<String>,
+    /// Hidden widths of the "mlp" projector (default: one layer of `clip_dim`).
+    pub graph_hidden_dims: Option<Vec<usize>>,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            clip_dim: 512,
+            text_backend: "custom".into(),
+            text_model_name: None,
+            text_model_id: None,
+            text_pooling: "mean".into(),
+            text_dropout: 0.0,
+            freeze_text_backbone: true,
+            train_text_layernorm_only: true,
+            train_top_n_layers: None,
+            text_width: 512,
+            text_layers: 6,
+            text_heads: 8,
+            vocab_size: 256,
+            max_seq_length: 256,
+            dropout: 0.0,
+            graph_backbone: "equiformer".into(),
+            graph_backbone_name: None,
+            graph_backbone_id: None,
+            graph_projector: "linear".into(),
+            graph_projector_id: None,
+            graph_hidden_dims: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingSpec {
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub epochs: usize,
+    /// Accepted for compatibility; data loading here has no worker processes.
+    pub num_workers: usize,
+    /// Device when `--device` is not given: cpu, wgpu[:N], cuda[:N].
+    pub device: Option<String>,
+    /// Optimiser steps between `metrics.jsonl` step lines.
+    pub log_interval: usize,
+    pub use_validation: bool,
+    pub val_split: f64,
+    pub val_seed: u64,
+    pub early_stopping: bool,
+    pub early_stopping_patience: usize,
+    pub early_stopping_metric: String,
+    pub early_stopping_mode: Mode,
+    pub early_stopping_min_delta: f64,
+    /// Accepted for compatibility; xtal logs to `metrics.jsonl`, never to a service.
+    pub use_wandb: bool,
+    pub wandb_project: Option<String>,
+    pub wandb_entity: Option<String>,
+    pub wandb_run_name: Option<String>,
+    pub wandb_tags: Option<Vec<String>>,
+    pub visualize_during_training: bool,
+    pub visualize_interval: usize,
+    pub visualize_n_samples: usize,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Linear warm-up length as a fraction of all optimiser steps.
+    pub warmup_fraction: f64,
+    /// Final learning rate of the cosine decay, as a fraction of `learning_rate`.
+    pub min_lr_ratio: f64,
+    /// Global gradient-norm limit; 0 turns clipping off.
+    pub grad_clip_norm: f64,
+    pub grad_accum_steps: usize,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            learning_rate: 2e-4,
+            weight_decay: 0.01,
+            epochs: 2,
+            num_workers: 4,
+            device: None,
+            log_interval: 50,
+            use_validation: true,
+            val_split: 0.1,
+            val_seed: 42,
+            early_stopping: false,
+            early_stopping_patience: 5,
+            early_stopping_metric: "val_loss".into(),
+            early_stopping_mode: Mode::Min,
+            early_stopping_min_delta: 0.0,
+            use_wandb: false,
+            wandb_project: None,
+            wandb_entity: None,
+            wandb_run_name: None,
+            wandb_tags: None,
+            visualize_during_training: false,
+            visualize_interval: 10,
+            visualize_n_samples: 800,
+            seed: 42,
+            warmup_fraction: 0.05,
+            min_lr_ratio: 0.0,
+            grad_clip_norm: 1.0,
+            grad_accum_steps: 1,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+        }
+    }
+}
+
+/// The original's byte-tokenizer ids, accepted and checked: xtal's ids are fixed (PAD 0,
+/// SOT 1, EOT 2, bytes from 3) because the original's collided with bytes 2 and 3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizerSpec {
+    pub pad_token: i64,
+    pub sot_token: i64,
+    pub eot_token: i64,
+    pub vocab_size: usize,
+    pub tokenizer_padding: String,
+}
+
+impl Default for TokenizerSpec {
+    fn default() -> Self {
+        Self {
+            pad_token: 0,
+            sot_token: 2,
+            eot_token: 3,
+            vocab_size: 256,
+            tokenizer_padding: "max_length".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisualizationSpec {
+    pub n_samples_tsne: usize,
+    pub n_samples_metrics: usize,
+    pub tsne_perplexity: f64,
+    pub tsne_seed: u64,
+    /// Pairs joined by a line in the t-SNE plot (the original's `connect_k`, both spellings).
+    #[serde(alias = "connect_k")]
+    pub tsne_connect_k: usize,
+    pub similarity_batch_size: usize,
+    /// Side of the similarity heatmap.
+    pub heatmap_size: usize,
+    pub output_dir: Option<String>,
+    pub dpi: Option<u32>,
+}
+
+impl Default for VisualizationSpec {
+    fn default() -> Self {
+        Self {
+            n_samples_tsne: 800,
+            n_samples_metrics: 4000,
+            tsne_perplexity: 30.0,
+            tsne_seed: 42,
+            tsne_connect_k: 200,
+            similarity_batch_size: 64,
+            heatmap_size: 64,
+            output_dir: None,
+            dpi: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("override `{0}`: expected section.key=value, e.g. training.epochs=5")]
+    Override(String),
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// Metric names a run records per epoch; early stopping may watch any of them.
+pub const TRACKED_METRICS: &[(&str, Mode)] = &[
+    ("train_loss", Mode::Min),
+    ("val_loss", Mode::Min),
+    ("val_acc_g2t", Mode::Max),
+    ("val_acc_t2g", Mode::Max),
+    ("val_r1_g2t", Mode::Max),
+    ("val_r5_g2t", Mode::Max),
+    ("val_r10_g2t", Mode::Max),
+    ("val_mrr_g2t", Mode::Max),
+    ("val_median_rank_g2t", Mode::Min),
+    ("val_r1_t2g", Mode::Max),
+    ("val_r5_t2g", Mode::Max),
+    ("val_r10_t2g", Mode::Max),
+    ("val_mrr_t2g", Mode::Max),
+    ("val_median_rank_t2g", Mode::Min),
+    ("val_matched_cosine", Mode::Max),
+];
+
+impl RunSpec {
+    /// Parses a configuration after applying `section.key=value` overrides to it.
+    pub fn from_json(text: &str, file: &str, overrides: &[String]) -> Result<Self, SpecError> {
+        let parse = |message: String| SpecError::Parse {
+            file: file.into(),
+            message,
+        };
+        let mut value: Value = if text.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_str(text).map_err(|e| parse(e.to_string()))?
+        };
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        let spec: RunSpec = serde_json::from_value(value).map_err(|e| parse(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let invalid = |field, message: &str| {
+            Err(SpecError::Invalid {
+                field,
+                message: message.into(),
+            })
+        };
+        let m = &self.model;
+        let t = &self.training;
+        if m.text_backend == "huggingface" {
+            return invalid(
+                "model.text_backend",
+                "\"huggingface\" encoders are not available in this version; use \"custom\"",
+            );
+        }
+        if m.text_backend != "custom" {
+            return invalid(
+                "model.text_backend",
+                "expected \"custom\" or \"huggingface\"",
+            );
+        }
+        if m.text_width == 0 || m.text_heads == 0 || m.text_width % m.text_heads != 0 {
+            return invalid(
+                "model.text_width",
+                "must be a positive multiple of model.text_heads",
+            );
+        }
+        if m.text_layers == 0 || m.clip_dim == 0 || m.max_seq_length < 3 {
+            return invalid(
+                "model",
+                "text_layers and clip_dim must be positive, max_seq_length at least 3",
+            );
+        }
+        if m.vocab_size != 256 || self.tokenizer.vocab_size != 256 {
+            return invalid("vocab_size", "the byte-level tokenizer has 256 byte values");
+        }
+        if !["linear", "mlp"].contains(&m.graph_projector.as_str()) {
+            return invalid("model.graph_projector", "expected \"linear\" or \"mlp\"");
+        }
+        if m.text_pooling != "mean" {
+            return invalid(
+                "model.text_pooling",
+                "the byte-level encoder pools by masked mean",
+            );
+        }
+        if !(0.0..1.0).contains(&m.dropout) {
+            return invalid("model.dropout", "must be in [0, 1)");
+        }
+        if t.batch_size < 2 {
+            return invalid(
+                "training.batch_size",
+                "a contrastive batch needs at least 2 pairs",
+            );
+        }
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+            return invalid("training.learning_rate", "must be a positive number");
+        }
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            return invalid("training.weight_decay", "must be 0 or more");
+        }
+        if !(0.0..1.0).contains(&t.val_split) || (t.use_validation && t.val_split == 0.0) {
+            return invalid(
+                "training.val_split",
+                "must be in (0, 1) when use_validation is on",
+            );
+        }
+        if !(0.0..1.0).contains(&t.warmup_fraction) || !(0.0..=1.0).contains(&t.min_lr_ratio) {
+            return invalid(
+                "training.warmup_fraction",
+                "warmup_fraction in [0, 1), min_lr_ratio in [0, 1]",
+            );
+        }
+        if t.grad_accum_steps == 0 {
+            return invalid("training.grad_accum_steps", "must be at least 1");
+        }
+        if !(t.grad_clip_norm.is_finite() && t.grad_clip_norm >= 0.0) {
+            return invalid("training.grad_clip_norm", "must be 0 (off) or positive");
+        }
+        if t.early_stopping
+            && !TRACKED_METRICS
+                .iter()
+                .any(|(n, _)| *n == t.early_stopping_metric)
+        {
+            let names: Vec<&str> = TRACKED_METRICS.iter().map(|(n, _)| *n).collect();
+            return Err(SpecError::Invalid {
+                field: "training.early_stopping_metric",
+                message: format!(
+                    "unknown metric `{}`; tracked: {}",
+                    t.early_stopping_metric,
+                    names.join(", ")
+                ),
+            });
+        }
+        if t.early_stopping && !t.use_validation && t.early_stopping_metric != "train_loss" {
+            return invalid(
+                "training.early_stopping_metric",
+                "validation metrics need use_validation",
+            );
+        }
+        Ok(())
+    }
+
+    /// The model this specification describes, over `structure_dim`-D structure vectors.
+    pub fn clip_config(&self, structure_dim: usize) -> ClipConfig {
+        let m = &self.model;
+        let hidden = match m.graph_projector.as_str() {
+            "mlp" => m.graph_hidden_dims.clone().unwrap_or(vec![m.clip_dim]),
+            _ => Vec::new(),
+        };
+        ClipConfig::new(
+            TextEncoderConfig::new()
+                .with_width(m.text_width)
+                .with_layers(m.text_layers)
+                .with_heads(m.text_heads)
+                .with_max_len(m.max_seq_length)
+                .with_dropout(m.dropout)
+                .with_embed_dim(m.clip_dim),
+            StructureProjectorConfig::new(structure_dim)
+                .with_embed_dim(m.clip_dim)
+                .with_hidden(hidden),
+        )
+    }
+}
+
+/// `training.epochs=5` → sets `value["training"]["epochs"] = 5` (JSON if it parses, else a
+/// string).
+pub fn apply_override(value: &mut Value, text: &str) -> Result<(), SpecError> {
+    let (path, raw) = text
+        .split_once('=')
+        .ok_or_else(|| SpecError::Override(text.into()))?;
+    let keys: Vec<&str> = path.split('.').map(str::trim).collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(SpecError::Override(text.into()));
+    }
+    let new = serde_json::from_str(raw.trim()).unwrap_or_else(|_| Value::String(raw.into()));
+    let mut at = value;
+    for k in &keys[..keys.len() - 1] {
+        let obj = at
+            .as_object_mut()
+            .ok_or_else(|| SpecError::Override(text.into()))?;
+        at = obj
+            .entry(k.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    at.as_object_mut()
+        .ok_or_else(|| SpecError::Override(text.into()))?
+        .insert(keys[keys.len() - 1].to_string(), new);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_original_transformer_spec_is_accepted() {
+        let original = r#"{"data_dir": "data_preparation/clip_dataset", "model": {"clip_dim": 512,
+          "text_backend": "custom", "text_model_name": null, "text_model_id": "customTx",
+          "graph_backbone": "equiformer", "graph_backbone_name": null, "graph_backbone_id": "equiformer",
+          "graph_projector": "linear", "graph_projector_id": "linear", "text_width": 512,
+          "text_layers": 6, "text_heads": 8, "max_seq_length": 256, "vocab_size": 256, "dropout": 0.0},
+          "training": {"epochs": 100, "batch_size": 64, "learning_rate": 2e-4, "use_validation": true,
+          "val_split": 0.1, "early_stopping": true, "early_stopping_patience": 10,
+          "early_stopping_metric": "val_loss", "use_wandb": true, "wandb_project": "graph-text-clip",
+          "visualize_during_training": true, "visualize_interval": 10, "visualize_n_samples": 800}}"#;
+        let s = RunSpec::from_json(original, "run_spec.json", &[]).unwrap();
+        assert_eq!(s.training.epochs, 100);
+        assert_eq!(s.model.text_layers, 6);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = RunSpec::from_json(r#"{"model": {"max_seq_len": 512}}"#, "c.json", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.json") && e.contains("max_seq_len"), "{e}");
+        let e = RunSpec::from_json("{}", "c.json", &["training.epoch=3".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`epoch`"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_before_validation() {
+        let s = RunSpec::from_json(
+            r#"{"training": {"epochs": 3}}"#,
+            "c",
+            &[
+                "training.epochs=7".into(),
+                "model.graph_projector=mlp".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.training.epochs, 7);
+        assert_eq!(s.clip_config(10).structure.hidden, vec![512]);
+        let e = RunSpec::from_json(
+            "{}",
+            "c",
+            &[
+                "training.early_stopping=true".into(),
+                "training.early_stopping_metric=acc".into(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown metric `acc`"), "{e}");
+    }
+}

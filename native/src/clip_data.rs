@@ -1,0 +1,188 @@
+//! Loading structure–text pairs from disk: a `dataset.jsonl` in the original CLIP layout
+//! (embeddings as `.npy` files) or one written by `xtal prepare` (FTCP tensors).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use xtal_core::data::{Layout, PairSet, decode_npy, parse_jsonl};
+use xtal_core::featurize::RowMinMax;
+
+use crate::exit::BadInput;
+
+/// Where a run's pairs come from; recorded in the run so that `eval` can find them again.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct DataSource {
+    /// The dataset.jsonl.
+    pub jsonl: PathBuf,
+    /// Directory of `.npy` embeddings (original layout).
+    pub embedding_dir: PathBuf,
+}
+
+impl DataSource {
+    /// `path` is a dataset directory or a `.jsonl` file; embeddings default to `graph_emb/`
+    /// beside it.
+    pub fn new(path: &Path, embedding_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let jsonl = if path.is_dir() {
+            path.join("dataset.jsonl")
+        } else {
+            path.to_path_buf()
+        };
+        if !jsonl.is_file() {
+            return Err(BadInput(format!("{}: no such dataset file", jsonl.display())).into());
+        }
+        let dir = jsonl.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Ok(Self {
+            embedding_dir: embedding_dir.map_or_else(|| dir.join("graph_emb"), Path::to_path_buf),
+            jsonl,
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        self.jsonl.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Reads the pairs; the original layout is split by (`val_fraction`, `seed`).
+    pub fn load(&self, val_fraction: f64, seed: u64) -> anyhow::Result<PairSet> {
+        let name = self.jsonl.display().to_string();
+        let text =
+            std::fs::read_to_string(&self.jsonl).with_context(|| format!("{name}: cannot read"))?;
+        let records = parse_jsonl(&text, &name).map_err(|e| BadInput(e.to_string()))?;
+        let (features, source_name) = match records.layout {
+            Layout::Original => (
+                records
+                    .records
+                    .iter()
+                    .map(|r| self.embedding(r))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+                self.embedding_dir.display().to_string(),
+            ),
+            Layout::Prepared => (
+                self.ftcp_features(&records.records)?,
+                self.dir().join("ftcp.npy").display().to_string(),
+            ),
+        };
+        PairSet::assemble(&name, records, features, &source_name, val_fraction, seed)
+            .map_err(|e| BadInput(e.to_string()).into())
+    }
+
+    /// The first of the three places that holds a file; a file that exists but is not a
+    /// float `.npy` is an error naming it.
+    fn embedding(
+        &self,
+        r: &xtal_core::data::PairRecord,
+    ) -> anyhow::Result<Result<Vec<f32>, Vec<String>>> {
+        let candidates = r.embedding_candidates(self.dir(), &self.embedding_dir);
+        for path in &candidates {
+            if path.is_file() {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                let array =
+                    decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+                return Ok(Ok(array.data));
+            }
+        }
+        Ok(Err(candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()))
+    }
+
+    /// Each record's FTCP tensor, flattened and scaled by the training-split normaliser.
+    fn ftcp_features(
+        &self,
+        records: &[xtal_core::data::PairRecord],
+    ) -> anyhow::Result<Vec<Result<Vec<f32>, Vec<String>>>> {
+        let npy_path = self.dir().join("ftcp.npy");
+        let norm_path = self.dir().join("ftcp_normalizer.json");
+        let bytes = std::fs::read(&npy_path)
+            .map_err(|e| BadInput(format!("{}: cannot read ({e})", npy_path.display())))?;
+        let ftcp =
+            decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", npy_path.display())))?;
+        drop(bytes);
+        let norm_text = std::fs::read_to_string(&norm_path)
+            .map_err(|e| BadInput(format!("{}: cannot read ({e})", norm_path.display())))?;
+        let norm: RowMinMax = serde_json::from_str(&norm_text)
+            .map_err(|e| BadInput(format!("{}: {e}", norm_path.display())))?;
+        let per = norm.rows * norm.cols;
+        if ftcp.shape.len() != 3 || ftcp.shape[1] * ftcp.shape[2] != per {
+            return Err(BadInput(format!(
+                "{}: shape {:?} does not match the normaliser's {} × {}",
+                npy_path.display(),
+                ftcp.shape,
+                norm.rows,
+                norm.cols
+            ))
+            .into());
+        }
+        let count = ftcp.shape[0];
+        Ok(records
+            .iter()
+            .map(|r| match r.ftcp_index {
+                Some(k) if k < count => {
+                    let mut row: Vec<f64> = ftcp.data[k * per..(k + 1) * per]
+                        .iter()
+                        .map(|&x| x as f64)
+                        .collect();
+                    norm.transform(&mut row);
+                    Ok(row.into_iter().map(|x| x as f32).collect())
+                }
+                Some(k) => Err(vec![format!(
+                    "ftcp_index {k} is past the {count} tensors of ftcp.npy"
+                )]),
+                None => Err(vec![
+                    "no FTCP tensor (see failures.csv of the dataset)".into(),
+                ]),
+            })
+            .collect())
+    }
+}
+
+/// What was read and what was left out, written as `data_report.json` and summarised on screen.
+#[derive(Debug, Serialize)]
+pub struct DataReport<'a> {
+    pub jsonl: String,
+    pub layout: Layout,
+    pub pairs: usize,
+    pub train: usize,
+    pub validation: usize,
+    pub structure_dim: usize,
+    pub skipped_lines: usize,
+    pub missing_structure: usize,
+    pub skipped: &'a [xtal_core::data::SkippedLine],
+    pub missing: &'a [xtal_core::data::MissingStructure],
+}
+
+impl<'a> DataReport<'a> {
+    pub fn new(source: &DataSource, set: &'a PairSet) -> Self {
+        let validation = set.is_val.iter().filter(|v| **v).count();
+        Self {
+            jsonl: source.jsonl.display().to_string(),
+            layout: set.layout,
+            pairs: set.len(),
+            train: set.len() - validation,
+            validation,
+            structure_dim: set.feature_dim,
+            skipped_lines: set.skipped.len(),
+            missing_structure: set.missing.len(),
+            skipped: &set.skipped,
+            missing: &set.missing,
+        }
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{} pairs ({} train, {} validation, {}-D structure vectors, {} layout); {} lines without text skipped, {} records without a structure representation left out (listed in data_report.json)",
+            self.pairs,
+            self.train,
+            self.validation,
+            self.structure_dim,
+            match self.layout {
+                Layout::Original => "original",
+                Layout::Prepared => "xtal prepare",
+            },
+            self.skipped_lines,
+            self.missing_structure
+        )
+    }
+}

@@ -1,0 +1,269 @@
+//! `xtal train clip`, `xtal eval clip` and `xtal visualize` end to end on a small dataset in
+//! the original system's layout (dataset.jsonl + graph_emb/*.npy), texts from data/sample.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{stderr, xtal};
+use serde_json::Value;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xtal-clip-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_npy(path: &Path, data: &[f32]) {
+    use npyz::WriterBuilder;
+    let mut out = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[data.len() as u64])
+        .writer(&mut out)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+/// 40 records with real descriptions: 38 with a 16-D embedding found by one of the three
+/// lookup rules, 2 without; plus a line without text.
+fn dataset(dir: &Path) {
+    let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv");
+    let mut reader = csv::Reader::from_path(csv).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (id_c, text_c, formula_c) = (col("id"), col("description"), col("formula"));
+    std::fs::create_dir_all(dir.join("graph_emb")).unwrap();
+    std::fs::create_dir_all(dir.join("custom")).unwrap();
+    let mut lines = Vec::new();
+    let mut state = 1u64;
+    for (i, row) in reader.records().take(40).enumerate() {
+        let row = row.unwrap();
+        let (id, formula) = (row[id_c].to_string(), row[formula_c].to_string());
+        let emb: Vec<f32> = (0..16)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect();
+        let mut rec = serde_json::json!({"id": id, "text": &row[text_c], "formula": formula});
+        match i % 4 {
+            0 => {
+                write_npy(&dir.join(format!("custom/{i}.npy")), &emb);
+                rec["graph_emb"] = format!("custom/{i}.npy").into();
+            }
+            1 => write_npy(&dir.join(format!("graph_emb/{id}.npy")), &emb),
+            _ if i == 6 || i == 7 => {} // no embedding anywhere
+            _ => write_npy(&dir.join(format!("graph_emb/{formula}_{id}.npy")), &emb),
+        }
+        lines.push(rec.to_string());
+    }
+    lines.insert(3, r#"{"id": "no-text", "formula": "X"}"#.into());
+    std::fs::write(dir.join("dataset.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+const TINY: &[&str] = &[
+    "--set",
+    "model.text_width=32",
+    "--set",
+    "model.text_layers=1",
+    "--set",
+    "model.text_heads=2",
+    "--set",
+    "model.max_seq_length=48",
+    "--set",
+    "model.clip_dim=16",
+    "--set",
+    "training.val_split=0.25",
+    "--set",
+    "training.log_interval=1",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "3",
+];
+
+fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "clip",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(extra);
+    xtal(&args)
+}
+
+fn epoch_lines(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn trains_reports_missing_embeddings_plots_and_resumes_exactly() {
+    let dir = scratch("full");
+    dataset(&dir.join("data"));
+    let data = dir.join("data");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+
+    let out = train(&data, &a, &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Recall@10") && stdout.contains("chance"),
+        "{stdout}"
+    );
+    assert!(
+        stderr(&out).contains("2 records without a structure"),
+        "{}",
+        stderr(&out)
+    );
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("data_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["pairs"], 38);
+    assert_eq!(report["missing_structure"], 2);
+    assert_eq!(report["skipped_lines"], 1);
+    assert_eq!(report["skipped"][0]["line"], 4);
+    assert_eq!(report["missing"][0]["tried"].as_array().unwrap().len(), 2);
+
+    // Interrupted after epoch 1, resumed: the same numbers as the uninterrupted run.
+    let out = train(&data, &b, &["--no-plots", "--stop-after", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        epoch_lines(&b)
+            .iter()
+            .filter(|l| l["kind"] == "epoch")
+            .count(),
+        1
+    );
+    let out = xtal(&[
+        "train",
+        "clip",
+        "--out",
+        b.to_str().unwrap(),
+        "--resume",
+        "--no-plots",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(epoch_lines(&a), epoch_lines(&b));
+
+    // eval reproduces the summary of the best checkpoint.
+    let out = xtal(&["eval", "clip", "--run", a.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let eval: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    for dir in ["structure_to_text", "text_to_structure"] {
+        assert_eq!(
+            eval["evaluation"]["retrieval"][dir],
+            summary["validation"]["retrieval"][dir]
+        );
+    }
+    assert_eq!(eval["evaluation"]["retrieval"]["n"], 10);
+
+    let out = xtal(&["visualize", "--run", a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for name in [
+        "loss",
+        "retrieval",
+        "tsne_pairs",
+        "similarity_heatmap",
+        "cosine_histogram",
+    ] {
+        let png = std::fs::read(a.join(format!("plots/{name}.png"))).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{name}.png");
+        let svg = std::fs::read_to_string(a.join(format!("plots/{name}.svg"))).unwrap();
+        assert!(svg.contains("<svg"), "{name}.svg");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configuration_and_data_are_named() {
+    let dir = scratch("bad");
+    dataset(&dir.join("data"));
+    let data = dir.join("data");
+
+    let config = dir.join("c.json");
+    std::fs::write(&config, r#"{"model": {"max_seq_len": 512}}"#).unwrap();
+    let out = xtal(&[
+        "train",
+        "clip",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("max_seq_len") && stderr(&out).contains("c.json"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.join("r").exists(),
+        "nothing written for a rejected configuration"
+    );
+
+    // A 15-D embedding among 16-D ones.
+    let first = std::fs::read_dir(data.join("graph_emb"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    write_npy(&first, &[0.0; 15]);
+    let out = train(&data, &dir.join("r"), &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("15-D"), "{}", stderr(&out));
+    std::fs::write(&first, b"not npy").unwrap();
+    let out = train(&data, &dir.join("r"), &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&first.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn corrupt_checkpoints_and_existing_runs_are_refused() {
+    let dir = scratch("ckpt");
+    dataset(&dir.join("data"));
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    let out = train(&data, &run, &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = train(&data, &run, &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+
+    let ckpt = run.join("checkpoints/best.ckpt");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
+    let out = xtal(&["eval", "clip", "--run", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("best.ckpt"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
