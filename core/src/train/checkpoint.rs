@@ -118,8 +118,7 @@ pub fn unpack_sections(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Checkpoin
         Ok(s)
     };
     let mut sections = Vec::new();
-    loop {
-        let Ok(len) = take(4) else { break };
+    while let Ok(len) = take(4) {
         let name_len = u32::from_le_bytes(len.try_into().unwrap_or([0; 4])) as usize;
         let name = std::str::from_utf8(take(name_len)?)
             .map_err(|_| bad("section name is not UTF-8"))?

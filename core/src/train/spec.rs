@@ -9,7 +9,7 @@ use crate::models::clip::{ClipConfig, StructureProjectorConfig, TextEncoderConfi
 
 use super::early_stopping::Mode;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunSpec {
     /// The original's dataset directory; `--data` takes precedence.
@@ -18,18 +18,6 @@ pub struct RunSpec {
     pub training: TrainingSpec,
     pub tokenizer: TokenizerSpec,
     pub visualization: VisualizationSpec,
-}
-
-impl Default for RunSpec {
-    fn default() -> Self {
-        Self {
-            data_dir: None,
-            model: ModelSpec::default(),
-            training: TrainingSpec::default(),
-            tokenizer: TokenizerSpec::default(),
-            visualization: VisualizationSpec::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,7 +98,8 @@ pub struct TrainingSpec {
     pub early_stopping: bool,
     pub early_stopping_patience: usize,
     pub early_stopping_metric: String,
-    pub early_stopping_mode: Mode,
+    /// min or max; by default the metric's natural direction (min for losses and ranks).
+    pub early_stopping_mode: Option<Mode>,
     pub early_stopping_min_delta: f64,
     /// Accepted for compatibility; xtal logs to `metrics.jsonl`, never to a service.
     pub use_wandb: bool,
@@ -151,7 +140,7 @@ impl Default for TrainingSpec {
             early_stopping: false,
             early_stopping_patience: 5,
             early_stopping_metric: "val_loss".into(),
-            early_stopping_mode: Mode::Min,
+            early_stopping_mode: None,
             early_stopping_min_delta: 0.0,
             use_wandb: false,
             wandb_project: None,
@@ -262,6 +251,18 @@ pub const TRACKED_METRICS: &[(&str, Mode)] = &[
     ("val_matched_cosine", Mode::Max),
 ];
 
+impl TrainingSpec {
+    /// The direction in which `early_stopping_metric` improves.
+    pub fn early_stopping_direction(&self) -> Mode {
+        self.early_stopping_mode.unwrap_or_else(|| {
+            TRACKED_METRICS
+                .iter()
+                .find(|(n, _)| *n == self.early_stopping_metric)
+                .map_or(Mode::Min, |(_, m)| *m)
+        })
+    }
+}
+
 impl RunSpec {
     /// Parses a configuration after applying `section.key=value` overrides to it.
     pub fn from_json(text: &str, file: &str, overrides: &[String]) -> Result<Self, SpecError> {
@@ -303,7 +304,7 @@ impl RunSpec {
                 "expected \"custom\" or \"huggingface\"",
             );
         }
-        if m.text_width == 0 || m.text_heads == 0 || m.text_width % m.text_heads != 0 {
+        if m.text_width == 0 || m.text_heads == 0 || !m.text_width.is_multiple_of(m.text_heads) {
             return invalid(
                 "model.text_width",
                 "must be a positive multiple of model.text_heads",

@@ -36,6 +36,18 @@ pub struct Args {
     /// CGCNN's atom_init.json for FTCP (the Python baseline needs it).
     #[arg(long)]
     atom_init: Option<std::path::PathBuf>,
+    /// Measure CLIP training throughput (pairs/s) instead.
+    #[arg(long)]
+    clip: bool,
+    /// CLIP configurations to measure: default (512/6/8/256) and/or small (128/2/4/128).
+    #[arg(long = "clip-config", default_values_t = ["default".to_string(), "small".to_string()])]
+    clip_configs: Vec<String>,
+    /// Measured optimiser steps per CLIP configuration and device (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// The PyTorch baseline (native/benches/clip_baseline.py) to run beside --clip.
+    #[arg(long, requires = "clip")]
+    torch: Option<std::path::PathBuf>,
 }
 
 #[derive(serde::Serialize)]
@@ -130,6 +142,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             limit: args.limit,
             python: args.python.as_deref(),
             atom_init: args.atom_init.as_deref(),
+            json: args.json,
+        });
+    }
+    if args.clip {
+        return super::bench_clip::run(super::bench_clip::ClipBench {
+            devices: &args.devices,
+            configs: &args.clip_configs,
+            steps: args.steps.max(1),
+            python: args.torch.as_deref(),
             json: args.json,
         });
     }

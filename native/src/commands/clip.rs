@@ -18,7 +18,7 @@ use xtal_core::models::clip::{Clip, ClipConfig};
 use xtal_core::train::clip::{
     ClipEvaluation, embed_pairs, epoch_batches, evaluate_clip, train_clip_epoch,
 };
-use xtal_core::train::spec::{RunSpec, TRACKED_METRICS};
+use xtal_core::train::spec::RunSpec;
 use xtal_core::train::{
     EarlyStopping, ModelOptimizer, OptimizerSettings, TrainState, WarmupCosine, model_from_bytes,
     model_to_bytes,
@@ -373,10 +373,7 @@ impl OnDevice for TrainTask<'_> {
         };
         B::seed(&device, t.seed);
         let mut model: Clip<B> = self.config.init(&device);
-        let metric_mode = TRACKED_METRICS
-            .iter()
-            .find(|(n, _)| *n == t.early_stopping_metric)
-            .map_or(t.early_stopping_mode, |_| t.early_stopping_mode);
+        let metric_mode = t.early_stopping_direction();
         let mut state = TrainState {
             epoch: 0,
             step: 0,
@@ -455,7 +452,9 @@ impl OnDevice for TrainTask<'_> {
                     bar.inc(1);
                     bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}"));
                     let step = step_before + micro.div_ceil(t.grad_accum_steps);
-                    if micro % t.grad_accum_steps == 0 && step % t.log_interval.max(1) == 0 {
+                    if micro.is_multiple_of(t.grad_accum_steps)
+                        && step.is_multiple_of(t.log_interval.max(1))
+                    {
                         step_lines.push(json!({
                             "kind": "step", "epoch": epoch, "step": step,
                             "epoch_progress": epoch as f64 - 1.0 + micro as f64 / batches.len() as f64,

@@ -1,4 +1,5 @@
 pub mod bench;
+mod bench_clip;
 mod bench_structures;
 pub mod cif;
 pub mod clip;
