@@ -66,6 +66,18 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// The series labels in a translucent box (every chart here draws them alike).
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> DrawResult<DB> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 15))
+        .draw()
+}
+
 /// Named series of (x, y) points on shared axes.
 pub struct Curves {
     pub title: String,
@@ -124,12 +136,7 @@ impl Figure for Curves {
                 .label(name)
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 15))
-            .draw()?;
+        draw_legend(&mut chart)?;
         Ok(())
     }
 }
@@ -186,12 +193,7 @@ impl Figure for PairMap {
             )?
             .label("text")
             .legend(move |(x, y)| Cross::new((x + 10, y), 5, orange.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 15))
-            .draw()?;
+        draw_legend(&mut chart)?;
         Ok(())
     }
 }
@@ -303,7 +305,7 @@ impl Figure for CosineHistogram {
             .label_style(("sans-serif", 15))
             .draw()?;
         for (name, h, c) in [
-            ("unmatched pairs", &u, PALETTE[7 % 6]),
+            ("unmatched pairs", &u, PALETTE[1]),
             ("matched pairs", &m, PALETTE[0]),
         ] {
             let style = c.mix(0.55).filled();
@@ -315,12 +317,7 @@ impl Figure for CosineHistogram {
                 .label(name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], style));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 15))
-            .draw()?;
+        draw_legend(&mut chart)?;
         Ok(())
     }
 }

@@ -1,7 +1,6 @@
 //! Training and evaluating structure–text CLIP on a [`PairSet`]: batching, one epoch of
 //! optimisation, and validation metrics from one similarity matrix.
 
-use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
@@ -157,19 +156,8 @@ pub fn evaluate_clip<B: Backend>(
     device: &B::Device,
 ) -> ClipEvaluation {
     let (s, t) = embed_pairs(model, set, idx, tokenizer, batch_size, device);
-    let sim: Vec<f32> = s
-        .matmul(t.transpose())
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .unwrap_or_default();
-    let scale: Vec<f32> = model
-        .logit_scale
-        .val()
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .unwrap_or_default();
+    let sim = to_host(s.matmul(t.transpose()));
+    let scale = to_host(model.logit_scale.val());
     evaluate_similarity(
         &sim,
         idx.len(),
@@ -178,16 +166,9 @@ pub fn evaluate_clip<B: Backend>(
     )
 }
 
-/// Evaluation on the inner (non-autodiff) backend of a training model.
-pub fn evaluate_training_clip<B: AutodiffBackend>(
-    model: &Clip<B>,
-    set: &PairSet,
-    idx: &[usize],
-    tokenizer: &ByteTokenizer,
-    batch_size: usize,
-    device: &B::Device,
-) -> ClipEvaluation {
-    evaluate_clip::<B::InnerBackend>(&model.valid(), set, idx, tokenizer, batch_size, device)
+/// A tensor's values in host memory (a synchronous read: native front ends only).
+pub fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
+    x.into_data().convert::<f32>().to_vec().unwrap_or_default()
 }
 
 fn log_sum_exp(x: &[f64]) -> f64 {

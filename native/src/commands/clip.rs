@@ -16,7 +16,7 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::metrics::retrieval_metrics;
 use xtal_core::models::clip::{Clip, ClipConfig};
 use xtal_core::train::clip::{
-    ClipEvaluation, embed_pairs, epoch_batches, evaluate_clip, train_clip_epoch,
+    ClipEvaluation, embed_pairs, epoch_batches, evaluate_clip, to_host, train_clip_epoch,
 };
 use xtal_core::train::spec::RunSpec;
 use xtal_core::train::{
@@ -77,24 +77,30 @@ pub struct TrainArgs {
     no_plots: bool,
 }
 
+/// Which run, checkpoint, data and device `eval` and `visualize` use.
 #[derive(ClapArgs, Debug)]
-pub struct EvalArgs {
+pub struct RunArgs {
     /// Run directory of `xtal train clip`.
     #[arg(long)]
     run: PathBuf,
-    /// Evaluate on another dataset (same structure representation) instead of the run's.
+    /// Use another dataset (same structure representation) instead of the run's.
     #[arg(long)]
     data: Option<PathBuf>,
     #[arg(long)]
     graph_emb_dir: Option<PathBuf>,
-    /// best or last.
-    #[arg(long, default_value = "best")]
+    #[arg(long, default_value = "best", value_parser = ["best", "last"])]
     checkpoint: String,
-    /// Which pairs: val, train or all (a dataset given with --data defaults to all).
-    #[arg(long)]
-    split: Option<String>,
     #[arg(long, default_value = "cpu")]
     device: String,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Which pairs (a dataset given with --data defaults to all, the run's own to val).
+    #[arg(long, value_parser = ["val", "train", "all"])]
+    split: Option<String>,
     /// Print the metrics as one JSON object.
     #[arg(long)]
     json: bool,
@@ -102,17 +108,8 @@ pub struct EvalArgs {
 
 #[derive(ClapArgs, Debug)]
 pub struct VisualizeArgs {
-    /// Run directory of `xtal train clip`.
-    #[arg(long)]
-    run: PathBuf,
-    #[arg(long)]
-    data: Option<PathBuf>,
-    #[arg(long)]
-    graph_emb_dir: Option<PathBuf>,
-    #[arg(long, default_value = "best")]
-    checkpoint: String,
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run: RunArgs,
     /// Output directory (default: RUN/plots).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -152,13 +149,18 @@ fn spec_from(args: &TrainArgs, run: &RunDir) -> anyhow::Result<RunSpec> {
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let run = RunDir::new(&args.out);
     let spec = spec_from(&args, &run)?;
-    let source = if args.resume {
+    let resumed = if args.resume {
         if args.data.is_some() {
             return Err(
                 BadInput("--resume continues on the run's own data; drop --data".into()).into(),
             );
         }
-        run.info()?.data
+        Some(run.info()?)
+    } else {
+        None
+    };
+    let source = if let Some(info) = &resumed {
+        info.data.clone()
     } else {
         let data = args
             .data
@@ -176,10 +178,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 
     let t = &spec.training;
     let mut set = source.load(t.val_split, t.val_seed)?;
-    let scaler = if args.resume {
-        run.info()?.scaler
-    } else {
-        FeatureScaler::fit(&set)
+    let scaler = match resumed {
+        Some(info) => info.scaler,
+        None => FeatureScaler::fit(&set),
     };
     scaler.apply(&mut set);
     let report = DataReport::new(&source, &set);
@@ -266,7 +267,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }),
     )?;
     if !args.no_plots {
-        let written = write_all_plots(&run, &set, &spec, &device_text, "best", &run.plots())?;
+        let written = write_all_plots(
+            &run,
+            &config,
+            &set,
+            &spec,
+            &device_text,
+            "best",
+            &run.plots(),
+        )?;
         eprintln!("plots: {} files in {}", written, run.plots().display());
     }
     eprintln!("run: {}", run.path.display());
@@ -608,13 +617,7 @@ fn embed_subset<B: Backend>(
         spec.visualization.similarity_batch_size,
         device,
     );
-    let read = |x: Tensor<B, 2>| {
-        x.into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .unwrap_or_default()
-    };
-    (read(s), read(t))
+    (to_host(s), to_host(t))
 }
 
 /// t-SNE map, heatmap, histogram and `similarity_metrics.json` of paired unit embeddings.
@@ -742,8 +745,7 @@ fn curve_plots(run: &RunDir, dir: &Path) -> anyhow::Result<usize> {
     .collect();
     series.retain(|(_, s)| !s.is_empty());
     if !series.is_empty() {
-        let n = run
-            .read_metrics()
+        let n = lines
             .iter()
             .rev()
             .find_map(|l| l.get("val_pairs").and_then(Value::as_f64));
@@ -765,8 +767,10 @@ fn curve_plots(run: &RunDir, dir: &Path) -> anyhow::Result<usize> {
     Ok(files.len())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_all_plots(
     run: &RunDir,
+    config: &ClipConfig,
     set: &PairSet,
     spec: &RunSpec,
     device_text: &str,
@@ -774,18 +778,16 @@ fn write_all_plots(
     dir: &Path,
 ) -> anyhow::Result<usize> {
     let mut count = curve_plots(run, dir)?;
-    let idx = if set.indices(true).len() >= 2 {
-        set.indices(true)
-    } else {
-        (0..set.len()).collect()
-    };
-    let info = run.info()?;
+    let mut idx = set.indices(true);
+    if idx.len() < 2 {
+        idx = (0..set.len()).collect();
+    }
     let c = run.load_checkpoint(checkpoint)?;
     let device = super::one_device(device_text)?;
     let (s, t) = run_on(
         &device,
         EmbedTask {
-            config: &info.model,
+            config,
             weights: c.model,
             set,
             idx: &idx,
@@ -795,7 +797,7 @@ fn write_all_plots(
     count += embedding_plots(
         &s,
         &t,
-        info.model.text.embed_dim,
+        config.text.embed_dim,
         spec,
         dir,
         &format!("{checkpoint} checkpoint"),
@@ -853,19 +855,16 @@ impl OnDevice for EvalTask<'_> {
 }
 
 /// The run's configuration, data (or `data`), and the pairs of one split.
-fn load_run(
-    run: &RunDir,
-    data: Option<&Path>,
-    graph_emb_dir: Option<&Path>,
-) -> anyhow::Result<(RunInfo, RunSpec, PairSet, bool)> {
+fn load_run(args: &RunArgs) -> anyhow::Result<(RunDir, RunInfo, RunSpec, PairSet, bool)> {
+    let run = RunDir::new(&args.run);
     let info = run.info()?;
     let p = run.file("config.json");
     let text =
         std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
     let spec = RunSpec::from_json(&text, &p.display().to_string(), &[])
         .map_err(|e| BadInput(e.to_string()))?;
-    let (source, own) = match data {
-        Some(d) => (DataSource::new(d, graph_emb_dir)?, false),
+    let (source, own) = match &args.data {
+        Some(d) => (DataSource::new(d, args.graph_emb_dir.as_deref())?, false),
         None => (info.data.clone(), true),
     };
     let mut set = source.load(spec.training.val_split, spec.training.val_seed)?;
@@ -880,22 +879,11 @@ fn load_run(
     }
     info.scaler.apply(&mut set);
     eprintln!("data: {}", DataReport::new(&source, &set).line());
-    Ok((info, spec, set, own))
-}
-
-fn check_checkpoint_name(name: &str) -> anyhow::Result<()> {
-    if name == "best" || name == "last" {
-        Ok(())
-    } else {
-        Err(BadInput(format!("--checkpoint must be best or last, not `{name}`")).into())
-    }
+    Ok((run, info, spec, set, own))
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    check_checkpoint_name(&args.checkpoint)?;
-    let run = RunDir::new(&args.run);
-    let (info, spec, set, own) =
-        load_run(&run, args.data.as_deref(), args.graph_emb_dir.as_deref())?;
+    let (run, info, spec, set, own) = load_run(&args.run)?;
     let split = args
         .split
         .clone()
@@ -903,12 +891,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let idx: Vec<usize> = match split.as_str() {
         "val" => set.indices(true),
         "train" => set.indices(false),
-        "all" => (0..set.len()).collect(),
-        other => {
-            return Err(
-                BadInput(format!("--split must be val, train or all, not `{other}`")).into(),
-            );
-        }
+        _ => (0..set.len()).collect(),
     };
     if idx.len() < 2 {
         return Err(BadInput(format!(
@@ -917,8 +900,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let c = run.load_checkpoint(&args.checkpoint)?;
-    let device = super::one_device(&args.device)?;
+    let c = run.load_checkpoint(&args.run.checkpoint)?;
+    let device = super::one_device(&args.run.device)?;
     let eval = run_on(
         &device,
         EvalTask {
@@ -932,7 +915,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({"checkpoint": args.checkpoint, "epoch": c.state.epoch, "split": split, "evaluation": eval})
+            json!({"checkpoint": args.run.checkpoint, "epoch": c.state.epoch, "split": split, "evaluation": eval})
         );
     } else {
         print_retrieval(&eval, Some(c.state.epoch));
@@ -941,11 +924,17 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 pub fn visualize(args: VisualizeArgs) -> anyhow::Result<()> {
-    check_checkpoint_name(&args.checkpoint)?;
-    let run = RunDir::new(&args.run);
-    let (_, spec, set, _) = load_run(&run, args.data.as_deref(), args.graph_emb_dir.as_deref())?;
+    let (run, info, spec, set, _) = load_run(&args.run)?;
     let dir = args.out.clone().unwrap_or_else(|| run.plots());
-    let n = write_all_plots(&run, &set, &spec, &args.device, &args.checkpoint, &dir)?;
+    let n = write_all_plots(
+        &run,
+        &info.model,
+        &set,
+        &spec,
+        &args.run.device,
+        &args.run.checkpoint,
+        &dir,
+    )?;
     eprintln!("plots: {n} files in {}", dir.display());
     Ok(())
 }
