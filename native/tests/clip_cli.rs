@@ -265,5 +265,24 @@ fn corrupt_checkpoints_and_existing_runs_are_refused() {
     let out = xtal(&["eval", "clip", "--run", run.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("best.ckpt"), "{}", stderr(&out));
+
+    // The run's data changed width since: resuming is refused, not a panic.
+    for e in std::fs::read_dir(data.join("graph_emb")).unwrap() {
+        write_npy(&e.unwrap().path(), &[0.5; 15]);
+    }
+    for e in std::fs::read_dir(data.join("custom")).unwrap() {
+        write_npy(&e.unwrap().path(), &[0.5; 15]);
+    }
+    let out = xtal(&[
+        "train",
+        "clip",
+        "--out",
+        run.to_str().unwrap(),
+        "--resume",
+        "--no-plots",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("trained on 16-D"), "{}", stderr(&out));
+
     let _ = std::fs::remove_dir_all(&dir);
 }

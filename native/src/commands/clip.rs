@@ -179,7 +179,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let t = &spec.training;
     let mut set = source.load(t.val_split, t.val_seed)?;
     let scaler = match resumed {
-        Some(info) => info.scaler,
+        Some(info) => {
+            check_structure_dim(&source, &set, &info.model)?;
+            info.scaler
+        }
         None => FeatureScaler::fit(&set),
     };
     scaler.apply(&mut set);
@@ -854,6 +857,24 @@ impl OnDevice for EvalTask<'_> {
     }
 }
 
+/// Data read for an existing model must have the structure width it was trained on.
+fn check_structure_dim(
+    source: &DataSource,
+    set: &PairSet,
+    model: &ClipConfig,
+) -> anyhow::Result<()> {
+    if set.feature_dim == model.structure.input_dim {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "{}: {}-D structure vectors, but the model was trained on {}-D",
+        source.jsonl.display(),
+        set.feature_dim,
+        model.structure.input_dim
+    ))
+    .into())
+}
+
 /// The run's configuration, data (or `data`), and the pairs of one split.
 fn load_run(args: &RunArgs) -> anyhow::Result<(RunDir, RunInfo, RunSpec, PairSet, bool)> {
     let run = RunDir::new(&args.run);
@@ -868,15 +889,7 @@ fn load_run(args: &RunArgs) -> anyhow::Result<(RunDir, RunInfo, RunSpec, PairSet
         None => (info.data.clone(), true),
     };
     let mut set = source.load(spec.training.val_split, spec.training.val_seed)?;
-    if set.feature_dim != info.model.structure.input_dim {
-        return Err(BadInput(format!(
-            "{}: {}-D structure vectors, but the model was trained on {}-D",
-            source.jsonl.display(),
-            set.feature_dim,
-            info.model.structure.input_dim
-        ))
-        .into());
-    }
+    check_structure_dim(&source, &set, &info.model)?;
     info.scaler.apply(&mut set);
     eprintln!("data: {}", DataReport::new(&source, &set).line());
     Ok((run, info, spec, set, own))
