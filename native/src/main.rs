@@ -29,7 +29,7 @@ enum Command {
     Cif(commands::cif::Args),
     /// Turn a CSV of materials into a dataset: FTCP tensors, crystal graphs, splits, normaliser.
     Prepare(commands::prepare::Args),
-    /// Train a model (clip: structure–text CLIP).
+    /// Train a model (clip: structure–text CLIP; tensor: property-tensor heads on CLIP).
     #[command(subcommand)]
     Train(Train),
     /// Evaluate a trained model on its validation split or another dataset.
@@ -43,12 +43,17 @@ enum Command {
 enum Train {
     /// Structure–text CLIP: `xtal train clip --config C --data D --out RUN`.
     Clip(commands::clip::TrainArgs),
+    /// Property-tensor heads over frozen CLIP embeddings:
+    /// `xtal train tensor --clip-run RUN --config C --out TRUN`.
+    Tensor(commands::tensor::TrainArgs),
 }
 
 #[derive(Subcommand)]
 enum Eval {
     /// Retrieval metrics of a CLIP run: `xtal eval clip --run RUN [--data D]`.
     Clip(commands::clip::EvalArgs),
+    /// Per-component MAE and R² of a tensor head: `xtal eval tensor --run TRUN [--data D]`.
+    Tensor(commands::tensor::EvalArgs),
 }
 
 fn main() {
@@ -68,6 +73,8 @@ fn main() {
         Command::Prepare(args) => commands::prepare::run(args),
         Command::Train(Train::Clip(args)) => commands::clip::train(args),
         Command::Eval(Eval::Clip(args)) => commands::clip::eval(args),
+        Command::Train(Train::Tensor(args)) => commands::tensor::train(args),
+        Command::Eval(Eval::Tensor(args)) => commands::tensor::eval(args),
         Command::Visualize(args) => commands::clip::visualize(args),
     };
     if let Err(error) = result {

@@ -1,5 +1,6 @@
 //! Pictures of a run, each written as PNG and SVG: loss and retrieval curves, the t-SNE map
-//! of paired embeddings, the similarity heatmap and the matched-cosine histogram.
+//! of paired embeddings, the similarity heatmap, the matched-cosine histogram and parity
+//! plots of tensor regression.
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -318,6 +319,65 @@ impl Figure for CosineHistogram {
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], style));
         }
         draw_legend(&mut chart)?;
+        Ok(())
+    }
+}
+
+/// Predicted against true values, one panel per tensor component, with the identity line.
+pub struct ParityPlot {
+    pub title: String,
+    pub names: Vec<String>,
+    /// Per component: (true, predicted) of the evaluated rows, and the panel's caption.
+    pub panels: Vec<(Vec<(f64, f64)>, String)>,
+    /// Training rows, drawn faintly behind (may be empty).
+    pub background: Vec<Vec<(f64, f64)>>,
+}
+
+impl Figure for ParityPlot {
+    const SIZE: (u32, u32) = (1200, 1150);
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let area = area.titled(&self.title, ("sans-serif", 26))?;
+        let cols = if self.panels.len() == 4 { 2 } else { 3 };
+        let rows = self.panels.len().div_ceil(cols).max(1);
+        let cells = area.split_evenly((rows, cols));
+        for (c, (panel, (points, caption))) in cells.iter().zip(&self.panels).enumerate() {
+            let faint = self.background.get(c).map_or(&[][..], Vec::as_slice);
+            let all = || {
+                points
+                    .iter()
+                    .chain(faint)
+                    .flat_map(|(t, p)| [*t, *p].into_iter())
+            };
+            let (lo, hi) = range(all());
+            let mut chart = ChartBuilder::on(panel)
+                .caption(format!("{}: {caption}", self.names[c]), ("sans-serif", 17))
+                .margin(8)
+                .x_label_area_size(35)
+                .y_label_area_size(55)
+                .build_cartesian_2d(lo..hi, lo..hi)?;
+            chart
+                .configure_mesh()
+                .x_desc("true")
+                .y_desc("predicted")
+                .label_style(("sans-serif", 12))
+                .draw()?;
+            chart.draw_series(LineSeries::new(
+                vec![(lo, lo), (hi, hi)],
+                BLACK.mix(0.5).stroke_width(1),
+            ))?;
+            let grey = BLACK.mix(0.15);
+            chart.draw_series(
+                faint
+                    .iter()
+                    .map(|&(t, p)| Circle::new((t, p), 2, grey.filled())),
+            )?;
+            let blue = PALETTE[0].mix(0.7);
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|&(t, p)| Circle::new((t, p), 3, blue.filled())),
+            )?;
+        }
         Ok(())
     }
 }

@@ -14,9 +14,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use xtal_core::models::clip::ClipConfig;
-use xtal_core::train::{TrainState, pack_sections, unpack_sections};
+use xtal_core::train::spec::TrainingSpec;
+use xtal_core::train::{
+    ModelOptimizer, TrainState, model_to_bytes, pack_sections, unpack_sections,
+};
 
 use crate::clip_data::DataSource;
 use crate::exit::BadInput;
@@ -61,12 +67,51 @@ impl RunDir {
         self.path.join("checkpoints").join(format!("{which}.ckpt"))
     }
 
-    /// An existing run's `run.json`.
+    /// An existing CLIP run's `run.json`.
     pub fn info(&self) -> anyhow::Result<RunInfo> {
+        self.read_run_json("clip")
+    }
+
+    /// An existing run's `run.json`, which must be of model `family`.
+    pub fn read_run_json<T: serde::de::DeserializeOwned>(&self, family: &str) -> anyhow::Result<T> {
         let p = self.file("run.json");
         let text = std::fs::read_to_string(&p)
             .map_err(|e| BadInput(format!("{}: not a run directory ({e})", p.display())))?;
-        serde_json::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", p.display())).into())
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", p.display())))?;
+        let found = value.get("family").and_then(|f| f.as_str()).unwrap_or("?");
+        if found != family {
+            return Err(BadInput(format!(
+                "{}: a {found} run, not a {family} run",
+                self.path.display()
+            ))
+            .into());
+        }
+        serde_json::from_value(value).map_err(|e| BadInput(format!("{}: {e}", p.display())).into())
+    }
+
+    /// Makes the run directory, refusing to replace a non-empty one unless `force`
+    /// (`hint` is added to the refusal, e.g. how to continue it instead).
+    pub fn create(&self, force: bool, hint: &str) -> anyhow::Result<()> {
+        let busy = self.path.exists()
+            && self
+                .path
+                .read_dir()
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true);
+        if busy {
+            if !force {
+                return Err(BadInput(format!(
+                    "{} exists; pass --force to replace it{hint}",
+                    self.path.display()
+                ))
+                .into());
+            }
+            std::fs::remove_dir_all(&self.path)
+                .with_context(|| format!("cannot remove {}", self.path.display()))?;
+        }
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("cannot create {}", self.path.display()))
     }
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> anyhow::Result<()> {
@@ -141,6 +186,56 @@ impl RunDir {
         write_atomic(&path, kept.as_bytes())
     }
 
+    /// Ends an epoch of any trainer: early stopping watches `line[early_stopping_metric]`;
+    /// the step lines and `line` (marked `best` when it improved) go to `metrics.jsonl`;
+    /// `last.ckpt` is saved and becomes `best.ckpt` when the metric improved or when nothing
+    /// is watched. Returns whether it improved.
+    #[allow(clippy::too_many_arguments)]
+    pub fn end_epoch<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+        log: &mut MetricsLog,
+        t: &TrainingSpec,
+        state: &mut TrainState,
+        steps: EpochSteps,
+        mut line: Value,
+        model: &M,
+        optimizer: &ModelOptimizer<B, M>,
+    ) -> anyhow::Result<bool> {
+        state.epoch = steps.epoch;
+        state.step = optimizer.step;
+        let watched = line
+            .get(t.early_stopping_metric.as_str())
+            .and_then(Value::as_f64);
+        let mut improved = false;
+        if let (Some(es), Some(v)) = (state.early_stopping.as_mut(), watched) {
+            let verdict = es.update(steps.epoch, v);
+            improved = verdict.improved;
+            state.stopped = t.early_stopping && verdict.stop;
+        }
+        for l in &steps.lines {
+            log.append(l)?;
+        }
+        line["best"] = json!(improved);
+        log.append(&line)?;
+        let saving = std::time::Instant::now();
+        self.save_checkpoint(
+            "last",
+            &Checkpoint {
+                state: state.clone(),
+                model: model_to_bytes(model)?,
+                optimizer: optimizer.to_bytes()?,
+            },
+        )?;
+        if improved || watched.is_none() {
+            self.link_checkpoint("last", "best")?;
+        }
+        tracing::info!(
+            "checkpoint saved in {:.2} s",
+            saving.elapsed().as_secs_f64()
+        );
+        Ok(improved)
+    }
+
     pub fn metrics_log(&self) -> anyhow::Result<MetricsLog> {
         let path = self.file("metrics.jsonl");
         let file = std::fs::OpenOptions::new()
@@ -170,5 +265,51 @@ impl MetricsLog {
         writeln!(self.file, "{value}")?;
         self.file.flush()?;
         Ok(())
+    }
+}
+
+/// One epoch's micro-batch losses and the step lines due every `log_interval` optimiser
+/// steps, as the trainers' progress callbacks record them.
+pub struct EpochSteps {
+    epoch: usize,
+    step_before: usize,
+    accumulation: usize,
+    log_interval: usize,
+    batches: usize,
+    loss_sum: f64,
+    micro: usize,
+    lines: Vec<Value>,
+}
+
+impl EpochSteps {
+    pub fn new(epoch: usize, step_before: usize, t: &TrainingSpec, batches: usize) -> Self {
+        Self {
+            epoch,
+            step_before,
+            accumulation: t.grad_accum_steps.max(1),
+            log_interval: t.log_interval.max(1),
+            batches,
+            loss_sum: 0.0,
+            micro: 0,
+            lines: Vec::new(),
+        }
+    }
+
+    pub fn record(&mut self, loss: f64, lr: f64) {
+        self.loss_sum += loss;
+        self.micro += 1;
+        let step = self.step_before + self.micro.div_ceil(self.accumulation);
+        if self.micro.is_multiple_of(self.accumulation) && step.is_multiple_of(self.log_interval) {
+            self.lines.push(json!({
+                "kind": "step", "epoch": self.epoch, "step": step,
+                "epoch_progress": self.epoch as f64 - 1.0 + self.micro as f64 / self.batches.max(1) as f64,
+                "loss": loss, "lr": lr,
+            }));
+        }
+    }
+
+    /// Mean micro-batch loss of the epoch so far.
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.micro.max(1) as f64
     }
 }

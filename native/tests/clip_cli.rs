@@ -30,7 +30,8 @@ fn write_npy(path: &Path, data: &[f32]) {
 }
 
 /// 40 records with real descriptions: 38 with a 16-D embedding found by one of the three
-/// lookup rules, 2 without; plus a line without text.
+/// lookup rules, 2 without; plus a line without text. All but records 10 and 11 carry a
+/// 3×3 tensor that depends on the embedding.
 fn dataset(dir: &Path) {
     let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv");
     let mut reader = csv::Reader::from_path(csv).unwrap();
@@ -53,6 +54,12 @@ fn dataset(dir: &Path) {
             })
             .collect();
         let mut rec = serde_json::json!({"id": id, "text": &row[text_c], "formula": formula});
+        if i != 10 && i != 11 {
+            let t: Vec<f32> = (0..9)
+                .map(|k| 100.0 + 40.0 * emb[k] - 10.0 * emb[k + 7])
+                .collect();
+            rec["tensor"] = t.into();
+        }
         match i % 4 {
             0 => {
                 write_npy(&dir.join(format!("custom/{i}.npy")), &emb);
@@ -284,5 +291,171 @@ fn corrupt_checkpoints_and_existing_runs_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("trained on 16-D"), "{}", stderr(&out));
 
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tensor_heads_train_on_frozen_embeddings_evaluate_and_name_bad_input() {
+    let dir = scratch("tensor");
+    dataset(&dir.join("data"));
+    let clip = dir.join("clip");
+    let out = train(&dir.join("data"), &clip, &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let head = dir.join("head");
+    let tensor = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "tensor",
+            "--clip-run",
+            clip.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "20",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.01",
+            "--set",
+            "tensor_regression.head_hidden_dims=[32]",
+        ];
+        args.extend_from_slice(extra);
+        xtal(&args)
+    };
+    let out = tensor(&head, &["--mode", "voigt2d"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in ["C11", "C22", "C12", "C66", "C16", "C26", "R²"] {
+        assert!(stdout.contains(name), "{name}: {stdout}");
+    }
+    assert!(stderr(&out).contains("2 without"), "{}", stderr(&out));
+    let read = |p: PathBuf| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let report = read(head.join("data_report.json"));
+    assert_eq!(report["rows_with_tensor"], 36);
+    assert_eq!(report["without_tensor"]["count"], 2);
+    let summary = read(head.join("summary.json"));
+    assert_eq!(
+        summary["validation"]["metrics"]["components"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(summary["epochs_completed"], 20);
+    let predictions = std::fs::read_to_string(head.join("predictions.csv")).unwrap();
+    let mut lines = predictions.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("id,split,true_C11,true_C22,true_C12,true_C66")
+    );
+    assert_eq!(lines.count(), 36);
+    for name in ["parity", "loss", "r2"] {
+        let png = std::fs::read(head.join(format!("plots/{name}.png"))).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{name}.png");
+        assert!(
+            std::fs::read_to_string(head.join(format!("plots/{name}.svg")))
+                .unwrap()
+                .contains("<svg")
+        );
+    }
+
+    // eval recomputes the embeddings and reproduces the summary.
+    let out = xtal(&["eval", "tensor", "--run", head.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let eval: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // (JSON parsing may differ in the last bit: compare numbers closely, not exactly.)
+    let (e, s) = (
+        &eval["evaluation"]["metrics"],
+        &summary["validation"]["metrics"],
+    );
+    assert_eq!(e["n"], s["n"]);
+    for (a, b) in e["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(s["components"].as_array().unwrap())
+    {
+        assert_eq!(a["name"], b["name"]);
+        for k in ["mae", "r2"] {
+            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{k}: {x} vs {y}");
+        }
+    }
+
+    // Text embeddings feed a head the same way.
+    let out = tensor(
+        &dir.join("text"),
+        &["--modality", "text", "--set", "training.epochs=2"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(read(dir.join("text/run.json"))["modality"], "text");
+
+    // Bad input: exit 2 with the cause named, nothing written.
+    let bad = dir.join("bad");
+    for (extra, named) in [
+        (
+            vec!["--set", "tensor_regression.task=elastic_2d_symmetry"],
+            "elastic_2d_symmetry",
+        ),
+        (
+            vec!["--set", "tensor_regression.freeze_clip=false"],
+            "freeze_clip",
+        ),
+        (vec!["--set", "tensor_regression.loss_fn=l2"], "`l2`"),
+    ] {
+        let out = tensor(&bad, &extra);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        assert!(stderr(&out).contains(named), "{}", stderr(&out));
+        assert!(!bad.exists());
+    }
+    let out = xtal(&[
+        "train",
+        "tensor",
+        "--clip-run",
+        head.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("a tensor run, not a clip run"),
+        "{}",
+        stderr(&out)
+    );
+    let plain = dir.join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let text = std::fs::read_to_string(dir.join("data/dataset.jsonl")).unwrap();
+    let stripped: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("tensor");
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(plain.join("dataset.jsonl"), stripped.join("\n")).unwrap();
+    let emb = dir.join("data/graph_emb");
+    let out = tensor(
+        &bad,
+        &[
+            "--data",
+            plain.to_str().unwrap(),
+            "--graph-emb-dir",
+            emb.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no record has a `tensor`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = tensor(&head, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -246,3 +246,59 @@ fn prepare_rejects_a_csv_without_an_id_column() {
     assert!(!dir.join("o").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn prepare_copies_a_tensor_column_and_names_a_malformed_one() {
+    let dir = scratch("tensor");
+    let cif = "data_x\n_cell_length_a 4\n_cell_length_b 4\n_cell_length_c 4\n_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa 0 0 0\nCl 0.5 0.5 0.5\n";
+    let write = |rows: &[[&str; 4]]| {
+        let p = dir.join("t.csv");
+        let mut w = csv::Writer::from_path(&p).unwrap();
+        w.write_record(["id", "description", "elastic", "cif"])
+            .unwrap();
+        for r in rows {
+            w.write_record(r).unwrap();
+        }
+        w.flush().unwrap();
+        p
+    };
+    let p = write(&[
+        ["a", "rock salt", "[[1,2,3],[4,5,6],[7,8,9]]", cif],
+        ["b", "rock salt", "", cif],
+    ]);
+    let out_dir = dir.join("o");
+    let run = |p: &Path| {
+        xtal(&[
+            "prepare",
+            p.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--tensor-column",
+            "elastic",
+            "--force",
+        ])
+    };
+    let out = run(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(out_dir.join("dataset.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        records[0]["tensor"],
+        serde_json::json!([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    );
+    assert!(records[1]["tensor"].is_null());
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let p = write(&[["a", "rock salt", "[1,2,3]", cif]]);
+    let out = run(&p);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("t.csv:2: elastic"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_dir.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,6 +8,6 @@ mod shuffle;
 pub use npy::{NpyArray, decode_npy};
 pub use pairs::{
     DataError, FeatureScaler, Layout, MissingStructure, PairRecord, PairSet, Records, SkippedLine,
-    parse_jsonl,
+    parse_jsonl, parse_tensor,
 };
 pub use shuffle::{seeded_shuffle, validation_mask};

@@ -177,8 +177,9 @@ pub fn parse_jsonl(text: &str, file: &str) -> Result<Records, DataError> {
     })
 }
 
-/// Nine numbers, as a JSON list or a string holding one (both occur in the original data).
-fn parse_tensor(v: &Value) -> Result<[f64; 9], String> {
+/// Nine numbers, as a JSON list (flat or 3×3) or a string holding one (both occur in the
+/// original data).
+pub fn parse_tensor(v: &Value) -> Result<[f64; 9], String> {
     let list = match v {
         Value::String(s) => serde_json::from_str::<Value>(s).map_err(|e| e.to_string())?,
         other => other.clone(),

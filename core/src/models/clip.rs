@@ -173,10 +173,7 @@ impl StructureProjectorConfig {
         dims.extend(&self.hidden);
         dims.push(self.embed_dim);
         StructureProjector {
-            layers: dims
-                .windows(2)
-                .map(|w| LinearConfig::new(w[0], w[1]).init(device))
-                .collect(),
+            layers: super::linear_stack(&dims, device),
             activation: Gelu::new(),
         }
     }

@@ -1,7 +1,7 @@
 //! The training loop every model uses, in core so that it also runs in a browser:
 //! [`optimizer`] (AdamW, accumulation, clipping, schedule), [`early_stopping`],
 //! [`checkpoint`] (bytes), [`spec`] (the JSON run configuration) and per-family drivers
-//! ([`clip`]).
+//! ([`clip`], [`tensor`]).
 
 pub mod checkpoint;
 pub mod clip;
@@ -9,6 +9,7 @@ pub mod early_stopping;
 pub mod optimizer;
 pub mod schedule;
 pub mod spec;
+pub mod tensor;
 
 pub use checkpoint::{
     CheckpointError, TrainState, model_from_bytes, model_to_bytes, pack_sections, unpack_sections,

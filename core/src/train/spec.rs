@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::models::clip::{ClipConfig, StructureProjectorConfig, TextEncoderConfig};
+use crate::models::tensor_head::{RegressionLoss, TensorHeadConfig, TensorMode};
 
-use super::early_stopping::Mode;
+use super::checkpoint::TrainState;
+use super::early_stopping::{EarlyStopping, Mode};
+use super::optimizer::OptimizerSettings;
+use super::schedule::WarmupCosine;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,6 +22,9 @@ pub struct RunSpec {
     pub training: TrainingSpec,
     pub tokenizer: TokenizerSpec,
     pub visualization: VisualizationSpec,
+    /// Only for `xtal train tensor`: the heads over frozen CLIP embeddings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensor_regression: Option<TensorRegressionSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,6 +226,191 @@ impl Default for VisualizationSpec {
     }
 }
 
+/// The original's `tensor_regression` section. Keys of its symmetry-constrained 2-D elastic
+/// task and of joint CLIP fine-tuning (phase 2) are accepted and checked, but only the
+/// frozen-embedding regression task is available.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TensorRegressionSpec {
+    /// "regression" ("elastic_2d_symmetry" is not available).
+    pub task: String,
+    /// Which CLIP embedding the head reads: "graph" (structure) or "text".
+    pub modality: String,
+    pub tensor_dim: usize,
+    /// "full" (default), "2d" or "voigt2d".
+    pub tensor_mode: Option<String>,
+    /// z-score each component with training-row statistics.
+    #[serde(alias = "normalize_tensor")]
+    pub normalize: bool,
+    /// The CLIP run directory, or a checkpoint file in its `checkpoints/`; `--clip-run`
+    /// takes precedence.
+    pub clip_checkpoint_path: Option<String>,
+    pub log_parity_plot: bool,
+    /// Epochs between parity plots during training (0: only at the end).
+    #[serde(alias = "parity_plot_interval")]
+    pub interval: usize,
+    /// "mlp" or "linear" (a single layer; the original ignored this key).
+    pub head_type: String,
+    pub head_hidden_dims: Option<Vec<usize>>,
+    pub head_dropout: f64,
+    /// "phase1" (frozen CLIP); "phase2" is not available.
+    pub training_phase: String,
+    pub freeze_clip: bool,
+    pub clip_loss_weight: f64,
+    pub regression_loss_weight: f64,
+    /// "mse", "mae" (or "l1") or "huber".
+    pub loss_fn: String,
+    /// Threshold of the Huber loss, in normalised units.
+    pub huber_delta: f64,
+    /// Learning rate of the head (default: training.learning_rate).
+    pub regression_lr: Option<f64>,
+    pub beta_prior: f64,
+    pub lambda_sym: f64,
+    pub lambda_sym_schedule: Option<Value>,
+    pub freeze_alpha_head: bool,
+    pub phase1_epochs: usize,
+}
+
+impl Default for TensorRegressionSpec {
+    fn default() -> Self {
+        Self {
+            task: "regression".into(),
+            modality: "graph".into(),
+            tensor_dim: 9,
+            tensor_mode: None,
+            normalize: true,
+            clip_checkpoint_path: None,
+            log_parity_plot: true,
+            interval: 10,
+            head_type: "mlp".into(),
+            head_hidden_dims: None,
+            head_dropout: 0.1,
+            training_phase: "phase1".into(),
+            freeze_clip: true,
+            clip_loss_weight: 0.1,
+            regression_loss_weight: 1.0,
+            loss_fn: "mse".into(),
+            huber_delta: 1.0,
+            regression_lr: None,
+            beta_prior: 1.0,
+            lambda_sym: 0.1,
+            lambda_sym_schedule: None,
+            freeze_alpha_head: false,
+            phase1_epochs: 30,
+        }
+    }
+}
+
+impl TensorRegressionSpec {
+    pub fn mode(&self) -> TensorMode {
+        self.tensor_mode
+            .as_deref()
+            .and_then(TensorMode::parse)
+            .unwrap_or(TensorMode::Full)
+    }
+
+    pub fn loss(&self) -> RegressionLoss {
+        match self.loss_fn.as_str() {
+            "mae" | "l1" => RegressionLoss::Mae,
+            "huber" => RegressionLoss::Huber {
+                delta: self.huber_delta as f32,
+            },
+            _ => RegressionLoss::Mse,
+        }
+    }
+
+    /// The head over `input_dim`-D embeddings.
+    pub fn head_config(&self, input_dim: usize) -> TensorHeadConfig {
+        let hidden = match self.head_type.as_str() {
+            "linear" => Vec::new(),
+            _ => self.head_hidden_dims.clone().unwrap_or(vec![256, 128]),
+        };
+        TensorHeadConfig::new(input_dim, self.mode().indices().len())
+            .with_hidden(hidden)
+            .with_dropout(self.head_dropout)
+    }
+
+    fn validate(&self) -> Result<(), SpecError> {
+        let invalid = |field, message: String| Err(SpecError::Invalid { field, message });
+        if self.task != "regression" {
+            return invalid(
+                "tensor_regression.task",
+                format!(
+                    "`{}` is not available in this version; use \"regression\"",
+                    self.task
+                ),
+            );
+        }
+        if !self.freeze_clip || self.training_phase != "phase1" {
+            return invalid(
+                "tensor_regression.freeze_clip",
+                "heads train over frozen CLIP embeddings (freeze_clip true, training_phase \"phase1\"); fine-tuning CLIP jointly is not available in this version".into(),
+            );
+        }
+        if !["graph", "text"].contains(&self.modality.as_str()) {
+            return invalid(
+                "tensor_regression.modality",
+                format!("expected \"graph\" or \"text\", found `{}`", self.modality),
+            );
+        }
+        if self.tensor_dim != 9 {
+            return invalid(
+                "tensor_regression.tensor_dim",
+                "tensors are 3×3 (9 values, row-major)".into(),
+            );
+        }
+        if let Some(m) = &self.tensor_mode
+            && TensorMode::parse(m).is_none()
+        {
+            return invalid(
+                "tensor_regression.tensor_mode",
+                format!(
+                    "unknown mode `{m}`; expected {}",
+                    TensorMode::NAMES.join(", ")
+                ),
+            );
+        }
+        if !["mlp", "linear"].contains(&self.head_type.as_str()) {
+            return invalid(
+                "tensor_regression.head_type",
+                "expected \"mlp\" or \"linear\"".into(),
+            );
+        }
+        if self
+            .head_hidden_dims
+            .as_ref()
+            .is_some_and(|h| h.contains(&0))
+        {
+            return invalid(
+                "tensor_regression.head_hidden_dims",
+                "widths must be positive".into(),
+            );
+        }
+        if !(0.0..1.0).contains(&self.head_dropout) {
+            return invalid("tensor_regression.head_dropout", "must be in [0, 1)".into());
+        }
+        if !["mse", "mae", "l1", "huber"].contains(&self.loss_fn.as_str()) {
+            return invalid(
+                "tensor_regression.loss_fn",
+                format!("expected mse, mae or huber, found `{}`", self.loss_fn),
+            );
+        }
+        if !(self.huber_delta.is_finite() && self.huber_delta > 0.0) {
+            return invalid("tensor_regression.huber_delta", "must be positive".into());
+        }
+        if self
+            .regression_lr
+            .is_some_and(|lr| !(lr.is_finite() && lr > 0.0))
+        {
+            return invalid(
+                "tensor_regression.regression_lr",
+                "must be a positive number".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("{file}: {message}")]
@@ -251,12 +443,59 @@ pub const TRACKED_METRICS: &[(&str, Mode)] = &[
     ("val_matched_cosine", Mode::Max),
 ];
 
+/// What a tensor-regression run records per epoch (MAE and R² on de-normalised values).
+pub const TENSOR_METRICS: &[(&str, Mode)] = &[
+    ("train_loss", Mode::Min),
+    ("val_loss", Mode::Min),
+    ("val_mae", Mode::Min),
+    ("val_r2", Mode::Max),
+    ("val_r2_pooled", Mode::Max),
+];
+
 impl TrainingSpec {
+    /// The state of a run before its first epoch (early stopping watching the configured
+    /// metric in its direction).
+    pub fn fresh_state(&self) -> TrainState {
+        TrainState {
+            epoch: 0,
+            step: 0,
+            seed: self.seed,
+            early_stopping: Some(EarlyStopping::new(
+                &self.early_stopping_metric,
+                self.early_stopping_direction(),
+                self.early_stopping_patience,
+                self.early_stopping_min_delta,
+            )),
+            stopped: false,
+        }
+    }
+
+    /// AdamW, clipping, accumulation and warm-up + cosine for a run of `steps_per_epoch`
+    /// optimiser steps per epoch at peak rate `base_lr`.
+    pub fn optimizer_settings(&self, base_lr: f64, steps_per_epoch: usize) -> OptimizerSettings {
+        let total_steps = steps_per_epoch * self.epochs;
+        OptimizerSettings {
+            weight_decay: self.weight_decay,
+            beta_1: self.adam_beta1,
+            beta_2: self.adam_beta2,
+            epsilon: self.adam_epsilon,
+            clip_norm: (self.grad_clip_norm > 0.0).then_some(self.grad_clip_norm),
+            accumulation: self.grad_accum_steps,
+            schedule: WarmupCosine {
+                base_lr,
+                min_lr: base_lr * self.min_lr_ratio,
+                warmup_steps: (total_steps as f64 * self.warmup_fraction).round() as usize,
+                total_steps,
+            },
+        }
+    }
+
     /// The direction in which `early_stopping_metric` improves.
     pub fn early_stopping_direction(&self) -> Mode {
         self.early_stopping_mode.unwrap_or_else(|| {
             TRACKED_METRICS
                 .iter()
+                .chain(TENSOR_METRICS)
                 .find(|(n, _)| *n == self.early_stopping_metric)
                 .map_or(Mode::Min, |(_, m)| *m)
         })
@@ -361,12 +600,12 @@ impl RunSpec {
         if !(t.grad_clip_norm.is_finite() && t.grad_clip_norm >= 0.0) {
             return invalid("training.grad_clip_norm", "must be 0 (off) or positive");
         }
-        if t.early_stopping
-            && !TRACKED_METRICS
-                .iter()
-                .any(|(n, _)| *n == t.early_stopping_metric)
-        {
-            let names: Vec<&str> = TRACKED_METRICS.iter().map(|(n, _)| *n).collect();
+        if let Some(tr) = &self.tensor_regression {
+            tr.validate()?;
+        }
+        let tracked = self.tracked_metrics();
+        if t.early_stopping && !tracked.iter().any(|(n, _)| *n == t.early_stopping_metric) {
+            let names: Vec<&str> = tracked.iter().map(|(n, _)| *n).collect();
             return Err(SpecError::Invalid {
                 field: "training.early_stopping_metric",
                 message: format!(
@@ -383,6 +622,16 @@ impl RunSpec {
             );
         }
         Ok(())
+    }
+
+    /// The metrics a run of this specification records: a tensor-regression section makes it
+    /// a head run.
+    pub fn tracked_metrics(&self) -> &'static [(&'static str, Mode)] {
+        if self.tensor_regression.is_some() {
+            TENSOR_METRICS
+        } else {
+            TRACKED_METRICS
+        }
     }
 
     /// The model this specification describes, over `structure_dim`-D structure vectors.
@@ -489,5 +738,50 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown metric `acc`"), "{e}");
+    }
+
+    #[test]
+    fn the_original_tensor_section_is_accepted_and_unavailable_tasks_are_named() {
+        let original = r#"{"model": {"clip_dim": 512, "text_backend": "custom"},
+          "training": {"epochs": 100000, "batch_size": 32, "learning_rate": 1e-3},
+          "tensor_regression": {"task": "regression", "modality": "text", "tensor_dim": 9,
+          "tensor_mode": "voigt2d", "normalize": true, "clip_checkpoint_path":
+          "runs/x/checkpoints/graph_text_clip.pt", "log_parity_plot": true, "interval": 10,
+          "head_type": "mlp", "head_hidden_dims": [256, 128], "head_dropout": 0.1,
+          "training_phase": "phase1", "freeze_clip": true, "clip_loss_weight": 0.1,
+          "regression_loss_weight": 1.0, "loss_fn": "huber", "regression_lr": null,
+          "beta_prior": 1.0, "lambda_sym": 0.1, "lambda_sym_schedule": null,
+          "freeze_alpha_head": false, "phase1_epochs": 30}}"#;
+        let s = RunSpec::from_json(original, "tensor.json", &[]).unwrap();
+        let t = s.tensor_regression.as_ref().unwrap();
+        assert_eq!(t.mode(), TensorMode::Voigt2d);
+        assert_eq!(t.head_config(128).output_dim, 6);
+        assert_eq!(t.loss(), RegressionLoss::Huber { delta: 1.0 });
+        assert_eq!(s.tracked_metrics(), TENSOR_METRICS);
+        for (o, named) in [
+            (
+                "tensor_regression.task=elastic_2d_symmetry",
+                "elastic_2d_symmetry",
+            ),
+            ("tensor_regression.freeze_clip=false", "freeze_clip"),
+            ("tensor_regression.tensor_mode=3d", "unknown mode `3d`"),
+            ("tensor_regression.loss_fn=l2", "`l2`"),
+        ] {
+            let e = RunSpec::from_json(original, "tensor.json", &[o.into()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(named), "{o}: {e}");
+        }
+        let e = RunSpec::from_json(
+            original,
+            "tensor.json",
+            &[
+                "training.early_stopping=true".into(),
+                "training.early_stopping_metric=val_mrr_t2g".into(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("val_mae"), "{e}");
     }
 }

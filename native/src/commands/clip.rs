@@ -19,16 +19,52 @@ use xtal_core::train::clip::{
     ClipEvaluation, embed_pairs, epoch_batches, evaluate_clip, to_host, train_clip_epoch,
 };
 use xtal_core::train::spec::RunSpec;
-use xtal_core::train::{
-    EarlyStopping, ModelOptimizer, OptimizerSettings, TrainState, WarmupCosine, model_from_bytes,
-    model_to_bytes,
-};
+use xtal_core::train::{ModelOptimizer, TrainState, model_from_bytes};
 use xtal_core::viz::{TsneConfig, tsne};
 
 use crate::clip_data::{DataReport, DataSource};
 use crate::exit::BadInput;
 use crate::plots::{self, CosineHistogram, Curves, Heatmap, PairMap};
-use crate::run_dir::{Checkpoint, RunDir, RunInfo};
+use crate::run_dir::{EpochSteps, RunDir, RunInfo};
+
+/// `--set section.key=value` and the training shorthands, shared by every `train` command.
+#[derive(ClapArgs, Debug)]
+pub struct SpecOverrides {
+    /// Configuration override, `section.key=value` (repeatable), e.g. training.epochs=5.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Shorthand for --set training.epochs=N.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Shorthand for --set training.batch_size=N.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Shorthand for --set training.learning_rate=X.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Shorthand for --set training.seed=N.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl SpecOverrides {
+    /// All overrides as `section.key=value`, shorthands last (they win).
+    pub fn list(&self) -> Vec<String> {
+        let mut all = self.overrides.clone();
+        let short = [
+            ("epochs", self.epochs.map(|v| v.to_string())),
+            ("batch_size", self.batch_size.map(|v| v.to_string())),
+            ("learning_rate", self.lr.map(|v| v.to_string())),
+            ("seed", self.seed.map(|v| v.to_string())),
+        ];
+        for (key, v) in short {
+            if let Some(v) = v {
+                all.push(format!("training.{key}={v}"));
+            }
+        }
+        all
+    }
+}
 
 #[derive(ClapArgs, Debug)]
 pub struct TrainArgs {
@@ -48,21 +84,8 @@ pub struct TrainArgs {
     /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N] (default: training.device, else cpu).
     #[arg(long)]
     device: Option<String>,
-    /// Configuration override, `section.key=value` (repeatable), e.g. training.epochs=5.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
-    /// Shorthand for --set training.epochs=N.
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Shorthand for --set training.batch_size=N.
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Shorthand for --set training.learning_rate=X.
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Shorthand for --set training.seed=N.
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    overrides: SpecOverrides,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
@@ -116,16 +139,7 @@ pub struct VisualizeArgs {
 }
 
 fn spec_from(args: &TrainArgs, run: &RunDir) -> anyhow::Result<RunSpec> {
-    let mut overrides = args.overrides.clone();
-    let mut short = |key: &str, v: Option<String>| {
-        if let Some(v) = v {
-            overrides.push(format!("training.{key}={v}"));
-        }
-    };
-    short("epochs", args.epochs.map(|v| v.to_string()));
-    short("batch_size", args.batch_size.map(|v| v.to_string()));
-    short("learning_rate", args.lr.map(|v| v.to_string()));
-    short("seed", args.seed.map(|v| v.to_string()));
+    let overrides = args.overrides.list();
     let (text, name) = match (&args.config, args.resume) {
         (_, true) => {
             let p = run.file("config.json");
@@ -206,25 +220,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let config = spec.clip_config(set.feature_dim);
 
     if !args.resume {
-        if run.path.exists()
-            && run
-                .path
-                .read_dir()
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            if !args.force {
-                return Err(BadInput(format!(
-                    "{} exists; pass --force to replace it or --resume to continue it",
-                    run.path.display()
-                ))
-                .into());
-            }
-            std::fs::remove_dir_all(&run.path)
-                .with_context(|| format!("cannot remove {}", run.path.display()))?;
-        }
-        std::fs::create_dir_all(&run.path)
-            .with_context(|| format!("cannot create {}", run.path.display()))?;
+        run.create(args.force, " or --resume to continue it")?;
     }
     run.write_json("config.json", &spec)?;
     run.write_json(
@@ -368,36 +364,10 @@ impl OnDevice for TrainTask<'_> {
         let steps_per_epoch = epoch_batches(&train_idx, t.batch_size, t.seed, 1)
             .len()
             .div_ceil(t.grad_accum_steps);
-        let total_steps = steps_per_epoch * t.epochs;
-        let settings = OptimizerSettings {
-            weight_decay: t.weight_decay,
-            beta_1: t.adam_beta1,
-            beta_2: t.adam_beta2,
-            epsilon: t.adam_epsilon,
-            clip_norm: (t.grad_clip_norm > 0.0).then_some(t.grad_clip_norm),
-            accumulation: t.grad_accum_steps,
-            schedule: WarmupCosine {
-                base_lr: t.learning_rate,
-                min_lr: t.learning_rate * t.min_lr_ratio,
-                warmup_steps: (total_steps as f64 * t.warmup_fraction).round() as usize,
-                total_steps,
-            },
-        };
+        let settings = t.optimizer_settings(t.learning_rate, steps_per_epoch);
         B::seed(&device, t.seed);
         let mut model: Clip<B> = self.config.init(&device);
-        let metric_mode = t.early_stopping_direction();
-        let mut state = TrainState {
-            epoch: 0,
-            step: 0,
-            seed: t.seed,
-            early_stopping: Some(EarlyStopping::new(
-                &t.early_stopping_metric,
-                metric_mode,
-                t.early_stopping_patience,
-                t.early_stopping_min_delta,
-            )),
-            stopped: false,
-        };
+        let mut state = t.fresh_state();
         let checkpoint = if self.resume {
             let c = self.run.load_checkpoint("last")?;
             model = model_from_bytes(model, c.model, &device).map_err(|e| {
@@ -446,10 +416,8 @@ impl OnDevice for TrainTask<'_> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_prefix(format!("{epoch}/{}", t.epochs));
-            let (mut loss_sum, mut micro) = (0.0f64, 0usize);
-            let mut step_lines = Vec::new();
+            let mut steps = EpochSteps::new(epoch, optimizer.step, t, batches.len());
             let epoch_start = Instant::now();
-            let step_before = optimizer.step;
             model = train_clip_epoch(
                 model,
                 &mut optimizer,
@@ -459,28 +427,14 @@ impl OnDevice for TrainTask<'_> {
                 &device,
                 |loss, lr| {
                     let loss = loss.into_scalar().elem::<f64>();
-                    loss_sum += loss;
-                    micro += 1;
+                    steps.record(loss, lr);
                     bar.inc(1);
                     bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}"));
-                    let step = step_before + micro.div_ceil(t.grad_accum_steps);
-                    if micro.is_multiple_of(t.grad_accum_steps)
-                        && step.is_multiple_of(t.log_interval.max(1))
-                    {
-                        step_lines.push(json!({
-                            "kind": "step", "epoch": epoch, "step": step,
-                            "epoch_progress": epoch as f64 - 1.0 + micro as f64 / batches.len() as f64,
-                            "loss": loss, "lr": lr,
-                        }));
-                    }
                 },
             );
             bar.finish_and_clear();
             pairs_seen += batches.iter().map(Vec::len).sum::<usize>();
-            for l in &step_lines {
-                log.append(l)?;
-            }
-            let train_loss = loss_sum / micro.max(1) as f64;
+            let train_loss = steps.mean_loss();
             let mut line = json!({
                 "kind": "epoch", "epoch": epoch, "step": optimizer.step,
                 "train_loss": train_loss, "lr": optimizer.lr(),
@@ -513,46 +467,23 @@ impl OnDevice for TrainTask<'_> {
                 );
                 last_eval = Some(eval);
             }
-            state.epoch = epoch;
-            state.step = optimizer.step;
-            let watched = line
-                .get(t.early_stopping_metric.as_str())
-                .and_then(Value::as_f64);
-            let mut improved = false;
-            if let (Some(es), Some(v)) = (state.early_stopping.as_mut(), watched) {
-                let verdict = es.update(epoch, v);
-                improved = verdict.improved;
-                state.stopped = t.early_stopping && verdict.stop;
-            }
-            line["best"] = json!(improved);
-            log.append(&line)?;
+            let improved = self
+                .run
+                .end_epoch(&mut log, t, &mut state, steps, line, &model, &optimizer)?;
             eprintln!("{summary}{}", if improved { "  *best" } else { "" });
-            let saving = Instant::now();
-            let checkpoint = Checkpoint {
-                state: state.clone(),
-                model: model_to_bytes(&model)?,
-                optimizer: optimizer.to_bytes()?,
-            };
-            self.run.save_checkpoint("last", &checkpoint)?;
-            if improved || watched.is_none() {
-                self.run.link_checkpoint("last", "best")?;
-            }
-            tracing::info!(
-                "checkpoint saved in {:.2} s",
-                saving.elapsed().as_secs_f64()
-            );
             if t.visualize_during_training
                 && epoch % t.visualize_interval.max(1) == 0
                 && !val_idx.is_empty()
             {
-                let (s, txt) = embed_subset(
+                let (s, txt) = embed_pairs(
                     &model.valid(),
                     self.set,
-                    &val_idx,
-                    self.spec,
+                    &plotted_subset(&val_idx, self.spec),
                     &tokenizer,
+                    self.spec.visualization.similarity_batch_size,
                     &device,
                 );
+                let (s, txt) = (to_host(s), to_host(txt));
                 let dir = self.run.plots().join(format!("epoch_{epoch:03}"));
                 embedding_plots(
                     &s,
@@ -600,27 +531,12 @@ impl OnDevice for TrainTask<'_> {
     }
 }
 
-/// Embeddings (host memory) of the first `n_samples_tsne` items of a seeded order of `idx`.
-fn embed_subset<B: Backend>(
-    model: &Clip<B>,
-    set: &PairSet,
-    idx: &[usize],
-    spec: &RunSpec,
-    tokenizer: &xtal_core::models::clip::ByteTokenizer,
-    device: &B::Device,
-) -> (Vec<f32>, Vec<f32>) {
+/// The items plotted: the first `n_samples_tsne` of a seeded order of `idx`.
+fn plotted_subset(idx: &[usize], spec: &RunSpec) -> Vec<usize> {
     let mut order = idx.to_vec();
     xtal_core::data::seeded_shuffle(&mut order, spec.visualization.tsne_seed);
     order.truncate(spec.visualization.n_samples_tsne.max(2));
-    let (s, t) = embed_pairs(
-        model,
-        set,
-        &order,
-        tokenizer,
-        spec.visualization.similarity_batch_size,
-        device,
-    );
-    (to_host(s), to_host(t))
+    order
 }
 
 /// t-SNE map, heatmap, histogram and `similarity_metrics.json` of paired unit embeddings.
@@ -793,8 +709,8 @@ fn write_all_plots(
             config,
             weights: c.model,
             set,
-            idx: &idx,
-            spec,
+            idx: &plotted_subset(&idx, spec),
+            batch_size: spec.visualization.similarity_batch_size,
         },
     )??;
     count += embedding_plots(
@@ -808,12 +724,13 @@ fn write_all_plots(
     Ok(count)
 }
 
-struct EmbedTask<'a> {
-    config: &'a ClipConfig,
-    weights: Vec<u8>,
-    set: &'a PairSet,
-    idx: &'a [usize],
-    spec: &'a RunSpec,
+/// Structure and text embeddings (host memory) of the items `idx`, by a saved model.
+pub struct EmbedTask<'a> {
+    pub config: &'a ClipConfig,
+    pub weights: Vec<u8>,
+    pub set: &'a PairSet,
+    pub idx: &'a [usize],
+    pub batch_size: usize,
 }
 
 impl OnDevice for EmbedTask<'_> {
@@ -821,14 +738,15 @@ impl OnDevice for EmbedTask<'_> {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let model: Clip<B::InnerBackend> =
             model_from_bytes(self.config.init(&device), self.weights, &device)?;
-        Ok(embed_subset(
+        let (s, t) = embed_pairs(
             &model,
             self.set,
             self.idx,
-            self.spec,
             &self.config.text.tokenizer(),
+            self.batch_size,
             &device,
-        ))
+        );
+        Ok((to_host(s), to_host(t)))
     }
 }
 
@@ -875,28 +793,67 @@ fn check_structure_dim(
     .into())
 }
 
+/// A CLIP run on disk with the pairs it is evaluated on.
+pub struct LoadedRun {
+    pub run: RunDir,
+    pub info: RunInfo,
+    pub spec: RunSpec,
+    /// Standardised as in training, split as the run split its data.
+    pub set: PairSet,
+    pub source: DataSource,
+    /// Whether `set` is the run's own data.
+    pub own_data: bool,
+}
+
 /// The run's configuration, data (or `data`), and the pairs of one split.
-fn load_run(args: &RunArgs) -> anyhow::Result<(RunDir, RunInfo, RunSpec, PairSet, bool)> {
-    let run = RunDir::new(&args.run);
+fn load_run(args: &RunArgs) -> anyhow::Result<LoadedRun> {
+    load_clip_run(
+        &args.run,
+        args.data.as_deref(),
+        args.graph_emb_dir.as_deref(),
+    )
+}
+
+/// A CLIP run with its configuration and its data (or `data`).
+pub fn load_clip_run(
+    run: &Path,
+    data: Option<&Path>,
+    graph_emb_dir: Option<&Path>,
+) -> anyhow::Result<LoadedRun> {
+    let run = RunDir::new(run);
     let info = run.info()?;
     let p = run.file("config.json");
     let text =
         std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
     let spec = RunSpec::from_json(&text, &p.display().to_string(), &[])
         .map_err(|e| BadInput(e.to_string()))?;
-    let (source, own) = match &args.data {
-        Some(d) => (DataSource::new(d, args.graph_emb_dir.as_deref())?, false),
+    let (source, own) = match data {
+        Some(d) => (DataSource::new(d, graph_emb_dir)?, false),
         None => (info.data.clone(), true),
     };
     let mut set = source.load(spec.training.val_split, spec.training.val_seed)?;
     check_structure_dim(&source, &set, &info.model)?;
     info.scaler.apply(&mut set);
     eprintln!("data: {}", DataReport::new(&source, &set).line());
-    Ok((run, info, spec, set, own))
+    Ok(LoadedRun {
+        run,
+        info,
+        spec,
+        set,
+        source,
+        own_data: own,
+    })
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let (run, info, spec, set, own) = load_run(&args.run)?;
+    let LoadedRun {
+        run,
+        info,
+        spec,
+        set,
+        own_data: own,
+        ..
+    } = load_run(&args.run)?;
     let split = args
         .split
         .clone()
@@ -937,7 +894,13 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 pub fn visualize(args: VisualizeArgs) -> anyhow::Result<()> {
-    let (run, info, spec, set, _) = load_run(&args.run)?;
+    let LoadedRun {
+        run,
+        info,
+        spec,
+        set,
+        ..
+    } = load_run(&args.run)?;
     let dir = args.out.clone().unwrap_or_else(|| run.plots());
     let n = write_all_plots(
         &run,

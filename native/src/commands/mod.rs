@@ -5,6 +5,7 @@ pub mod cif;
 pub mod clip;
 pub mod devices;
 pub mod prepare;
+pub mod tensor;
 
 use xtal_core::device::{DeviceSpec, available_summary, parse_device_list};
 

@@ -34,6 +34,10 @@ pub struct Args {
     /// Column with the natural-language description.
     #[arg(long, default_value = "description")]
     text_column: String,
+    /// Column of 3×3 property tensors (9 numbers as JSON, flat or nested), written to each
+    /// record's `tensor` for `xtal train tensor`; used when the CSV has it.
+    #[arg(long, default_value = "tensor")]
+    tensor_column: String,
     /// Property columns to keep (repeatable). Default: every column whose values are all numbers.
     #[arg(long = "property")]
     properties: Vec<String>,
@@ -80,6 +84,7 @@ struct Row {
     id: String,
     text: Option<String>,
     properties: BTreeMap<String, Option<f64>>,
+    tensor: Option<[f64; 9]>,
     cif: Result<String, String>,
 }
 
@@ -214,6 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "spacegroup_number": p.summary.spacegroup_number,
             "nsites": p.summary.nsites,
             "properties": row.properties,
+            "tensor": row.tensor,
             "ftcp_index": ftcp_index,
             "graph_index": graph_index,
             "structure": p.summary,
@@ -306,6 +312,7 @@ fn read_rows(args: &Args) -> anyhow::Result<Vec<Row>> {
             args.text_column
         );
     }
+    let tensor = col(&args.tensor_column);
     let cif = col("cif");
     if cif.is_none() && args.cif_dir.is_none() {
         return Err(BadInput(format!(
@@ -323,7 +330,7 @@ fn read_rows(args: &Args) -> anyhow::Result<Vec<Row>> {
         }
     }
     let properties: Vec<usize> = if args.properties.is_empty() {
-        let skip = [Some(id), text, cif];
+        let skip = [Some(id), text, cif, tensor];
         (0..headers.len())
             .filter(|c| !skip.contains(&Some(*c)))
             .filter(|&c| {
@@ -379,8 +386,24 @@ fn read_rows(args: &Args) -> anyhow::Result<Vec<Row>> {
             }),
             (None, None) => unreachable!("checked above"),
         };
+        let tensor = match tensor.and_then(|c| rec.get(c)).map(str::trim) {
+            None | Some("") => None,
+            Some(v) => Some(
+                serde_json::from_str(v)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| xtal_core::data::parse_tensor(&v))
+                    .map_err(|m| {
+                        BadInput(format!(
+                            "{}:{line}: {} = '{v}': {m}",
+                            path.display(),
+                            args.tensor_column
+                        ))
+                    })?,
+            ),
+        };
         rows.push(Row {
             id: id_value,
+            tensor,
             text: text
                 .and_then(|t| rec.get(t))
                 .map(str::trim)
