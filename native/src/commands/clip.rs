@@ -109,6 +109,7 @@ pub struct RunArgs {
     /// Use another dataset (same structure representation) instead of the run's.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Directory of `.npy` structure embeddings for --data (original layout).
     #[arg(long)]
     graph_emb_dir: Option<PathBuf>,
     #[arg(long, default_value = "best", value_parser = ["best", "last"])]

@@ -46,6 +46,7 @@ pub struct TrainArgs {
     /// run split its own, so validation rows are unseen by both models.
     #[arg(long, short)]
     data: Option<PathBuf>,
+    /// Directory of `.npy` structure embeddings for --data (original layout).
     #[arg(long)]
     graph_emb_dir: Option<PathBuf>,
     /// Run directory to create.
@@ -78,6 +79,7 @@ pub struct EvalArgs {
     /// Another dataset (same structure representation) instead of the run's.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Directory of `.npy` structure embeddings for --data (original layout).
     #[arg(long)]
     graph_emb_dir: Option<PathBuf>,
     #[arg(long, default_value = "best", value_parser = ["best", "last"])]
