@@ -7,13 +7,12 @@ use burn::backend::Autodiff;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use serde_json::Value;
+use xtal_core::data::{batches_per_epoch, epoch_batches};
 use xtal_core::device::NdArray;
 use xtal_core::metrics::regression_metrics;
 use xtal_core::models::tensor_head::{RegressionLoss, TensorHeadConfig, TensorMode};
-use xtal_core::train::clip::{epoch_batches, to_host};
-use xtal_core::train::tensor::{
-    TensorRows, TensorTargets, evaluate_predictions, predict_tensors, train_tensor_epoch,
-};
+use xtal_core::train::tensor::{TensorRows, TensorTargets, evaluate_head, train_tensor_epoch};
+use xtal_core::train::to_host;
 use xtal_core::train::{ModelOptimizer, OptimizerSettings, WarmupCosine};
 
 type B = Autodiff<NdArray>;
@@ -168,7 +167,7 @@ fn a_trained_head_beats_ridge_on_real_metric_tensors() {
     let train: Vec<[f64; 9]> = train_idx.iter().map(|&i| rows.tensors[i]).collect();
     let targets = TensorTargets::fit(TensorMode::Full, &train, true);
     let (epochs, batch, lr) = (150, 16, 3e-3);
-    let steps = epoch_batches(&train_idx, batch, 0, 1).len() * epochs;
+    let steps = batches_per_epoch(train_idx.len(), batch) * epochs;
     let settings = OptimizerSettings {
         weight_decay: 0.0,
         beta_1: 0.9,
@@ -202,7 +201,7 @@ fn a_trained_head_beats_ridge_on_real_metric_tensors() {
             |_, _| {},
         );
     }
-    let (p, l) = predict_tensors(
+    let (e, _) = evaluate_head(
         &burn::module::AutodiffModule::valid(&head),
         &rows,
         &val_idx,
@@ -211,7 +210,6 @@ fn a_trained_head_beats_ridge_on_real_metric_tensors() {
         64,
         &device,
     );
-    let (e, _) = evaluate_predictions(&rows, &val_idx, &targets, &to_host(p), to_host(l)[0] as f64);
     let ridge = floats(&f["ridge_r2"]);
     let ridge_mean = ridge.iter().sum::<f64>() / ridge.len() as f64;
     let r2: Vec<f64> = e.metrics.components.iter().map(|c| c.r2).collect();

@@ -10,4 +10,6 @@ pub use pairs::{
     DataError, FeatureScaler, Layout, MissingStructure, PairRecord, PairSet, Records, SkippedLine,
     parse_jsonl, parse_tensor,
 };
-pub use shuffle::{seeded_shuffle, validation_mask};
+pub use shuffle::{
+    batches_per_epoch, epoch_batches, seeded_shuffle, split_indices, validation_mask,
+};

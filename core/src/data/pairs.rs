@@ -334,9 +334,7 @@ impl PairSet {
     }
 
     pub fn indices(&self, validation: bool) -> Vec<usize> {
-        (0..self.len())
-            .filter(|&i| self.is_val[i] == validation)
-            .collect()
+        super::split_indices(&self.is_val, validation)
     }
 
     pub fn feature(&self, i: usize) -> &[f32] {

@@ -26,9 +26,60 @@ pub fn validation_mask(n: usize, fraction: f64, seed: u64) -> Vec<bool> {
     is_val
 }
 
+/// Indices of the validation (or training) items of a split mask.
+pub fn split_indices(is_val: &[bool], validation: bool) -> Vec<usize> {
+    (0..is_val.len())
+        .filter(|&i| is_val[i] == validation)
+        .collect()
+}
+
+/// The training batches of `epoch` (1-based): the training items shuffled by (seed, epoch);
+/// a last batch smaller than `batch_size` is dropped (a contrastive batch of a few pairs
+/// has almost no negatives), unless it is the only one.
+pub fn epoch_batches(
+    train: &[usize],
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
+    let mut order = train.to_vec();
+    seeded_shuffle(
+        &mut order,
+        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    let batch_size = batch_size.max(1);
+    let mut batches: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+    if batches.len() > 1 && batches.last().is_some_and(|b| b.len() < batch_size) {
+        batches.pop();
+    }
+    batches
+}
+
+/// How many batches `epoch_batches` makes of `rows` items, without shuffling them.
+pub fn batches_per_epoch(rows: usize, batch_size: usize) -> usize {
+    let batch_size = batch_size.max(1);
+    match rows {
+        0 => 0,
+        n if n <= batch_size => 1,
+        n => n / batch_size,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_count_matches_the_batches() {
+        for n in [0, 1, 7, 8, 9, 16, 17, 100] {
+            let items: Vec<usize> = (0..n).collect();
+            assert_eq!(
+                epoch_batches(&items, 8, 3, 1).len(),
+                batches_per_epoch(n, 8),
+                "{n}"
+            );
+        }
+    }
 
     #[test]
     fn shuffle_is_a_seeded_permutation() {

@@ -169,11 +169,8 @@ pub struct StructureProjector<B: Backend> {
 
 impl StructureProjectorConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> StructureProjector<B> {
-        let mut dims = vec![self.input_dim];
-        dims.extend(&self.hidden);
-        dims.push(self.embed_dim);
         StructureProjector {
-            layers: super::linear_stack(&dims, device),
+            layers: super::linear_stack(self.input_dim, &self.hidden, self.embed_dim, device),
             activation: Gelu::new(),
         }
     }

@@ -7,8 +7,16 @@ pub mod tensor_head;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
-/// Linear layers `dims[0] → dims[1] → … → dims[n]` (the activations are the caller's).
-pub(crate) fn linear_stack<B: Backend>(dims: &[usize], device: &B::Device) -> Vec<Linear<B>> {
+/// Linear layers `input → hidden… → output` (the activations are the caller's).
+pub(crate) fn linear_stack<B: Backend>(
+    input: usize,
+    hidden: &[usize],
+    output: usize,
+    device: &B::Device,
+) -> Vec<Linear<B>> {
+    let mut dims = vec![input];
+    dims.extend(hidden);
+    dims.push(output);
     dims.windows(2)
         .map(|w| LinearConfig::new(w[0], w[1]).init(device))
         .collect()

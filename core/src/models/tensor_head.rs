@@ -80,11 +80,8 @@ pub struct TensorHead<B: Backend> {
 
 impl TensorHeadConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> TensorHead<B> {
-        let mut dims = vec![self.input_dim];
-        dims.extend(&self.hidden);
-        dims.push(self.output_dim);
         TensorHead {
-            layers: super::linear_stack(&dims, device),
+            layers: super::linear_stack(self.input_dim, &self.hidden, self.output_dim, device),
             activation: Relu::new(),
             dropout: DropoutConfig::new(self.dropout).init(),
         }

@@ -5,11 +5,12 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{PairSet, seeded_shuffle};
+use crate::data::PairSet;
 use crate::metrics::{RetrievalMetrics, retrieval_metrics};
 use crate::models::clip::{ByteTokenizer, Clip, MAX_LOGIT_SCALE};
 
 use super::optimizer::ModelOptimizer;
+use super::to_host;
 
 /// Structure features, token ids and padding mask of the items `idx`.
 pub fn clip_batch<B: Backend>(
@@ -29,28 +30,6 @@ pub fn clip_batch<B: Backend>(
     let texts: Vec<&str> = idx.iter().map(|&i| set.texts[i].as_str()).collect();
     let (ids, pad) = tokenizer.batch(&texts, device);
     (structure, ids, pad)
-}
-
-/// The training batches of `epoch` (1-based): the training items shuffled by (seed, epoch);
-/// a last batch smaller than `batch_size` is dropped (a contrastive batch of a few pairs
-/// has almost no negatives), unless it is the only one.
-pub fn epoch_batches(
-    train: &[usize],
-    batch_size: usize,
-    seed: u64,
-    epoch: usize,
-) -> Vec<Vec<usize>> {
-    let mut order = train.to_vec();
-    seeded_shuffle(
-        &mut order,
-        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
-    let batch_size = batch_size.max(1);
-    let mut batches: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
-    if batches.len() > 1 && batches.last().is_some_and(|b| b.len() < batch_size) {
-        batches.pop();
-    }
-    batches
 }
 
 /// One epoch of CLIP training. `on_step` sees each micro-batch's loss (detached) and the
@@ -164,11 +143,6 @@ pub fn evaluate_clip<B: Backend>(
         scale.first().copied().unwrap_or(0.0) as f64,
         batch_size,
     )
-}
-
-/// A tensor's values in host memory (a synchronous read: native front ends only).
-pub fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
-    x.into_data().convert::<f32>().to_vec().unwrap_or_default()
 }
 
 fn log_sum_exp(x: &[f64]) -> f64 {

@@ -17,3 +17,10 @@ pub use checkpoint::{
 pub use early_stopping::{EarlyStopping, Mode, Verdict};
 pub use optimizer::{ModelOptimizer, OptimizerSettings};
 pub use schedule::WarmupCosine;
+
+use burn::prelude::*;
+
+/// A tensor's values in host memory (a synchronous read: native front ends only).
+pub fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
+    x.into_data().convert::<f32>().to_vec().unwrap_or_default()
+}

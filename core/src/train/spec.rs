@@ -470,9 +470,11 @@ impl TrainingSpec {
         }
     }
 
-    /// AdamW, clipping, accumulation and warm-up + cosine for a run of `steps_per_epoch`
-    /// optimiser steps per epoch at peak rate `base_lr`.
-    pub fn optimizer_settings(&self, base_lr: f64, steps_per_epoch: usize) -> OptimizerSettings {
+    /// AdamW, clipping, accumulation and warm-up + cosine for a run over `train_rows`
+    /// training items at peak rate `base_lr`.
+    pub fn optimizer_settings(&self, base_lr: f64, train_rows: usize) -> OptimizerSettings {
+        let steps_per_epoch = crate::data::batches_per_epoch(train_rows, self.batch_size)
+            .div_ceil(self.grad_accum_steps.max(1));
         let total_steps = steps_per_epoch * self.epochs;
         OptimizerSettings {
             weight_decay: self.weight_decay,

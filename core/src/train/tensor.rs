@@ -10,6 +10,7 @@ use crate::metrics::{RegressionMetrics, regression_metrics};
 use crate::models::tensor_head::{RegressionLoss, TensorHead, TensorMode};
 
 use super::optimizer::ModelOptimizer;
+use super::to_host;
 
 /// How raw tensors become training targets and predictions become tensors again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,9 +87,7 @@ impl TensorRows {
     }
 
     pub fn indices(&self, validation: bool) -> Vec<usize> {
-        (0..self.len())
-            .filter(|&i| self.is_val[i] == validation)
-            .collect()
+        crate::data::split_indices(&self.is_val, validation)
     }
 
     /// Embeddings and normalised targets of the rows `idx` as tensors.
@@ -170,6 +169,22 @@ pub struct TensorEvaluation {
     /// The training loss on these rows (normalised space).
     pub loss: f64,
     pub metrics: RegressionMetrics,
+}
+
+/// Predicts the rows `idx` and scores them (reads the predictions back, like
+/// `evaluate_clip`); returns the de-normalised predictions too.
+pub fn evaluate_head<B: Backend>(
+    head: &TensorHead<B>,
+    rows: &TensorRows,
+    idx: &[usize],
+    targets: &TensorTargets,
+    loss: RegressionLoss,
+    batch_size: usize,
+    device: &B::Device,
+) -> (TensorEvaluation, Vec<f64>) {
+    let (pred, loss) = predict_tensors(head, rows, idx, targets, loss, batch_size, device);
+    let loss = to_host(loss).first().copied().unwrap_or(f32::NAN) as f64;
+    evaluate_predictions(rows, idx, targets, &to_host(pred), loss)
 }
 
 /// Metrics from host-side normalised predictions of the rows `idx`; returns the

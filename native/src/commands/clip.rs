@@ -11,15 +11,13 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use xtal_core::data::{FeatureScaler, PairSet};
-use xtal_core::device::{OnDevice, run_on};
+use xtal_core::data::{FeatureScaler, PairSet, epoch_batches};
+use xtal_core::device::{DeviceSpec, OnDevice, run_on};
 use xtal_core::metrics::retrieval_metrics;
 use xtal_core::models::clip::{Clip, ClipConfig};
-use xtal_core::train::clip::{
-    ClipEvaluation, embed_pairs, epoch_batches, evaluate_clip, to_host, train_clip_epoch,
-};
+use xtal_core::train::clip::{ClipEvaluation, embed_pairs, evaluate_clip, train_clip_epoch};
 use xtal_core::train::spec::RunSpec;
-use xtal_core::train::{ModelOptimizer, TrainState, model_from_bytes};
+use xtal_core::train::{ModelOptimizer, TrainState, model_from_bytes, to_host};
 use xtal_core::viz::{TsneConfig, tsne};
 
 use crate::clip_data::{DataReport, DataSource};
@@ -267,15 +265,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }),
     )?;
     if !args.no_plots {
-        let written = write_all_plots(
-            &run,
-            &config,
-            &set,
-            &spec,
-            &device_text,
-            "best",
-            &run.plots(),
-        )?;
+        let written = write_all_plots(&run, &config, &set, &spec, &device, "best", &run.plots())?;
         eprintln!("plots: {} files in {}", written, run.plots().display());
     }
     eprintln!("run: {}", run.path.display());
@@ -362,10 +352,7 @@ impl OnDevice for TrainTask<'_> {
         } else {
             Vec::new()
         };
-        let steps_per_epoch = epoch_batches(&train_idx, t.batch_size, t.seed, 1)
-            .len()
-            .div_ceil(t.grad_accum_steps);
-        let settings = t.optimizer_settings(t.learning_rate, steps_per_epoch);
+        let settings = t.optimizer_settings(t.learning_rate, train_idx.len());
         B::seed(&device, t.seed);
         let mut model: Clip<B> = self.config.init(&device);
         let mut state = t.fresh_state();
@@ -693,7 +680,7 @@ fn write_all_plots(
     config: &ClipConfig,
     set: &PairSet,
     spec: &RunSpec,
-    device_text: &str,
+    device: &DeviceSpec,
     checkpoint: &str,
     dir: &Path,
 ) -> anyhow::Result<usize> {
@@ -703,9 +690,8 @@ fn write_all_plots(
         idx = (0..set.len()).collect();
     }
     let c = run.load_checkpoint(checkpoint)?;
-    let device = super::one_device(device_text)?;
     let (s, t) = run_on(
-        &device,
+        device,
         EmbedTask {
             config,
             weights: c.model,
@@ -855,15 +841,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         own_data: own,
         ..
     } = load_run(&args.run)?;
-    let split = args
-        .split
-        .clone()
-        .unwrap_or_else(|| if own { "val".into() } else { "all".into() });
-    let idx: Vec<usize> = match split.as_str() {
-        "val" => set.indices(true),
-        "train" => set.indices(false),
-        _ => (0..set.len()).collect(),
-    };
+    let (split, idx) = super::split_rows(args.split.as_deref(), own, &set.is_val);
     if idx.len() < 2 {
         return Err(BadInput(format!(
             "the {split} split has {} pairs; retrieval needs at least 2",
@@ -908,7 +886,7 @@ pub fn visualize(args: VisualizeArgs) -> anyhow::Result<()> {
         &info.model,
         &set,
         &spec,
-        &args.run.device,
+        &super::one_device(&args.run.device)?,
         &args.run.checkpoint,
         &dir,
     )?;

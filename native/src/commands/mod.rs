@@ -9,6 +9,18 @@ pub mod tensor;
 
 use xtal_core::device::{DeviceSpec, available_summary, parse_device_list};
 
+/// `eval`'s `--split`: its name (by default the validation rows of the run's own data, every
+/// row of other data) and the rows it selects from a split mask.
+pub fn split_rows(split: Option<&str>, own_data: bool, is_val: &[bool]) -> (String, Vec<usize>) {
+    let split = split.unwrap_or(if own_data { "val" } else { "all" });
+    let rows = match split {
+        "val" => xtal_core::data::split_indices(is_val, true),
+        "train" => xtal_core::data::split_indices(is_val, false),
+        _ => (0..is_val.len()).collect(),
+    };
+    (split.to_string(), rows)
+}
+
 /// Parse `--device` into exactly one device (a comma list is reserved for multi-GPU).
 pub fn one_device(text: &str) -> anyhow::Result<DeviceSpec> {
     let specs = parse_device_list(text, &available_summary())?;

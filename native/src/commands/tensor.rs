@@ -12,14 +12,13 @@ use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use xtal_core::data::epoch_batches;
 use xtal_core::device::{DeviceSpec, OnDevice, run_on};
 use xtal_core::metrics::regression_metrics;
 use xtal_core::models::tensor_head::{RegressionLoss, TensorHead, TensorHeadConfig};
-use xtal_core::train::clip::{epoch_batches, to_host};
 use xtal_core::train::spec::{RunSpec, TensorRegressionSpec};
 use xtal_core::train::tensor::{
-    TensorEvaluation, TensorRows, TensorTargets, evaluate_predictions, predict_tensors,
-    train_tensor_epoch,
+    TensorEvaluation, TensorRows, TensorTargets, evaluate_head, train_tensor_epoch,
 };
 use xtal_core::train::{ModelOptimizer, TrainState, model_from_bytes};
 
@@ -127,7 +126,7 @@ fn embed_rows(
     modality: &str,
     data: Option<&Path>,
     graph_emb_dir: Option<&Path>,
-    device_text: &str,
+    device: &DeviceSpec,
 ) -> anyhow::Result<EmbeddedRows> {
     let LoadedRun {
         run,
@@ -147,9 +146,8 @@ fn embed_rows(
         .into());
     }
     let c = run.load_checkpoint(clip_checkpoint)?;
-    let device = super::one_device(device_text)?;
     let (s, t) = run_on(
-        &device,
+        device,
         EmbedTask {
             config: &info.model,
             weights: c.model,
@@ -238,13 +236,14 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .clone()
         .or(t.device.clone())
         .unwrap_or_else(|| "cpu".into());
+    let device = super::one_device(&device_text)?;
     let embedded = embed_rows(
         &clip_run,
         &clip_checkpoint,
         &tr.modality,
         args.data.as_deref(),
         args.graph_emb_dir.as_deref(),
-        &device_text,
+        &device,
     )?;
     let rows = &embedded.rows;
     let (n_train, n_val) = (rows.indices(false).len(), rows.indices(true).len());
@@ -294,7 +293,6 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 "without_tensor": {"count": embedded.without_tensor.len(), "ids": embedded.without_tensor}}),
     )?;
 
-    let device = super::one_device(&device_text)?;
     let outcome = run_on(
         &device,
         HeadTrainTask {
@@ -575,7 +573,7 @@ impl OnDevice for PredictTask<'_> {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let head: TensorHead<B::InnerBackend> =
             model_from_bytes(self.info.head.init(&device), self.weights, &device)?;
-        let (p, l) = predict_tensors(
+        Ok(evaluate_head(
             &head,
             self.rows,
             self.idx,
@@ -583,14 +581,6 @@ impl OnDevice for PredictTask<'_> {
             self.info.loss,
             self.info.batch_size,
             &device,
-        );
-        let loss = to_host(l).first().copied().unwrap_or(f32::NAN) as f64;
-        Ok(evaluate_predictions(
-            self.rows,
-            self.idx,
-            &self.info.targets,
-            &to_host(p),
-            loss,
         ))
     }
 }
@@ -620,11 +610,8 @@ impl OnDevice for HeadTrainTask<'_> {
         } else {
             Vec::new()
         };
-        let steps_per_epoch = epoch_batches(&train_idx, t.batch_size, t.seed, 1)
-            .len()
-            .div_ceil(t.grad_accum_steps);
         let settings =
-            t.optimizer_settings(tr.regression_lr.unwrap_or(t.learning_rate), steps_per_epoch);
+            t.optimizer_settings(tr.regression_lr.unwrap_or(t.learning_rate), train_idx.len());
         B::seed(&device, t.seed);
         let mut head: TensorHead<B> = self.info.head.init(&device);
         let mut optimizer = ModelOptimizer::<B, TensorHead<B>>::new(settings, []);
@@ -654,7 +641,7 @@ impl OnDevice for HeadTrainTask<'_> {
                 "train_loss": train_loss, "lr": optimizer.lr()});
             let mut message = format!("train loss {train_loss:.4}");
             if !val_idx.is_empty() {
-                let (p, l) = predict_tensors(
+                let (e, _) = evaluate_head(
                     &head.valid(),
                     rows,
                     &val_idx,
@@ -663,8 +650,6 @@ impl OnDevice for HeadTrainTask<'_> {
                     t.batch_size,
                     &device,
                 );
-                let l = to_host(l).first().copied().unwrap_or(f32::NAN) as f64;
-                let (e, _) = evaluate_predictions(rows, &val_idx, targets, &to_host(p), l);
                 line["val_loss"] = json!(e.loss);
                 line["val_mae"] = json!(e.metrics.mae);
                 line["val_r2"] = json!(e.metrics.r2);
@@ -698,6 +683,7 @@ impl OnDevice for HeadTrainTask<'_> {
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let run = RunDir::new(&args.run);
     let info: TensorRunInfo = run.read_run_json("tensor")?;
+    let device = super::one_device(&args.device)?;
     // Without --data: the rows the head was trained on (which may not be the CLIP run's).
     let (data, embedding_dir) = match &args.data {
         Some(d) => (d.clone(), args.graph_emb_dir.clone()),
@@ -712,7 +698,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         &info.modality,
         Some(&data),
         embedding_dir.as_deref(),
-        &args.device,
+        &device,
     )
     .with_context(|| format!("the CLIP run of {}", run.path.display()))?;
     if embedded.clip_epoch != info.clip_epoch {
@@ -734,15 +720,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let split = args
-        .split
-        .clone()
-        .unwrap_or_else(|| if args.data.is_none() { "val" } else { "all" }.into());
-    let idx: Vec<usize> = match split.as_str() {
-        "val" => rows.indices(true),
-        "train" => rows.indices(false),
-        _ => (0..rows.len()).collect(),
-    };
+    let (split, idx) = super::split_rows(args.split.as_deref(), args.data.is_none(), &rows.is_val);
     if idx.len() < 2 {
         return Err(BadInput(format!(
             "the {split} split has {} rows with a tensor; at least 2 are needed",
@@ -751,7 +729,6 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         .into());
     }
     let c = run.load_checkpoint(&args.checkpoint)?;
-    let device = super::one_device(&args.device)?;
     let (e, pred) = predict_on(&device, &info, c.model, rows, &idx)?;
     if let Some(p) = &args.predictions {
         write_predictions(
