@@ -4,6 +4,7 @@
 //! builds for native targets and `wasm32-unknown-unknown` alike; the front ends (`xtal`
 //! CLI, `xtal-web`) only pick a concrete backend through [`device`].
 
+pub mod bundle;
 pub mod check;
 pub mod data;
 pub mod device;

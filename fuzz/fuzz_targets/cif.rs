@@ -8,7 +8,9 @@ use xtal_core::structure::{CifOptions, StructureSummary, SymmetryTolerance, read
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let Ok(structures) = read_cif(&text, &CifOptions::default()) else { return };
+    let Ok(structures) = read_cif(&text, &CifOptions::default()) else {
+        return;
+    };
     let table = ElementTable::default_table();
     for s in structures.iter().take(2) {
         let s = &s.structure;
@@ -18,6 +20,12 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = StructureSummary::of(s, SymmetryTolerance::default());
         let _ = ftcp(s, &FtcpConfig::default(), &table);
-        let _ = CrystalGraph::build(s, &GraphConfig { cutoff: 4.0, ..GraphConfig::default() });
+        let _ = CrystalGraph::build(
+            s,
+            &GraphConfig {
+                cutoff: 4.0,
+                ..GraphConfig::default()
+            },
+        );
     }
 });

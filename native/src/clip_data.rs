@@ -17,6 +17,10 @@ pub struct DataSource {
     pub jsonl: PathBuf,
     /// Directory of `.npy` embeddings (original layout).
     pub embedding_dir: PathBuf,
+    /// FTCP row scaling of another dataset: a model trained on one prepared dataset must see
+    /// every other through its own training normaliser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ftcp_normalizer: Option<PathBuf>,
 }
 
 impl DataSource {
@@ -35,10 +39,24 @@ impl DataSource {
         Ok(Self {
             embedding_dir: embedding_dir.map_or_else(|| dir.join("graph_emb"), Path::to_path_buf),
             jsonl,
+            ftcp_normalizer: None,
         })
     }
 
-    fn dir(&self) -> &Path {
+    /// The FTCP normaliser this source's prepared data is scaled with.
+    pub fn normalizer_path(&self) -> PathBuf {
+        self.ftcp_normalizer
+            .clone()
+            .unwrap_or_else(|| self.dir().join("ftcp_normalizer.json"))
+    }
+
+    /// Other data, scaled as `model_data` was when the model was trained.
+    pub fn scaled_like(mut self, model_data: &DataSource) -> Self {
+        self.ftcp_normalizer = Some(model_data.normalizer_path());
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
         self.jsonl.parent().unwrap_or(Path::new("."))
     }
 
@@ -94,7 +112,7 @@ impl DataSource {
         records: &[xtal_core::data::PairRecord],
     ) -> anyhow::Result<Vec<Result<Vec<f32>, Vec<String>>>> {
         let npy_path = self.dir().join("ftcp.npy");
-        let norm_path = self.dir().join("ftcp_normalizer.json");
+        let norm_path = self.normalizer_path();
         let bytes = std::fs::read(&npy_path)
             .map_err(|e| BadInput(format!("{}: cannot read ({e})", npy_path.display())))?;
         let ftcp =

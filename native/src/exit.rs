@@ -1,5 +1,6 @@
 //! Exit codes and error reports: 0 success, 2 bad usage or bad input, 1 internal failure.
 
+use xtal_core::bundle::BundleError;
 use xtal_core::check::CheckError;
 use xtal_core::device::DeviceError;
 
@@ -21,6 +22,9 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.is::<BadInput>()
             || cause.is::<DeviceError>()
+            || cause
+                .downcast_ref::<BundleError>()
+                .is_some_and(|e| !matches!(e, BundleError::Write(_)))
             || matches!(
                 cause.downcast_ref::<CheckError>(),
                 Some(CheckError::Shape { .. })

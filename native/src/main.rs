@@ -35,6 +35,13 @@ enum Command {
     /// Evaluate a trained model on its validation split or another dataset.
     #[command(subcommand)]
     Eval(Eval),
+    /// Portable bundles: `pack` a run into one zip, `inspect` it, `verify` every hash and shape.
+    #[command(subcommand)]
+    Bundle(commands::bundle::Command),
+    /// Embed texts or CIFs with a bundle's model (`.npy` with --out, JSON with --json).
+    Embed(commands::bundle::EmbedArgs),
+    /// Search a bundle's index with a text (or --cif) query: rank, id, formula, score, description.
+    Search(commands::bundle::SearchArgs),
     /// Plot a CLIP run: loss and retrieval curves, t-SNE of pairs, similarity heatmap, cosine histogram.
     Visualize(commands::clip::VisualizeArgs),
 }
@@ -76,6 +83,9 @@ fn main() {
         Command::Train(Train::Tensor(args)) => commands::tensor::train(args),
         Command::Eval(Eval::Tensor(args)) => commands::tensor::eval(args),
         Command::Visualize(args) => commands::clip::visualize(args),
+        Command::Bundle(command) => commands::bundle::run(command),
+        Command::Embed(args) => commands::bundle::embed(args),
+        Command::Search(args) => commands::bundle::search(args),
     };
     if let Err(error) = result {
         std::process::exit(exit::report(&error));

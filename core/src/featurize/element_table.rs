@@ -59,6 +59,37 @@ impl ElementTable {
         })
     }
 
+    /// The elements the table has, with their vectors.
+    pub fn entries(&self) -> impl Iterator<Item = (u8, &[f32])> {
+        self.rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i as u8 + 1, r.as_deref()?)))
+    }
+
+    /// A table from `(atomic number, vector)` entries, e.g. as a bundle stores it.
+    pub fn from_entries(
+        source: &str,
+        entries: impl IntoIterator<Item = (u8, Vec<f32>)>,
+    ) -> Result<Self, ElementTableError> {
+        let mut rows = vec![None; crate::structure::elements::NUM_ELEMENTS];
+        for (z, v) in entries {
+            let slot = rows.get_mut((z as usize).wrapping_sub(1)).ok_or_else(|| {
+                ElementTableError::Shape(format!("{z} is not an atomic number 1–103"))
+            })?;
+            if v.len() != ELEMENT_FEATURES || v.iter().any(|x| !x.is_finite()) {
+                return Err(ElementTableError::Shape(format!(
+                    "entry {z} must be {ELEMENT_FEATURES} finite numbers"
+                )));
+            }
+            *slot = Some(v);
+        }
+        Ok(Self {
+            source: source.to_string(),
+            rows,
+        })
+    }
+
     /// Reads CGCNN's `atom_init.json`: `{"1": [92 numbers], …}`.
     pub fn from_atom_init_json(text: &str, source: &str) -> Result<Self, ElementTableError> {
         let map: serde_json::Map<String, Value> = serde_json::from_str(text)?;

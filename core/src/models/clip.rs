@@ -210,6 +210,21 @@ pub struct Clip<B: Backend> {
 }
 
 impl ClipConfig {
+    /// Number of trainable values, from the configuration alone (bundles check weights
+    /// against it before allocating anything).
+    pub fn parameter_count(&self) -> u64 {
+        let t = &self.text;
+        let (w, e) = (t.width as u64, t.embed_dim as u64);
+        // Per block: attention 4·(w² + w), feed-forward w·4w + 4w + 4w·w + w, two norms 4w.
+        let block = 12 * w * w + 13 * w;
+        let text = ByteTokenizer::VOCAB as u64 * w + t.layers as u64 * block + 2 * w + w * e + e;
+        let mut dims = vec![self.structure.input_dim as u64];
+        dims.extend(self.structure.hidden.iter().map(|h| *h as u64));
+        dims.push(self.structure.embed_dim as u64);
+        let structure: u64 = dims.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
+        text + structure + 1
+    }
+
     pub fn init<B: Backend>(&self, device: &B::Device) -> Clip<B> {
         Clip {
             text: self.text.init(device),

@@ -45,6 +45,9 @@ pub struct Args {
     /// Measured optimiser steps per CLIP configuration and device (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     steps: usize,
+    /// Measure bundles instead: pack/load of a 20M-parameter model, search over 100,000 entries.
+    #[arg(long)]
+    bundle: bool,
     /// The PyTorch baseline (native/benches/clip_baseline.py) to run beside --clip.
     #[arg(long, requires = "clip")]
     torch: Option<std::path::PathBuf>,
@@ -144,6 +147,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             atom_init: args.atom_init.as_deref(),
             json: args.json,
         });
+    }
+    if args.bundle {
+        return super::bench_bundle::run(args.json);
     }
     if args.clip {
         return super::bench_clip::run(super::bench_clip::ClipBench {

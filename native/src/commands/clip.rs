@@ -815,7 +815,10 @@ pub fn load_clip_run(
     let spec = RunSpec::from_json(&text, &p.display().to_string(), &[])
         .map_err(|e| BadInput(e.to_string()))?;
     let (source, own) = match data {
-        Some(d) => (DataSource::new(d, graph_emb_dir)?, false),
+        Some(d) => (
+            DataSource::new(d, graph_emb_dir)?.scaled_like(&info.data),
+            false,
+        ),
         None => (info.data.clone(), true),
     };
     let mut set = source.load(spec.training.val_split, spec.training.val_seed)?;

@@ -1,6 +1,8 @@
 pub mod bench;
+mod bench_bundle;
 mod bench_clip;
 mod bench_structures;
+pub mod bundle;
 pub mod cif;
 pub mod clip;
 pub mod devices;

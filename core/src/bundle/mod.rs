@@ -1,0 +1,380 @@
+//! Portable checkpoint bundles: one zip that native xtal and the browser load from bytes,
+//! verify and search with. The format is described in `docs/bundle-format.md`.
+//!
+//! ```text
+//! manifest.json                  format, version, model config, normalisers, sizes, sha256s
+//! weights.safetensors            the model (f32 or f16)
+//! structure_input.safetensors    standardisation (+ FTCP min–max and element table)
+//! index/records.json             optional: ids, formulas, descriptions
+//! index/embeddings.safetensors   optional: structure / text embeddings, 2-D map
+//! README.md                      optional model card
+//! ```
+//!
+//! Every bundle is untrusted input: [`Bundle::from_bytes`] refuses unsafe or oversized
+//! entries, unknown versions, hash, size and shape mismatches before anything is built.
+
+mod archive;
+mod arrays;
+mod index;
+mod manifest;
+mod structure_input;
+mod weights;
+
+pub use archive::{Entry, Limits, sha256_hex};
+pub use index::{Hit, IndexRecords, RetrievalIndex, Side, dot, top_k};
+pub use manifest::{
+    CARD, EntrySection, FORMAT, FORMAT_VERSION, INDEX_EMBEDDINGS, INDEX_RECORDS, IndexSection,
+    MANIFEST, Manifest, ModelSection, STRUCTURE_INPUT, StructureInputSection, TokenizerSection,
+    WEIGHTS, check_config,
+};
+pub use structure_input::{FtcpInput, StructureInput};
+pub use weights::{StoredTensor, read_header};
+
+use burn::prelude::*;
+
+use crate::models::clip::{Clip, ClipConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("not a bundle: {0}")]
+    NotABundle(String),
+    #[error("entry '{name}': {reason}")]
+    Entry { name: String, reason: String },
+    #[error("manifest.json: {0}")]
+    Manifest(String),
+    #[error("bundle format version {found} is not supported; this xtal reads version {supported}")]
+    Version { found: u64, supported: u32 },
+    #[error("{0}")]
+    Input(String),
+    #[error("cannot write the bundle: {0}")]
+    Write(String),
+}
+
+/// A verified bundle in memory. The model itself is built per backend by [`Bundle::model`].
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub manifest: Manifest,
+    pub structure_input: StructureInput,
+    pub index: Option<RetrievalIndex>,
+    pub card: Option<String>,
+    /// The weights entry as stored; its tensors' names, dtypes and shapes are in `tensors`.
+    weights: Vec<u8>,
+    pub tensors: Vec<StoredTensor>,
+    /// Size of the bundle in bytes.
+    pub size: usize,
+}
+
+/// Everything [`pack`] writes besides what it derives (hashes, sizes, parameter count).
+pub struct PackInput<'a, B: Backend> {
+    pub model: &'a Clip<B>,
+    pub config: &'a ClipConfig,
+    pub structure_input: &'a StructureInput,
+    pub element_table_source: Option<String>,
+    pub fitted_on: Option<usize>,
+    pub index: Option<(&'a RetrievalIndex, Option<String>)>,
+    pub card: Option<String>,
+    pub half: bool,
+    pub created: String,
+    pub xtal_version: String,
+    pub source: Option<serde_json::Value>,
+    pub f16_check: Option<serde_json::Value>,
+}
+
+/// A bundle's bytes: manifest first (so a reader can stop early), then the entries.
+pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError> {
+    let c = input.config;
+    check_config(c).map_err(BundleError::Write)?;
+    let mut entries = vec![
+        Entry {
+            name: WEIGHTS.into(),
+            data: weights::to_safetensors(input.model, input.half)?,
+        },
+        Entry {
+            name: STRUCTURE_INPUT.into(),
+            data: input.structure_input.to_entry()?,
+        },
+    ];
+    let index_section = match input.index {
+        None => None,
+        Some((index, dataset)) => {
+            let (records, embeddings) = index.to_entries(input.half)?;
+            entries.push(Entry {
+                name: INDEX_RECORDS.into(),
+                data: records,
+            });
+            entries.push(Entry {
+                name: INDEX_EMBEDDINGS.into(),
+                data: embeddings,
+            });
+            Some(IndexSection {
+                entries: index.len(),
+                dtype: dtype_name(input.half).into(),
+                structure: index.structure.is_some(),
+                text: index.text.is_some(),
+                map: index.map.is_some(),
+                dataset,
+            })
+        }
+    };
+    if let Some(card) = input.card {
+        entries.push(Entry {
+            name: CARD.into(),
+            data: card.into_bytes(),
+        });
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        xtal_version: input.xtal_version,
+        created: input.created,
+        model: ModelSection {
+            kind: "clip".into(),
+            config: c.clone(),
+            embed_dim: c.text.embed_dim,
+            parameters: c.parameter_count(),
+            weights_dtype: dtype_name(input.half).into(),
+        },
+        tokenizer: TokenizerSection {
+            kind: "bytes".into(),
+            max_len: c.text.max_len,
+        },
+        structure_input: StructureInputSection {
+            kind: if input.structure_input.ftcp.is_some() {
+                "ftcp"
+            } else {
+                "vector"
+            }
+            .into(),
+            dim: input.structure_input.dim(),
+            ftcp: input.structure_input.ftcp.as_ref().map(|f| f.config),
+            element_table: input.element_table_source,
+            fitted_on: input.fitted_on,
+        },
+        index: index_section,
+        f16_check: input.f16_check,
+        source: input.source,
+        entries: entries
+            .iter()
+            .map(|e| EntrySection {
+                name: e.name.clone(),
+                size: e.data.len() as u64,
+                sha256: sha256_hex(&e.data),
+            })
+            .collect(),
+    };
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| BundleError::Write(e.to_string()))?;
+    entries.insert(
+        0,
+        Entry {
+            name: MANIFEST.into(),
+            data: json,
+        },
+    );
+    archive::write_zip(&entries)
+}
+
+fn dtype_name(half: bool) -> &'static str {
+    if half { "f16" } else { "f32" }
+}
+
+impl Bundle {
+    /// Reads and verifies a bundle: the archive's safety, the manifest, every entry's size and
+    /// sha256, the weights' tensor count against the configuration, the index and the
+    /// normalisers against their declared shapes. No model is built yet.
+    pub fn from_bytes(bytes: &[u8], limits: &Limits) -> Result<Self, BundleError> {
+        let mut entries = archive::read_zip(bytes, limits)?;
+        let manifest_at = entries
+            .iter()
+            .position(|e| e.name == MANIFEST)
+            .ok_or_else(|| BundleError::NotABundle("no manifest.json".into()))?;
+        let manifest = Manifest::parse(&entries.remove(manifest_at).data)?;
+        for e in &entries {
+            let listed = manifest.entry(&e.name).ok_or_else(|| BundleError::Entry {
+                name: e.name.clone(),
+                reason: "is not listed in manifest.json".into(),
+            })?;
+            let bad = |reason: String| BundleError::Entry {
+                name: e.name.clone(),
+                reason,
+            };
+            if listed.size != e.data.len() as u64 {
+                return Err(bad(format!(
+                    "{} bytes, manifest.json says {}",
+                    e.data.len(),
+                    listed.size
+                )));
+            }
+            if sha256_hex(&e.data) != listed.sha256.to_lowercase() {
+                return Err(bad(
+                    "sha256 does not match manifest.json (corrupted or altered)".into(),
+                ));
+            }
+        }
+        let mut take = |name: &str| {
+            entries
+                .iter()
+                .position(|e| e.name == name)
+                .map(|i| entries.swap_remove(i).data)
+        };
+        let mut require = |name: &str| {
+            take(name).ok_or_else(|| BundleError::Entry {
+                name: name.into(),
+                reason: "is listed in manifest.json but missing from the archive".into(),
+            })
+        };
+        let weights = require(WEIGHTS)?;
+        let structure = require(STRUCTURE_INPUT)?;
+        let index_entries = match &manifest.index {
+            Some(_) => Some((require(INDEX_RECORDS)?, require(INDEX_EMBEDDINGS)?)),
+            None => None,
+        };
+        let card = take(CARD);
+        for listed in &manifest.entries {
+            if entries.iter().any(|e| e.name == listed.name) {
+                return Err(BundleError::Entry {
+                    name: listed.name.clone(),
+                    reason: "is not a bundle entry this format version knows".into(),
+                });
+            }
+        }
+        if let Some(e) = entries.first() {
+            return Err(BundleError::Entry {
+                name: e.name.clone(),
+                reason: "is not a bundle entry this format version knows".into(),
+            });
+        }
+
+        let tensors = read_header(&weights, WEIGHTS)?;
+        let stored: u64 = tensors
+            .iter()
+            .map(|t| t.shape.iter().product::<usize>() as u64)
+            .sum();
+        let needed = manifest.model.config.parameter_count();
+        if stored != needed {
+            return Err(BundleError::Entry {
+                name: WEIGHTS.into(),
+                reason: format!("holds {stored} values, the configuration needs {needed}"),
+            });
+        }
+        let structure_input = StructureInput::from_entry(&manifest.structure_input, &structure)?;
+        let index = match (&manifest.index, index_entries) {
+            (Some(section), Some((records, embeddings))) => Some(RetrievalIndex::from_entries(
+                section,
+                manifest.model.embed_dim,
+                &records,
+                &embeddings,
+            )?),
+            _ => None,
+        };
+        let card = card
+            .map(|c| {
+                String::from_utf8(c).map_err(|_| BundleError::Entry {
+                    name: CARD.into(),
+                    reason: "is not UTF-8".into(),
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            manifest,
+            structure_input,
+            index,
+            card,
+            weights,
+            tensors,
+            size: bytes.len(),
+        })
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        &self.manifest.model.config
+    }
+
+    /// The model on `device`, after checking every tensor's name and shape against the
+    /// configuration.
+    pub fn model<B: Backend>(&self, device: &B::Device) -> Result<Clip<B>, BundleError> {
+        weights::load_into(self.config().init(device), &self.weights, WEIGHTS)
+    }
+
+    /// Unit text embeddings `[texts, embed_dim]`, in batches of 64.
+    pub fn embed_texts<B: Backend>(
+        &self,
+        model: &Clip<B>,
+        texts: &[&str],
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
+        let tokenizer = self.config().text.tokenizer();
+        let parts: Vec<Tensor<B, 2>> = texts
+            .chunks(64)
+            .map(|chunk| {
+                let (ids, pad) = tokenizer.batch::<B>(chunk, device);
+                model.text.forward(ids, pad)
+            })
+            .collect();
+        if parts.is_empty() {
+            return Tensor::zeros([0, self.config().text.embed_dim], device);
+        }
+        Tensor::cat(parts, 0)
+    }
+
+    /// Unit structure embeddings of standardised input vectors (`[n * dim]`, row-major).
+    pub fn embed_structure_inputs<B: Backend>(
+        &self,
+        model: &Clip<B>,
+        inputs: Vec<f32>,
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
+        let d = self.structure_input.dim();
+        let n = inputs.len() / d;
+        let x = Tensor::from_data(TensorData::new(inputs, [n, d]), device);
+        model.structure.forward(x)
+    }
+
+    /// The first structure of a CIF as a unit embedding `[1, embed_dim]`.
+    pub fn embed_cif<B: Backend>(
+        &self,
+        model: &Clip<B>,
+        cif: &str,
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2>, BundleError> {
+        let input = self.structure_input.from_cif(cif)?;
+        Ok(self.embed_structure_inputs(model, input, device))
+    }
+
+    /// Entries in the order of the manifest, for `inspect`.
+    pub fn entries(&self) -> &[EntrySection] {
+        &self.manifest.entries
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (the front ends supply the clock: wasm has none).
+pub fn rfc3339(unix_seconds: u64) -> String {
+    let days = (unix_seconds / 86_400) as i64;
+    let secs = unix_seconds % 86_400;
+    // Howard Hinnant's days-from-civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_matches_known_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+}

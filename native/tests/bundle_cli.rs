@@ -1,0 +1,258 @@
+//! `xtal bundle pack|inspect|verify`, `xtal embed` and `xtal search` end to end: a CLIP run
+//! on FTCP data from real CIFs is packed with its index; a CIF embedded through the bundle
+//! lands on its own index entry (prepare's path and the bundle's path agree), and bad
+//! bundles and arguments are named with exit code 2.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{stderr, xtal};
+use serde_json::Value;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xtal-bundle-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The first 48 sample materials as a CSV, and two of their CIFs as files.
+fn materials(dir: &Path) -> (PathBuf, Vec<(String, PathBuf)>) {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv");
+    let mut reader = csv::Reader::from_path(src).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let (id, cif) = (
+        headers.iter().position(|h| h == "id").unwrap(),
+        headers.iter().position(|h| h == "cif").unwrap(),
+    );
+    let out = dir.join("materials.csv");
+    let mut writer = csv::Writer::from_path(&out).unwrap();
+    writer.write_record(&headers).unwrap();
+    let mut cifs = Vec::new();
+    for (i, row) in reader.records().take(48).enumerate() {
+        let row = row.unwrap();
+        writer.write_record(&row).unwrap();
+        if i == 30 || i == 41 {
+            let path = dir.join(format!("{}.cif", &row[id]));
+            std::fs::write(&path, &row[cif]).unwrap();
+            cifs.push((row[id].to_string(), path));
+        }
+    }
+    writer.flush().unwrap();
+    (out, cifs)
+}
+
+fn ok(o: &std::process::Output, what: &str) -> String {
+    assert!(o.status.success(), "{what} failed: {}", stderr(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn bad(o: &std::process::Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(o));
+    assert!(
+        stderr(o).contains(needle),
+        "expected '{needle}' in {}",
+        stderr(o)
+    );
+}
+
+#[test]
+fn pack_inspect_verify_embed_and_search() {
+    let dir = scratch("e2e");
+    let (csv, cifs) = materials(&dir);
+    let (data, run, b, half) = (
+        dir.join("data"),
+        dir.join("run"),
+        dir.join("b.xtal"),
+        dir.join("half.xtal"),
+    );
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    ok(&xtal(&["prepare", &s(&csv), "-o", &s(&data)]), "prepare");
+    ok(
+        &xtal(&[
+            "train",
+            "clip",
+            "--data",
+            &s(&data),
+            "--out",
+            &s(&run),
+            "--set",
+            "model.text_width=32",
+            "--set",
+            "model.text_layers=1",
+            "--set",
+            "model.text_heads=2",
+            "--set",
+            "model.max_seq_length=48",
+            "--set",
+            "model.clip_dim=16",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "2",
+            "--no-plots",
+        ]),
+        "train",
+    );
+    let pack = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "bundle".to_string(),
+            "pack".into(),
+            "--run".into(),
+            s(&run),
+            "--index".into(),
+            s(&data),
+            "-o".into(),
+            s(out),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        xtal(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    ok(&pack(&b, &[]), "pack");
+    bad(&pack(&b, &[]), "--force");
+    let packed = pack(&half, &["--f16"]);
+    ok(&packed, "pack --f16");
+    assert!(stderr(&packed).contains("f16 check"), "{}", stderr(&packed));
+
+    let manifest: Value = serde_json::from_str(&ok(
+        &xtal(&["bundle", "inspect", &s(&b), "--json"]),
+        "inspect",
+    ))
+    .unwrap();
+    assert_eq!(manifest["format"], "xtal-bundle");
+    assert_eq!(manifest["structure_input"]["kind"], "ftcp");
+    let entries = manifest["index"]["entries"].as_u64().unwrap();
+    assert!(entries >= 40, "{entries}");
+    let half_manifest: Value = serde_json::from_str(&ok(
+        &xtal(&["bundle", "inspect", &s(&half), "--json"]),
+        "inspect",
+    ))
+    .unwrap();
+    assert!(
+        half_manifest["f16_check"]["max_abs_diff_text"]
+            .as_f64()
+            .unwrap()
+            < 1e-2
+    );
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64;
+    assert!(
+        size(&half) < 0.6 * size(&b),
+        "{} vs {}",
+        size(&half),
+        size(&b)
+    );
+    assert!(ok(&xtal(&["bundle", "inspect", &s(&b)]), "inspect").contains("weights.safetensors"));
+    assert!(ok(&xtal(&["bundle", "verify", &s(&b)]), "verify").starts_with("ok:"));
+
+    // A text query: k results, best first, with the fields a person reads.
+    let out = ok(
+        &xtal(&[
+            "search",
+            "--bundle",
+            &s(&b),
+            "a cubic perovskite",
+            "-k",
+            "4",
+            "--json",
+        ]),
+        "search",
+    );
+    let results: Value = serde_json::from_str(&out).unwrap();
+    let rows = results["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for pair in rows.windows(2) {
+        assert!(pair[0]["score"].as_f64() >= pair[1]["score"].as_f64());
+    }
+    assert!(rows[0]["description"].as_str().unwrap().len() > 20);
+
+    // A CIF through the bundle (FTCP → scaling → projector) is its own index entry.
+    for (id, path) in &cifs {
+        for bundle in [&b, &half] {
+            let out = ok(
+                &xtal(&[
+                    "search",
+                    "--bundle",
+                    &s(bundle),
+                    "--cif",
+                    &s(path),
+                    "--against",
+                    "structure",
+                    "-k",
+                    "1",
+                    "--json",
+                ]),
+                "search --cif",
+            );
+            let top: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(&top["results"][0]["id"], id.as_str());
+            assert!(
+                top["results"][0]["score"].as_f64().unwrap() > 0.9999,
+                "{out}"
+            );
+        }
+    }
+    // embed: .npy and JSON agree.
+    let npy = dir.join("e.npy");
+    ok(
+        &xtal(&[
+            "embed",
+            "--bundle",
+            &s(&b),
+            "--out",
+            &s(&npy),
+            "text",
+            "rock salt",
+            "a metal",
+        ]),
+        "embed",
+    );
+    let npy_bytes = std::fs::read(&npy).unwrap();
+    let arr = npyz::NpyFile::new(npy_bytes.as_slice()).unwrap();
+    assert_eq!(arr.shape(), &[2, 16]);
+    let from_npy: Vec<f32> = arr.into_vec().unwrap();
+    let json: Vec<Vec<f32>> = serde_json::from_str(&ok(
+        &xtal(&[
+            "embed",
+            "--bundle",
+            &s(&b),
+            "--json",
+            "text",
+            "rock salt",
+            "a metal",
+        ]),
+        "embed --json",
+    ))
+    .unwrap();
+    assert!(
+        json.concat()
+            .iter()
+            .zip(&from_npy)
+            .all(|(a, b)| (a - b).abs() < 1e-6)
+    );
+
+    // Bad input.
+    bad(
+        &xtal(&["bundle", "verify", &s(&dir.join("none.xtal"))]),
+        "none.xtal",
+    );
+    let bytes = std::fs::read(&b).unwrap();
+    let cut = dir.join("cut.xtal");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    bad(&xtal(&["search", "--bundle", &s(&cut), "x"]), "cut.xtal");
+    std::fs::write(dir.join("bad.cif"), "data_x\n_cell_length_a 3\n").unwrap();
+    bad(
+        &xtal(&["embed", "--bundle", &s(&b), "cif", &s(&dir.join("bad.cif"))]),
+        "bad.cif",
+    );
+    let no_index = dir.join("no-index.xtal");
+    ok(
+        &xtal(&["bundle", "pack", "--run", &s(&run), "-o", &s(&no_index)]),
+        "pack without index",
+    );
+    bad(
+        &xtal(&["search", "--bundle", &s(&no_index), "x"]),
+        "no retrieval index",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,455 @@
+//! Bundles: a packed model loads from bytes on every native backend with the embeddings of
+//! the model it was packed from; f16 storage stays close; hostile archives are refused with
+//! an error naming the problem, never a panic.
+#![cfg(not(target_family = "wasm"))]
+
+use std::io::Write;
+
+use burn::module::Module;
+use burn::prelude::*;
+use xtal_core::bundle::{
+    Bundle, BundleError, FtcpInput, IndexRecords, Limits, PackInput, RetrievalIndex, Side,
+    StructureInput, pack,
+};
+use xtal_core::data::FeatureScaler;
+use xtal_core::device::{CpuBackend, DeviceSpec, OnDevice, available_devices, run_on};
+use xtal_core::featurize::{ElementTable, FtcpConfig, RowMinMax, ftcp};
+use xtal_core::models::clip::{ClipConfig, StructureProjectorConfig, TextEncoderConfig};
+use xtal_core::structure::{CifOptions, read_cif};
+use xtal_core::train::to_host;
+
+type Cpu = xtal_core::device::Flex;
+
+const TEXTS: [&str; 3] = [
+    "NaCl crystallizes in the cubic Fm-3m space group.",
+    "A layered hexagonal carbon allotrope.",
+    "",
+];
+
+/// The first `n` CIFs of the sample data.
+fn sample_cifs(n: usize) -> Vec<(String, String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample/materials.csv");
+    let mut reader = csv::Reader::from_path(path).expect("sample data");
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (id, desc, cif) = (col("id"), col("description"), col("cif"));
+    reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| r[id].starts_with("mp-") || r[id].starts_with("perov"))
+        .take(n)
+        .map(|r| (r[id].to_string(), r[desc].to_string(), r[cif].to_string()))
+        .collect()
+}
+
+fn small_config(input_dim: usize) -> ClipConfig {
+    ClipConfig::new(
+        TextEncoderConfig::new()
+            .with_width(32)
+            .with_layers(2)
+            .with_heads(4)
+            .with_max_len(64)
+            .with_embed_dim(16),
+        StructureProjectorConfig::new(input_dim)
+            .with_embed_dim(16)
+            .with_hidden(vec![24]),
+    )
+}
+
+/// An FTCP structure input fitted on real structures, and their raw vectors.
+fn ftcp_input(cifs: &[(String, String, String)]) -> (StructureInput, Vec<Vec<f64>>) {
+    let config = FtcpConfig::default();
+    let table = ElementTable::default_table();
+    let raw: Vec<Vec<f64>> = cifs
+        .iter()
+        .map(|(_, _, cif)| {
+            let s = read_cif(cif, &CifOptions::default()).unwrap();
+            ftcp(&s[0].structure, &config, &table).unwrap().data
+        })
+        .collect();
+    let minmax =
+        RowMinMax::fit(config.rows(), config.cols(), raw.iter().map(Vec::as_slice)).unwrap();
+    let scaled: Vec<Vec<f64>> = raw
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            minmax.transform(&mut r);
+            r
+        })
+        .collect();
+    let d = scaled[0].len();
+    let n = scaled.len() as f64;
+    let mean: Vec<f64> = (0..d)
+        .map(|j| scaled.iter().map(|r| r[j]).sum::<f64>() / n)
+        .collect();
+    let std: Vec<f32> = (0..d)
+        .map(|j| {
+            let v = scaled.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n;
+            if v.sqrt() > 1e-8 {
+                v.sqrt() as f32
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let input = StructureInput {
+        ftcp: Some(FtcpInput {
+            config,
+            table,
+            minmax,
+        }),
+        scaler: FeatureScaler {
+            mean: mean.iter().map(|m| *m as f32).collect(),
+            std,
+        },
+    };
+    (input, scaled)
+}
+
+struct Packed {
+    bytes: Vec<u8>,
+    half_bytes: Vec<u8>,
+    /// Embeddings of the model before packing: TEXTS, then the CIFs.
+    text: Vec<f32>,
+    cif: Vec<f32>,
+    cifs: Vec<(String, String, String)>,
+}
+
+fn packed() -> Packed {
+    let cifs = sample_cifs(6);
+    let (input, _) = ftcp_input(&cifs);
+    let device = Default::default();
+    let config = small_config(input.dim());
+    Cpu::seed(&device, 7);
+    let model = config.init::<Cpu>(&device);
+    // Embed before packing: the reference the loaded bundle must reproduce.
+    let vectors: Vec<f32> = cifs
+        .iter()
+        .flat_map(|(_, _, c)| input.from_cif(c).unwrap())
+        .collect();
+    let x =
+        Tensor::<Cpu, 2>::from_data(TensorData::new(vectors, [cifs.len(), input.dim()]), &device);
+    let cif = to_host(model.structure.forward(x));
+    let (ids, pad) = config.text.tokenizer().batch::<Cpu>(&TEXTS, &device);
+    let text = to_host(model.text.forward(ids, pad));
+    let index = RetrievalIndex {
+        records: IndexRecords {
+            ids: cifs.iter().map(|c| c.0.clone()).collect(),
+            formulas: vec![None; cifs.len()],
+            descriptions: cifs.iter().map(|c| c.1.clone()).collect(),
+        },
+        dim: 16,
+        structure: Some(cif.clone()),
+        text: None,
+        map: Some((0..cifs.len() * 2).map(|i| i as f32).collect()),
+    };
+    let pack_with = |half| {
+        pack(PackInput {
+            model: &model,
+            config: &config,
+            structure_input: &input,
+            element_table_source: Some("default".into()),
+            fitted_on: Some(cifs.len()),
+            index: Some((&index, None)),
+            card: Some("# test model\n".into()),
+            half,
+            created: "2026-01-01T00:00:00Z".into(),
+            xtal_version: "test".into(),
+            source: None,
+            f16_check: None,
+        })
+        .unwrap()
+    };
+    Packed {
+        bytes: pack_with(false),
+        half_bytes: pack_with(true),
+        text,
+        cif,
+        cifs,
+    }
+}
+
+struct Embed<'a>(&'a Bundle, &'a [(String, String, String)]);
+impl OnDevice for Embed<'_> {
+    type Output = (Vec<f32>, Vec<f32>);
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let model = self.0.model::<B::InnerBackend>(&device).unwrap();
+        let text = to_host(self.0.embed_texts(&model, &TEXTS, &device));
+        let cif = self
+            .1
+            .iter()
+            .flat_map(|(_, _, c)| to_host(self.0.embed_cif(&model, c, &device).unwrap()))
+            .collect();
+        (text, cif)
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn parameter_count_from_the_configuration_is_burns() {
+    let device = Default::default();
+    for config in [
+        small_config(10),
+        ClipConfig::new(
+            TextEncoderConfig::new()
+                .with_width(24)
+                .with_layers(1)
+                .with_heads(2),
+            StructureProjectorConfig::new(7),
+        ),
+    ] {
+        assert_eq!(
+            config.parameter_count(),
+            config.init::<Cpu>(&device).num_params() as u64
+        );
+    }
+}
+
+#[test]
+fn a_bundle_reproduces_its_model_on_every_backend() {
+    let p = packed();
+    let bundle = Bundle::from_bytes(&p.bytes, &Limits::default()).unwrap();
+    assert_eq!(bundle.card.as_deref(), Some("# test model\n"));
+    assert_eq!(bundle.manifest.structure_input.kind, "ftcp");
+    let mut specs = vec![
+        DeviceSpec::Cpu(CpuBackend::NdArray),
+        DeviceSpec::Cpu(CpuBackend::Flex),
+    ];
+    if available_devices()
+        .iter()
+        .any(|d| d.spec.starts_with("wgpu:") && d.usable)
+    {
+        specs.push(DeviceSpec::Wgpu(None));
+    } else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "no wgpu adapter under CI=true"
+        );
+        eprintln!("SKIPPED wgpu: no adapter (install mesa-vulkan-drivers)");
+    }
+    for spec in specs {
+        let (text, cif) = run_on(&spec, Embed(&bundle, &p.cifs)).unwrap();
+        let (dt, dc) = (max_diff(&text, &p.text), max_diff(&cif, &p.cif));
+        assert!(dt <= 1e-4 && dc <= 1e-4, "{spec}: text {dt:e}, cif {dc:e}");
+    }
+    // The index searches: each structure finds itself first.
+    let index = bundle.index.as_ref().unwrap();
+    for (row, q) in p.cif.chunks(16).enumerate() {
+        let hits = index.search(q, 3, Side::Structure).unwrap();
+        assert_eq!(hits[0].row, row);
+        assert!((hits[0].score - 1.0).abs() < 1e-5);
+    }
+    assert!(index.search(&p.cif[..16], 3, Side::Text).is_err());
+    assert_eq!(index.map.as_ref().unwrap()[3], 3.0);
+}
+
+#[test]
+fn f16_bundles_are_half_the_size_and_close() {
+    let p = packed();
+    let half = Bundle::from_bytes(&p.half_bytes, &Limits::default()).unwrap();
+    assert_eq!(half.manifest.model.weights_dtype, "f16");
+    let weights = |b: &Bundle| b.manifest.entry("weights.safetensors").unwrap().size as f64;
+    let full = Bundle::from_bytes(&p.bytes, &Limits::default()).unwrap();
+    let ratio = weights(&half) / weights(&full);
+    assert!((0.45..0.55).contains(&ratio), "size ratio {ratio}");
+    let (text, cif) = run_on(&DeviceSpec::Cpu(CpuBackend::NdArray), Embed(&half, &p.cifs)).unwrap();
+    let (dt, dc) = (max_diff(&text, &p.text), max_diff(&cif, &p.cif));
+    assert!(dt < 5e-3 && dc < 5e-3, "f16: text {dt:e}, cif {dc:e}");
+    assert!(dt > 0.0, "f16 weights cannot be exact");
+}
+
+// ---- hostile input -------------------------------------------------------------------------
+
+/// The bundle's entries, to be altered and re-zipped with the zip crate directly.
+fn entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut data).unwrap();
+            (f.name().to_string(), data)
+        })
+        .collect()
+}
+
+fn rezip(entries: &[(String, Vec<u8>)], method: zip::CompressionMethod) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        let o = zip::write::SimpleFileOptions::default().compression_method(method);
+        w.start_file(name.as_str(), o).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn refused(bytes: &[u8], limits: &Limits) -> String {
+    match Bundle::from_bytes(bytes, limits) {
+        Ok(_) => panic!("a hostile bundle was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn with_manifest(p: &Packed, edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
+    let mut e = entries(&p.bytes);
+    let mut m: serde_json::Value = serde_json::from_slice(&e[0].1).unwrap();
+    edit(&mut m);
+    e[0].1 = serde_json::to_vec(&m).unwrap();
+    rezip(&e, zip::CompressionMethod::Stored)
+}
+
+#[test]
+fn hostile_bundles_are_refused_with_the_reason() {
+    let p = packed();
+    let limits = Limits::default();
+    let deflated = zip::CompressionMethod::Deflated;
+    let stored = zip::CompressionMethod::Stored;
+    let expect = |bytes: &[u8], needle: &str| {
+        let err = refused(bytes, &limits);
+        assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    };
+    // Not a zip, empty, truncated anywhere.
+    expect(
+        b"not a zip at all, just text of some length",
+        "not a bundle",
+    );
+    expect(b"", "not a bundle");
+    for cut in [10, p.bytes.len() / 2, p.bytes.len() - 30, p.bytes.len() - 1] {
+        assert!(
+            Bundle::from_bytes(&p.bytes[..cut], &limits).is_err(),
+            "cut at {cut}"
+        );
+    }
+    // One flipped byte inside the stored weights: the hash catches it.
+    let mut e = entries(&p.bytes);
+    let w = e
+        .iter()
+        .position(|(n, _)| n == "weights.safetensors")
+        .unwrap();
+    let last = e[w].1.len() - 1;
+    e[w].1[last] ^= 0x01;
+    expect(&rezip(&e, stored), "sha256 does not match");
+    // Unsafe or unexpected names.
+    for name in ["../evil.json", "/etc/passwd", "a/../../b", "C:\\x"] {
+        let mut e = entries(&p.bytes);
+        e.push((name.into(), b"{}".to_vec()));
+        expect(&rezip(&e, stored), "not allowed");
+    }
+    let mut e = entries(&p.bytes);
+    e.push(("extra.bin".into(), vec![1, 2, 3]));
+    expect(&rezip(&e, stored), "not listed in manifest.json");
+    // A listed entry that is missing.
+    let e: Vec<_> = entries(&p.bytes)
+        .into_iter()
+        .filter(|(n, _)| n != "weights.safetensors")
+        .collect();
+    expect(&rezip(&e, stored), "missing from the archive");
+    // Two entries with one name (the zip crate refuses to write them: rename in place).
+    let mut e = entries(&p.bytes);
+    e.push(("README.mX".into(), b"second".to_vec()));
+    let mut bytes = rezip(&e, stored);
+    let (from, to) = (b"README.mX", b"README.md");
+    for i in 0..bytes.len() - from.len() {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+        }
+    }
+    expect(&bytes, "duplicate");
+    // A zip bomb: 64 MiB of zeros deflate to ~64 KiB.
+    let mut e = entries(&p.bytes);
+    e.push(("bomb.json".into(), vec![0; 64 << 20]));
+    expect(&rezip(&e, deflated), "compression ratio");
+    // Sizes over the limits.
+    let tight = Limits {
+        max_entry_bytes: 1000,
+        ..Limits::default()
+    };
+    assert!(refused(&p.bytes, &tight).contains("limit"));
+    let few = Limits {
+        max_entries: 2,
+        ..Limits::default()
+    };
+    assert!(refused(&p.bytes, &few).contains("limit"));
+    // Manifest: other versions, other formats, unknown keys, configurations that disagree.
+    expect(
+        &with_manifest(&p, |m| m["format_version"] = 2.into()),
+        "this xtal reads version 1",
+    );
+    expect(
+        &with_manifest(&p, |m| m["format"] = "pickle".into()),
+        "not an xtal bundle",
+    );
+    expect(&with_manifest(&p, |m| m["surprise"] = 1.into()), "surprise");
+    expect(
+        &with_manifest(&p, |m| {
+            m["model"]["config"]["text"]["width"] = 1_000_000.into()
+        }),
+        "text.width",
+    );
+    expect(
+        &with_manifest(&p, |m| {
+            m["model"]["config"]["structure"]["hidden"] = serde_json::json!([23]);
+            m["model"]["parameters"] = 0.into();
+        }),
+        "model.parameters",
+    );
+    // The right number of values under a wrong name: caught when the model is built.
+    let renamed = {
+        let mut e = entries(&p.bytes);
+        let w = e
+            .iter()
+            .position(|(n, _)| n == "weights.safetensors")
+            .unwrap();
+        let text = &mut e[w].1;
+        let (from, to) = (b"final_norm", b"final_nurm");
+        for i in 0..text.len() - from.len() {
+            if &text[i..i + from.len()] == from {
+                text[i..i + from.len()].copy_from_slice(to);
+            }
+        }
+        let hash = xtal_core::bundle::sha256_hex(text);
+        let mut m: serde_json::Value = serde_json::from_slice(&e[0].1).unwrap();
+        for entry in m["entries"].as_array_mut().unwrap() {
+            if entry["name"] == "weights.safetensors" {
+                entry["sha256"] = hash.clone().into();
+            }
+        }
+        e[0].1 = serde_json::to_vec(&m).unwrap();
+        rezip(&e, stored)
+    };
+    let bundle = Bundle::from_bytes(&renamed, &limits).unwrap();
+    let err = bundle.model::<Cpu>(&Default::default()).unwrap_err();
+    assert!(
+        matches!(err, BundleError::Entry { .. }) && err.to_string().contains("final_nurm"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_precomputed_vector_bundle_cannot_embed_cifs() {
+    let p = packed();
+    let bundle = Bundle::from_bytes(&p.bytes, &Limits::default()).unwrap();
+    let mut input = bundle.structure_input.clone();
+    input.ftcp = None;
+    let err = input.from_cif(&p.cifs[0].2).unwrap_err().to_string();
+    assert!(err.contains("cannot embed a CIF"), "{err}");
+    let err = bundle
+        .structure_input
+        .from_cif("data_x\n_cell_length_a 3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("CIF"), "{err}");
+    let err = bundle
+        .structure_input
+        .standardize(&[f32::NAN; 3])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("values"), "{err}");
+}
