@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{stderr, xtal};
+use common::{TINY_CLIP, stderr, xtal};
 use serde_json::Value;
 
 fn scratch(name: &str) -> PathBuf {
@@ -69,32 +69,18 @@ fn pack_inspect_verify_embed_and_search() {
     );
     let s = |p: &Path| p.to_str().unwrap().to_string();
     ok(&xtal(&["prepare", &s(&csv), "-o", &s(&data)]), "prepare");
-    ok(
-        &xtal(&[
-            "train",
-            "clip",
-            "--data",
-            &s(&data),
-            "--out",
-            &s(&run),
-            "--set",
-            "model.text_width=32",
-            "--set",
-            "model.text_layers=1",
-            "--set",
-            "model.text_heads=2",
-            "--set",
-            "model.max_seq_length=48",
-            "--set",
-            "model.clip_dim=16",
-            "--batch-size",
-            "8",
-            "--epochs",
-            "2",
-            "--no-plots",
-        ]),
+    let (data_s, run_s) = (s(&data), s(&run));
+    let mut train = vec![
         "train",
-    );
+        "clip",
+        "--data",
+        &data_s,
+        "--out",
+        &run_s,
+        "--no-plots",
+    ];
+    train.extend_from_slice(TINY_CLIP);
+    ok(&xtal(&train), "train");
     let pack = |out: &Path, extra: &[&str]| {
         let mut args = vec![
             "bundle".to_string(),

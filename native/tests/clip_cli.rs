@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{stderr, xtal};
+use common::{TINY_CLIP, stderr, xtal};
 use serde_json::Value;
 
 fn scratch(name: &str) -> PathBuf {
@@ -75,27 +75,6 @@ fn dataset(dir: &Path) {
     std::fs::write(dir.join("dataset.jsonl"), lines.join("\n") + "\n").unwrap();
 }
 
-const TINY: &[&str] = &[
-    "--set",
-    "model.text_width=32",
-    "--set",
-    "model.text_layers=1",
-    "--set",
-    "model.text_heads=2",
-    "--set",
-    "model.max_seq_length=48",
-    "--set",
-    "model.clip_dim=16",
-    "--set",
-    "training.val_split=0.25",
-    "--set",
-    "training.log_interval=1",
-    "--batch-size",
-    "8",
-    "--epochs",
-    "3",
-];
-
 fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "train",
@@ -105,7 +84,7 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         "--out",
         out.to_str().unwrap(),
     ];
-    args.extend_from_slice(TINY);
+    args.extend_from_slice(TINY_CLIP);
     args.extend_from_slice(extra);
     xtal(&args)
 }

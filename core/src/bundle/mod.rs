@@ -230,14 +230,7 @@ impl Bundle {
             None => None,
         };
         let card = take(CARD);
-        for listed in &manifest.entries {
-            if entries.iter().any(|e| e.name == listed.name) {
-                return Err(BundleError::Entry {
-                    name: listed.name.clone(),
-                    reason: "is not a bundle entry this format version knows".into(),
-                });
-            }
-        }
+        // Every entry is listed (checked above); what is left is listed but unknown.
         if let Some(e) = entries.first() {
             return Err(BundleError::Entry {
                 name: e.name.clone(),
@@ -293,7 +286,12 @@ impl Bundle {
     /// The model on `device`, after checking every tensor's name and shape against the
     /// configuration.
     pub fn model<B: Backend>(&self, device: &B::Device) -> Result<Clip<B>, BundleError> {
-        weights::load_into(self.config().init(device), &self.weights, WEIGHTS)
+        weights::load_into(
+            self.config().init(device),
+            &self.weights,
+            &self.tensors,
+            WEIGHTS,
+        )
     }
 
     /// Unit text embeddings `[texts, embed_dim]`, in batches of 64.
@@ -339,11 +337,6 @@ impl Bundle {
     ) -> Result<Tensor<B, 2>, BundleError> {
         let input = self.structure_input.from_cif(cif)?;
         Ok(self.embed_structure_inputs(model, input, device))
-    }
-
-    /// Entries in the order of the manifest, for `inspect`.
-    pub fn entries(&self) -> &[EntrySection] {
-        &self.manifest.entries
     }
 }
 

@@ -58,13 +58,14 @@ pub fn read_header(bytes: &[u8], entry: &str) -> Result<Vec<StoredTensor>, Bundl
 }
 
 /// Loads `bytes` into `model` (built from the bundle's configuration) after checking that
-/// the file holds exactly the model's tensors, with its shapes, as f32 or f16.
+/// the file holds exactly the model's tensors, with its shapes, as f32 or f16. `stored` is
+/// the file's header as [`read_header`] returned it.
 pub fn load_into<B: Backend, M: ModuleSnapshot<B>>(
     mut model: M,
     bytes: &[u8],
+    stored: &[StoredTensor],
     entry: &str,
 ) -> Result<M, BundleError> {
-    let stored = read_header(bytes, entry)?;
     let expected: Vec<(String, Vec<usize>)> = {
         let mut v: Vec<_> = model
             .collect(None, None, false)
@@ -75,7 +76,7 @@ pub fn load_into<B: Backend, M: ModuleSnapshot<B>>(
         v
     };
     let mut problems = Vec::new();
-    for t in &stored {
+    for t in stored {
         if t.dtype != "f32" && t.dtype != "f16" {
             problems.push(format!("{} is {}, not f32 or f16", t.name, t.dtype));
         }

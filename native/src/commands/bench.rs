@@ -76,6 +76,19 @@ impl<B: Backend> Mlp<B> {
     }
 }
 
+/// `n` values in [-0.5, 0.5) from a seeded LCG: fixed benchmark inputs without a random crate.
+pub(super) fn uniform_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
 /// Repeat `step` until `budget` is spent (after two warm-up runs); iterations per second.
 fn rate(budget: Duration, mut step: impl FnMut()) -> (usize, f64) {
     step();

@@ -31,15 +31,7 @@ fn median(runs: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn unit_rows(n: usize, d: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    let mut v: Vec<f32> = (0..n * d)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        })
-        .collect();
+    let mut v = super::bench::uniform_values(n * d, seed);
     for r in v.chunks_mut(d) {
         let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
         r.iter_mut().for_each(|x| *x /= n);

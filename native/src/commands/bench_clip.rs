@@ -54,15 +54,7 @@ fn spec(name: &str) -> anyhow::Result<RunSpec> {
 
 /// Pairs with texts long enough to fill every position (the original pads to max length).
 fn pairs(n: usize) -> PairSet {
-    let mut state = 7u64;
-    let features = (0..n * STRUCTURE_DIM)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect();
+    let features = super::bench::uniform_values(n * STRUCTURE_DIM, 7);
     let text =
         |i: usize| format!("Material {i} crystallizes in the cubic Fm-3m space group. ").repeat(8);
     PairSet {

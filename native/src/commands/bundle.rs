@@ -12,7 +12,7 @@ use xtal_core::bundle::{
     Bundle, FtcpInput, Hit, IndexRecords, Limits, PackInput, RetrievalIndex, Side, StructureInput,
     pack, rfc3339,
 };
-use xtal_core::data::Layout;
+use xtal_core::data::{Layout, PairSet};
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::featurize::{FtcpConfig, RowMinMax};
 use xtal_core::models::clip::{Clip, ClipConfig};
@@ -262,7 +262,7 @@ fn pack_run(args: PackArgs) -> anyhow::Result<()> {
             half: args.f16,
             created,
             source,
-            loaded: &loaded,
+            set: &loaded.set,
         },
     )??;
     write_atomic(&args.out, &packed.bytes)?;
@@ -385,7 +385,8 @@ struct PackTask<'a> {
     half: bool,
     created: String,
     source: serde_json::Value,
-    loaded: &'a LoadedRun,
+    /// Pairs whose validation rows measure what f16 changes.
+    set: &'a PairSet,
 }
 
 impl OnDevice for PackTask<'_> {
@@ -419,7 +420,7 @@ impl OnDevice for PackTask<'_> {
         // the top-10 of every text query against the index, f16 bundle vs f32 model.
         let half = Bundle::from_bytes(&bytes(true, None)?, &Limits::default())?;
         let half_model: Clip<B::InnerBackend> = half.model(&device)?;
-        let set = &self.loaded.set;
+        let set = self.set;
         let mut idx = set.indices(true);
         if idx.len() < 2 {
             idx = (0..set.len()).collect();
