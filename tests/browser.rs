@@ -81,3 +81,65 @@ fn cif_reader_in_wasm_matches_pymatgen() {
     }
     assert!(xtal_web::read_cif("data_x\nloop_\n_a\n_b\n1\n".into()).is_err());
 }
+
+/// A bundle packed by the native CLI (the fuzzer's seed, with a 24-entry index) opens in the
+/// page on every device, and the page re-embeds the index's descriptions as the CLI did when
+/// packing them (the stored text embeddings), within 1e-4; a text query ranks the same.
+#[wasm_bindgen_test]
+async fn session_embeds_a_native_bundle_like_the_cli_on_every_device() {
+    let bytes = include_bytes!("../fuzz/seeds/bundle/tiny.xtal");
+    let bundle = xtal_core::bundle::Bundle::from_bytes(bytes, &Default::default()).unwrap();
+    let index = bundle.index.as_ref().unwrap();
+    let stored = index.text.as_ref().unwrap();
+    let mut rankings = Vec::new();
+    for device in ["webgpu", "cpu", "cpu:ndarray"] {
+        let session = xtal_web::Session::load(bytes.to_vec(), device.into())
+            .await
+            .unwrap_or_else(|e| panic!("{device}: {:?}", wasm_bindgen::JsValue::from(e)));
+        assert_eq!(session.device().kind(), device.split(':').next().unwrap());
+        let got = session
+            .embed_texts(index.records.descriptions.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{device}: {:?}", wasm_bindgen::JsValue::from(e)));
+        let diff = got
+            .iter()
+            .zip(stored)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert_eq!(got.len(), stored.len());
+        assert!(
+            diff <= 1e-4,
+            "{device}: max |diff| vs the CLI's embeddings {diff:e}"
+        );
+        let found: serde_json::Value =
+            serde_json::from_str(&session.search("a crystal".into(), 5).await.ok().unwrap())
+                .unwrap();
+        rankings.push(found["results"].clone());
+    }
+    assert_eq!(rankings[0].as_array().unwrap().len(), 5);
+    let ids = |r: &serde_json::Value| -> Vec<String> {
+        r.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].to_string())
+            .collect()
+    };
+    assert_eq!(ids(&rankings[0]), ids(&rankings[1]));
+    assert_eq!(ids(&rankings[1]), ids(&rankings[2]));
+}
+
+/// A bundle with one flipped byte is refused with the entry named, on load.
+#[wasm_bindgen_test]
+async fn session_refuses_a_corrupt_bundle() {
+    let mut bytes = include_bytes!("../fuzz/seeds/bundle/tiny.xtal").to_vec();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x5a;
+    let Err(e) = xtal_web::Session::load(bytes, "cpu".into()).await else {
+        panic!("a corrupt bundle loaded");
+    };
+    let message = format!("{:?}", wasm_bindgen::JsValue::from(e));
+    assert!(
+        message.contains("sha256") || message.contains("entry") || message.contains("zip"),
+        "{message}"
+    );
+}

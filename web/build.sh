@@ -13,7 +13,7 @@ if [ "$have" != "$want" ]; then
     exit 2
 fi
 rm -rf www/pkg.tmp
-wasm-bindgen --target web --typescript --out-dir www/pkg.tmp \
+wasm-bindgen --target web --typescript --remove-name-section --out-dir www/pkg.tmp \
     "$target_dir/wasm32-unknown-unknown/$profile/xtal_web.wasm"
 rm -rf www/pkg && mv www/pkg.tmp www/pkg
 echo "built www/pkg ($(du -h www/pkg/xtal_web_bg.wasm | cut -f1) wasm)" >&2

@@ -1,56 +1,397 @@
-// Opens a device through xtal-web (WebGPU, else CPU) and runs the cross-backend check.
-import init, { openDevice, linearStepCheck } from "./pkg/xtal_web.js";
+// The page: opens a bundle (file, drop, URL or ?bundle=), then search, map, CIF queries,
+// zero-shot scores and fine-tunes — all computed by xtal in worker.js.
+import { XtalClient } from "./client.js";
 
-const deviceLine = document.getElementById("device");
-const button = document.getElementById("check");
-const table = document.getElementById("results");
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const client = new XtalClient();
+const app = { client, bundle: null, lastExport: null, firstResultMs: null, losses: [] };
+window.xtalApp = app;
 
-// A small deterministic case: 4×8 inputs, an 8→3 linear layer, one SGD step.
-function checkCase() {
-  const wave = (n, scale, phase) => Array.from({ length: n }, (_, k) => scale * Math.sin(k * 0.731 + phase));
-  return {
-    batch: 4, in_features: 8, out_features: 3,
-    input: wave(32, 1.0, 0.1), target: wave(12, 0.8, 0.7),
-    weight: wave(24, 0.3, 1.3), bias: wave(3, 0.1, 2.1), learning_rate: 0.1,
-  };
+function setState(state) { document.body.dataset.state = state; }
+
+function status(text) { $("status").textContent = text; }
+
+function showError(box, message) {
+  $(box).textContent = message;
+  $(box).hidden = false;
 }
 
-function showError(message) {
-  deviceLine.textContent = message;
-  deviceLine.classList.add("error");
+function escape(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-async function main() {
+function deviceLine(device) {
+  const where = device.kind === "webgpu" ? device.description : "the CPU";
+  return `Computing on ${where}` + (device.fallbackReason ? ` (WebGPU unavailable: ${device.fallbackReason})` : "");
+}
+
+// ---- opening a bundle -----------------------------------------------------------------------
+
+async function fetchWithProgress(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`);
+  const total = Number(response.headers.get("content-length")) || 0;
+  const reader = response.body.getReader();
+  const parts = [];
+  let received = 0;
+  $("progress").hidden = false;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    received += value.length;
+    if (total) $("progress").value = received / total;
+  }
+  const bytes = new Uint8Array(received);
+  let at = 0;
+  for (const p of parts) { bytes.set(p, at); at += p.length; }
+  return bytes.buffer;
+}
+
+async function openBundle(source, name) {
+  setState("loading");
+  $("error").hidden = true;
+  $("progress").hidden = false;
+  $("progress").removeAttribute("value");
+  status(`Opening ${name}…`);
   try {
-    await init();
+    const bytes = await source();
+    status(`Verifying ${name} (${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB) and building its model…`);
+    $("progress").removeAttribute("value");
+    const loaded = await client.load(bytes, $("device").value);
+    app.bundle = { name, ...loaded };
+    app.hits = [];
+    app.queryPoint = null;
+    showSummary();
+    drawMap();
+    $("tools").hidden = false;
+    $("download").disabled = true;
+    status(`${deviceLine(loaded.device)} · ${name} ready`);
+    setState("ready");
+    return true;
   } catch (e) {
-    showError(`Could not load xtal's WebAssembly (run web/build.sh first?): ${e}`);
+    showError("error", `Could not open ${name}: ${e.message}`);
+    status(`${name} was not opened.`);
+    $("tools").hidden = app.bundle === null;
+    setState("error");
+    return false;
+  } finally {
+    $("progress").hidden = true;
+  }
+}
+
+function showSummary() {
+  const s = app.bundle.summary;
+  const rows = [
+    ["bundle", `${app.bundle.name} (${(s.size / 2 ** 20).toFixed(1)} MiB, format v${s.format_version}, xtal ${s.xtal_version}, ${s.created})`],
+    ["model", `${s.parameters.toLocaleString()} parameters, ${s.embed_dim}-D embeddings, weights ${s.weights_dtype}; text ${s.text.width}×${s.text.layers} layers`],
+    ["structures", s.can_embed_cif ? "CIF → FTCP (this bundle embeds CIFs)" : "precomputed vectors only (no CIF embedding)"],
+    ["index", s.index ? `${s.index.entries} entries${s.index.dataset ? ` from ${s.index.dataset}` : ""}${s.index.map ? ", with a map" : ""}` : "none"],
+    ["device", deviceLine(app.bundle.device)],
+  ];
+  if (s.fine_tunes) rows.push(["fine-tunes", `${s.fine_tunes} in this page`]);
+  $("summary").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${escape(v)}</dd>`).join("");
+  $("summary").hidden = false;
+  $("cif-search").disabled = $("zero-shot").disabled = !s.can_embed_cif;
+}
+
+$("file").addEventListener("change", () => {
+  const f = $("file").files[0];
+  if (f) openBundle(() => f.arrayBuffer(), f.name);
+});
+$("url-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const url = $("url").value.trim();
+  if (url) openBundle(() => fetchWithProgress(url), url);
+});
+document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dragging"); });
+document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  document.body.classList.remove("dragging");
+  const f = e.dataTransfer.files[0];
+  if (f) openBundle(() => f.arrayBuffer(), f.name);
+});
+
+// ---- search ---------------------------------------------------------------------------------
+
+function fillResults(table, results) {
+  const tbody = $(table).querySelector("tbody");
+  tbody.innerHTML = results.map((r) =>
+    `<tr><td>${r.rank}</td><td>${escape(r.id)}</td><td>${escape(r.formula ?? "–")}</td>` +
+    `<td>${r.score.toFixed(3)}</td><td><div class="desc" title="${escape(r.description)}">${escape(r.description)}</div></td></tr>`).join("");
+  $(table).hidden = false;
+}
+
+async function search(query, k) {
+  $("query").value = query;
+  const started = performance.now();
+  const found = await client.search(query, k);
+  fillResults("search-results", found.results);
+  $("search-results").dataset.query = query;
+  app.hits = found.results.map((r) => r.row);
+  app.queryPoint = found.map_position;
+  drawMap();
+  app.firstResultMs ??= performance.now();
+  status(`${deviceLine(app.bundle.device)} · "${query}": ${found.results.length} results in ` +
+    `${(performance.now() - started).toFixed(0)} ms · first result ${(app.firstResultMs / 1000).toFixed(1)} s after the page opened`);
+  return found;
+}
+
+$("search-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  try {
+    await search($("query").value, Number($("k").value) || 10);
+  } catch (err) {
+    showError("error", `Search failed: ${err.message}`);
+  }
+});
+
+// ---- map ------------------------------------------------------------------------------------
+
+function mapLayout() {
+  const m = app.bundle?.map;
+  if (!m) return null;
+  const canvas = $("map");
+  const xs = [], ys = [];
+  for (let i = 0; i < m.length; i += 2) { xs.push(m[i]); ys.push(m[i + 1]); }
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const pad = 14;
+  const sx = (canvas.width - 2 * pad) / (x1 - x0 || 1);
+  const sy = (canvas.height - 2 * pad) / (y1 - y0 || 1);
+  const at = (x, y) => [pad + (x - x0) * sx, canvas.height - pad - (y - y0) * sy];
+  return { xs, ys, at };
+}
+
+function drawMap() {
+  const canvas = $("map");
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const layout = mapLayout();
+  $("map-panel").hidden = !layout;
+  if (!layout) return;
+  const { xs, ys, at } = layout;
+  ctx.fillStyle = "rgba(74, 115, 201, 0.55)";
+  for (let i = 0; i < xs.length; i++) {
+    const [x, y] = at(xs[i], ys[i]);
+    ctx.beginPath(); ctx.arc(x, y, 2.6, 0, 2 * Math.PI); ctx.fill();
+  }
+  ctx.strokeStyle = "#e07b00"; ctx.lineWidth = 2;
+  for (const row of app.hits ?? []) {
+    const [x, y] = at(xs[row], ys[row]);
+    ctx.beginPath(); ctx.arc(x, y, 6, 0, 2 * Math.PI); ctx.stroke();
+  }
+  if (app.queryPoint) {
+    const [x, y] = at(app.queryPoint[0], app.queryPoint[1]);
+    star(ctx, x, y, 10, "#c0182b");
+  }
+}
+
+function star(ctx, x, y, r, color) {
+  ctx.beginPath();
+  for (let i = 0; i < 10; i++) {
+    const a = -Math.PI / 2 + (i * Math.PI) / 5;
+    const rr = i % 2 ? r * 0.45 : r;
+    ctx.lineTo(x + rr * Math.cos(a), y + rr * Math.sin(a));
+  }
+  ctx.closePath();
+  ctx.fillStyle = color; ctx.fill();
+  ctx.strokeStyle = "#fff"; ctx.lineWidth = 1; ctx.stroke();
+}
+
+$("map").addEventListener("mousemove", (e) => {
+  const layout = mapLayout();
+  const tip = $("tooltip");
+  if (!layout) return;
+  const canvas = $("map");
+  const rect = canvas.getBoundingClientRect();
+  const px = (e.clientX - rect.left) * (canvas.width / rect.width);
+  const py = (e.clientY - rect.top) * (canvas.height / rect.height);
+  let best = -1, bestD = 36;
+  for (let i = 0; i < layout.xs.length; i++) {
+    const [x, y] = layout.at(layout.xs[i], layout.ys[i]);
+    const d = (x - px) ** 2 + (y - py) ** 2;
+    if (d < bestD) { best = i; bestD = d; }
+  }
+  if (best < 0) { tip.hidden = true; return; }
+  const r = app.bundle.records;
+  tip.innerHTML = `<b>${escape(r.ids[best])}</b> ${escape(r.formulas[best] ?? "")}<br>${escape(r.descriptions[best].slice(0, 140))}…`;
+  tip.style.left = `${e.clientX - rect.left + 12}px`;
+  tip.style.top = `${e.clientY - rect.top + 12}px`;
+  tip.hidden = false;
+});
+$("map").addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
+
+// ---- CIF queries ----------------------------------------------------------------------------
+
+$("cif-file").addEventListener("change", async () => {
+  const f = $("cif-file").files[0];
+  if (f) $("cif").value = await f.text();
+});
+
+async function cifSearch() {
+  $("cif-error").hidden = true;
+  try {
+    const found = await client.searchCif($("cif").value, Number($("k").value) || 10);
+    fillResults("cif-results", found.results);
+    app.hits = found.results.map((r) => r.row);
+    app.queryPoint = found.map_position;
+    drawMap();
+    return found;
+  } catch (e) {
+    showError("cif-error", e.message);
+    throw e;
+  }
+}
+
+async function zeroShot() {
+  $("cif-error").hidden = true;
+  try {
+    const phrases = $("phrases").value.split("\n").map((p) => p.trim()).filter(Boolean);
+    const rows = await client.zeroShot($("cif").value, phrases);
+    $("zero-shot-results").querySelector("tbody").innerHTML = rows.map((r) =>
+      `<tr><td>${escape(r.phrase)}</td><td>${r.score.toFixed(3)}</td><td>${(100 * r.probability).toFixed(1)} %</td></tr>`).join("");
+    $("zero-shot-results").hidden = false;
+    return rows;
+  } catch (e) {
+    showError("cif-error", e.message);
+    throw e;
+  }
+}
+
+$("cif-search").addEventListener("click", () => cifSearch().catch(() => {}));
+$("zero-shot").addEventListener("click", () => zeroShot().catch(() => {}));
+
+// ---- fine-tune ------------------------------------------------------------------------------
+
+$("pairs-file").addEventListener("change", async () => {
+  const f = $("pairs-file").files[0];
+  if (f) $("pairs").value = await f.text();
+});
+
+function drawLoss() {
+  const canvas = $("loss");
+  const ctx = canvas.getContext("2d");
+  const losses = app.losses;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const [left, right, top, bottom] = [48, 12, 12, 28];
+  ctx.strokeStyle = "#9aa7bd"; ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.moveTo(left, top); ctx.lineTo(left, canvas.height - bottom); ctx.lineTo(canvas.width - right, canvas.height - bottom);
+  ctx.stroke();
+  ctx.fillStyle = "#5b6577"; ctx.font = "12px system-ui";
+  ctx.fillText("step", canvas.width - right - 28, canvas.height - 8);
+  ctx.fillText("loss", left + 6, top + 10);
+  if (losses.length === 0) return;
+  const hi = Math.max(...losses), lo = Math.min(...losses);
+  const span = hi - lo || 1;
+  const [max, min] = [hi + 0.05 * span, lo - 0.05 * span];
+  const steps = Math.max(app.tuneSteps ?? losses.length, 2);
+  const x = (i) => left + (i / (steps - 1)) * (canvas.width - left - right);
+  const y = (v) => top + (1 - (v - min) / (max - min)) * (canvas.height - top - bottom);
+  ctx.fillText(hi.toFixed(2), 6, y(hi) + 4);
+  ctx.fillText(lo.toFixed(2), 6, y(lo) + 4);
+  ctx.fillText("1", left - 3, canvas.height - bottom + 14);
+  ctx.fillText(String(steps), x(steps - 1) - 8, canvas.height - bottom + 14);
+  ctx.strokeStyle = "#4a73c9"; ctx.lineWidth = 2;
+  ctx.beginPath();
+  losses.forEach((v, i) => (i ? ctx.lineTo(x(i), y(v)) : ctx.moveTo(x(i), y(v))));
+  ctx.stroke();
+}
+
+async function fineTune(csv, settings) {
+  $("pairs").value = csv;
+  if (settings.steps) $("steps").value = settings.steps;
+  if (settings.learning_rate) $("lr").value = settings.learning_rate;
+  if (settings.batch_size) $("batch").value = settings.batch_size;
+  $("norms").checked = Boolean(settings.layer_norms);
+  const box = $("tune-status");
+  box.classList.remove("error");
+  box.hidden = false;
+  $("tune").disabled = true;
+  app.losses = [];
+  app.tuneSteps = settings.steps;
+  drawLoss();
+  try {
+    const { report, summary } = await client.fineTune(csv, settings, (step, loss) => {
+      app.losses.push(loss);
+      box.textContent = `step ${step}/${settings.steps}: loss ${loss.toFixed(4)}`;
+      drawLoss();
+    });
+    app.bundle.summary = summary;
+    showSummary();
+    box.textContent = `Fine-tuned on ${report.pairs} pairs (${report.trainable_parameters.toLocaleString()} values trained): ` +
+      `loss over the pairs ${report.loss_before.toFixed(4)} → ${report.loss_after.toFixed(4)}.`;
+    $("download").disabled = false;
+    return report;
+  } catch (e) {
+    box.textContent = `Fine-tune failed: ${e.message}`;
+    box.classList.add("error");
+    throw e;
+  } finally {
+    $("tune").disabled = false;
+  }
+}
+
+$("tune").addEventListener("click", () => fineTune($("pairs").value, {
+  steps: Number($("steps").value),
+  learning_rate: Number($("lr").value),
+  batch_size: Number($("batch").value),
+  layer_norms: $("norms").checked,
+}).catch(() => {}));
+
+async function exportBundle() {
+  const bytes = await client.exportBundle();
+  app.lastExport = bytes;
+  return bytes;
+}
+
+$("download").addEventListener("click", async () => {
+  $("download").disabled = true;
+  try {
+    const bytes = await exportBundle();
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([bytes], { type: "application/zip" }));
+    a.download = app.bundle.name.replace(/(\.xtal)?$/, "-fine-tuned.xtal").split("/").pop();
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+  } catch (e) {
+    showError("error", `Export failed: ${e.message}`);
+  } finally {
+    $("download").disabled = false;
+  }
+});
+
+Object.assign(app, { openBundle, fetchWithProgress, search, cifSearch, zeroShot, fineTune, exportBundle });
+
+// ---- start ----------------------------------------------------------------------------------
+
+async function start() {
+  if (params.get("device")) $("device").value = params.get("device");
+  try {
+    const device = await client.call("probeDevice", { device: $("device").value });
+    status(deviceLine(device));
+  } catch (e) {
+    showError("error", `xtal's WebAssembly did not start (run web/build.sh first?): ${e.message}`);
+    setState("error");
     return;
   }
-  const device = await openDevice("auto");
-  deviceLine.textContent = `Computing on ${device.kind === "webgpu" ? device.description : "the CPU"}` +
-    (device.fallbackReason ? ` (WebGPU unavailable: ${device.fallbackReason})` : "");
-  button.disabled = false;
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    try {
-      const json = JSON.stringify(checkCase());
-      const cpu = JSON.parse(await linearStepCheck("cpu", json));
-      const rows = [["cpu", cpu]];
-      if (device.kind === "webgpu") rows.push(["webgpu", JSON.parse(await linearStepCheck("webgpu", json))]);
-      const tbody = table.querySelector("tbody");
-      tbody.innerHTML = "";
-      for (const [name, r] of rows) {
-        const diff = Math.max(...r.new_output.map((v, i) => Math.abs(v - cpu.new_output[i])));
-        tbody.insertAdjacentHTML("beforeend", `<tr><td>${name}</td><td>${r.loss.toFixed(6)}</td><td>${diff.toExponential(1)}</td></tr>`);
-      }
-      table.hidden = false;
-    } catch (e) {
-      showError(`The check failed: ${e}`);
-    } finally {
-      button.disabled = false;
+  const url = params.get("bundle") ?? "demo.xtal";
+  const explicit = params.has("bundle");
+  if (!explicit) {
+    const head = await fetch(url, { method: "HEAD" }).catch(() => null);
+    if (!head?.ok) {
+      status(`${$("status").textContent} · No demo bundle here (make one with: bash www/make-demo.sh) — open a bundle above.`);
+      setState("idle");
+      return;
     }
-  });
+  }
+  $("url").value = url;
+  if (await openBundle(() => fetchWithProgress(url), url)) {
+    await search($("query").value, Number($("k").value) || 10).catch((e) => showError("error", `Search failed: ${e.message}`));
+  }
 }
 
-main();
+start();

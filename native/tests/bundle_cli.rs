@@ -240,5 +240,101 @@ fn pack_inspect_verify_embed_and_search() {
         &xtal(&["search", "--bundle", &s(&no_index), "x"]),
         "no retrieval index",
     );
+
+    // Fine-tune: 16 id,text pairs from the index; the loss over them falls, the structure
+    // side of the index and its map stay, the text side is recomputed by the new model.
+    let index: Value = serde_json::from_str(&ok(
+        &xtal(&[
+            "search",
+            "--bundle",
+            &s(&b),
+            "material",
+            "-k",
+            "16",
+            "--json",
+        ]),
+        "search",
+    ))
+    .unwrap();
+    let mut pairs = String::from("id,text\n");
+    for (i, hit) in index["results"].as_array().unwrap().iter().enumerate() {
+        pairs.push_str(&format!(
+            "{},\"{} entry {i}\"\n",
+            hit["id"].as_str().unwrap(),
+            hit["formula"].as_str().unwrap_or("")
+        ));
+    }
+    let pairs_path = dir.join("pairs.csv");
+    std::fs::write(&pairs_path, &pairs).unwrap();
+    let tuned = dir.join("tuned.xtal");
+    let tune = |extra: &[&str]| {
+        let mut args = vec!["bundle", "fine-tune"];
+        let (b, p, t) = (s(&b), s(&pairs_path), s(&tuned));
+        let owned = [
+            b,
+            "--pairs".into(),
+            p,
+            "-o".into(),
+            t,
+            "--steps".into(),
+            "25".into(),
+            "--lr".into(),
+            "0.01".into(),
+            "--batch-size".into(),
+            "8".into(),
+            "--json".into(),
+        ];
+        let mut all: Vec<String> = owned.to_vec();
+        all.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(all.iter().map(String::as_str));
+        xtal(&args)
+    };
+    let report: Value = serde_json::from_str(&ok(&tune(&[]), "fine-tune")).unwrap();
+    let (before, after) = (
+        report["loss_before"].as_f64().unwrap(),
+        report["loss_after"].as_f64().unwrap(),
+    );
+    assert!(after < before, "fine-tune loss {before} → {after}");
+    assert_eq!(report["losses"].as_array().unwrap().len(), 25);
+    assert_eq!(report["pairs"], 16);
+    bad(&tune(&[]), "--force");
+    ok(
+        &xtal(&["bundle", "verify", &s(&tuned)]),
+        "verify the fine-tuned bundle",
+    );
+    let inspect = |p: &Path| -> Value {
+        serde_json::from_str(&ok(
+            &xtal(&["bundle", "inspect", &s(p), "--json"]),
+            "inspect",
+        ))
+        .unwrap()
+    };
+    let tuned_manifest = inspect(&tuned);
+    assert_eq!(tuned_manifest["source"]["fine_tune"]["pairs"], 16);
+    assert_eq!(
+        tuned_manifest["index"]["entries"],
+        manifest["index"]["entries"]
+    );
+    // A CIF still lands on its own entry (structure side untouched).
+    let (id, cif) = &cifs[0];
+    let hits: Value = serde_json::from_str(&ok(
+        &xtal(&[
+            "search",
+            "--bundle",
+            &s(&tuned),
+            "--cif",
+            &s(cif),
+            "--against",
+            "structure",
+            "-k",
+            "1",
+            "--json",
+        ]),
+        "search --cif",
+    ))
+    .unwrap();
+    assert_eq!(hits["results"][0]["id"], id.as_str());
+    std::fs::write(&pairs_path, "id,text\nnot-an-id,x\nother,y\n").unwrap();
+    bad(&tune(&["--force"]), "line 2: id `not-an-id`");
     let _ = std::fs::remove_dir_all(&dir);
 }

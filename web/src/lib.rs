@@ -4,17 +4,47 @@
 #![cfg(target_family = "wasm")]
 
 use burn::backend::Autodiff;
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use xtal_core::check::{LinearStepCase, linear_step};
 use xtal_core::device::{Flex, NdArray, Wgpu};
+
+mod session;
+pub use session::Session;
+
+/// Panics (bugs, never user input) go to the console and to `globalThis.xtalPanic(message)`
+/// when the page or worker defines it, so a crash is reported with its message instead of
+/// wasm's bare "unreachable".
+#[wasm_bindgen(start)]
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let stack = js_sys::Reflect::get(&js_sys::Error::new("panic"), &"stack".into())
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_default();
+        let message = JsValue::from(format!("xtal panicked: {info}\n{stack}"));
+        let global = js_sys::global();
+        let call = |object: &JsValue, name: &str| {
+            if let Ok(f) = js_sys::Reflect::get(object, &name.into())
+                && let Some(f) = f.dyn_ref::<js_sys::Function>()
+            {
+                let _ = f.call1(object, &message);
+            }
+        };
+        if let Ok(console) = js_sys::Reflect::get(&global, &"console".into()) {
+            call(&console, "error");
+        }
+        call(&global, "xtalPanic");
+    }));
+}
 
 /// Where computations run.
 #[wasm_bindgen]
 #[derive(Clone, Debug)]
 pub struct DeviceInfo {
-    kind: String,
-    description: String,
-    fallback_reason: Option<String>,
+    pub(crate) kind: String,
+    pub(crate) description: String,
+    pub(crate) fallback_reason: Option<String>,
 }
 
 #[wasm_bindgen]

@@ -84,6 +84,34 @@ impl RetrievalIndex {
         Ok(top_k(&scores, k))
     }
 
+    /// A hit as JSON: rank, row, id, formula, score, description.
+    pub fn hit_json(&self, hit: &Hit) -> serde_json::Value {
+        let r = &self.records;
+        serde_json::json!({
+            "rank": hit.rank,
+            "row": hit.row,
+            "id": r.ids[hit.row],
+            "formula": r.formulas[hit.row],
+            "score": hit.score,
+            "description": r.descriptions[hit.row],
+        })
+    }
+
+    /// Where a query lands on the 2-D map: the mean of its `hits`' map positions weighted by
+    /// `exp(20 · score)` (t-SNE has no transform for new points, so neighbours place it).
+    pub fn map_position(&self, hits: &[Hit]) -> Option<[f32; 2]> {
+        let map = self.map.as_ref()?;
+        let best = hits.first()?.score;
+        let (mut x, mut y, mut total) = (0.0f32, 0.0f32, 0.0f32);
+        for h in hits {
+            let w = (20.0 * (h.score - best)).exp();
+            x += w * map[2 * h.row];
+            y += w * map[2 * h.row + 1];
+            total += w;
+        }
+        (total > 0.0).then(|| [x / total, y / total])
+    }
+
     pub fn to_entries(&self, f16: bool) -> Result<(Vec<u8>, Vec<u8>), BundleError> {
         let records =
             serde_json::to_vec(&self.records).map_err(|e| BundleError::Write(e.to_string()))?;

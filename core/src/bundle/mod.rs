@@ -80,6 +80,13 @@ pub struct PackInput<'a, B: Backend> {
     pub f16_check: Option<serde_json::Value>,
 }
 
+/// Who wrote a bundle, when, and from what (the front ends know; core has no clock).
+pub struct Provenance {
+    pub created: String,
+    pub xtal_version: String,
+    pub source: serde_json::Value,
+}
+
 /// A bundle's bytes: manifest first (so a reader can stop early), then the entries.
 pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError> {
     let c = input.config;
@@ -326,6 +333,37 @@ impl Bundle {
         let n = inputs.len() / d;
         let x = Tensor::from_data(TensorData::new(inputs, [n, d]), device);
         model.structure.forward(x)
+    }
+
+    /// A new bundle of `model` (same configuration) that keeps this bundle's structure input,
+    /// dataset name and card, with `index` (e.g. recomputed text embeddings) and a note
+    /// appended to the card. Weights are written as f32.
+    pub fn repack<B: Backend>(
+        &self,
+        model: &Clip<B>,
+        index: Option<&RetrievalIndex>,
+        card_note: &str,
+        provenance: Provenance,
+    ) -> Result<Vec<u8>, BundleError> {
+        let m = &self.manifest;
+        let card = format!(
+            "{}\n{card_note}\n",
+            self.card.as_deref().unwrap_or("").trim_end()
+        );
+        pack(PackInput {
+            model,
+            config: self.config(),
+            structure_input: &self.structure_input,
+            element_table_source: m.structure_input.element_table.clone(),
+            fitted_on: m.structure_input.fitted_on,
+            index: index.map(|i| (i, m.index.as_ref().and_then(|s| s.dataset.clone()))),
+            card: Some(card.trim_start().to_string()),
+            half: false,
+            created: provenance.created,
+            xtal_version: provenance.xtal_version,
+            source: Some(provenance.source),
+            f16_check: None,
+        })
     }
 
     /// The first structure of a CIF as a unit embedding `[1, embed_dim]`.

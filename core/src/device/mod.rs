@@ -9,11 +9,13 @@ mod cuda_probe;
 #[cfg(not(target_family = "wasm"))]
 mod listing;
 mod spec;
+mod transfer;
 
 #[cfg(all(target_family = "wasm", feature = "wgpu"))]
 pub use browser::webgpu_device;
 
 pub use spec::{CpuBackend, DeviceSpec, parse_device_list};
+pub use transfer::copy_params_async;
 
 #[cfg(not(target_family = "wasm"))]
 pub use listing::{DeviceInfo, available_devices, available_summary};

@@ -6,15 +6,20 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod early_stopping;
+pub mod fine_tune;
 pub mod optimizer;
 pub mod schedule;
 pub mod spec;
 pub mod tensor;
+pub mod trainable;
 
 pub use checkpoint::{
     CheckpointError, TrainState, model_from_bytes, model_to_bytes, pack_sections, unpack_sections,
 };
 pub use early_stopping::{EarlyStopping, Mode, Verdict};
+pub use fine_tune::{
+    FineTune, FineTuneError, FineTunePairs, FineTuneReport, FineTuneSettings, parse_pairs_csv,
+};
 pub use optimizer::{ModelOptimizer, OptimizerSettings};
 pub use schedule::WarmupCosine;
 

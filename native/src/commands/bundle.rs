@@ -9,8 +9,8 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 use xtal_core::bundle::{
-    Bundle, FtcpInput, Hit, IndexRecords, Limits, PackInput, RetrievalIndex, Side, StructureInput,
-    pack, rfc3339,
+    Bundle, FtcpInput, IndexRecords, Limits, PackInput, RetrievalIndex, Side, StructureInput, pack,
+    rfc3339,
 };
 use xtal_core::data::{Layout, PairSet};
 use xtal_core::device::{OnDevice, run_on};
@@ -31,6 +31,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Check every hash, every size and every tensor shape against the configuration.
     Verify(InspectArgs),
+    /// Fine-tune the text projection (and temperature, optionally LayerNorms) on a CSV of
+    /// pairs, structure tower locked; writes a new bundle with the index's text side redone.
+    FineTune(super::fine_tune::FineTuneArgs),
 }
 
 #[derive(clap::Args)]
@@ -90,7 +93,7 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    fn limits(&self) -> Limits {
+    pub fn limits(&self) -> Limits {
         Limits {
             max_entry_bytes: self.max_entry_mib << 20,
             max_total_bytes: self.max_total_mib << 20,
@@ -163,6 +166,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Pack(args) => pack_run(args),
         Command::Inspect(args) => inspect(args),
         Command::Verify(args) => verify(args),
+        Command::FineTune(args) => super::fine_tune::run(args),
     }
 }
 
@@ -724,7 +728,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     let hits = index.search(&vector, args.k, side)?;
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
-        let rows: Vec<_> = hits.iter().map(|h| hit_json(index, h)).collect();
+        let rows: Vec<_> = hits.iter().map(|h| index.hit_json(h)).collect();
         println!(
             "{}",
             json!({"query": label, "against": side, "results": rows})
@@ -753,17 +757,6 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
         seconds * 1e3
     );
     Ok(())
-}
-
-fn hit_json(index: &RetrievalIndex, h: &Hit) -> serde_json::Value {
-    let r = &index.records;
-    json!({
-        "rank": h.rank,
-        "id": r.ids[h.row],
-        "formula": r.formulas[h.row],
-        "score": h.score,
-        "description": r.descriptions[h.row],
-    })
 }
 
 /// The start of `text` on one line, at most `n` characters.

@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod cif;
 pub mod clip;
 pub mod devices;
+mod fine_tune;
 pub mod prepare;
 pub mod tensor;
 

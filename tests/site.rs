@@ -1,0 +1,576 @@
+//! The site (`www/`) in headless Chromium, driven through ChromeDriver the way a user clicks:
+//! a bundle packed by the native CLI answers fixed queries in the page with the native CLI's
+//! top 10, on WebGPU and on the CPU fallback; a CIF finds the CLI's nearest descriptions; a
+//! fine-tune in the page lowers the loss and its exported bundle, loaded by the CLI, embeds
+//! like the page; a corrupt bundle shows an error. Screenshots of each view are written to
+//! `tests/screenshots/`.
+//!
+//! Needs `www/pkg` (web/build.sh), the `xtal` binary of this profile, Chromium and
+//! ChromeDriver: `tests/run.sh` runs it after building those (`--ignored` here).
+#![cfg(not(target_family = "wasm"))]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+const QUERIES: [&str; 3] = [
+    "a cubic perovskite oxide",
+    "a layered material with octahedra",
+    "carbon allotrope in the triclinic system",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `xtal` binary of the profile these tests were built with (target/<profile>/xtal).
+fn xtal_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join(format!("xtal{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build --release -p xtal)",
+        bin.display()
+    );
+    bin
+}
+
+fn xtal(args: &[&str]) -> String {
+    let out = Command::new(xtal_binary())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "xtal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+// ---- a static file server (what `python3 -m http.server -d www` does, for the test) ---------
+
+/// Serves `www/` at `/` and `extra` at `/t/`, on a free port; returns the port.
+fn serve(www: PathBuf, extra: PathBuf) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (www, extra) = (www.clone(), extra.clone());
+            std::thread::spawn(move || {
+                let _ = answer(stream, &www, &extra);
+            });
+        }
+    });
+    port
+}
+
+fn answer(mut stream: TcpStream, www: &Path, extra: &Path) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let mut parts = request.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let path = target.split('?').next().unwrap_or("/");
+    let file = match path.strip_prefix("/t/") {
+        Some(rest) => extra.join(rest),
+        None if path == "/" => www.join("index.html"),
+        None => www.join(path.trim_start_matches('/')),
+    };
+    let body = if path.contains("..") {
+        None
+    } else {
+        std::fs::read(&file).ok()
+    };
+    let Some(body) = body else {
+        return stream.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    };
+    let kind = match file.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript",
+        Some("css") => "text/css",
+        Some("wasm") => "application/wasm",
+        _ => "application/octet-stream",
+    };
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    if method != "HEAD" {
+        stream.write_all(&body)?;
+    }
+    stream.flush()
+}
+
+// ---- a minimal WebDriver client -------------------------------------------------------------
+
+struct Browser {
+    driver: Child,
+    base: String,
+}
+
+impl Browser {
+    fn start() -> Self {
+        let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {chromedriver}: {e} (tests/setup.sh installs it)")
+            });
+        let root = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while ureq::get(&format!("{root}/status")).call().is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let options: Value = serde_json::from_str(include_str!("webdriver.json")).unwrap();
+        let mut options = options["goog:chromeOptions"].clone();
+        options["args"]
+            .as_array_mut()
+            .unwrap()
+            .push("--window-size=1100,1400".into());
+        let session: Value = ureq::post(&format!("{root}/session"))
+            .send_json(json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": options}}}))
+            .unwrap()
+            .into_json()
+            .unwrap();
+        let id = session["value"]["sessionId"].as_str().unwrap().to_string();
+        let mut browser = Browser {
+            driver,
+            base: format!("{root}/session/{id}"),
+        };
+        browser.command(
+            "POST",
+            "timeouts",
+            json!({"script": 300_000, "pageLoad": 120_000}),
+        );
+        browser
+    }
+
+    fn command(&mut self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}/{path}", self.base);
+        let response = match method {
+            "GET" => ureq::get(&url).call(),
+            _ => ureq::post(&url).send_json(body),
+        };
+        let value: Value = match response {
+            Ok(r) => r.into_json().unwrap(),
+            Err(ureq::Error::Status(_, r)) => {
+                let v: Value = r.into_json().unwrap_or(Value::Null);
+                panic!("webdriver {path}: {}", v["value"]["message"]);
+            }
+            Err(e) => panic!("webdriver {path}: {e}"),
+        };
+        value["value"].clone()
+    }
+
+    fn open(&mut self, url: &str) {
+        self.command("POST", "url", json!({ "url": url }));
+    }
+
+    /// Runs `body` (an async function body with `app = window.xtalApp`) and returns its value.
+    fn run(&mut self, body: &str, args: Value) -> Value {
+        let script = format!(
+            "const done = arguments[arguments.length - 1]; const args = arguments[0]; \
+             const app = window.xtalApp; \
+             (async () => {{ {body} }})().then(v => done({{ok: v}}), e => done({{error: String(e && e.message || e)}}));"
+        );
+        let out = self.command(
+            "POST",
+            "execute/async",
+            json!({"script": script, "args": [args]}),
+        );
+        if let Some(e) = out.get("error") {
+            panic!("in the page: {e}");
+        }
+        out["ok"].clone()
+    }
+
+    /// Waits until the page's state is one of `states`; returns it.
+    fn wait_state(&mut self, states: &[&str]) -> String {
+        let body = format!(
+            "for (let i = 0; i < 2400; i++) {{ const s = document.body.dataset.state; \
+             if ({states:?}.includes(s)) return s; await new Promise(r => setTimeout(r, 100)); }} \
+             return document.body.dataset.state;"
+        );
+        self.run(&body, Value::Null)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn screenshot(&mut self, name: &str) {
+        let png = self.command("GET", "screenshot", Value::Null);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{name}: not a PNG");
+        let dir = repo().join("tests/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    fn scroll_to(&mut self, id: &str) {
+        self.run(
+            "document.getElementById(args).scrollIntoView(); await new Promise(r => setTimeout(r, 200));",
+            json!(id),
+        );
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&self.base).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+// ---- the bundle the page opens --------------------------------------------------------------
+
+struct Fixture {
+    dir: PathBuf,
+    bundle: PathBuf,
+    cif: String,
+    pairs: String,
+}
+
+/// 64 sample materials → prepare → a tiny CLIP → a bundle with its index; a CIF of one of
+/// them; 24 `id,text` pairs for the fine-tune.
+fn fixture() -> Fixture {
+    let dir = std::env::temp_dir().join(format!("xtal-site-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut reader = csv::Reader::from_path(repo().join("data/sample/materials.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (id, cif_col, formula) = (col("id"), col("cif"), col("formula"));
+    let csv_path = dir.join("materials.csv");
+    let mut writer = csv::Writer::from_path(&csv_path).unwrap();
+    writer.write_record(&headers).unwrap();
+    let (mut cif, mut pairs) = (String::new(), String::from("id,text\n"));
+    for (i, row) in reader.records().take(64).enumerate() {
+        let row = row.unwrap();
+        writer.write_record(&row).unwrap();
+        if i == 20 {
+            cif = row[cif_col].to_string();
+        }
+        if i % 2 == 0 && i < 48 {
+            pairs.push_str(&format!(
+                "{},\"{} material, entry {i}\"\n",
+                &row[id], &row[formula]
+            ));
+        }
+    }
+    writer.flush().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (data, run, bundle) = (dir.join("data"), dir.join("run"), dir.join("tiny.xtal"));
+    xtal(&["prepare", &s(&csv_path), "-o", &s(&data)]);
+    xtal(&[
+        "train",
+        "clip",
+        "--data",
+        &s(&data),
+        "--out",
+        &s(&run),
+        "--no-plots",
+        "--set",
+        "model.text_width=32",
+        "--set",
+        "model.text_layers=1",
+        "--set",
+        "model.text_heads=2",
+        "--set",
+        "model.max_seq_length=128",
+        "--set",
+        "model.clip_dim=16",
+        "--set",
+        "training.val_split=0.25",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "3",
+    ]);
+    xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        &s(&run),
+        "--index",
+        &s(&data),
+        "-o",
+        &s(&bundle),
+    ]);
+    Fixture {
+        dir,
+        bundle,
+        cif,
+        pairs,
+    }
+}
+
+fn ids(results: &Value) -> Vec<String> {
+    results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The native CLI's top k: the same ids in the same order, except that entries whose native
+/// scores tie within 1e-5 may swap; scores within 1e-4.
+fn assert_same_results(page: &Value, native: &Value, what: &str) {
+    let (page, native) = (page.as_array().unwrap(), native.as_array().unwrap());
+    assert_eq!(page.len(), native.len(), "{what}");
+    let score = |r: &Value| r["score"].as_f64().unwrap();
+    for (i, (p, n)) in page.iter().zip(native).enumerate() {
+        assert!(
+            (score(p) - score(n)).abs() <= 1e-4,
+            "{what}: rank {} score {p} vs {n}",
+            i + 1
+        );
+        if p["id"] != n["id"] {
+            let tie = native
+                .iter()
+                .any(|m| m["id"] == p["id"] && (score(m) - score(n)).abs() <= 1e-5);
+            assert!(
+                tie,
+                "{what}: rank {} is {} in the page, {} natively\npage {:?}\nnative {:?}",
+                i + 1,
+                p["id"],
+                n["id"],
+                ids(&Value::Array(page.clone())),
+                ids(&Value::Array(native.clone()))
+            );
+        }
+    }
+}
+
+fn vectors(v: &Value) -> Vec<f64> {
+    fn flat(v: &Value, out: &mut Vec<f64>) {
+        match v {
+            Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
+            x => out.push(x.as_f64().unwrap()),
+        }
+    }
+    let mut out = Vec::new();
+    flat(v, &mut out);
+    out
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+#[ignore = "needs www/pkg, the xtal binary, Chromium and ChromeDriver: tests/run.sh runs it"]
+fn site_in_headless_chromium() {
+    assert!(
+        repo().join("www/pkg/xtal_web_bg.wasm").exists(),
+        "www/pkg is missing: run web/build.sh"
+    );
+    let fx = fixture();
+    let bundle_s = fx.bundle.to_str().unwrap().to_string();
+    let cif_path = fx.dir.join("query.cif");
+    std::fs::write(&cif_path, &fx.cif).unwrap();
+    let native: Vec<Value> = QUERIES
+        .iter()
+        .map(|q| {
+            let out = xtal(&["search", "--bundle", &bundle_s, q, "-k", "10", "--json"]);
+            serde_json::from_str::<Value>(&out).unwrap()["results"].clone()
+        })
+        .collect();
+    let native_cif: Value = serde_json::from_str::<Value>(&xtal(&[
+        "search",
+        "--bundle",
+        &bundle_s,
+        "--cif",
+        cif_path.to_str().unwrap(),
+        "-k",
+        "10",
+        "--json",
+    ]))
+    .unwrap()["results"]
+        .clone();
+
+    let port = serve(repo().join("www"), fx.dir.clone());
+    let page = |device: &str, bundle: &str| {
+        format!("http://127.0.0.1:{port}/index.html?bundle=/t/{bundle}&device={device}")
+    };
+    let mut browser = Browser::start();
+
+    for device in ["webgpu", "cpu"] {
+        browser.open(&page(device, "tiny.xtal"));
+        assert_eq!(
+            browser.wait_state(&["ready", "error"]),
+            "ready",
+            "{device}: the bundle did not open"
+        );
+        let opened = browser.run("return app.bundle.device;", Value::Null);
+        assert_eq!(
+            opened["kind"], device,
+            "{device}: the page computes on {opened}"
+        );
+        // The page runs its default query on open; wait for that first result.
+        let first_ms = browser.run(
+            "while (app.firstResultMs === null) await new Promise(r => setTimeout(r, 50)); return app.firstResultMs;",
+            Value::Null,
+        );
+        eprintln!("{device}: page open → first search result {first_ms} ms (tiny bundle)");
+        for (q, want) in QUERIES.iter().zip(&native) {
+            let got = browser.run("return (await app.search(args, 10)).results;", json!(q));
+            assert_same_results(&got, want, &format!("{device} \"{q}\""));
+        }
+        browser.screenshot(&format!("search-{device}"));
+        browser.scroll_to("map-panel");
+        browser.screenshot(&format!("map-{device}"));
+
+        browser.run(
+            "document.getElementById('cif').value = args;",
+            json!(fx.cif),
+        );
+        let got = browser.run("return (await app.cifSearch()).results;", Value::Null);
+        assert_same_results(&got, &native_cif, &format!("{device} CIF"));
+        let scores = browser.run("return await app.zeroShot();", Value::Null);
+        let p: f64 = scores
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["probability"].as_f64().unwrap())
+            .sum();
+        assert!(
+            (p - 1.0).abs() < 1e-6,
+            "{device}: zero-shot probabilities sum to {p}"
+        );
+        browser.scroll_to("cif-panel");
+        browser.screenshot(&format!("cif-{device}"));
+
+        // Fine-tune in the page, export, and load the export with the native CLI.
+        let report = browser.run(
+            "document.getElementById('pairs').value = args; \
+             return await app.fineTune(args, {steps: 20, learning_rate: 0.01, batch_size: 8});",
+            json!(fx.pairs),
+        );
+        let (before, after) = (
+            report["loss_before"].as_f64().unwrap(),
+            report["loss_after"].as_f64().unwrap(),
+        );
+        assert!(
+            after < before,
+            "{device}: fine-tune loss {before} → {after}"
+        );
+        assert_eq!(report["losses"].as_array().unwrap().len(), 20);
+        let plotted = browser.run("return app.losses.length;", Value::Null);
+        assert_eq!(plotted, 20, "{device}: the loss curve has every step");
+        browser.scroll_to("tune-panel");
+        browser.screenshot(&format!("fine-tune-{device}"));
+        let exported = browser.run(
+            "const b = await app.exportBundle(); let s = ''; \
+             for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000)); \
+             return btoa(s);",
+            Value::Null,
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(exported.as_str().unwrap())
+            .unwrap();
+        let tuned = fx.dir.join(format!("tuned-{device}.xtal"));
+        std::fs::write(&tuned, bytes).unwrap();
+        let tuned_s = tuned.to_str().unwrap();
+        xtal(&["bundle", "verify", tuned_s]);
+        let page_vectors =
+            vectors(&browser.run("return await app.client.embedTexts(args);", json!(QUERIES)));
+        let mut args = vec!["embed", "--bundle", tuned_s, "text"];
+        args.extend(QUERIES);
+        args.push("--json");
+        let native_vectors = vectors(&serde_json::from_str(&xtal(&args)).unwrap());
+        let diff = max_abs_diff(&page_vectors, &native_vectors);
+        assert!(
+            diff <= 1e-4,
+            "{device}: exported bundle embeds {diff:e} away from the page"
+        );
+        let mut args = vec!["embed", "--bundle", &bundle_s, "text"];
+        args.extend(QUERIES);
+        args.push("--json");
+        let untuned = vectors(&serde_json::from_str(&xtal(&args)).unwrap());
+        assert!(
+            max_abs_diff(&untuned, &native_vectors) > 1e-3,
+            "{device}: the fine-tune changed nothing"
+        );
+    }
+
+    // A corrupt bundle: one flipped byte in the weights.
+    let mut bytes = std::fs::read(&fx.bundle).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(fx.dir.join("corrupt.xtal"), bytes).unwrap();
+    browser.open(&page("auto", "corrupt.xtal"));
+    assert_eq!(browser.wait_state(&["ready", "error"]), "error");
+    let shown = browser.run(
+        "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent;",
+        Value::Null,
+    );
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains("corrupt.xtal")
+            && (shown.contains("sha256") || shown.contains("entry") || shown.contains("zip")),
+        "the page says: {shown}"
+    );
+    browser.screenshot("corrupt-bundle");
+
+    // With the demo bundle (www/make-demo.sh) present, the page opens it by itself and runs
+    // its example query: report how long a visitor waits for that first result.
+    if repo().join("www/demo.xtal").exists() {
+        for device in ["webgpu", "cpu"] {
+            browser.open(&format!(
+                "http://127.0.0.1:{port}/index.html?device={device}"
+            ));
+            assert_eq!(
+                browser.wait_state(&["ready", "error"]),
+                "ready",
+                "demo on {device}"
+            );
+            let ms = browser.run(
+                "while (app.firstResultMs === null) await new Promise(r => setTimeout(r, 50)); return app.firstResultMs;",
+                Value::Null,
+            );
+            eprintln!("demo bundle on {device}: page open → first search result {ms} ms");
+            browser.screenshot(&format!("demo-{device}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&fx.dir);
+}

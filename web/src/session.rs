@@ -1,0 +1,391 @@
+//! A bundle opened in the browser: embedding, search, zero-shot scoring, fine-tuning and
+//! export, all through core (`xtal_core::bundle`, `xtal_core::train::fine_tune`) on WebGPU or
+//! the CPU. Tensors are read back with `into_data_async` only.
+
+use std::cell::RefCell;
+
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+use xtal_core::bundle::{Bundle, Limits, Provenance, Side, WEIGHTS, rfc3339};
+use xtal_core::device::{Flex, NdArray, Wgpu, copy_params_async};
+use xtal_core::models::clip::{Clip, MAX_LOGIT_SCALE};
+use xtal_core::train::{FineTune, FineTuneReport, FineTuneSettings, parse_pairs_csv};
+
+use crate::{DeviceInfo, open_device};
+
+/// The current model on the chosen backend (inference only; fine-tunes wrap it in Autodiff).
+// One per session, cloned only as tensor handles: boxing would save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Model {
+    Flex(Clip<Flex>),
+    NdArray(Clip<NdArray>),
+    WebGpu(Clip<Wgpu>),
+}
+
+impl From<Clip<Flex>> for Model {
+    fn from(m: Clip<Flex>) -> Self {
+        Self::Flex(m)
+    }
+}
+impl From<Clip<NdArray>> for Model {
+    fn from(m: Clip<NdArray>) -> Self {
+        Self::NdArray(m)
+    }
+}
+impl From<Clip<Wgpu>> for Model {
+    fn from(m: Clip<Wgpu>) -> Self {
+        Self::WebGpu(m)
+    }
+}
+
+/// Runs `$body` (an async expression over `$model: Clip<B>`, `$device: B::Device`, with `B`
+/// the backend) on whichever backend the session uses.
+macro_rules! on_backend {
+    ($model_value:expr, |$model:ident, $device:ident, $b:ident| $body:expr) => {
+        match $model_value {
+            Model::Flex($model) => {
+                type $b = Flex;
+                #[allow(unused_variables)]
+                let $device = burn_flex::FlexDevice;
+                $body.await
+            }
+            Model::NdArray($model) => {
+                type $b = NdArray;
+                #[allow(unused_variables)]
+                let $device = burn_ndarray::NdArrayDevice::Cpu;
+                $body.await
+            }
+            Model::WebGpu($model) => {
+                type $b = Wgpu;
+                #[allow(unused_variables)]
+                let $device = burn_wgpu::WgpuDevice::DefaultDevice;
+                $body.await
+            }
+        }
+    };
+}
+
+fn js(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+async fn read<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, JsError> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| js(format!("reading a result from the device failed: {e:?}")))?;
+    data.convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| js(format!("{e:?}")))
+}
+
+/// A verified bundle and its model on one device.
+#[wasm_bindgen]
+pub struct Session {
+    bundle: Bundle,
+    device: DeviceInfo,
+    model: RefCell<Model>,
+    /// Reports of the fine-tunes applied since loading.
+    fine_tunes: RefCell<Vec<FineTuneReport>>,
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Verify `bytes` as a bundle and build its model on `device` (`"auto"`, `"webgpu"`,
+    /// `"cpu"` or `"cpu:ndarray"`). A bad bundle throws an error naming the entry or field.
+    pub async fn load(bytes: Vec<u8>, device: String) -> Result<Session, JsError> {
+        let bundle = Bundle::from_bytes(&bytes, &Limits::default()).map_err(js)?;
+        drop(bytes);
+        let (info, model) = if device == "cpu:ndarray" {
+            let info = DeviceInfo {
+                kind: "cpu".into(),
+                description: "CPU (burn-ndarray in wasm)".into(),
+                fallback_reason: None,
+            };
+            let model = bundle
+                .model(&burn_ndarray::NdArrayDevice::Cpu)
+                .map_err(js)?;
+            (info, Model::NdArray(model))
+        } else {
+            let info = open_device(device).await?;
+            let model = if info.kind == "webgpu" {
+                Model::WebGpu(
+                    bundle
+                        .model(&burn_wgpu::WgpuDevice::DefaultDevice)
+                        .map_err(js)?,
+                )
+            } else {
+                Model::Flex(bundle.model(&burn_flex::FlexDevice).map_err(js)?)
+            };
+            (info, model)
+        };
+        Ok(Session {
+            bundle,
+            device: info,
+            model: RefCell::new(model),
+            fine_tunes: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Where the model runs.
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> DeviceInfo {
+        self.device.clone()
+    }
+
+    /// JSON: the manifest's essentials, what the bundle can do, its card.
+    pub fn summary(&self) -> String {
+        let m = &self.bundle.manifest;
+        json!({
+            "format_version": m.format_version,
+            "xtal_version": m.xtal_version,
+            "created": m.created,
+            "parameters": m.model.parameters,
+            "embed_dim": m.model.embed_dim,
+            "weights_dtype": m.model.weights_dtype,
+            "text": m.model.config.text,
+            "structure_input": m.structure_input.kind,
+            "can_embed_cif": self.bundle.structure_input.ftcp.is_some(),
+            "index": m.index,
+            "size": self.bundle.size,
+            "card": self.bundle.card,
+            "source": m.source,
+            "fine_tunes": self.fine_tunes.borrow().len(),
+        })
+        .to_string()
+    }
+
+    /// JSON `{ids, formulas, descriptions}` of the index (or `null`).
+    pub fn records(&self) -> String {
+        match &self.bundle.index {
+            Some(index) => serde_json::to_string(&index.records).unwrap_or_default(),
+            None => "null".into(),
+        }
+    }
+
+    /// The index's 2-D map, `[x0, y0, x1, y1, …]`, if it has one.
+    #[wasm_bindgen(js_name = mapPoints)]
+    pub fn map_points(&self) -> Option<Vec<f32>> {
+        self.bundle.index.as_ref().and_then(|i| i.map.clone())
+    }
+
+    /// Unit embeddings of `texts`, row-major `[texts, embed_dim]`.
+    #[wasm_bindgen(js_name = embedTexts)]
+    pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<f32>, JsError> {
+        let model = self.model.borrow().clone();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        on_backend!(model, |model, device, B| async {
+            read(self.bundle.embed_texts::<B>(&model, &refs, &device)).await
+        })
+    }
+
+    /// Unit embedding `[embed_dim]` of the first structure in a CIF.
+    #[wasm_bindgen(js_name = embedCif)]
+    pub async fn embed_cif(&self, cif: String) -> Result<Vec<f32>, JsError> {
+        let input = self.bundle.structure_input.from_cif(&cif).map_err(js)?;
+        let model = self.model.borrow().clone();
+        on_backend!(model, |model, device, B| async {
+            read(
+                self.bundle
+                    .embed_structure_inputs::<B>(&model, input, &device),
+            )
+            .await
+        })
+    }
+
+    /// Top-`k` index entries for a text query (against structure embeddings). JSON
+    /// `{results: [{rank, row, id, formula, score, description}], map_position}`.
+    pub async fn search(&self, query: String, k: usize) -> Result<String, JsError> {
+        let vector = self.embed_texts(vec![query]).await?;
+        self.search_vector(&vector, k, Side::Structure, Side::Structure)
+    }
+
+    /// Nearest descriptions for a CIF (against the index's text embeddings); same JSON.
+    #[wasm_bindgen(js_name = searchCif)]
+    pub async fn search_cif(&self, cif: String, k: usize) -> Result<String, JsError> {
+        let vector = self.embed_cif(cif).await?;
+        self.search_vector(&vector, k, Side::Text, Side::Structure)
+    }
+
+    /// Zero-shot scoring: how well each phrase describes the CIF's structure. JSON list of
+    /// `{phrase, score (cosine), probability (softmax at the model's temperature)}`, best first.
+    #[wasm_bindgen(js_name = zeroShot)]
+    pub async fn zero_shot(&self, cif: String, phrases: Vec<String>) -> Result<String, JsError> {
+        if phrases.is_empty() {
+            return Err(js("give at least one phrase"));
+        }
+        let structure = self.embed_cif(cif).await?;
+        let texts = self.embed_texts(phrases.clone()).await?;
+        let scale = self.logit_scale().await?;
+        let d = structure.len();
+        let scores: Vec<f32> = texts
+            .chunks(d)
+            .map(|t| xtal_core::bundle::dot(t, &structure))
+            .collect();
+        let logits: Vec<f64> = scores.iter().map(|s| *s as f64 * scale).collect();
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+        let mut rows: Vec<_> = phrases
+            .iter()
+            .zip(&scores)
+            .zip(&logits)
+            .map(|((p, s), l)| (p, *s, (l - max).exp() / total))
+            .collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(serde_json::Value::Array(
+            rows.into_iter()
+                .map(|(p, s, pr)| json!({"phrase": p, "score": s, "probability": pr}))
+                .collect(),
+        )
+        .to_string())
+    }
+
+    /// Fine-tune the text projection and temperature (and, with `layer_norms`, the text
+    /// LayerNorms) on a CSV of pairs (`id,text` or `text_a,text_b`). `settings` is JSON
+    /// (`steps`, `batch_size`, `learning_rate`, `weight_decay`, `layer_norms`, `seed`; all
+    /// optional); `on_step(step, loss)` is called after every step. Returns the report (JSON).
+    #[wasm_bindgen(js_name = fineTune)]
+    pub async fn fine_tune(
+        &self,
+        csv: String,
+        settings: String,
+        on_step: js_sys::Function,
+    ) -> Result<String, JsError> {
+        let settings: FineTuneSettings = if settings.trim().is_empty() {
+            FineTuneSettings::default()
+        } else {
+            serde_json::from_str(&settings).map_err(|e| js(format!("fine-tune settings: {e}")))?
+        };
+        let pairs = parse_pairs_csv(&csv, self.bundle.index.as_ref()).map_err(js)?;
+        let model = self.model.borrow().clone();
+        let (tuned, report) = on_backend!(model, |model, device, B| async {
+            let (tuned, report) = self
+                .fine_tune_on::<Autodiff<B>>(Clip::from_inner(model), pairs, settings, &on_step)
+                .await?;
+            Ok::<_, JsError>((Model::from(tuned), report))
+        })?;
+        *self.model.borrow_mut() = tuned;
+        let json = serde_json::to_string(&report).map_err(js)?;
+        self.fine_tunes.borrow_mut().push(report);
+        Ok(json)
+    }
+
+    /// The current model (fine-tuned or not) as a new bundle: f32 weights, the index's text
+    /// embeddings recomputed, the fine-tunes recorded in the manifest and the card.
+    #[wasm_bindgen(js_name = exportBundle)]
+    pub async fn export_bundle(&self) -> Result<Vec<u8>, JsError> {
+        let index = match &self.bundle.index {
+            Some(index) => {
+                let text = self.embed_texts(index.records.descriptions.clone()).await?;
+                let mut index = index.clone();
+                index.text = Some(text);
+                Some(index)
+            }
+            None => None,
+        };
+        let reports = self.fine_tunes.borrow().clone();
+        let note: String = reports
+            .iter()
+            .map(|r| r.card_section("in the browser"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let provenance = Provenance {
+            created: rfc3339((js_sys::Date::now() / 1000.0) as u64),
+            xtal_version: env!("CARGO_PKG_VERSION").into(),
+            source: json!({"fine_tune": reports, "base": self.bundle.manifest.source}),
+        };
+        let model = self.model.borrow().clone();
+        let bytes = match model {
+            Model::Flex(m) => self.bundle.repack(&m, index.as_ref(), &note, provenance),
+            Model::NdArray(m) => self.bundle.repack(&m, index.as_ref(), &note, provenance),
+            // burn-store reads tensors synchronously, which WebGPU cannot: copy to the CPU first.
+            Model::WebGpu(m) => {
+                let cpu = self.bundle.config().init::<Flex>(&burn_flex::FlexDevice);
+                let cpu = copy_params_async(&m, cpu, &burn_flex::FlexDevice)
+                    .await
+                    .map_err(js)?;
+                self.bundle.repack(&cpu, index.as_ref(), &note, provenance)
+            }
+        };
+        bytes.map_err(js)
+    }
+}
+
+impl Session {
+    async fn logit_scale(&self) -> Result<f64, JsError> {
+        let model = self.model.borrow().clone();
+        let scale = on_backend!(model, |model, device, B| async {
+            read::<B, 1>(model.logit_scale.val()).await
+        })?;
+        Ok((scale.first().copied().unwrap_or(0.0).min(MAX_LOGIT_SCALE) as f64).exp())
+    }
+
+    fn search_vector(
+        &self,
+        vector: &[f32],
+        k: usize,
+        against: Side,
+        placed_by: Side,
+    ) -> Result<String, JsError> {
+        let index = self
+            .bundle
+            .index
+            .as_ref()
+            .ok_or_else(|| js("this bundle has no retrieval index"))?;
+        let hits = index.search(vector, k, against).map_err(js)?;
+        // The map is of structure embeddings: place a query by its structure-side neighbours.
+        let neighbours = index.search(vector, 10, placed_by).unwrap_or_default();
+        let results: Vec<_> = hits.iter().map(|h| index.hit_json(h)).collect();
+        Ok(json!({
+            "results": results,
+            "against": against,
+            "map_position": index.map_position(&neighbours),
+        })
+        .to_string())
+    }
+
+    async fn fine_tune_on<B: AutodiffBackend>(
+        &self,
+        model: Clip<B>,
+        pairs: xtal_core::train::FineTunePairs,
+        settings: FineTuneSettings,
+        on_step: &js_sys::Function,
+    ) -> Result<(Clip<B::InnerBackend>, FineTuneReport), JsError> {
+        let tokenizer = self.bundle.config().text.tokenizer();
+        let mut tune = FineTune::new(
+            model,
+            tokenizer,
+            pairs,
+            self.bundle.index.as_ref(),
+            settings.clone(),
+        )
+        .map_err(js)?;
+        let first = |v: Vec<f32>| v.first().copied().unwrap_or(f32::NAN) as f64;
+        let loss_before = first(read(tune.evaluate()).await?);
+        let mut losses = Vec::with_capacity(settings.steps);
+        while !tune.finished() {
+            let loss = first(read(tune.step()).await?);
+            losses.push(loss);
+            on_step
+                .call2(
+                    &JsValue::NULL,
+                    &JsValue::from(tune.step as u32),
+                    &JsValue::from(loss),
+                )
+                .map_err(|e| js(format!("the step callback threw: {e:?}")))?;
+        }
+        let loss_after = first(read(tune.evaluate()).await?);
+        let base = self
+            .bundle
+            .manifest
+            .entry(WEIGHTS)
+            .map(|e| e.sha256.clone());
+        let report = tune.report(loss_before, losses, loss_after, base);
+        Ok((tune.model(), report))
+    }
+}
