@@ -523,6 +523,26 @@ fn site_in_headless_chromium() {
             diff <= 1e-4,
             "{device}: exported bundle embeds {diff:e} away from the page"
         );
+        // After the fine-tune, the page's CIF search uses the new description embeddings,
+        // as the native CLI does with the exported bundle.
+        let tuned_cif: Value = serde_json::from_str::<Value>(&xtal(&[
+            "search",
+            "--bundle",
+            tuned_s,
+            "--cif",
+            cif_path.to_str().unwrap(),
+            "-k",
+            "10",
+            "--json",
+        ]))
+        .unwrap()["results"]
+            .clone();
+        let got = browser.run("return (await app.cifSearch()).results;", Value::Null);
+        assert_same_results(
+            &got,
+            &tuned_cif,
+            &format!("{device} CIF after the fine-tune"),
+        );
         let mut args = vec!["embed", "--bundle", &bundle_s, "text"];
         args.extend(QUERIES);
         args.push("--json");

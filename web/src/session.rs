@@ -10,7 +10,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
-use xtal_core::bundle::{Bundle, Limits, Provenance, Side, WEIGHTS, rfc3339};
+use xtal_core::bundle::{Bundle, Limits, Provenance, RetrievalIndex, Side, WEIGHTS, rfc3339};
 use xtal_core::device::{Flex, NdArray, Wgpu, copy_params_async};
 use xtal_core::models::clip::{Clip, MAX_LOGIT_SCALE};
 use xtal_core::train::{FineTune, FineTuneReport, FineTuneSettings, parse_pairs_csv};
@@ -90,6 +90,9 @@ pub struct Session {
     bundle: Bundle,
     device: DeviceInfo,
     model: RefCell<Model>,
+    /// The index's text embeddings as the current model makes them (after a fine-tune, the
+    /// bundle's are stale); `None` until a fine-tune.
+    index_text: RefCell<Option<Vec<f32>>>,
     /// Reports of the fine-tunes applied since loading.
     fine_tunes: RefCell<Vec<FineTuneReport>>,
 }
@@ -128,6 +131,7 @@ impl Session {
             bundle,
             device: info,
             model: RefCell::new(model),
+            index_text: RefCell::new(None),
             fine_tunes: RefCell::new(Vec::new()),
         })
     }
@@ -270,24 +274,21 @@ impl Session {
             Ok::<_, JsError>((Model::from(tuned), report))
         })?;
         *self.model.borrow_mut() = tuned;
+        if let Some(index) = &self.bundle.index {
+            let text = self.embed_texts(index.records.descriptions.clone()).await?;
+            *self.index_text.borrow_mut() = Some(text);
+        }
         let json = serde_json::to_string(&report).map_err(js)?;
         self.fine_tunes.borrow_mut().push(report);
         Ok(json)
     }
 
     /// The current model (fine-tuned or not) as a new bundle: f32 weights, the index's text
-    /// embeddings recomputed, the fine-tunes recorded in the manifest and the card.
+    /// embeddings as the current model makes them, the fine-tunes recorded in the manifest
+    /// and the card.
     #[wasm_bindgen(js_name = exportBundle)]
     pub async fn export_bundle(&self) -> Result<Vec<u8>, JsError> {
-        let index = match &self.bundle.index {
-            Some(index) => {
-                let text = self.embed_texts(index.records.descriptions.clone()).await?;
-                let mut index = index.clone();
-                index.text = Some(text);
-                Some(index)
-            }
-            None => None,
-        };
+        let index = self.current_index();
         let reports = self.fine_tunes.borrow().clone();
         let note: String = reports
             .iter()
@@ -301,15 +302,16 @@ impl Session {
         };
         let model = self.model.borrow().clone();
         let bytes = match model {
-            Model::Flex(m) => self.bundle.repack(&m, index.as_ref(), &note, provenance),
-            Model::NdArray(m) => self.bundle.repack(&m, index.as_ref(), &note, provenance),
+            Model::Flex(m) => self.bundle.repack(&m, index.as_deref(), &note, provenance),
+            Model::NdArray(m) => self.bundle.repack(&m, index.as_deref(), &note, provenance),
             // burn-store reads tensors synchronously, which WebGPU cannot: copy to the CPU first.
             Model::WebGpu(m) => {
                 let cpu = self.bundle.config().init::<Flex>(&burn_flex::FlexDevice);
                 let cpu = copy_params_async(&m, cpu, &burn_flex::FlexDevice)
                     .await
                     .map_err(js)?;
-                self.bundle.repack(&cpu, index.as_ref(), &note, provenance)
+                self.bundle
+                    .repack(&cpu, index.as_deref(), &note, provenance)
             }
         };
         bytes.map_err(js)
@@ -317,6 +319,18 @@ impl Session {
 }
 
 impl Session {
+    /// The bundle's index with the current model's text embeddings.
+    fn current_index(&self) -> Option<std::borrow::Cow<'_, RetrievalIndex>> {
+        let index = self.bundle.index.as_ref()?;
+        Some(match self.index_text.borrow().clone() {
+            Some(text) => std::borrow::Cow::Owned(RetrievalIndex {
+                text: Some(text),
+                ..index.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(index),
+        })
+    }
+
     async fn logit_scale(&self) -> Result<f64, JsError> {
         let model = self.model.borrow().clone();
         let scale = on_backend!(model, |model, device, B| async {
@@ -333,9 +347,7 @@ impl Session {
         placed_by: Side,
     ) -> Result<String, JsError> {
         let index = self
-            .bundle
-            .index
-            .as_ref()
+            .current_index()
             .ok_or_else(|| js("this bundle has no retrieval index"))?;
         let hits = index.search(vector, k, against).map_err(js)?;
         // The map is of structure embeddings: place a query by its structure-side neighbours.
