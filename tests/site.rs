@@ -339,6 +339,20 @@ fn fixture() -> Fixture {
     }
 }
 
+/// `xtal search --bundle B QUERY… -k 10 --json`'s results.
+fn native_top10(bundle: &str, query: &[&str]) -> Value {
+    let mut args = vec!["search", "--bundle", bundle, "-k", "10", "--json"];
+    args.extend_from_slice(query);
+    serde_json::from_str::<Value>(&xtal(&args)).unwrap()["results"].clone()
+}
+
+/// The CLI's embeddings of `QUERIES` with `bundle`, flattened.
+fn native_embeddings(bundle: &str) -> Vec<f64> {
+    let mut args = vec!["embed", "--bundle", bundle, "--json", "text"];
+    args.extend(QUERIES);
+    vectors(&serde_json::from_str(&xtal(&args)).unwrap())
+}
+
 fn ids(results: &Value) -> Vec<String> {
     results
         .as_array()
@@ -408,25 +422,12 @@ fn site_in_headless_chromium() {
     let bundle_s = fx.bundle.to_str().unwrap().to_string();
     let cif_path = fx.dir.join("query.cif");
     std::fs::write(&cif_path, &fx.cif).unwrap();
+    let cif_s = cif_path.to_str().unwrap();
     let native: Vec<Value> = QUERIES
         .iter()
-        .map(|q| {
-            let out = xtal(&["search", "--bundle", &bundle_s, q, "-k", "10", "--json"]);
-            serde_json::from_str::<Value>(&out).unwrap()["results"].clone()
-        })
+        .map(|q| native_top10(&bundle_s, &[q]))
         .collect();
-    let native_cif: Value = serde_json::from_str::<Value>(&xtal(&[
-        "search",
-        "--bundle",
-        &bundle_s,
-        "--cif",
-        cif_path.to_str().unwrap(),
-        "-k",
-        "10",
-        "--json",
-    ]))
-    .unwrap()["results"]
-        .clone();
+    let native_cif = native_top10(&bundle_s, &["--cif", cif_s]);
 
     let port = serve(repo().join("www"), fx.dir.clone());
     let page = |device: &str, bundle: &str| {
@@ -514,10 +515,7 @@ fn site_in_headless_chromium() {
         xtal(&["bundle", "verify", tuned_s]);
         let page_vectors =
             vectors(&browser.run("return await app.client.embedTexts(args);", json!(QUERIES)));
-        let mut args = vec!["embed", "--bundle", tuned_s, "text"];
-        args.extend(QUERIES);
-        args.push("--json");
-        let native_vectors = vectors(&serde_json::from_str(&xtal(&args)).unwrap());
+        let native_vectors = native_embeddings(tuned_s);
         let diff = max_abs_diff(&page_vectors, &native_vectors);
         assert!(
             diff <= 1e-4,
@@ -525,28 +523,25 @@ fn site_in_headless_chromium() {
         );
         // After the fine-tune, the page's CIF search uses the new description embeddings,
         // as the native CLI does with the exported bundle.
-        let tuned_cif: Value = serde_json::from_str::<Value>(&xtal(&[
-            "search",
-            "--bundle",
-            tuned_s,
-            "--cif",
-            cif_path.to_str().unwrap(),
-            "-k",
-            "10",
-            "--json",
-        ]))
-        .unwrap()["results"]
-            .clone();
+        let tuned_cif = native_top10(tuned_s, &["--cif", cif_s]);
+        // The export's index holds the tuned model's description embeddings: a description
+        // searched against the text side finds itself at cosine 1.
+        for hit in tuned_cif.as_array().unwrap().iter().take(3) {
+            let text = hit["description"].as_str().unwrap();
+            let own = native_top10(tuned_s, &["--against", "text", text]);
+            let score = own[0]["score"].as_f64().unwrap();
+            assert!(
+                score > 0.9999,
+                "{device}: exported index text is stale ({score})"
+            );
+        }
         let got = browser.run("return (await app.cifSearch()).results;", Value::Null);
         assert_same_results(
             &got,
             &tuned_cif,
             &format!("{device} CIF after the fine-tune"),
         );
-        let mut args = vec!["embed", "--bundle", &bundle_s, "text"];
-        args.extend(QUERIES);
-        args.push("--json");
-        let untuned = vectors(&serde_json::from_str(&xtal(&args)).unwrap());
+        let untuned = native_embeddings(&bundle_s);
         assert!(
             max_abs_diff(&untuned, &native_vectors) > 1e-3,
             "{device}: the fine-tune changed nothing"

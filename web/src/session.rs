@@ -3,6 +3,7 @@
 //! the CPU. Tensors are read back with `into_data_async` only.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
@@ -90,9 +91,9 @@ pub struct Session {
     bundle: Bundle,
     device: DeviceInfo,
     model: RefCell<Model>,
-    /// The index's text embeddings as the current model makes them (after a fine-tune, the
-    /// bundle's are stale); `None` until a fine-tune.
-    index_text: RefCell<Option<Vec<f32>>>,
+    /// The bundle's index with text embeddings as the current model makes them (replaced
+    /// after a fine-tune: the bundle's own are then stale).
+    index: RefCell<Option<Rc<RetrievalIndex>>>,
     /// Reports of the fine-tunes applied since loading.
     fine_tunes: RefCell<Vec<FineTuneReport>>,
 }
@@ -102,7 +103,7 @@ impl Session {
     /// Verify `bytes` as a bundle and build its model on `device` (`"auto"`, `"webgpu"`,
     /// `"cpu"` or `"cpu:ndarray"`). A bad bundle throws an error naming the entry or field.
     pub async fn load(bytes: Vec<u8>, device: String) -> Result<Session, JsError> {
-        let bundle = Bundle::from_bytes(&bytes, &Limits::default()).map_err(js)?;
+        let mut bundle = Bundle::from_bytes(&bytes, &Limits::default()).map_err(js)?;
         drop(bytes);
         let (info, model) = if device == "cpu:ndarray" {
             let info = DeviceInfo {
@@ -127,11 +128,12 @@ impl Session {
             };
             (info, model)
         };
+        let index = bundle.index.take().map(Rc::new);
         Ok(Session {
             bundle,
             device: info,
             model: RefCell::new(model),
-            index_text: RefCell::new(None),
+            index: RefCell::new(index),
             fine_tunes: RefCell::new(Vec::new()),
         })
     }
@@ -166,7 +168,7 @@ impl Session {
 
     /// JSON `{ids, formulas, descriptions}` of the index (or `null`).
     pub fn records(&self) -> String {
-        match &self.bundle.index {
+        match self.current_index() {
             Some(index) => serde_json::to_string(&index.records).unwrap_or_default(),
             None => "null".into(),
         }
@@ -175,7 +177,7 @@ impl Session {
     /// The index's 2-D map, `[x0, y0, x1, y1, …]`, if it has one.
     #[wasm_bindgen(js_name = mapPoints)]
     pub fn map_points(&self) -> Option<Vec<f32>> {
-        self.bundle.index.as_ref().and_then(|i| i.map.clone())
+        self.current_index().and_then(|i| i.map.clone())
     }
 
     /// Unit embeddings of `texts`, row-major `[texts, embed_dim]`.
@@ -265,7 +267,7 @@ impl Session {
         } else {
             serde_json::from_str(&settings).map_err(|e| js(format!("fine-tune settings: {e}")))?
         };
-        let pairs = parse_pairs_csv(&csv, self.bundle.index.as_ref()).map_err(js)?;
+        let pairs = parse_pairs_csv(&csv, self.current_index().as_deref()).map_err(js)?;
         let model = self.model.borrow().clone();
         let (tuned, report) = on_backend!(model, |model, device, B| async {
             let (tuned, report) = self
@@ -274,9 +276,14 @@ impl Session {
             Ok::<_, JsError>((Model::from(tuned), report))
         })?;
         *self.model.borrow_mut() = tuned;
-        if let Some(index) = &self.bundle.index {
+        let index = self.current_index();
+        if let Some(index) = index {
             let text = self.embed_texts(index.records.descriptions.clone()).await?;
-            *self.index_text.borrow_mut() = Some(text);
+            let refreshed = RetrievalIndex {
+                text: Some(text),
+                ..(*index).clone()
+            };
+            *self.index.borrow_mut() = Some(Rc::new(refreshed));
         }
         let json = serde_json::to_string(&report).map_err(js)?;
         self.fine_tunes.borrow_mut().push(report);
@@ -319,16 +326,8 @@ impl Session {
 }
 
 impl Session {
-    /// The bundle's index with the current model's text embeddings.
-    fn current_index(&self) -> Option<std::borrow::Cow<'_, RetrievalIndex>> {
-        let index = self.bundle.index.as_ref()?;
-        Some(match self.index_text.borrow().clone() {
-            Some(text) => std::borrow::Cow::Owned(RetrievalIndex {
-                text: Some(text),
-                ..index.clone()
-            }),
-            None => std::borrow::Cow::Borrowed(index),
-        })
+    fn current_index(&self) -> Option<Rc<RetrievalIndex>> {
+        self.index.borrow().clone()
     }
 
     async fn logit_scale(&self) -> Result<f64, JsError> {
@@ -373,31 +372,28 @@ impl Session {
             model,
             tokenizer,
             pairs,
-            self.bundle.index.as_ref(),
-            settings.clone(),
+            self.current_index().as_deref(),
+            settings,
         )
         .map_err(js)?;
-        let first = |v: Vec<f32>| v.first().copied().unwrap_or(f32::NAN) as f64;
-        let loss_before = first(read(tune.evaluate()).await?);
-        let mut losses = Vec::with_capacity(settings.steps);
-        while !tune.finished() {
-            let loss = first(read(tune.step()).await?);
-            losses.push(loss);
-            on_step
-                .call2(
-                    &JsValue::NULL,
-                    &JsValue::from(tune.step as u32),
-                    &JsValue::from(loss),
-                )
-                .map_err(|e| js(format!("the step callback threw: {e:?}")))?;
-        }
-        let loss_after = first(read(tune.evaluate()).await?);
         let base = self
             .bundle
             .manifest
             .entry(WEIGHTS)
             .map(|e| e.sha256.clone());
-        let report = tune.report(loss_before, losses, loss_after, base);
+        let report = tune
+            .run(base, |step, loss| {
+                on_step
+                    .call2(
+                        &JsValue::NULL,
+                        &JsValue::from(step as u32),
+                        &JsValue::from(loss),
+                    )
+                    .map(|_| ())
+                    .map_err(|e| format!("the step callback threw: {e:?}"))
+            })
+            .await
+            .map_err(js)?;
         Ok((tune.model(), report))
     }
 }

@@ -26,6 +26,8 @@ pub enum FineTuneError {
     Pairs(String),
     #[error("fine-tune setting {field}: {reason}")]
     Setting { field: &'static str, reason: String },
+    #[error("fine-tune: {0}")]
+    Run(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,8 +329,37 @@ impl<B: AutodiffBackend> FineTune<B> {
         pairs_loss(&model, &self.pairs, &self.targets, &idx, &self.tokenizer)
     }
 
+    /// Runs every remaining step: the loss over the pairs before and after, each step's loss
+    /// to `on_step(step, loss)` (an error from it stops the run). Reads are asynchronous, so
+    /// the browser runs this on WebGPU; [`FineTune::run_blocking`] is the native front end's.
+    pub async fn run(
+        &mut self,
+        base_weights_sha256: Option<String>,
+        mut on_step: impl FnMut(usize, f64) -> Result<(), String>,
+    ) -> Result<FineTuneReport, FineTuneError> {
+        let loss_before = read_loss(self.evaluate()).await?;
+        let mut losses = Vec::with_capacity(self.settings.steps);
+        while !self.finished() {
+            let loss = read_loss(self.step()).await?;
+            losses.push(loss);
+            on_step(self.step, loss).map_err(FineTuneError::Run)?;
+        }
+        let loss_after = read_loss(self.evaluate()).await?;
+        Ok(self.report(loss_before, losses, loss_after, base_weights_sha256))
+    }
+
+    /// [`FineTune::run`], waiting for each read (native targets).
+    #[cfg(not(target_family = "wasm"))]
+    pub fn run_blocking(
+        &mut self,
+        base_weights_sha256: Option<String>,
+        on_step: impl FnMut(usize, f64) -> Result<(), String>,
+    ) -> Result<FineTuneReport, FineTuneError> {
+        futures_lite::future::block_on(self.run(base_weights_sha256, on_step))
+    }
+
     /// The report of this fine-tune, given the losses the front end read back.
-    pub fn report(
+    fn report(
         &self,
         loss_before: f64,
         losses: Vec<f64>,
@@ -354,6 +385,15 @@ impl<B: AutodiffBackend> FineTune<B> {
             .expect("the model is put back after every step")
             .valid()
     }
+}
+
+async fn read_loss<B: Backend>(loss: Tensor<B, 1>) -> Result<f64, FineTuneError> {
+    let data = loss
+        .into_data_async()
+        .await
+        .map_err(|e| FineTuneError::Run(format!("reading the loss: {e:?}")))?;
+    let values: Vec<f32> = data.convert::<f32>().to_vec().unwrap_or_default();
+    Ok(values.first().copied().unwrap_or(f32::NAN) as f64)
 }
 
 /// CLIP loss of the pairs `idx`.

@@ -119,22 +119,14 @@ impl OnDevice for Task<'_> {
             self.settings.clone(),
         )
         .map_err(|e| BadInput(e.to_string()))?;
-        let first = |t: burn::tensor::Tensor<B::InnerBackend, 1>| {
-            to_host(t).first().copied().unwrap_or(f32::NAN) as f64
-        };
-        let loss_before = first(tune.evaluate());
-        let mut losses = Vec::with_capacity(self.settings.steps);
-        while !tune.finished() {
-            let loss = first(tune.step());
+        let steps = self.settings.steps;
+        let base = bundle.manifest.entry(WEIGHTS).map(|e| e.sha256.clone());
+        let report = tune.run_blocking(base, |step, loss| {
             if !self.quiet {
-                eprintln!(
-                    "step {:>4}/{}  loss {loss:.4}",
-                    tune.step, self.settings.steps
-                );
+                eprintln!("step {step:>4}/{steps}  loss {loss:.4}");
             }
-            losses.push(loss);
-        }
-        let loss_after = first(tune.evaluate());
+            Ok(())
+        })?;
         let model = tune.model();
         let index = bundle.index.as_ref().map(|index| {
             let texts: Vec<&str> = index
@@ -147,12 +139,6 @@ impl OnDevice for Task<'_> {
             index.text = Some(to_host(bundle.embed_texts(&model, &texts, &device)));
             index
         });
-        let report = tune.report(
-            loss_before,
-            losses,
-            loss_after,
-            bundle.manifest.entry(WEIGHTS).map(|e| e.sha256.clone()),
-        );
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
