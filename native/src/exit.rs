@@ -3,6 +3,7 @@
 use xtal_core::bundle::BundleError;
 use xtal_core::check::CheckError;
 use xtal_core::device::DeviceError;
+use xtal_core::models::hf::HfError;
 
 /// Marks an error as the user's to fix (bad flag value, missing or malformed file).
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,7 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.is::<BadInput>()
             || cause.is::<DeviceError>()
+            || cause.is::<HfError>()
             || cause
                 .downcast_ref::<BundleError>()
                 .is_some_and(|e| !matches!(e, BundleError::Write(_)))

@@ -38,7 +38,8 @@ enum Command {
     /// Portable bundles: `pack` a run into one zip, `inspect` it, `verify` every hash and shape.
     #[command(subcommand)]
     Bundle(commands::bundle::Command),
-    /// Embed texts or CIFs with a bundle's model (`.npy` with --out, JSON with --json).
+    /// Embed texts or CIFs with a bundle's model, or texts with a HuggingFace model folder
+    /// (`--model DIR`); `.npy` with --out, JSON with --json.
     Embed(commands::bundle::EmbedArgs),
     /// Search a bundle's index with a text (or --cif) query: rank, id, formula, score, description.
     Search(commands::bundle::SearchArgs),

@@ -1,7 +1,9 @@
-//! Model families, one file each: [`clip`] (structure–text CLIP) and [`tensor_head`]
-//! (property-tensor regression over frozen CLIP embeddings).
+//! Model families, one file each: [`clip`] (structure–text CLIP), [`hf`] (pretrained
+//! HuggingFace text encoders, one file per architecture) and [`tensor_head`] (property-tensor
+//! regression over frozen CLIP embeddings).
 
 pub mod clip;
+pub mod hf;
 pub mod tensor_head;
 
 use burn::nn::{Linear, LinearConfig};

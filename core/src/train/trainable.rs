@@ -1,5 +1,6 @@
 //! Which parameters a training run may change: a predicate over module paths
-//! (`text.projection.weight`, `text.encoder.layers.0.norm_1.gamma`, …) decides, and burn then
+//! (`text.projection.weight`, `text.encoder.layers.0.norm_1.gamma`, …; enum variants are
+//! not part of a path) decides, and burn then
 //! computes no gradients for the rest, so frozen parts cost no backward pass.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -26,12 +27,17 @@ struct Mark<F> {
 }
 
 impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Mark<F> {
-    fn enter_module(&mut self, name: &str, _container: &str) {
-        self.path.push(name.to_string());
+    // Enum variants (`HfEncoder::Bert`) are not part of a path, as in saved weights.
+    fn enter_module(&mut self, name: &str, container: &str) {
+        if !container.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
     }
 
-    fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _name: &str, container: &str) {
+        if !container.starts_with("Enum:") {
+            self.path.pop();
+        }
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {

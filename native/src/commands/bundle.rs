@@ -105,8 +105,21 @@ impl LimitArgs {
 #[derive(clap::Args)]
 pub struct EmbedArgs {
     /// The bundle whose model embeds.
-    #[arg(long)]
-    bundle: PathBuf,
+    #[arg(long, global = true)]
+    bundle: Option<PathBuf>,
+    /// Or a HuggingFace model folder (config.json, tokenizer.json, model.safetensors): embeds
+    /// texts with the pretrained encoder alone.
+    #[arg(long, global = true, conflicts_with = "bundle")]
+    model: Option<PathBuf>,
+    /// With --model: how token states become one vector (mean, first, last, max).
+    #[arg(long, global = true, default_value = "mean")]
+    pooling: String,
+    /// With --model: scale each vector to unit length.
+    #[arg(long, global = true)]
+    normalize: bool,
+    /// With --model: longest input in tokens (texts are truncated).
+    #[arg(long, global = true, default_value_t = 512)]
+    max_tokens: usize,
     #[command(subcommand)]
     what: EmbedWhat,
     /// Write the embeddings as float32 `.npy` `[n, dim]`.
@@ -658,7 +671,10 @@ fn read_cifs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
-    let bundle = open(&args.bundle, &args.limits.limits())?;
+    let Some(bundle_path) = &args.bundle else {
+        return embed_with_model(&args);
+    };
+    let bundle = open(bundle_path, &args.limits.limits())?;
     let device = super::one_device(&args.device)?;
     let (query, labels) = match &args.what {
         EmbedWhat::Text { texts } => (Query::Texts(texts), texts.clone()),
@@ -669,10 +685,39 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         }
     };
     let vectors = run_on(&device, EmbedQueries(&bundle, query))??;
-    let d = bundle.manifest.model.embed_dim;
+    write_embeddings(&args, &labels, &vectors, bundle.manifest.model.embed_dim)
+}
+
+/// `xtal embed text --model DIR …`: a pretrained HF encoder with pooling.
+fn embed_with_model(args: &EmbedArgs) -> anyhow::Result<()> {
+    let (Some(dir), EmbedWhat::Text { texts }) = (&args.model, &args.what) else {
+        return Err(BadInput(match &args.model {
+            None => "embed needs --bundle B (a packed model) or --model DIR (a HuggingFace text encoder)".into(),
+            Some(_) => "--model embeds texts only (`xtal embed text --model DIR \"…\"`); CIFs need a bundle".into(),
+        })
+        .into());
+    };
+    let (vectors, d) = super::text_model::embed(
+        dir,
+        texts,
+        &args.pooling,
+        args.normalize,
+        args.max_tokens,
+        &args.device,
+    )?;
+    write_embeddings(args, texts, &vectors, d)
+}
+
+/// `--out` as `.npy [n, d]` (atomically), `--json` as one array per input, or a preview.
+fn write_embeddings(
+    args: &EmbedArgs,
+    labels: &[String],
+    vectors: &[f32],
+    d: usize,
+) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         let tmp = crate::output::temp_sibling(out, ".npy");
-        write_npy(&tmp, &[labels.len() as u64, d as u64], &vectors)?;
+        write_npy(&tmp, &[labels.len() as u64, d as u64], vectors)?;
         std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!(
             "{} embeddings of {d} values → {}",

@@ -9,6 +9,7 @@ pub mod devices;
 mod fine_tune;
 pub mod prepare;
 pub mod tensor;
+pub mod text_model;
 
 use xtal_core::device::{DeviceSpec, available_summary, parse_device_list};
 
