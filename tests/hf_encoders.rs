@@ -120,32 +120,47 @@ impl OnDevice for MatchAll {
             let ids = model.tokenizer.encode(&texts).unwrap();
             assert_eq!(ids, r.input_ids, "{name}: token ids");
             // Our padded batch is transformers' padded batch.
-            let (ids, pad) = model.tokenizer.batch::<B::InnerBackend>(&texts, &device).unwrap();
+            let (ids, pad) = model
+                .tokenizer
+                .batch::<B::InnerBackend>(&texts, &device)
+                .unwrap();
             let got_ids: Vec<i64> = ids.clone().into_data().convert::<i64>().to_vec().unwrap();
             assert_eq!(got_ids, r.batch_input_ids.concat(), "{name}: padded batch");
-            let got_mask: Vec<i64> = pad.clone().bool_not().int().into_data().convert::<i64>().to_vec().unwrap();
-            assert_eq!(got_mask, r.attention_mask.concat(), "{name}: attention mask");
+            let got_mask: Vec<i64> = pad
+                .clone()
+                .bool_not()
+                .int()
+                .into_data()
+                .convert::<i64>()
+                .to_vec()
+                .unwrap();
+            assert_eq!(
+                got_mask,
+                r.attention_mask.concat(),
+                "{name}: attention mask"
+            );
 
             let hidden = model.encoder.forward(ids, pad.clone());
             assert_eq!(hidden.dims().to_vec(), r.last_hidden_state.shape, "{name}");
             let got: Vec<f32> = hidden.clone().into_data().to_vec().unwrap();
             let diff = max_diff(&got, &r.last_hidden_state.data);
-            assert!(diff <= 1e-4, "{name} ({}): max |diff| {diff:e}", r.model_class);
+            assert!(
+                diff <= 1e-4,
+                "{name} ({}): max |diff| {diff:e}",
+                r.model_class
+            );
 
-            for (pooling, want) in [
-                (Pooling::Mean, &r.pooled_mean),
-                (Pooling::First, &r.pooled_first),
-                (Pooling::Last, &r.pooled_last),
-                (Pooling::Max, &r.pooled_max),
-            ] {
-                let pooled: Vec<f32> = pooling
-                    .forward(hidden.clone(), pad.clone())
-                    .into_data()
-                    .to_vec()
-                    .unwrap();
-                let d = max_diff(&pooled, &want.concat());
-                assert!(d <= 1e-4, "{name}: {} pooling differs by {d:e}", pooling.name());
-            }
+            check_poolings(
+                &hidden,
+                &pad,
+                &[
+                    (Pooling::Mean, &r.pooled_mean),
+                    (Pooling::First, &r.pooled_first),
+                    (Pooling::Last, &r.pooled_last),
+                    (Pooling::Max, &r.pooled_max),
+                ],
+                name,
+            );
             if let Some(left) = &r.left_padded {
                 let (ids, pad) =
                     batch::<B::InnerBackend>(&left.batch_input_ids, &left.attention_mask, &device);
@@ -153,22 +168,37 @@ impl OnDevice for MatchAll {
                 let got: Vec<f32> = hidden.clone().into_data().to_vec().unwrap();
                 let d = max_diff(&got, &left.last_hidden_state.data);
                 assert!(d <= 1e-4, "{name} left-padded: {d:e}");
-                for (pooling, want) in [
+                let poolings = [
                     (Pooling::Last, &left.pooled_last),
                     (Pooling::Mean, &left.pooled_mean),
-                ] {
-                    let pooled: Vec<f32> = pooling
-                        .forward(hidden.clone(), pad.clone())
-                        .into_data()
-                        .to_vec()
-                        .unwrap();
-                    let d = max_diff(&pooled, &want.concat());
-                    assert!(d <= 1e-4, "{name} left-padded {}: {d:e}", pooling.name());
-                }
+                ];
+                check_poolings(&hidden, &pad, &poolings, &format!("{name} left-padded"));
             }
             out.push((name.to_string(), diff));
         }
         out
+    }
+}
+
+/// Each pooling of `hidden` against transformers' states pooled in NumPy, within 1e-4.
+fn check_poolings<B: Backend>(
+    hidden: &Tensor<B, 3>,
+    pad: &Tensor<B, 2, Bool>,
+    expected: &[(Pooling, &Vec<Vec<f32>>)],
+    label: &str,
+) {
+    for (pooling, want) in expected {
+        let pooled: Vec<f32> = pooling
+            .forward(hidden.clone(), pad.clone())
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let d = max_diff(&pooled, &want.concat());
+        assert!(
+            d <= 1e-4,
+            "{label}: {} pooling differs by {d:e}",
+            pooling.name()
+        );
     }
 }
 
@@ -186,7 +216,10 @@ fn every_architecture_matches_transformers_on_wgpu() {
         .iter()
         .any(|d| d.spec.starts_with("wgpu:") && d.usable);
     if !has_adapter {
-        assert!(std::env::var("CI").is_err(), "no wgpu adapter under CI=true");
+        assert!(
+            std::env::var("CI").is_err(),
+            "no wgpu adapter under CI=true"
+        );
         eprintln!("SKIPPED: no wgpu adapter (install mesa-vulkan-drivers)");
         return;
     }
@@ -219,7 +252,10 @@ fn freezing_modes_leave_exactly_the_requested_parameters() {
             (Freezing::new().with_backbone(false), total),
             (Freezing::new(), 0),
             (Freezing::new().with_train_norms(true), sum(&|n| is_norm(n))),
-            (Freezing::new().with_train_top_layers(1), sum(&|n| is_top(n))),
+            (
+                Freezing::new().with_train_top_layers(1),
+                sum(&|n| is_top(n)),
+            ),
             (
                 Freezing::new()
                     .with_train_top_layers(1)
@@ -284,11 +320,8 @@ fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 fn broken_folders_are_errors_naming_the_file_and_tensor() {
     type B = xtal_core::device::Flex;
     let device = Default::default();
-    let error = |dir: &Path| {
-        load_dir::<B>(dir, &device)
-            .err()
-            .expect("a broken folder must not load")
-    };
+    let error =
+        |dir: &Path| load_dir::<B>(dir, &device).expect_err("a broken folder must not load");
 
     let dir = broken_copy("bert", "missing-tokenizer");
     std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
@@ -298,7 +331,10 @@ fn broken_folders_are_errors_naming_the_file_and_tensor() {
     let dir = broken_copy("bert", "missing-weights");
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
     let e = error(&dir);
-    assert!(e.contains("model.safetensors") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("missing"),
+        "{e}"
+    );
 
     let dir = broken_copy("roberta", "missing-shard");
     std::fs::remove_file(dir.join("model-00002-of-00004.safetensors")).unwrap();
@@ -330,14 +366,19 @@ fn broken_folders_are_errors_naming_the_file_and_tensor() {
     let path = dir.join("tokenizer.json");
     let mut tok: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    tok["added_tokens"].as_array_mut().unwrap().push(serde_json::json!({
-        "id": 400, "content": "[EXTRA]", "single_word": false, "lstrip": false,
-        "rstrip": false, "normalized": false, "special": true
-    }));
+    tok["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 400, "content": "[EXTRA]", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true
+        }));
     std::fs::write(&path, tok.to_string()).unwrap();
     let e = error(&dir);
     assert!(
-        e.contains("tokenizer.json") && e.contains("largest id 300") && e.contains("vocab_size is 300"),
+        e.contains("tokenizer.json")
+            && e.contains("largest id 300")
+            && e.contains("vocab_size is 300"),
         "{e}"
     );
 
@@ -451,11 +492,18 @@ fn all_minilm_l6_v2_matches_sentence_transformers() {
         .iter()
         .any(|d| d.spec.starts_with("wgpu:") && d.usable);
     if has_adapter {
-        let (_, on_gpu) = run_on(&DeviceSpec::Wgpu(None), EmbedMiniLm(folder, r.sentences.clone())).unwrap();
+        let (_, on_gpu) = run_on(
+            &DeviceSpec::Wgpu(None),
+            EmbedMiniLm(folder, r.sentences.clone()),
+        )
+        .unwrap();
         let d = max_diff(&on_gpu, &vectors);
         assert!(d <= 1e-4, "wgpu vs cpu: {d:e}");
         assert!(cosines(&on_gpu).iter().all(|c| *c >= 0.9999));
     } else {
-        assert!(std::env::var("CI").is_err(), "no wgpu adapter under CI=true");
+        assert!(
+            std::env::var("CI").is_err(),
+            "no wgpu adapter under CI=true"
+        );
     }
 }

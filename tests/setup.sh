@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and a fresh machine lacks; does nothing for what is there.
 #   apt: mesa-vulkan-drivers (software Vulkan for the wgpu tests), chromium + chromium-driver
-#   (browser tests), the wasm32 target, and wasm-bindgen-cli at the version Cargo.lock pins.
+#   (browser tests), curl (the MiniLM test fetches its wheel once), the wasm32 target, and wasm-bindgen-cli at the version Cargo.lock pins.
 # Tools go to $XTAL_TOOLS (default ~/.cache/xtal/tools); print `export PATH=…` lines to eval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ tools="${XTAL_TOOLS:-$HOME/.cache/xtal/tools}"
 mkdir -p "$tools/bin"
 
 need_apt=()
-for pkg in mesa-vulkan-drivers libvulkan1 chromium chromium-driver; do
+for pkg in mesa-vulkan-drivers libvulkan1 chromium chromium-driver curl ca-certificates; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

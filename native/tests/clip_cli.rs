@@ -438,3 +438,204 @@ fn tensor_heads_train_on_frozen_embeddings_evaluate_and_name_bad_input() {
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn hf_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/hf")
+        .join(name)
+}
+
+/// Values per tensor of a fixture's model.safetensors, by its HF names.
+fn hf_tensor_sizes(dir: &Path) -> Vec<(String, usize)> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let shape = v["shape"].as_array().unwrap();
+            (
+                k.clone(),
+                shape.iter().map(|d| d.as_u64().unwrap() as usize).product(),
+            )
+        })
+        .collect()
+}
+
+/// CLIP with a pretrained HF text side (the tiny BERT fixture): trains its top layer, pooler
+/// and projections only, evaluates, and is refused by `bundle pack` with a reason.
+#[test]
+fn clip_trains_with_a_huggingface_text_encoder() {
+    let dir = scratch("hf");
+    dataset(&dir.join("data"));
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    let bert = hf_fixture("bert");
+    let model = format!("model.text_model_name={}", bert.display());
+    let out = train(
+        &data,
+        &run,
+        &[
+            "--no-plots",
+            "--set",
+            "model.text_backend=huggingface",
+            "--set",
+            &model,
+            "--set",
+            "model.text_pooling=first",
+            "--set",
+            "model.train_top_n_layers=1",
+            "--set",
+            "model.train_text_layernorm_only=false",
+            "--set",
+            "training.learning_rate=0.01",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Top BERT layer + pooler (by the checkpoint's own names), text projection 32→16,
+    // structure projection 16→16, temperature.
+    let top: usize = hf_tensor_sizes(&bert)
+        .iter()
+        .filter(|(n, _)| n.starts_with("encoder.layer.1.") || n.starts_with("pooler."))
+        .map(|(_, s)| s)
+        .sum();
+    let expected = top + (32 * 16 + 16) + (16 * 16 + 16) + 1;
+    assert!(
+        stderr(&out).contains(&format!("trainable: {expected} of ")),
+        "expected {expected} trainable: {}",
+        stderr(&out)
+    );
+    let epochs: Vec<Value> = epoch_lines(&run)
+        .into_iter()
+        .filter(|l| l["kind"] == "epoch")
+        .collect();
+    let first = epochs[0]["train_loss"].as_f64().unwrap();
+    let last = epochs.last().unwrap()["train_loss"].as_f64().unwrap();
+    assert!(last < first, "train loss {first} → {last}");
+
+    let out = xtal(&["eval", "clip", "--run", run.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        run.to_str().unwrap(),
+        "-o",
+        dir.join("b.xtal").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("HuggingFace"), "{}", stderr(&out));
+    assert!(!dir.join("b.xtal").exists());
+
+    // A folder that is not there, and an unknown pooling, are named.
+    let out = train(
+        &data,
+        &dir.join("run2"),
+        &[
+            "--set",
+            "model.text_backend=huggingface",
+            "--set",
+            "model.text_model_name=/no/such/model",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/no/such/model"), "{}", stderr(&out));
+    let out = train(
+        &data,
+        &dir.join("run3"),
+        &[
+            "--set",
+            "model.text_backend=huggingface",
+            "--set",
+            &model,
+            "--set",
+            "model.text_pooling=median",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("text_pooling"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `xtal embed text --model DIR`: transformers' pooled vectors (fixture), as JSON and `.npy`.
+#[test]
+fn embed_text_with_a_model_folder_matches_transformers() {
+    let bert = hf_fixture("bert");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(bert.join("xtal_reference.json")).unwrap())
+            .unwrap();
+    let sentences: Vec<&str> = reference["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for (pooling, key) in [
+        ("mean", "pooled_mean"),
+        ("max", "pooled_max"),
+        ("last", "pooled_last"),
+    ] {
+        let mut args = vec![
+            "embed",
+            "text",
+            "--model",
+            bert.to_str().unwrap(),
+            "--pooling",
+            pooling,
+            "--json",
+        ];
+        args.extend(&sentences);
+        let out = xtal(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let got: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+        let want = reference[key].as_array().unwrap();
+        assert_eq!(got.len(), sentences.len());
+        for (g, w) in got.iter().zip(want) {
+            for (a, b) in g.iter().zip(w.as_array().unwrap()) {
+                assert!(
+                    (a - b.as_f64().unwrap()).abs() <= 1e-4,
+                    "{pooling}: {a} vs {b}"
+                );
+            }
+        }
+    }
+    let dir = scratch("embed-model");
+    let npy = dir.join("e.npy");
+    let mut args = vec![
+        "embed",
+        "text",
+        "--model",
+        bert.to_str().unwrap(),
+        "--normalize",
+        "--out",
+        npy.to_str().unwrap(),
+    ];
+    args.extend(&sentences);
+    let out = xtal(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let bytes = std::fs::read(&npy).unwrap();
+    let array = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(array.shape(), &[4, 32]);
+    let values: Vec<f32> = array.into_vec().unwrap();
+    for row in values.chunks(32) {
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+    }
+    // A folder without weights: exit 2 naming the file.
+    let broken = dir.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(bert.join(f), broken.join(f)).unwrap();
+    }
+    let out = xtal(&["embed", "text", "--model", broken.to_str().unwrap(), "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("model.safetensors"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

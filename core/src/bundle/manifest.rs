@@ -163,6 +163,11 @@ impl Manifest {
         if self.model.embed_dim != c.text.embed_dim || c.structure.embed_dim != c.text.embed_dim {
             return bad("model.embed_dim disagrees with model.config".into());
         }
+        if c.text.huggingface.is_some() {
+            return bad(
+                "model.config.text.huggingface: bundles carry byte-level text encoders only".into(),
+            );
+        }
         if self.tokenizer.max_len != c.text.max_len {
             return bad("tokenizer.max_len disagrees with model.config.text.max_len".into());
         }

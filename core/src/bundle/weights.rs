@@ -24,7 +24,10 @@ pub fn to_safetensors<B: Backend, M: ModuleSnapshot<B>>(
     model: &M,
     half: bool,
 ) -> Result<Vec<u8>, BundleError> {
-    let mut store = SafetensorsStore::from_bytes(None).clear_metadata();
+    // Enum variants (`TextEncoder::Bytes`) are not part of the names.
+    let mut store = SafetensorsStore::from_bytes(None)
+        .clear_metadata()
+        .skip_enum_variants(true);
     if half {
         // Every float parameter, the temperature included (it has no module type).
         store = store.with_to_adapter(AllFloats(DType::F16));
@@ -68,7 +71,7 @@ pub fn load_into<B: Backend, M: ModuleSnapshot<B>>(
 ) -> Result<M, BundleError> {
     let expected: Vec<(String, Vec<usize>)> = {
         let mut v: Vec<_> = model
-            .collect(None, None, false)
+            .collect(None, None, true)
             .iter()
             .map(|s| (s.full_path(), s.shape.to_vec()))
             .collect();
@@ -107,6 +110,7 @@ pub fn load_into<B: Backend, M: ModuleSnapshot<B>>(
         });
     }
     let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()))
+        .skip_enum_variants(true)
         .with_from_adapter(AllFloats(DType::F32))
         .allow_partial(false)
         .validate(true);

@@ -1,4 +1,5 @@
-//! Structure–text CLIP: a byte-level Transformer text encoder and a projector over structure
+//! Structure–text CLIP: a text encoder (our byte-level Transformer, or a pretrained
+//! HuggingFace encoder from [`super::hf`] with pooling) and a projector over structure
 //! embeddings, both L2-normalised into one space, trained with the symmetric cross-entropy
 //! under a learnable temperature.
 //!
@@ -16,6 +17,8 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
+
+use super::hf::{Freezing, HfEncoder, HfEncoderConfig, HfError, HfTokenizer, Pooling};
 
 /// Bytes become ids 3 … 258; 0 pads, 1 starts, 2 ends a text.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,6 +70,90 @@ impl ByteTokenizer {
     }
 }
 
+/// The tokenizer of a CLIP text encoder.
+#[derive(Debug, Clone)]
+pub enum TextTokenizer {
+    Bytes(ByteTokenizer),
+    HuggingFace(Box<HfTokenizer>),
+}
+
+impl TextTokenizer {
+    /// Every text's ids, once (training reads them every epoch); an error names the text.
+    pub fn encode_all(&self, texts: &[&str]) -> Result<TokenizedTexts, HfError> {
+        Ok(match self {
+            TextTokenizer::Bytes(t) => TokenizedTexts {
+                ids: texts
+                    .iter()
+                    .map(|s| {
+                        t.encode(s)
+                            .0
+                            .into_iter()
+                            .take_while(|i| *i != ByteTokenizer::PAD)
+                            .collect()
+                    })
+                    .collect(),
+                pad_id: ByteTokenizer::PAD,
+                pad_to: Some(t.max_len),
+            },
+            TextTokenizer::HuggingFace(t) => TokenizedTexts {
+                ids: t
+                    .encode(texts)?
+                    .into_iter()
+                    .map(|ids| ids.into_iter().map(i64::from).collect())
+                    .collect(),
+                pad_id: t.pad_id(),
+                pad_to: None,
+            },
+        })
+    }
+}
+
+/// Token ids of a set of texts, padded per batch.
+#[derive(Debug, Clone)]
+pub struct TokenizedTexts {
+    ids: Vec<Vec<i64>>,
+    pad_id: i64,
+    /// Byte-level: always `max_len` (as the encoder was built); HF: the batch's longest.
+    pad_to: Option<usize>,
+}
+
+impl TokenizedTexts {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Ids `[batch, len]` and padding mask (true = pad) of the texts `idx`.
+    pub fn batch<B: Backend>(
+        &self,
+        idx: &[usize],
+        device: &B::Device,
+    ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
+        let longest = idx
+            .iter()
+            .map(|&i| self.ids[i].len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let len = self.pad_to.unwrap_or(longest);
+        let (mut ids, mut pad) = (Vec::with_capacity(idx.len() * len), Vec::new());
+        for &i in idx {
+            let row = &self.ids[i];
+            ids.extend(row.iter().copied());
+            ids.extend(std::iter::repeat_n(self.pad_id, len - row.len()));
+            pad.extend((0..len).map(|p| p >= row.len()));
+        }
+        let shape = [idx.len(), len];
+        (
+            Tensor::from_data(TensorData::new(ids, shape), device),
+            Tensor::from_data(TensorData::new(pad, shape), device),
+        )
+    }
+}
+
 #[derive(Config, Debug)]
 pub struct TextEncoderConfig {
     #[config(default = 512)]
@@ -82,12 +169,46 @@ pub struct TextEncoderConfig {
     /// Size of the shared embedding space.
     #[config(default = 512)]
     pub embed_dim: usize,
+    /// A pretrained HuggingFace encoder instead of the byte-level Transformer (whose
+    /// width/layers/heads are then unused; `max_len` caps the tokens).
+    #[config(default = "None")]
+    pub huggingface: Option<HfTextConfig>,
+}
+
+/// The HuggingFace side of a CLIP text encoder: which folder, its architecture (from its
+/// `config.json`), how token states are pooled and what trains.
+#[derive(Config, Debug)]
+pub struct HfTextConfig {
+    /// The model folder as the user gave it (read again for the tokenizer).
+    pub model: String,
+    pub model_type: String,
+    pub encoder: HfEncoderConfig,
+    pub pooling: Pooling,
+    pub freezing: Freezing,
+}
+
+/// Our byte-level encoder, or a pretrained one. Saved weights leave the variant out of
+/// parameter paths (`text.projection.weight` either way).
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one per model; burn's Module derive does not see through a Box
+pub enum TextEncoder<B: Backend> {
+    Bytes(ByteTextEncoder<B>),
+    HuggingFace(HfTextEncoder<B>),
+}
+
+/// Pretrained encoder → pooling over real tokens → linear projection → L2 normalisation.
+#[derive(Module, Debug)]
+pub struct HfTextEncoder<B: Backend> {
+    backbone: HfEncoder<B>,
+    projection: Linear<B>,
+    #[module(skip)]
+    pooling: Pooling,
 }
 
 /// Byte embeddings + fixed sinusoidal positions → pre-norm Transformer → final LayerNorm →
 /// masked mean over real tokens → linear projection → L2 normalisation.
 #[derive(Module, Debug)]
-pub struct TextEncoder<B: Backend> {
+pub struct ByteTextEncoder<B: Backend> {
     tokens: Embedding<B>,
     positions: PositionalEncoding<B>,
     encoder: TransformerEncoder<B>,
@@ -96,8 +217,18 @@ pub struct TextEncoder<B: Backend> {
 }
 
 impl TextEncoderConfig {
+    /// A HF backbone starts from its config's random initialisation; training loads the
+    /// pretrained weights with [`Clip::with_text_backbone`].
     pub fn init<B: Backend>(&self, device: &B::Device) -> TextEncoder<B> {
-        TextEncoder {
+        if let Some(hf) = &self.huggingface {
+            return TextEncoder::HuggingFace(HfTextEncoder {
+                backbone: hf.encoder.init(device),
+                projection: LinearConfig::new(hf.encoder.hidden_size(), self.embed_dim)
+                    .init(device),
+                pooling: hf.pooling,
+            });
+        }
+        TextEncoder::Bytes(ByteTextEncoder {
             tokens: EmbeddingConfig::new(ByteTokenizer::VOCAB, self.width).init(device),
             positions: PositionalEncodingConfig::new(self.width)
                 .with_max_sequence_size(self.max_len)
@@ -113,9 +244,10 @@ impl TextEncoderConfig {
             .init(device),
             final_norm: LayerNormConfig::new(self.width).init(device),
             projection: LinearConfig::new(self.width, self.embed_dim).init(device),
-        }
+        })
     }
 
+    /// The byte-level tokenizer (bundles and the browser carry byte-level encoders only).
     pub fn tokenizer(&self) -> ByteTokenizer {
         ByteTokenizer {
             max_len: self.max_len,
@@ -125,6 +257,18 @@ impl TextEncoderConfig {
 
 impl<B: Backend> TextEncoder<B> {
     /// `ids [batch, len]`, `pad [batch, len]` (true = padding) → unit vectors `[batch, embed_dim]`.
+    pub fn forward(&self, ids: Tensor<B, 2, Int>, pad: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
+        match self {
+            TextEncoder::Bytes(m) => m.forward(ids, pad),
+            TextEncoder::HuggingFace(m) => {
+                let states = m.backbone.forward(ids, pad.clone());
+                l2_normalize(m.projection.forward(m.pooling.forward(states, pad)))
+            }
+        }
+    }
+}
+
+impl<B: Backend> ByteTextEncoder<B> {
     pub fn forward(&self, ids: Tensor<B, 2, Int>, pad: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
         let x = self.positions.forward(self.tokens.forward(ids));
         let x = self
@@ -210,8 +354,8 @@ pub struct Clip<B: Backend> {
 }
 
 impl ClipConfig {
-    /// Number of trainable values, from the configuration alone (bundles check weights
-    /// against it before allocating anything).
+    /// Number of trainable values of a byte-level model, from the configuration alone
+    /// (bundles check weights against it before allocating anything; they refuse HF text).
     pub fn parameter_count(&self) -> u64 {
         let t = &self.text;
         let (w, e) = (t.width as u64, t.embed_dim as u64);
@@ -225,6 +369,15 @@ impl ClipConfig {
         text + structure + 1
     }
 
+    /// Whether the parameter at `path` trains: everything, except the parts of a HF text
+    /// backbone its freezing leaves frozen.
+    pub fn trains(&self, path: &str) -> bool {
+        match (&self.text.huggingface, path.strip_prefix("text.backbone.")) {
+            (Some(hf), Some(rest)) => hf.freezing.trains(rest, hf.encoder.layers()),
+            _ => true,
+        }
+    }
+
     pub fn init<B: Backend>(&self, device: &B::Device) -> Clip<B> {
         Clip {
             text: self.text.init(device),
@@ -235,6 +388,14 @@ impl ClipConfig {
 }
 
 impl<B: Backend> Clip<B> {
+    /// The model with pretrained weights in its HF text backbone (no-op for byte-level text).
+    pub fn with_text_backbone(mut self, encoder: HfEncoder<B>) -> Self {
+        if let TextEncoder::HuggingFace(m) = &mut self.text {
+            m.backbone = encoder;
+        }
+        self
+    }
+
     /// Symmetric cross-entropy of a batch of matched pairs.
     pub fn loss(&self, structure: Tensor<B, 2>, text: Tensor<B, 2>) -> Tensor<B, 1> {
         clip_loss(structure, text, self.logit_scale.val())

@@ -7,16 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::PairSet;
 use crate::metrics::{RetrievalMetrics, retrieval_metrics};
-use crate::models::clip::{ByteTokenizer, Clip, MAX_LOGIT_SCALE};
+use crate::models::clip::{Clip, MAX_LOGIT_SCALE, TokenizedTexts};
 
 use super::optimizer::ModelOptimizer;
 use super::to_host;
 
-/// Structure features, token ids and padding mask of the items `idx`.
+/// Structure features, token ids and padding mask of the items `idx`; `tokens` holds the
+/// set's texts tokenized in order.
 pub fn clip_batch<B: Backend>(
     set: &PairSet,
     idx: &[usize],
-    tokenizer: &ByteTokenizer,
+    tokens: &TokenizedTexts,
     device: &B::Device,
 ) -> (Tensor<B, 2>, Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
     let mut features = Vec::with_capacity(idx.len() * set.feature_dim);
@@ -27,8 +28,7 @@ pub fn clip_batch<B: Backend>(
         TensorData::new(features, [idx.len(), set.feature_dim]),
         device,
     );
-    let texts: Vec<&str> = idx.iter().map(|&i| set.texts[i].as_str()).collect();
-    let (ids, pad) = tokenizer.batch(&texts, device);
+    let (ids, pad) = tokens.batch(idx, device);
     (structure, ids, pad)
 }
 
@@ -39,12 +39,12 @@ pub fn train_clip_epoch<B: AutodiffBackend>(
     optimizer: &mut ModelOptimizer<B, Clip<B>>,
     set: &PairSet,
     batches: &[Vec<usize>],
-    tokenizer: &ByteTokenizer,
+    tokens: &TokenizedTexts,
     device: &B::Device,
     mut on_step: impl FnMut(Tensor<B::InnerBackend, 1>, f64),
 ) -> Clip<B> {
     for idx in batches {
-        let (structure, ids, pad) = clip_batch::<B>(set, idx, tokenizer, device);
+        let (structure, ids, pad) = clip_batch::<B>(set, idx, tokens, device);
         let s = model.structure.forward(structure);
         let t = model.text.forward(ids, pad);
         let loss = model.loss(s, t);
@@ -60,13 +60,13 @@ pub fn embed_pairs<B: Backend>(
     model: &Clip<B>,
     set: &PairSet,
     idx: &[usize],
-    tokenizer: &ByteTokenizer,
+    tokens: &TokenizedTexts,
     batch_size: usize,
     device: &B::Device,
 ) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let (mut s, mut t) = (Vec::new(), Vec::new());
     for chunk in idx.chunks(batch_size.max(1)) {
-        let (structure, ids, pad) = clip_batch::<B>(set, chunk, tokenizer, device);
+        let (structure, ids, pad) = clip_batch::<B>(set, chunk, tokens, device);
         s.push(model.structure.forward(structure));
         t.push(model.text.forward(ids, pad));
     }
@@ -130,11 +130,11 @@ pub fn evaluate_clip<B: Backend>(
     model: &Clip<B>,
     set: &PairSet,
     idx: &[usize],
-    tokenizer: &ByteTokenizer,
+    tokens: &TokenizedTexts,
     batch_size: usize,
     device: &B::Device,
 ) -> ClipEvaluation {
-    let (s, t) = embed_pairs(model, set, idx, tokenizer, batch_size, device);
+    let (s, t) = embed_pairs(model, set, idx, tokens, batch_size, device);
     let sim = to_host(s.matmul(t.transpose()));
     let scale = to_host(model.logit_scale.val());
     evaluate_similarity(

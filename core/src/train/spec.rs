@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::models::clip::{ClipConfig, StructureProjectorConfig, TextEncoderConfig};
+use crate::models::hf::{Freezing, Pooling};
 use crate::models::tensor_head::{RegressionLoss, TensorHeadConfig, TensorMode};
 
 use super::checkpoint::TrainState;
@@ -534,12 +535,19 @@ impl RunSpec {
         let m = &self.model;
         let t = &self.training;
         if m.text_backend == "huggingface" {
-            return invalid(
-                "model.text_backend",
-                "\"huggingface\" encoders are not available in this version; use \"custom\"",
-            );
-        }
-        if m.text_backend != "custom" {
+            if m.text_model_name.as_deref().unwrap_or("").is_empty() {
+                return invalid(
+                    "model.text_model_name",
+                    "a local HuggingFace model folder (config.json, tokenizer.json, model.safetensors); nothing is downloaded",
+                );
+            }
+            if Pooling::from_name(&m.text_pooling).is_none() {
+                return Err(SpecError::Invalid {
+                    field: "model.text_pooling",
+                    message: format!("expected one of {}", Pooling::NAMES),
+                });
+            }
+        } else if m.text_backend != "custom" {
             return invalid(
                 "model.text_backend",
                 "expected \"custom\" or \"huggingface\"",
@@ -563,7 +571,7 @@ impl RunSpec {
         if !["linear", "mlp"].contains(&m.graph_projector.as_str()) {
             return invalid("model.graph_projector", "expected \"linear\" or \"mlp\"");
         }
-        if m.text_pooling != "mean" {
+        if m.text_backend == "custom" && m.text_pooling != "mean" {
             return invalid(
                 "model.text_pooling",
                 "the byte-level encoder pools by masked mean",
@@ -636,7 +644,18 @@ impl RunSpec {
         }
     }
 
-    /// The model this specification describes, over `structure_dim`-D structure vectors.
+    /// What trains in a HF text backbone: `freeze_text_backbone`, with
+    /// `train_top_n_layers` (+ pooler) and `train_text_layernorm_only` opening parts of it.
+    pub fn text_freezing(&self) -> Freezing {
+        let m = &self.model;
+        Freezing::new()
+            .with_backbone(m.freeze_text_backbone)
+            .with_train_top_layers(m.train_top_n_layers.unwrap_or(0))
+            .with_train_norms(m.train_text_layernorm_only)
+    }
+
+    /// The model this specification describes, over `structure_dim`-D structure vectors
+    /// (a HF text side is added by the front end, which reads the model folder).
     pub fn clip_config(&self, structure_dim: usize) -> ClipConfig {
         let m = &self.model;
         let hidden = match m.graph_projector.as_str() {

@@ -48,9 +48,17 @@ pub struct Args {
     /// Measure bundles instead: pack/load of a 20M-parameter model, search over 100,000 entries.
     #[arg(long)]
     bundle: bool,
-    /// The PyTorch baseline (native/benches/clip_baseline.py) to run beside --clip.
-    #[arg(long, requires = "clip")]
+    /// The PyTorch baseline to run beside --clip (native/benches/clip_baseline.py) or
+    /// --text-model (native/benches/minilm_baseline.py).
+    #[arg(long)]
     torch: Option<std::path::PathBuf>,
+    /// Measure a HuggingFace text encoder folder instead (e.g. all-MiniLM-L6-v2): batch-1
+    /// latency and batch-32 throughput at 128 tokens.
+    #[arg(long, value_name = "DIR")]
+    text_model: Option<std::path::PathBuf>,
+    /// Timed runs per measurement (median; batch 1 runs five times as many).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
 }
 
 #[derive(serde::Serialize)]
@@ -163,6 +171,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.bundle {
         return super::bench_bundle::run(args.json);
+    }
+    if let Some(model) = &args.text_model {
+        return super::bench_text::run(super::bench_text::TextBench {
+            model,
+            devices: &args.devices,
+            runs: args.runs.max(1),
+            python: args.torch.as_deref(),
+            json: args.json,
+        });
     }
     if args.clip {
         return super::bench_clip::run(super::bench_clip::ClipBench {

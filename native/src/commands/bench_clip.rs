@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use xtal_core::data::{Layout, PairSet};
 use xtal_core::device::{OnDevice, run_on};
-use xtal_core::models::clip::Clip;
+use xtal_core::models::clip::{Clip, TextTokenizer};
 use xtal_core::train::clip::train_clip_epoch;
 use xtal_core::train::spec::RunSpec;
 use xtal_core::train::{ModelOptimizer, OptimizerSettings, WarmupCosine};
@@ -81,7 +81,6 @@ impl OnDevice for Throughput<'_> {
     type Output = f64;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> f64 {
         let config = self.spec.clip_config(STRUCTURE_DIM);
-        let tokenizer = config.text.tokenizer();
         B::seed(&device, 1);
         let mut model: Clip<B> = config.init(&device);
         let t = &self.spec.training;
@@ -103,6 +102,10 @@ impl OnDevice for Throughput<'_> {
             [model.logit_scale.id],
         );
         let set = pairs(BATCH);
+        let texts: Vec<&str> = set.texts.iter().map(String::as_str).collect();
+        let tokenizer = TextTokenizer::Bytes(config.text.tokenizer())
+            .encode_all(&texts)
+            .expect("byte-level tokenization cannot fail");
         let batch = vec![(0..BATCH).collect::<Vec<_>>()];
         let mut step = |model: Clip<B>| {
             let mut loss = 0.0;

@@ -205,6 +205,15 @@ fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         args.index.as_deref(),
         args.graph_emb_dir.as_deref(),
     )?;
+    if let Some(hf) = &loaded.info.model.text.huggingface {
+        return Err(BadInput(format!(
+            "{}: its text encoder is the HuggingFace model {} ({}); bundles carry byte-level text encoders only so far",
+            args.run.display(),
+            hf.model,
+            hf.model_type
+        ))
+        .into());
+    }
     let checkpoint = loaded.run.load_checkpoint(&args.checkpoint)?;
     let (structure_input, element_table) = structure_input(&loaded)?;
     let device = super::one_device(&args.device)?;

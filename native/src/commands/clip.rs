@@ -17,6 +17,7 @@ use xtal_core::metrics::retrieval_metrics;
 use xtal_core::models::clip::{Clip, ClipConfig};
 use xtal_core::train::clip::{ClipEvaluation, embed_pairs, evaluate_clip, train_clip_epoch};
 use xtal_core::train::spec::RunSpec;
+use xtal_core::train::trainable::{set_trainable, trainable_parameters};
 use xtal_core::train::{ModelOptimizer, TrainState, model_from_bytes, to_host};
 use xtal_core::viz::{TsneConfig, tsne};
 
@@ -216,7 +217,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let config = spec.clip_config(set.feature_dim);
+    let mut config = spec.clip_config(set.feature_dim);
+    config.text.huggingface = super::text_model::hf_text_config(&spec)?;
 
     if !args.resume {
         run.create(args.force, " or --resume to continue it")?;
@@ -345,7 +347,7 @@ impl OnDevice for TrainTask<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let t = &self.spec.training;
-        let tokenizer = self.config.text.tokenizer();
+        let tokenizer = super::text_model::tokenize(self.config, self.set)?;
         let train_idx = self.set.indices(false);
         let val_idx = if t.use_validation {
             self.set.indices(true)
@@ -366,8 +368,24 @@ impl OnDevice for TrainTask<'_> {
             })?;
             Some((c.optimizer, c.state))
         } else {
+            if let Some(hf) = &self.config.text.huggingface {
+                let pretrained = super::text_model::load_folder::<B>(
+                    Path::new(&hf.model),
+                    self.config.text.max_len,
+                    &device,
+                )?;
+                model = model.with_text_backbone(pretrained.encoder);
+            }
             None
         };
+        let model_size = model.num_params();
+        model = set_trainable(model, |path| self.config.trains(path));
+        if self.config.text.huggingface.is_some() {
+            eprintln!(
+                "trainable: {} of {model_size} parameters",
+                trainable_parameters(&model)
+            );
+        }
         // After loading: parameter ids come from the checkpoint, and the temperature must be
         // recognised by its id to stay exempt from weight decay.
         let mut optimizer = ModelOptimizer::<B, Clip<B>>::new(settings, [model.logit_scale.id]);
@@ -729,7 +747,7 @@ impl OnDevice for EmbedTask<'_> {
             &model,
             self.set,
             self.idx,
-            &self.config.text.tokenizer(),
+            &super::text_model::tokenize(self.config, self.set)?,
             self.batch_size,
             &device,
         );
@@ -750,7 +768,7 @@ impl OnDevice for EvalTask<'_> {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let model: Clip<B::InnerBackend> =
             model_from_bytes(self.config.init(&device), self.weights, &device)?;
-        let tokenizer = self.config.text.tokenizer();
+        let tokenizer = super::text_model::tokenize(self.config, self.set)?;
         Ok(evaluate_clip(
             &model,
             self.set,

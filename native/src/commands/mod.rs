@@ -2,6 +2,7 @@ pub mod bench;
 mod bench_bundle;
 mod bench_clip;
 mod bench_structures;
+mod bench_text;
 pub mod bundle;
 pub mod cif;
 pub mod clip;

@@ -5,9 +5,13 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use xtal_core::data::PairSet;
 use xtal_core::device::{OnDevice, run_on};
-use xtal_core::models::clip::l2_normalize;
-use xtal_core::models::hf::{HfFiles, HfLoaded, Pooling, load};
+use xtal_core::models::clip::{
+    ClipConfig, HfTextConfig, TextTokenizer, TokenizedTexts, l2_normalize,
+};
+use xtal_core::models::hf::{HfFiles, HfLoaded, HfTokenizer, Pooling, load, parse_config};
+use xtal_core::train::spec::RunSpec;
 
 use crate::exit::BadInput;
 
@@ -24,16 +28,70 @@ pub fn load_folder<B: Backend>(
         ))
         .into());
     }
-    let read = |name: &str| match std::fs::read(dir.join(name)) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    };
+    let read = |name: &str| read_optional(&dir.join(name));
     let files = HfFiles {
         folder: dir.display().to_string(),
         read: &read,
     };
     Ok(load::<B>(&files, max_len, device)?)
+}
+
+fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn required(path: &Path) -> anyhow::Result<Vec<u8>> {
+    read_optional(path)?.ok_or_else(|| BadInput(format!("{}: missing", path.display())).into())
+}
+
+/// The CLIP text side a specification asks for: `None` for the byte-level encoder; for
+/// `text_backend: "huggingface"` the folder's architecture (from its config.json).
+pub fn hf_text_config(spec: &RunSpec) -> anyhow::Result<Option<HfTextConfig>> {
+    let m = &spec.model;
+    if m.text_backend != "huggingface" {
+        return Ok(None);
+    }
+    let dir = Path::new(m.text_model_name.as_deref().unwrap_or_default());
+    if !dir.is_dir() {
+        return Err(BadInput(format!(
+            "model.text_model_name: {} is not a folder (a local HuggingFace model folder; nothing is downloaded)",
+            dir.display()
+        ))
+        .into());
+    }
+    let path = dir.join("config.json");
+    let (model_type, encoder) = parse_config(&required(&path)?, &path.display().to_string())?;
+    Ok(Some(HfTextConfig::new(
+        dir.display().to_string(),
+        model_type,
+        encoder,
+        parse_pooling(&m.text_pooling)?,
+        spec.text_freezing(),
+    )))
+}
+
+/// The set's texts tokenized as `config`'s text encoder reads them (a HF tokenizer comes
+/// from the model folder the config names).
+pub fn tokenize(config: &ClipConfig, set: &PairSet) -> anyhow::Result<TokenizedTexts> {
+    let tokenizer = match &config.text.huggingface {
+        None => TextTokenizer::Bytes(config.text.tokenizer()),
+        Some(hf) => {
+            let path = Path::new(&hf.model).join("tokenizer.json");
+            TextTokenizer::HuggingFace(Box::new(HfTokenizer::from_bytes(
+                &required(&path)?,
+                &path.display().to_string(),
+                hf.encoder.vocab_size(),
+                hf.encoder.pad_token_id(),
+                config.text.max_len.min(hf.encoder.max_tokens()),
+            )?))
+        }
+    };
+    let texts: Vec<&str> = set.texts.iter().map(String::as_str).collect();
+    Ok(tokenizer.encode_all(&texts)?)
 }
 
 /// The pooling named on the command line or in a config.
@@ -70,9 +128,13 @@ impl OnDevice for EmbedTexts<'_> {
             if self.normalize {
                 pooled = l2_normalize(pooled);
             }
-            out.extend(pooled.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| {
-                anyhow::anyhow!("reading embeddings from the device: {e:?}")
-            })?);
+            out.extend(
+                pooled
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading embeddings from the device: {e:?}"))?,
+            );
         }
         Ok((out, width))
     }

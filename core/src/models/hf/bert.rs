@@ -12,29 +12,86 @@ use super::{Activation, HfError, arange_ids, attend, merge_heads, split_heads};
 
 /// Our parameter paths → HF tensor names (without the `bert.`/`roberta.`/… prefix).
 pub const HF_NAMES: &[(&str, &str)] = &[
-    ("embeddings.words.weight", "embeddings.word_embeddings.weight"),
-    ("embeddings.positions.weight", "embeddings.position_embeddings.weight"),
-    ("embeddings.token_types.weight", "embeddings.token_type_embeddings.weight"),
+    (
+        "embeddings.words.weight",
+        "embeddings.word_embeddings.weight",
+    ),
+    (
+        "embeddings.positions.weight",
+        "embeddings.position_embeddings.weight",
+    ),
+    (
+        "embeddings.token_types.weight",
+        "embeddings.token_type_embeddings.weight",
+    ),
     ("embeddings.norm.gamma", "embeddings.LayerNorm.weight"),
     ("embeddings.norm.beta", "embeddings.LayerNorm.bias"),
     ("embeddings.projection.weight", "embeddings_project.weight"),
     ("embeddings.projection.bias", "embeddings_project.bias"),
-    ("layers.{i}.query.weight", "encoder.layer.{i}.attention.self.query.weight"),
-    ("layers.{i}.query.bias", "encoder.layer.{i}.attention.self.query.bias"),
-    ("layers.{i}.key.weight", "encoder.layer.{i}.attention.self.key.weight"),
-    ("layers.{i}.key.bias", "encoder.layer.{i}.attention.self.key.bias"),
-    ("layers.{i}.value.weight", "encoder.layer.{i}.attention.self.value.weight"),
-    ("layers.{i}.value.bias", "encoder.layer.{i}.attention.self.value.bias"),
-    ("layers.{i}.attention_out.weight", "encoder.layer.{i}.attention.output.dense.weight"),
-    ("layers.{i}.attention_out.bias", "encoder.layer.{i}.attention.output.dense.bias"),
-    ("layers.{i}.attention_norm.gamma", "encoder.layer.{i}.attention.output.LayerNorm.weight"),
-    ("layers.{i}.attention_norm.beta", "encoder.layer.{i}.attention.output.LayerNorm.bias"),
-    ("layers.{i}.intermediate.weight", "encoder.layer.{i}.intermediate.dense.weight"),
-    ("layers.{i}.intermediate.bias", "encoder.layer.{i}.intermediate.dense.bias"),
-    ("layers.{i}.output.weight", "encoder.layer.{i}.output.dense.weight"),
-    ("layers.{i}.output.bias", "encoder.layer.{i}.output.dense.bias"),
-    ("layers.{i}.output_norm.gamma", "encoder.layer.{i}.output.LayerNorm.weight"),
-    ("layers.{i}.output_norm.beta", "encoder.layer.{i}.output.LayerNorm.bias"),
+    (
+        "layers.{i}.query.weight",
+        "encoder.layer.{i}.attention.self.query.weight",
+    ),
+    (
+        "layers.{i}.query.bias",
+        "encoder.layer.{i}.attention.self.query.bias",
+    ),
+    (
+        "layers.{i}.key.weight",
+        "encoder.layer.{i}.attention.self.key.weight",
+    ),
+    (
+        "layers.{i}.key.bias",
+        "encoder.layer.{i}.attention.self.key.bias",
+    ),
+    (
+        "layers.{i}.value.weight",
+        "encoder.layer.{i}.attention.self.value.weight",
+    ),
+    (
+        "layers.{i}.value.bias",
+        "encoder.layer.{i}.attention.self.value.bias",
+    ),
+    (
+        "layers.{i}.attention_out.weight",
+        "encoder.layer.{i}.attention.output.dense.weight",
+    ),
+    (
+        "layers.{i}.attention_out.bias",
+        "encoder.layer.{i}.attention.output.dense.bias",
+    ),
+    (
+        "layers.{i}.attention_norm.gamma",
+        "encoder.layer.{i}.attention.output.LayerNorm.weight",
+    ),
+    (
+        "layers.{i}.attention_norm.beta",
+        "encoder.layer.{i}.attention.output.LayerNorm.bias",
+    ),
+    (
+        "layers.{i}.intermediate.weight",
+        "encoder.layer.{i}.intermediate.dense.weight",
+    ),
+    (
+        "layers.{i}.intermediate.bias",
+        "encoder.layer.{i}.intermediate.dense.bias",
+    ),
+    (
+        "layers.{i}.output.weight",
+        "encoder.layer.{i}.output.dense.weight",
+    ),
+    (
+        "layers.{i}.output.bias",
+        "encoder.layer.{i}.output.dense.bias",
+    ),
+    (
+        "layers.{i}.output_norm.gamma",
+        "encoder.layer.{i}.output.LayerNorm.weight",
+    ),
+    (
+        "layers.{i}.output_norm.beta",
+        "encoder.layer.{i}.output.LayerNorm.bias",
+    ),
     ("pooler.weight", "pooler.dense.weight"),
     ("pooler.bias", "pooler.dense.bias"),
 ];
@@ -95,7 +152,10 @@ impl BertConfig {
     }
 
     pub fn init<B: Backend>(&self, device: &B::Device) -> Bert<B> {
-        let (h, e) = (self.hidden_size, self.embedding_size.unwrap_or(self.hidden_size));
+        let (h, e) = (
+            self.hidden_size,
+            self.embedding_size.unwrap_or(self.hidden_size),
+        );
         let norm = |w| {
             LayerNormConfig::new(w)
                 .with_epsilon(self.layer_norm_eps)

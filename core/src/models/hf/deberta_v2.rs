@@ -11,32 +11,104 @@ use super::{Activation, HfError, arange_ids, merge_heads, split_heads};
 
 /// Our parameter paths → HF tensor names (without the `deberta.` prefix).
 pub const HF_NAMES: &[(&str, &str)] = &[
-    ("embeddings.words.weight", "embeddings.word_embeddings.weight"),
-    ("embeddings.positions.weight", "embeddings.position_embeddings.weight"),
-    ("embeddings.token_types.weight", "embeddings.token_type_embeddings.weight"),
-    ("embeddings.projection.weight", "embeddings.embed_proj.weight"),
+    (
+        "embeddings.words.weight",
+        "embeddings.word_embeddings.weight",
+    ),
+    (
+        "embeddings.positions.weight",
+        "embeddings.position_embeddings.weight",
+    ),
+    (
+        "embeddings.token_types.weight",
+        "embeddings.token_type_embeddings.weight",
+    ),
+    (
+        "embeddings.projection.weight",
+        "embeddings.embed_proj.weight",
+    ),
     ("embeddings.norm.gamma", "embeddings.LayerNorm.weight"),
     ("embeddings.norm.beta", "embeddings.LayerNorm.bias"),
-    ("layers.{i}.query.weight", "encoder.layer.{i}.attention.self.query_proj.weight"),
-    ("layers.{i}.query.bias", "encoder.layer.{i}.attention.self.query_proj.bias"),
-    ("layers.{i}.key.weight", "encoder.layer.{i}.attention.self.key_proj.weight"),
-    ("layers.{i}.key.bias", "encoder.layer.{i}.attention.self.key_proj.bias"),
-    ("layers.{i}.value.weight", "encoder.layer.{i}.attention.self.value_proj.weight"),
-    ("layers.{i}.value.bias", "encoder.layer.{i}.attention.self.value_proj.bias"),
-    ("layers.{i}.pos_key.weight", "encoder.layer.{i}.attention.self.pos_key_proj.weight"),
-    ("layers.{i}.pos_key.bias", "encoder.layer.{i}.attention.self.pos_key_proj.bias"),
-    ("layers.{i}.pos_query.weight", "encoder.layer.{i}.attention.self.pos_query_proj.weight"),
-    ("layers.{i}.pos_query.bias", "encoder.layer.{i}.attention.self.pos_query_proj.bias"),
-    ("layers.{i}.attention_out.weight", "encoder.layer.{i}.attention.output.dense.weight"),
-    ("layers.{i}.attention_out.bias", "encoder.layer.{i}.attention.output.dense.bias"),
-    ("layers.{i}.attention_norm.gamma", "encoder.layer.{i}.attention.output.LayerNorm.weight"),
-    ("layers.{i}.attention_norm.beta", "encoder.layer.{i}.attention.output.LayerNorm.bias"),
-    ("layers.{i}.intermediate.weight", "encoder.layer.{i}.intermediate.dense.weight"),
-    ("layers.{i}.intermediate.bias", "encoder.layer.{i}.intermediate.dense.bias"),
-    ("layers.{i}.output.weight", "encoder.layer.{i}.output.dense.weight"),
-    ("layers.{i}.output.bias", "encoder.layer.{i}.output.dense.bias"),
-    ("layers.{i}.output_norm.gamma", "encoder.layer.{i}.output.LayerNorm.weight"),
-    ("layers.{i}.output_norm.beta", "encoder.layer.{i}.output.LayerNorm.bias"),
+    (
+        "layers.{i}.query.weight",
+        "encoder.layer.{i}.attention.self.query_proj.weight",
+    ),
+    (
+        "layers.{i}.query.bias",
+        "encoder.layer.{i}.attention.self.query_proj.bias",
+    ),
+    (
+        "layers.{i}.key.weight",
+        "encoder.layer.{i}.attention.self.key_proj.weight",
+    ),
+    (
+        "layers.{i}.key.bias",
+        "encoder.layer.{i}.attention.self.key_proj.bias",
+    ),
+    (
+        "layers.{i}.value.weight",
+        "encoder.layer.{i}.attention.self.value_proj.weight",
+    ),
+    (
+        "layers.{i}.value.bias",
+        "encoder.layer.{i}.attention.self.value_proj.bias",
+    ),
+    (
+        "layers.{i}.pos_key.weight",
+        "encoder.layer.{i}.attention.self.pos_key_proj.weight",
+    ),
+    (
+        "layers.{i}.pos_key.bias",
+        "encoder.layer.{i}.attention.self.pos_key_proj.bias",
+    ),
+    (
+        "layers.{i}.pos_query.weight",
+        "encoder.layer.{i}.attention.self.pos_query_proj.weight",
+    ),
+    (
+        "layers.{i}.pos_query.bias",
+        "encoder.layer.{i}.attention.self.pos_query_proj.bias",
+    ),
+    (
+        "layers.{i}.attention_out.weight",
+        "encoder.layer.{i}.attention.output.dense.weight",
+    ),
+    (
+        "layers.{i}.attention_out.bias",
+        "encoder.layer.{i}.attention.output.dense.bias",
+    ),
+    (
+        "layers.{i}.attention_norm.gamma",
+        "encoder.layer.{i}.attention.output.LayerNorm.weight",
+    ),
+    (
+        "layers.{i}.attention_norm.beta",
+        "encoder.layer.{i}.attention.output.LayerNorm.bias",
+    ),
+    (
+        "layers.{i}.intermediate.weight",
+        "encoder.layer.{i}.intermediate.dense.weight",
+    ),
+    (
+        "layers.{i}.intermediate.bias",
+        "encoder.layer.{i}.intermediate.dense.bias",
+    ),
+    (
+        "layers.{i}.output.weight",
+        "encoder.layer.{i}.output.dense.weight",
+    ),
+    (
+        "layers.{i}.output.bias",
+        "encoder.layer.{i}.output.dense.bias",
+    ),
+    (
+        "layers.{i}.output_norm.gamma",
+        "encoder.layer.{i}.output.LayerNorm.weight",
+    ),
+    (
+        "layers.{i}.output_norm.beta",
+        "encoder.layer.{i}.output.LayerNorm.bias",
+    ),
     ("relative.weight", "encoder.rel_embeddings.weight"),
     ("relative_norm.gamma", "encoder.LayerNorm.weight"),
     ("relative_norm.beta", "encoder.LayerNorm.bias"),
@@ -134,8 +206,7 @@ impl DebertaV2Config {
                     .then(|| EmbeddingConfig::new(self.max_position_embeddings, e).init(device)),
                 token_types: (self.type_vocab_size > 0)
                     .then(|| EmbeddingConfig::new(self.type_vocab_size, e).init(device)),
-                projection: (e != h)
-                    .then(|| LinearConfig::new(e, h).with_bias(false).init(device)),
+                projection: (e != h).then(|| LinearConfig::new(e, h).with_bias(false).init(device)),
                 norm: norm(h),
             },
             layers: (0..self.num_hidden_layers)
@@ -228,8 +299,13 @@ impl<B: Backend> DebertaV2<B> {
 
         // A query or key that is padding is masked (transformers: mask ⊗ mask).
         let masked = {
-            let keys = pad.clone().unsqueeze_dims::<4>(&[1, 2]).expand([batch, 1, len, len]);
-            let queries = pad.unsqueeze_dims::<4>(&[1, 3]).expand([batch, 1, len, len]);
+            let keys = pad
+                .clone()
+                .unsqueeze_dims::<4>(&[1, 2])
+                .expand([batch, 1, len, len]);
+            let queries = pad
+                .unsqueeze_dims::<4>(&[1, 3])
+                .expand([batch, 1, len, len]);
             keys.bool_or(queries).expand([batch, self.heads, len, len])
         };
         let relative = self.relative.as_ref().map(|table| {
@@ -299,7 +375,9 @@ impl<B: Backend> DebertaV2<B> {
         let x = layer
             .attention_norm
             .forward(layer.attention_out.forward(context) + x);
-        let h = self.activation.forward(layer.intermediate.forward(x.clone()));
+        let h = self
+            .activation
+            .forward(layer.intermediate.forward(x.clone()));
         layer.output_norm.forward(layer.output.forward(h) + x)
     }
 }

@@ -171,7 +171,7 @@ impl Weights {
     }
 
     /// The first of `candidates` present, as f32 with its shape and file.
-    fn get(&self, candidates: &[String]) -> Result<Option<(String, Vec<usize>, Vec<f32>)>, HfError> {
+    fn get(&self, candidates: &[String]) -> Result<Option<Found>, HfError> {
         let Some((name, &shard)) = candidates
             .iter()
             .find_map(|c| self.names.get_key_value(c.as_str()))
@@ -200,13 +200,28 @@ impl Weights {
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
-            other => return Err(bad(format!("stored as {other:?}; expected F32, F16 or BF16"))),
+            other => {
+                return Err(bad(format!(
+                    "stored as {other:?}; expected F32, F16 or BF16"
+                )));
+            }
         };
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             return Err(bad(format!("value {i} is {}", values[i])));
         }
-        Ok(Some((file.clone(), view.shape().to_vec(), values)))
+        Ok(Some(Found {
+            file: file.clone(),
+            shape: view.shape().to_vec(),
+            values,
+        }))
     }
+}
+
+/// One tensor read from a shard.
+struct Found {
+    file: String,
+    shape: Vec<usize>,
+    values: Vec<f32>,
 }
 
 /// Copies the folder's weights into `encoder` (built from its config): every parameter must
@@ -233,7 +248,11 @@ pub fn load_weights<B: Backend>(
                 candidates.push(format!("{prefix}{name}"));
             }
         }
-        let (file, shape, values) = weights.get(&candidates)?.ok_or_else(|| HfError::Tensor {
+        let Found {
+            file,
+            shape,
+            values,
+        } = weights.get(&candidates)?.ok_or_else(|| HfError::Tensor {
             file: weights
                 .shards
                 .iter()
@@ -257,9 +276,7 @@ pub fn load_weights<B: Backend>(
                     .find(|c| weights.names.contains_key(c.as_str()))
                     .cloned()
                     .unwrap_or(hf),
-                reason: format!(
-                    "shape {shape:?}, but config.json implies {expected:?}"
-                ),
+                reason: format!("shape {shape:?}, but config.json implies {expected:?}"),
             });
         }
         let data = TensorData::new(values, shape.clone());
@@ -314,7 +331,10 @@ impl ConfigKeys<'_> {
     fn field_error(&self, key: &str, expected: &str) -> HfError {
         self.error(format!(
             "field `{key}`: expected {expected}, found {}",
-            self.map.get(key).map(|v| v.to_string()).unwrap_or("nothing".into())
+            self.map
+                .get(key)
+                .map(|v| v.to_string())
+                .unwrap_or("nothing".into())
         ))
     }
 
@@ -334,7 +354,9 @@ impl ConfigKeys<'_> {
 
     pub(crate) fn i64(&self, key: &str, default: i64) -> Result<i64, HfError> {
         match self.present(key) {
-            Some(v) => v.as_i64().ok_or_else(|| self.field_error(key, "an integer")),
+            Some(v) => v
+                .as_i64()
+                .ok_or_else(|| self.field_error(key, "an integer")),
             None => Ok(default),
         }
     }
@@ -348,7 +370,9 @@ impl ConfigKeys<'_> {
 
     pub(crate) fn bool(&self, key: &str, default: bool) -> Result<bool, HfError> {
         match self.present(key) {
-            Some(v) => v.as_bool().ok_or_else(|| self.field_error(key, "true or false")),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| self.field_error(key, "true or false")),
             None => Ok(default),
         }
     }

@@ -17,7 +17,7 @@ mod tokenizer;
 
 pub use loader::{HfFiles, HfLoaded, Weights, load, load_weights, parse_config};
 pub use pooling::Pooling;
-pub use tokenizer::HfTokenizer;
+pub use tokenizer::{HfTokenizer, TokenBatch};
 
 use burn::prelude::*;
 use burn::tensor::activation;
@@ -274,13 +274,20 @@ pub(crate) fn attend<B: Backend>(
     values: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
     let [b, h, l, _] = scores.dims();
-    let keys = pad.clone().unsqueeze_dims::<4>(&[1, 2]).expand([b, h, l, l]);
+    let keys = pad
+        .clone()
+        .unsqueeze_dims::<4>(&[1, 2])
+        .expand([b, h, l, l]);
     let weights = activation::softmax(scores.mask_fill(keys, -1.0e9), 3);
     weights.matmul(values)
 }
 
 /// `0 … len-1` for every row: `[batch, len]`.
-pub(crate) fn arange_ids<B: Backend>(batch: usize, len: usize, device: &B::Device) -> Tensor<B, 2, Int> {
+pub(crate) fn arange_ids<B: Backend>(
+    batch: usize,
+    len: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
     Tensor::<B, 1, Int>::arange(0..len as i64, device)
         .unsqueeze_dim::<2>(0)
         .expand([batch, len])

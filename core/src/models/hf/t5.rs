@@ -10,23 +10,50 @@ use super::{Activation, HfError, attend, merge_heads, split_heads};
 
 /// Our parameter paths → HF tensor names; `a|b` = `a`, or else `b`.
 pub const HF_NAMES: &[(&str, &str)] = &[
-    ("embeddings.weight", "shared.weight|encoder.embed_tokens.weight"),
+    (
+        "embeddings.weight",
+        "shared.weight|encoder.embed_tokens.weight",
+    ),
     (
         "relative_bias.weight",
         "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
     ),
-    ("layers.{i}.query.weight", "encoder.block.{i}.layer.0.SelfAttention.q.weight"),
-    ("layers.{i}.key.weight", "encoder.block.{i}.layer.0.SelfAttention.k.weight"),
-    ("layers.{i}.value.weight", "encoder.block.{i}.layer.0.SelfAttention.v.weight"),
-    ("layers.{i}.attention_out.weight", "encoder.block.{i}.layer.0.SelfAttention.o.weight"),
-    ("layers.{i}.attention_norm.gamma", "encoder.block.{i}.layer.0.layer_norm.weight"),
+    (
+        "layers.{i}.query.weight",
+        "encoder.block.{i}.layer.0.SelfAttention.q.weight",
+    ),
+    (
+        "layers.{i}.key.weight",
+        "encoder.block.{i}.layer.0.SelfAttention.k.weight",
+    ),
+    (
+        "layers.{i}.value.weight",
+        "encoder.block.{i}.layer.0.SelfAttention.v.weight",
+    ),
+    (
+        "layers.{i}.attention_out.weight",
+        "encoder.block.{i}.layer.0.SelfAttention.o.weight",
+    ),
+    (
+        "layers.{i}.attention_norm.gamma",
+        "encoder.block.{i}.layer.0.layer_norm.weight",
+    ),
     (
         "layers.{i}.ff_act.weight",
         "encoder.block.{i}.layer.1.DenseReluDense.wi.weight|encoder.block.{i}.layer.1.DenseReluDense.wi_0.weight",
     ),
-    ("layers.{i}.ff_linear.weight", "encoder.block.{i}.layer.1.DenseReluDense.wi_1.weight"),
-    ("layers.{i}.ff_out.weight", "encoder.block.{i}.layer.1.DenseReluDense.wo.weight"),
-    ("layers.{i}.ff_norm.gamma", "encoder.block.{i}.layer.1.layer_norm.weight"),
+    (
+        "layers.{i}.ff_linear.weight",
+        "encoder.block.{i}.layer.1.DenseReluDense.wi_1.weight",
+    ),
+    (
+        "layers.{i}.ff_out.weight",
+        "encoder.block.{i}.layer.1.DenseReluDense.wo.weight",
+    ),
+    (
+        "layers.{i}.ff_norm.gamma",
+        "encoder.block.{i}.layer.1.layer_norm.weight",
+    ),
     ("final_norm.gamma", "encoder.final_layer_norm.weight"),
 ];
 
@@ -55,7 +82,11 @@ impl T5Config {
             None => (false, proj.clone()),
         };
         // transformers maps "gated-gelu" to the tanh approximation.
-        let act = if act == "gelu" { "gelu_new".into() } else { act };
+        let act = if act == "gelu" {
+            "gelu_new".into()
+        } else {
+            act
+        };
         let activation = Activation::from_name(&act).ok_or_else(|| {
             keys.error(format!(
                 "feed_forward_proj `{proj}`: unknown activation `{act}` (relu, gelu, silu)"
@@ -87,8 +118,11 @@ impl T5Config {
         };
         T5Encoder {
             embeddings: EmbeddingConfig::new(self.vocab_size, d).init(device),
-            relative_bias: EmbeddingConfig::new(self.relative_attention_num_buckets, self.num_heads)
-                .init(device),
+            relative_bias: EmbeddingConfig::new(
+                self.relative_attention_num_buckets,
+                self.num_heads,
+            )
+            .init(device),
             layers: (0..self.num_layers)
                 .map(|_| T5Layer {
                     query: linear(d, inner),

@@ -7,6 +7,9 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 use super::HfError;
 
+/// Token ids `[batch, len]` and the padding mask (true = pad).
+pub type TokenBatch<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Bool>);
+
 #[derive(Clone)]
 pub struct HfTokenizer {
     inner: Tokenizer,
@@ -62,6 +65,10 @@ impl HfTokenizer {
         })
     }
 
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+
     pub fn max_len(&self) -> usize {
         self.max_len
     }
@@ -84,7 +91,7 @@ impl HfTokenizer {
         &self,
         texts: &[&str],
         device: &B::Device,
-    ) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Bool>), HfError> {
+    ) -> Result<TokenBatch<B>, HfError> {
         let encoded = self.encode(texts)?;
         let longest = encoded.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let (mut ids, mut pad) = (Vec::new(), Vec::new());
