@@ -33,8 +33,8 @@ impl ByteTokenizer {
     pub const BYTE_OFFSET: i64 = 3;
     pub const VOCAB: usize = 259;
 
-    /// `[SOT] bytes… [EOT]` cut to `max_len`, padded with PAD; also the padding mask (true = pad).
-    pub fn encode(&self, text: &str) -> (Vec<i64>, Vec<bool>) {
+    /// `[SOT] bytes… [EOT]`, cut to `max_len`.
+    pub fn ids(&self, text: &str) -> Vec<i64> {
         let keep = self.max_len.saturating_sub(2);
         let mut ids = Vec::with_capacity(self.max_len);
         ids.push(Self::SOT);
@@ -44,10 +44,25 @@ impl ByteTokenizer {
                 .map(|b| b as i64 + Self::BYTE_OFFSET),
         );
         ids.push(Self::EOT);
+        ids
+    }
+
+    /// [`Self::ids`] padded with PAD to `max_len`; also the padding mask (true = pad).
+    pub fn encode(&self, text: &str) -> (Vec<i64>, Vec<bool>) {
+        let mut ids = self.ids(text);
         let used = ids.len();
         ids.resize(self.max_len, Self::PAD);
         let mask = (0..self.max_len).map(|i| i >= used).collect();
         (ids, mask)
+    }
+
+    /// Every text's ids, padded to `max_len` in batches (as the encoder was built).
+    pub fn tokenized(&self, texts: &[&str]) -> TokenizedTexts {
+        TokenizedTexts::new(
+            texts.iter().map(|t| self.ids(t)).collect(),
+            Self::PAD,
+            Some(self.max_len),
+        )
     }
 
     /// A batch as tensors: ids `[batch, max_len]` and the padding mask.
@@ -56,17 +71,7 @@ impl ByteTokenizer {
         texts: &[&str],
         device: &B::Device,
     ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
-        let (mut ids, mut mask) = (Vec::new(), Vec::new());
-        for t in texts {
-            let (i, m) = self.encode(t);
-            ids.extend(i);
-            mask.extend(m);
-        }
-        let shape = [texts.len(), self.max_len];
-        (
-            Tensor::from_data(TensorData::new(ids, shape), device),
-            Tensor::from_data(TensorData::new(mask, shape), device),
-        )
+        self.tokenized(texts).batch_all(device)
     }
 }
 
@@ -80,31 +85,10 @@ pub enum TextTokenizer {
 impl TextTokenizer {
     /// Every text's ids, once (training reads them every epoch); an error names the text.
     pub fn encode_all(&self, texts: &[&str]) -> Result<TokenizedTexts, HfError> {
-        Ok(match self {
-            TextTokenizer::Bytes(t) => TokenizedTexts {
-                ids: texts
-                    .iter()
-                    .map(|s| {
-                        t.encode(s)
-                            .0
-                            .into_iter()
-                            .take_while(|i| *i != ByteTokenizer::PAD)
-                            .collect()
-                    })
-                    .collect(),
-                pad_id: ByteTokenizer::PAD,
-                pad_to: Some(t.max_len),
-            },
-            TextTokenizer::HuggingFace(t) => TokenizedTexts {
-                ids: t
-                    .encode(texts)?
-                    .into_iter()
-                    .map(|ids| ids.into_iter().map(i64::from).collect())
-                    .collect(),
-                pad_id: t.pad_id(),
-                pad_to: None,
-            },
-        })
+        match self {
+            TextTokenizer::Bytes(t) => Ok(t.tokenized(texts)),
+            TextTokenizer::HuggingFace(t) => t.tokenized(texts),
+        }
     }
 }
 
@@ -118,12 +102,30 @@ pub struct TokenizedTexts {
 }
 
 impl TokenizedTexts {
+    /// `pad_to`: a fixed length, or `None` for each batch's longest.
+    pub fn new(ids: Vec<Vec<i64>>, pad_id: i64, pad_to: Option<usize>) -> Self {
+        TokenizedTexts {
+            ids,
+            pad_id,
+            pad_to,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// Every text, in order, as one batch.
+    pub fn batch_all<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
+        let all: Vec<usize> = (0..self.ids.len()).collect();
+        self.batch(&all, device)
     }
 
     /// Ids `[batch, len]` and padding mask (true = pad) of the texts `idx`.

@@ -1,7 +1,11 @@
 //! `xtal bench`: GFLOP/s of a 1024² matmul and an MLP forward+backward on each device,
 //! next to this CPU's nominal fp32 peak, so backends and builds compare in one run.
 
+use std::ffi::OsStr;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
@@ -82,6 +86,29 @@ impl<B: Backend> Mlp<B> {
         }
         x
     }
+}
+
+/// Runs a Python baseline script (native/benches/*.py) and reads the JSON object it prints
+/// on its last line.
+pub(super) fn python_baseline(
+    script: &Path,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+) -> anyhow::Result<serde_json::Value> {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run python3 {}", script.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or("");
+    serde_json::from_str(last).with_context(|| format!("{} printed {last:?}", script.display()))
 }
 
 /// `n` values in [-0.5, 0.5) from a seeded LCG: fixed benchmark inputs without a random crate.

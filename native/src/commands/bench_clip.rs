@@ -4,10 +4,8 @@
 //! small one, next to the same model in PyTorch (native/benches/clip_baseline.py) on this CPU.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::Context;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use xtal_core::data::{Layout, PairSet};
@@ -151,20 +149,8 @@ pub fn run(b: ClipBench) -> anyhow::Result<()> {
         }
         if let Some(script) = b.python {
             eprintln!("clip {name} in PyTorch …");
-            let out = Command::new("python3")
-                .arg(script)
-                .args(["--config", name, "--steps", &b.steps.to_string()])
-                .output()
-                .with_context(|| format!("cannot run python3 {}", script.display()))?;
-            if !out.status.success() {
-                anyhow::bail!(
-                    "{} failed: {}",
-                    script.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-                .with_context(|| format!("{}: output is not JSON", script.display()))?;
+            let steps = b.steps.to_string();
+            let v = super::bench::python_baseline(script, ["--config", name, "--steps", &steps])?;
             let rate = v["pairs_per_second"].as_f64().unwrap_or(f64::NAN);
             let label = format!("pytorch cpu ({})", v["threads"]);
             rows.push((name.clone(), label, rate));

@@ -2,6 +2,7 @@
 //! (8 Å, all neighbours), and symmetry, on one core and on all cores, optionally next to the
 //! Python path (pymatgen + FTCP as the original code computes it) measured in the same run.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -190,20 +191,12 @@ fn python_baseline(
         BadInput("--python needs --atom-init (the original FTCP reads CGCNN's table)".into())
     })?;
     eprintln!("running the Python baseline ({} structures)…", n);
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(csv)
-        .arg(n.to_string())
-        .arg(&atom_init)
-        .output()
-        .context("cannot run python3")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "Python baseline failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.lines().last().unwrap_or("");
-    serde_json::from_str(last).with_context(|| format!("Python baseline printed {last:?}"))
+    super::bench::python_baseline(
+        script,
+        [
+            csv.as_os_str(),
+            OsStr::new(&n.to_string()),
+            atom_init.as_os_str(),
+        ],
+    )
 }

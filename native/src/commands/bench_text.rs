@@ -3,11 +3,10 @@
 //! throughput at batch 32 — on each device, next to sentence-transformers on this CPU
 //! (native/benches/minilm_baseline.py, same inputs and pipeline).
 
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::clip::l2_normalize;
@@ -71,21 +70,11 @@ pub fn run(b: TextBench) -> anyhow::Result<()> {
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
     if let Some(script) = b.python {
         eprintln!("sentence-transformers (PyTorch CPU) …");
-        let out = Command::new("python3")
-            .arg(script)
-            .arg(b.model)
-            .args(["--runs", &b.runs.to_string()])
-            .output()
-            .with_context(|| format!("cannot run python3 {}", script.display()))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "{} failed: {}",
-                script.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("{}: output is not JSON", script.display()))?;
+        let runs = b.runs.to_string();
+        let v = super::bench::python_baseline(
+            script,
+            [b.model.as_os_str(), OsStr::new("--runs"), OsStr::new(&runs)],
+        )?;
         rows.push((
             format!("sentence-transformers cpu ({} threads)", v["threads"]),
             v["batch1_ms"].as_f64().unwrap_or(f64::NAN),

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use anyhow::Context;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use xtal_core::data::PairSet;
@@ -10,7 +11,7 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::clip::{
     ClipConfig, HfTextConfig, TextTokenizer, TokenizedTexts, l2_normalize,
 };
-use xtal_core::models::hf::{HfFiles, HfLoaded, HfTokenizer, Pooling, load, parse_config};
+use xtal_core::models::hf::{HfError, HfFiles, HfLoaded, HfTokenizer, Pooling, load, read_folder};
 use xtal_core::train::spec::RunSpec;
 
 use crate::exit::BadInput;
@@ -21,9 +22,14 @@ pub fn load_folder<B: Backend>(
     max_len: usize,
     device: &B::Device,
 ) -> anyhow::Result<HfLoaded<B>> {
+    in_folder(dir, |files| load::<B>(files, max_len, device))
+}
+
+/// Runs `f` over the files of a model folder (after checking it is one).
+fn in_folder<T>(dir: &Path, f: impl FnOnce(&HfFiles) -> Result<T, HfError>) -> anyhow::Result<T> {
     if !dir.is_dir() {
         return Err(BadInput(format!(
-            "{}: not a folder (expected a HuggingFace model folder with config.json, tokenizer.json and model.safetensors)",
+            "{}: not a folder (expected a HuggingFace model folder with config.json, tokenizer.json and model.safetensors; nothing is downloaded)",
             dir.display()
         ))
         .into());
@@ -33,7 +39,7 @@ pub fn load_folder<B: Backend>(
         folder: dir.display().to_string(),
         read: &read,
     };
-    Ok(load::<B>(&files, max_len, device)?)
+    Ok(f(&files)?)
 }
 
 fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
@@ -56,15 +62,8 @@ pub fn hf_text_config(spec: &RunSpec) -> anyhow::Result<Option<HfTextConfig>> {
         return Ok(None);
     }
     let dir = Path::new(m.text_model_name.as_deref().unwrap_or_default());
-    if !dir.is_dir() {
-        return Err(BadInput(format!(
-            "model.text_model_name: {} is not a folder (a local HuggingFace model folder; nothing is downloaded)",
-            dir.display()
-        ))
-        .into());
-    }
-    let path = dir.join("config.json");
-    let (model_type, encoder) = parse_config(&required(&path)?, &path.display().to_string())?;
+    // The architecture as training will load it (the weights decide a BERT pooler).
+    let (model_type, encoder, _) = in_folder(dir, read_folder).context("model.text_model_name")?;
     Ok(Some(HfTextConfig::new(
         dir.display().to_string(),
         model_type,

@@ -308,6 +308,8 @@ impl<B: Backend> DebertaV2<B> {
                 .expand([batch, 1, len, len]);
             keys.bool_or(queries).expand([batch, self.heads, len, len])
         };
+        // Shared by every layer: the (normalised) relative table and, per direction, each
+        // (query, key) pair's clamped index into it, [batch, heads, len, len].
         let relative = self.relative.as_ref().map(|table| {
             let mut r = table.weight.val();
             if let Some(norm) = &self.relative_norm {
@@ -317,7 +319,21 @@ impl<B: Backend> DebertaV2<B> {
                 .flat_map(|q| (0..len as i64).map(move |k| q - k))
                 .map(|r| log_bucket(r, self.buckets, self.max_relative))
                 .collect();
-            (r, positions)
+            let span = self.span as i64;
+            let index = |sign: i64| {
+                let v: Vec<i64> = positions
+                    .iter()
+                    .map(|r| (sign * r + span).clamp(0, 2 * span - 1))
+                    .collect();
+                Tensor::<B, 2, Int>::from_data(TensorData::new(v, [len, len]), &device)
+                    .unsqueeze_dims::<4>(&[0, 1])
+                    .expand([batch, self.heads, len, len])
+            };
+            RelativePositions {
+                table: r.unsqueeze_dim::<3>(0),
+                c2p: index(1),
+                p2c: index(-1),
+            }
         });
         for layer in &self.layers {
             x = self.layer(layer, x, &masked, relative.as_ref());
@@ -330,34 +346,24 @@ impl<B: Backend> DebertaV2<B> {
         layer: &DebertaLayer<B>,
         x: Tensor<B, 3>,
         masked: &Tensor<B, 4, Bool>,
-        relative: Option<&(Tensor<B, 2>, Vec<i64>)>,
+        relative: Option<&RelativePositions<B>>,
     ) -> Tensor<B, 3> {
         let heads = self.heads;
         let q = split_heads(layer.query.forward(x.clone()), heads);
         let k = split_heads(layer.key.forward(x.clone()), heads);
         let v = split_heads(layer.value.forward(x.clone()), heads);
-        let [batch, _, len, d] = q.dims();
+        let d = q.dims()[3];
         let factor = 1 + self.c2p as usize + self.p2c as usize;
         let scale = ((d * factor) as f64).sqrt();
         let mut scores = q.clone().matmul(k.clone().swap_dims(2, 3)) / scale;
-        if let Some((table, positions)) = relative {
-            let device = x.device();
-            // Each side's index into the 2·span table, clamped: [len, len] → [b, h, len, len].
-            let index = |sign: i64| {
-                let span = self.span as i64;
-                let v: Vec<i64> = positions
-                    .iter()
-                    .map(|r| (sign * r + span).clamp(0, 2 * span - 1))
-                    .collect();
-                Tensor::<B, 2, Int>::from_data(TensorData::new(v, [len, len]), &device)
-                    .unsqueeze_dims::<4>(&[0, 1])
-                    .expand([batch, heads, len, len])
-            };
-            let table = table.clone().unsqueeze_dim::<3>(0); // [1, 2·span, hidden]
+        if let Some(relative) = relative {
+            let table = relative.table.clone(); // [1, 2·span, hidden]
             if self.c2p {
                 let proj = layer.pos_key.as_ref().unwrap_or(&layer.key);
                 let pos_key = split_heads(proj.forward(table.clone()), heads);
-                let c2p = q.matmul(pos_key.swap_dims(2, 3)).gather(3, index(1));
+                let c2p = q
+                    .matmul(pos_key.swap_dims(2, 3))
+                    .gather(3, relative.c2p.clone());
                 scores = scores + c2p / scale;
             }
             if self.p2c {
@@ -365,7 +371,7 @@ impl<B: Backend> DebertaV2<B> {
                 let pos_query = split_heads(proj.forward(table), heads);
                 let p2c = k
                     .matmul(pos_query.swap_dims(2, 3))
-                    .gather(3, index(-1))
+                    .gather(3, relative.p2c.clone())
                     .swap_dims(2, 3);
                 scores = scores + p2c / scale;
             }
@@ -380,6 +386,13 @@ impl<B: Backend> DebertaV2<B> {
             .forward(layer.intermediate.forward(x.clone()));
         layer.output_norm.forward(layer.output.forward(h) + x)
     }
+}
+
+/// The relative-position inputs every layer shares.
+struct RelativePositions<B: Backend> {
+    table: Tensor<B, 3>,
+    c2p: Tensor<B, 4, Int>,
+    p2c: Tensor<B, 4, Int>,
 }
 
 /// DeBERTa's relative position `query − key`, log-bucketed beyond `buckets / 2` up to

@@ -52,12 +52,7 @@ pub fn load<B: Backend>(
     max_len: usize,
     device: &B::Device,
 ) -> Result<HfLoaded<B>, HfError> {
-    let config_bytes = files.require("config.json", "the model's configuration")?;
-    let (model_type, mut config) = parse_config(&config_bytes, &files.path("config.json"))?;
-    let weights = Weights::read(files)?;
-    if let HfEncoderConfig::Bert(c) = &mut config {
-        c.pooler = weights.contains_suffix("pooler.dense.weight");
-    }
+    let (model_type, config, weights) = read_folder(files)?;
     let encoder = load_weights(config.init::<B>(device), &weights)?;
     let tokenizer = HfTokenizer::from_bytes(
         &files.require("tokenizer.json", "the fast tokenizer transformers saves")?,
@@ -72,6 +67,18 @@ pub fn load<B: Backend>(
         encoder,
         tokenizer,
     })
+}
+
+/// `model_type`, the architecture exactly as [`load`] builds it — `config.json` plus what
+/// only the weights tell (whether a BERT-family checkpoint carries a pooler) — and the weights.
+pub fn read_folder(files: &HfFiles) -> Result<(String, HfEncoderConfig, Weights), HfError> {
+    let config_bytes = files.require("config.json", "the model's configuration")?;
+    let (model_type, mut config) = parse_config(&config_bytes, &files.path("config.json"))?;
+    let weights = Weights::read(files)?;
+    if let HfEncoderConfig::Bert(c) = &mut config {
+        c.pooler = weights.contains_suffix("pooler.dense.weight");
+    }
+    Ok((model_type, config, weights))
 }
 
 /// `config.json` → (`model_type`, the architecture's configuration).
@@ -210,6 +217,7 @@ impl Weights {
             return Err(bad(format!("value {i} is {}", values[i])));
         }
         Ok(Some(Found {
+            name: name.clone(),
             file: file.clone(),
             shape: view.shape().to_vec(),
             values,
@@ -217,8 +225,9 @@ impl Weights {
     }
 }
 
-/// One tensor read from a shard.
+/// One tensor read from a shard, under the name it was found by.
 struct Found {
+    name: String,
     file: String,
     shape: Vec<usize>,
     values: Vec<f32>,
@@ -249,6 +258,7 @@ pub fn load_weights<B: Backend>(
             }
         }
         let Found {
+            name,
             file,
             shape,
             values,
@@ -271,11 +281,7 @@ pub fn load_weights<B: Backend>(
         if shape != expected {
             return Err(HfError::Tensor {
                 file,
-                tensor: candidates
-                    .iter()
-                    .find(|c| weights.names.contains_key(c.as_str()))
-                    .cloned()
-                    .unwrap_or(hf),
+                tensor: name,
                 reason: format!("shape {shape:?}, but config.json implies {expected:?}"),
             });
         }

@@ -15,7 +15,7 @@ mod pooling;
 pub mod t5;
 mod tokenizer;
 
-pub use loader::{HfFiles, HfLoaded, Weights, load, load_weights, parse_config};
+pub use loader::{HfFiles, HfLoaded, Weights, load, load_weights, parse_config, read_folder};
 pub use pooling::Pooling;
 pub use tokenizer::{HfTokenizer, TokenBatch};
 

@@ -6,6 +6,7 @@ use burn::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::HfError;
+use crate::models::clip::TokenizedTexts;
 
 /// Token ids `[batch, len]` and the padding mask (true = pad).
 pub type TokenBatch<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Bool>);
@@ -65,10 +66,6 @@ impl HfTokenizer {
         })
     }
 
-    pub fn pad_id(&self) -> i64 {
-        self.pad_id
-    }
-
     pub fn max_len(&self) -> usize {
         self.max_len
     }
@@ -86,24 +83,22 @@ impl HfTokenizer {
             .collect()
     }
 
+    /// Every text's ids, padded to each batch's longest with the model's padding id.
+    pub fn tokenized(&self, texts: &[&str]) -> Result<TokenizedTexts, HfError> {
+        let ids = self
+            .encode(texts)?
+            .into_iter()
+            .map(|ids| ids.into_iter().map(i64::from).collect())
+            .collect();
+        Ok(TokenizedTexts::new(ids, self.pad_id, None))
+    }
+
     /// A right-padded batch: ids `[batch, longest]` and the padding mask (true = pad).
     pub fn batch<B: Backend>(
         &self,
         texts: &[&str],
         device: &B::Device,
     ) -> Result<TokenBatch<B>, HfError> {
-        let encoded = self.encode(texts)?;
-        let longest = encoded.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let (mut ids, mut pad) = (Vec::new(), Vec::new());
-        for e in &encoded {
-            ids.extend(e.iter().map(|&i| i as i64));
-            ids.extend(std::iter::repeat_n(self.pad_id, longest - e.len()));
-            pad.extend((0..longest).map(|i| i >= e.len()));
-        }
-        let shape = [texts.len(), longest];
-        Ok((
-            Tensor::from_data(TensorData::new(ids, shape), device),
-            Tensor::from_data(TensorData::new(pad, shape), device),
-        ))
+        Ok(self.tokenized(texts)?.batch_all(device))
     }
 }
