@@ -1,12 +1,14 @@
 //! Loading structure–text pairs from disk: a `dataset.jsonl` in the original CLIP layout
-//! (embeddings as `.npy` files) or one written by `xtal prepare` (FTCP tensors).
+//! (embeddings as `.npy` files) or one written by `xtal prepare` (FTCP tensors, or crystal
+//! graphs built from its `structures.jsonl` for graph encoders).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
-use xtal_core::data::{Layout, PairSet, decode_npy, parse_jsonl};
-use xtal_core::featurize::RowMinMax;
+use xtal_core::data::{Layout, PairRecord, PairSet, StructureItem, decode_npy, parse_jsonl};
+use xtal_core::featurize::{CrystalGraph, ElementTable, GraphConfig, RowMinMax};
+use xtal_core::structure::Structure;
 
 use crate::exit::BadInput;
 
@@ -60,12 +62,34 @@ impl DataSource {
         self.jsonl.parent().unwrap_or(Path::new("."))
     }
 
-    /// Reads the pairs; the original layout is split by (`val_fraction`, `seed`).
-    pub fn load(&self, val_fraction: f64, seed: u64) -> anyhow::Result<PairSet> {
+    /// Reads the pairs; the original layout is split by (`val_fraction`, `seed`). With
+    /// `graph`, the structure side is each record's crystal graph built with those settings.
+    pub fn load(
+        &self,
+        val_fraction: f64,
+        seed: u64,
+        graph: Option<&GraphConfig>,
+    ) -> anyhow::Result<PairSet> {
         let name = self.jsonl.display().to_string();
         let text =
             std::fs::read_to_string(&self.jsonl).with_context(|| format!("{name}: cannot read"))?;
         let records = parse_jsonl(&text, &name).map_err(|e| BadInput(e.to_string()))?;
+        if let Some(config) = graph {
+            if records.layout != Layout::Prepared {
+                return Err(BadInput(format!(
+                    "{name}: a graph encoder reads structures, which only `xtal prepare` datasets carry"
+                ))
+                .into());
+            }
+            let table = self.element_table()?;
+            let graphs = self.graphs(&records.records, config, &table)?;
+            let source_name = self.dir().join("structures.jsonl").display().to_string();
+            let mut set =
+                PairSet::assemble(&name, records, graphs, &source_name, val_fraction, seed)
+                    .map_err(|e| BadInput(e.to_string()))?;
+            set.element_table = Some(table);
+            return Ok(set);
+        }
         let (features, source_name) = match records.layout {
             Layout::Original => (
                 records
@@ -82,6 +106,65 @@ impl DataSource {
         };
         PairSet::assemble(&name, records, features, &source_name, val_fraction, seed)
             .map_err(|e| BadInput(e.to_string()).into())
+    }
+
+    /// The element table the dataset was prepared with (its summary.json names it).
+    pub fn element_table(&self) -> anyhow::Result<ElementTable> {
+        let p = self.dir().join("summary.json");
+        let named = std::fs::read_to_string(&p)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["element_table"].as_str().map(String::from));
+        match named.as_deref() {
+            None | Some("default") => Ok(ElementTable::default_table()),
+            Some(path) => crate::commands::element_table(Some(Path::new(path))),
+        }
+    }
+
+    /// The structures of the dataset (`structures.jsonl`, line k = graph k).
+    pub fn structures(&self) -> anyhow::Result<Vec<Structure>> {
+        let p = self.dir().join("structures.jsonl");
+        let text = std::fs::read_to_string(&p).map_err(|e| {
+            BadInput(format!(
+                "{}: cannot read ({e}); datasets prepared before graph encoders lack it — run `xtal prepare` again",
+                p.display()
+            ))
+        })?;
+        text.lines()
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str(line)
+                    .map_err(|e| BadInput(format!("{}:{}: {e}", p.display(), i + 1)).into())
+            })
+            .collect()
+    }
+
+    /// Each record's crystal graph; a structure whose graph cannot be built is left out with
+    /// the reason.
+    fn graphs(
+        &self,
+        records: &[PairRecord],
+        config: &GraphConfig,
+        table: &ElementTable,
+    ) -> anyhow::Result<Vec<Result<StructureItem, Vec<String>>>> {
+        let structures = self.structures()?;
+        Ok(records
+            .iter()
+            .map(|r| {
+                let k = r.graph_index.ok_or_else(|| {
+                    vec!["no structure (see failures.csv of the dataset)".to_string()]
+                })?;
+                let s = structures.get(k).ok_or_else(|| {
+                    vec![format!(
+                        "graph_index {k} is past the {} structures of structures.jsonl",
+                        structures.len()
+                    )]
+                })?;
+                checked_graph(s, config, table)
+                    .map(StructureItem::Graph)
+                    .map_err(|e| vec![e])
+            })
+            .collect())
     }
 
     /// The first of the three places that holds a file; a file that exists but is not a
@@ -156,6 +239,19 @@ impl DataSource {
     }
 }
 
+/// A structure's graph, with every element in `table` (batches look them up later).
+pub fn checked_graph(
+    structure: &Structure,
+    config: &GraphConfig,
+    table: &ElementTable,
+) -> Result<CrystalGraph, String> {
+    let g = CrystalGraph::build(structure, config).map_err(|e| format!("graph: {e}"))?;
+    for &z in &g.atomic_numbers {
+        table.features(z).map_err(|e| e.to_string())?;
+    }
+    Ok(g)
+}
+
 /// What was read and what was left out, written as `data_report.json` and summarised on screen.
 #[derive(Debug, Serialize)]
 pub struct DataReport<'a> {
@@ -190,11 +286,15 @@ impl<'a> DataReport<'a> {
 
     pub fn line(&self) -> String {
         format!(
-            "{} pairs ({} train, {} validation, {}-D structure vectors, {} layout); {} lines without text skipped, {} records without a structure representation left out (listed in data_report.json)",
+            "{} pairs ({} train, {} validation, {} structures, {} layout); {} lines without text skipped, {} records without a structure representation left out (listed in data_report.json)",
             self.pairs,
             self.train,
             self.validation,
-            self.structure_dim,
+            if self.structure_dim == 0 {
+                "graph".to_string()
+            } else {
+                format!("{}-D", self.structure_dim)
+            },
             match self.layout {
                 Layout::Original => "original",
                 Layout::Prepared => "xtal prepare",

@@ -29,7 +29,8 @@ enum Command {
     Cif(commands::cif::Args),
     /// Turn a CSV of materials into a dataset: FTCP tensors, crystal graphs, splits, normaliser.
     Prepare(commands::prepare::Args),
-    /// Train a model (clip: structure–text CLIP; tensor: property-tensor heads on CLIP).
+    /// Train a model (clip: structure–text CLIP; tensor: property-tensor heads on CLIP;
+    /// property: a graph encoder predicting one property).
     #[command(subcommand)]
     Train(Train),
     /// Evaluate a trained model on its validation split or another dataset.
@@ -38,8 +39,9 @@ enum Command {
     /// Portable bundles: `pack` a run into one zip, `inspect` it, `verify` every hash and shape.
     #[command(subcommand)]
     Bundle(commands::bundle::Command),
-    /// Embed texts or CIFs with a bundle's model, or texts with a HuggingFace model folder
-    /// (`--model DIR`); `.npy` with --out, JSON with --json.
+    /// Embed texts or CIFs with a bundle's model, CIFs or a whole dataset with a graph-encoder
+    /// run (`--run R`), or texts with a HuggingFace model folder (`--model DIR`); `.npy` with
+    /// --out, JSON with --json.
     Embed(commands::bundle::EmbedArgs),
     /// Search a bundle's index with a text (or --cif) query: rank, id, formula, score, description.
     Search(commands::bundle::SearchArgs),
@@ -54,6 +56,10 @@ enum Train {
     /// Property-tensor heads over frozen CLIP embeddings:
     /// `xtal train tensor --clip-run RUN --config C --out TRUN`.
     Tensor(commands::tensor::TrainArgs),
+    /// A graph encoder (CGCNN or PaiNN) predicting one scalar property, with the held-out
+    /// MAE against a composition-only baseline:
+    /// `xtal train property --data D --target band_gap --source mp40 --out RUN`.
+    Property(commands::property::TrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -82,6 +88,7 @@ fn main() {
         Command::Train(Train::Clip(args)) => commands::clip::train(args),
         Command::Eval(Eval::Clip(args)) => commands::clip::eval(args),
         Command::Train(Train::Tensor(args)) => commands::tensor::train(args),
+        Command::Train(Train::Property(args)) => commands::property::train(args),
         Command::Eval(Eval::Tensor(args)) => commands::tensor::eval(args),
         Command::Visualize(args) => commands::clip::visualize(args),
         Command::Bundle(command) => commands::bundle::run(command),

@@ -168,6 +168,11 @@ impl Manifest {
                 "model.config.text.huggingface: bundles carry byte-level text encoders only".into(),
             );
         }
+        if c.graph.is_some() {
+            return bad(
+                "model.config.graph: this xtal reads bundles without a graph encoder only".into(),
+            );
+        }
         if self.tokenizer.max_len != c.text.max_len {
             return bad("tokenizer.max_len disagrees with model.config.text.max_len".into());
         }

@@ -5,8 +5,9 @@
 //!   (or `robo_crystal_system`), structure embeddings as `.npy` files found by three rules —
 //!   the record's `graph_emb` path (absolute or relative to the JSONL), `{dir}/{id}.npy`,
 //!   `{dir}/{formula}_{id}.npy`.
-//! - **Prepared** (`xtal prepare`): records carry `split` and `ftcp_index`; the structure side
-//!   is the record's FTCP tensor, scaled by the normaliser fitted on the training split.
+//! - **Prepared** (`xtal prepare`): records carry `split`, `ftcp_index` and `graph_index`; the
+//!   structure side is the record's FTCP tensor, scaled by the normaliser fitted on the
+//!   training split, or — for a graph encoder — its crystal graph.
 //!
 //! Unlike the original, nothing is dropped silently: lines without text, records without a
 //! structure representation are listed with the reason.
@@ -17,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::shuffle::validation_mask;
+use crate::featurize::{CrystalGraph, ElementTable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +43,8 @@ pub struct PairRecord {
     pub is_val: Option<bool>,
     /// Prepared layout: row of `ftcp.npy`, absent when the structure had no FTCP tensor.
     pub ftcp_index: Option<usize>,
+    /// Prepared layout: index into the dataset's structure and graph arrays.
+    pub graph_index: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -145,13 +149,15 @@ pub fn parse_jsonl(text: &str, file: &str) -> Result<Records, DataError> {
                 ));
             }
         };
-        let ftcp_index =
-            match obj.get("ftcp_index") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_u64().ok_or_else(|| {
-                    err(line, "`ftcp_index` must be a non-negative integer".into())
-                })? as usize),
-            };
+        let index = |key: &str| match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|k| Some(k as usize))
+                .ok_or_else(|| err(line, format!("`{key}` must be a non-negative integer"))),
+        };
+        let ftcp_index = index("ftcp_index")?;
+        let graph_index = index("graph_index")?;
         records.push(PairRecord {
             line,
             id,
@@ -164,6 +170,7 @@ pub fn parse_jsonl(text: &str, file: &str) -> Result<Records, DataError> {
                 .unwrap_or_else(|| "triclinic".into()),
             is_val,
             ftcp_index,
+            graph_index,
         });
     }
     Ok(Records {
@@ -229,8 +236,27 @@ impl PairRecord {
     }
 }
 
-/// Pairs ready for training: one structure vector and one text per item, a split, and the
-/// report of what was left out.
+/// What a model reads for one structure: a vector (precomputed embedding or FTCP) or a graph.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StructureItem {
+    Vector(Vec<f32>),
+    Graph(CrystalGraph),
+}
+
+impl From<Vec<f32>> for StructureItem {
+    fn from(v: Vec<f32>) -> Self {
+        StructureItem::Vector(v)
+    }
+}
+
+impl From<CrystalGraph> for StructureItem {
+    fn from(g: CrystalGraph) -> Self {
+        StructureItem::Graph(g)
+    }
+}
+
+/// Pairs ready for training: one structure (vector or graph) and one text per item, a split,
+/// and the report of what was left out.
 #[derive(Debug, Clone)]
 pub struct PairSet {
     pub ids: Vec<String>,
@@ -238,9 +264,13 @@ pub struct PairSet {
     pub formulas: Vec<Option<String>>,
     pub groups: Vec<String>,
     pub tensors: Vec<Option<[f64; 9]>>,
-    /// Row-major `[len, feature_dim]`.
+    /// Row-major `[len, feature_dim]` (empty for graphs).
     pub features: Vec<f32>,
     pub feature_dim: usize,
+    /// One crystal graph per item, for graph encoders (empty for vectors).
+    pub graphs: Vec<CrystalGraph>,
+    /// The element vectors of the graphs' atoms.
+    pub element_table: Option<ElementTable>,
     pub is_val: Vec<bool>,
     pub layout: Layout,
     pub skipped: Vec<SkippedLine>,
@@ -250,10 +280,10 @@ pub struct PairSet {
 impl PairSet {
     /// Joins records with their structure vectors (`None` = not found, with where it was
     /// looked for). Original layout: a seeded split of the kept records; prepared: its own.
-    pub fn assemble(
+    pub fn assemble<S: Into<StructureItem>>(
         file: &str,
         records: Records,
-        features: Vec<Result<Vec<f32>, Vec<String>>>,
+        features: Vec<Result<S, Vec<String>>>,
         source_name: &str,
         val_fraction: f64,
         seed: u64,
@@ -267,6 +297,8 @@ impl PairSet {
             tensors: Vec::new(),
             features: Vec::new(),
             feature_dim: 0,
+            graphs: Vec::new(),
+            element_table: None,
             is_val: Vec::new(),
             layout: records.layout,
             skipped: records.skipped,
@@ -275,7 +307,7 @@ impl PairSet {
         let mut own_split = Vec::new();
         for (r, f) in records.records.into_iter().zip(features) {
             let f = match f {
-                Ok(f) => f,
+                Ok(f) => f.into(),
                 Err(tried) => {
                     set.missing.push(MissingStructure {
                         id: r.id,
@@ -285,23 +317,28 @@ impl PairSet {
                     continue;
                 }
             };
-            if set.ids.is_empty() {
-                set.feature_dim = f.len();
-            } else if f.len() != set.feature_dim {
-                return Err(DataError::Dimension {
-                    id: r.id,
-                    source_name: source_name.into(),
-                    expected: set.feature_dim,
-                    found: f.len(),
-                });
+            match f {
+                StructureItem::Graph(g) => set.graphs.push(g),
+                StructureItem::Vector(f) => {
+                    if set.features.is_empty() {
+                        set.feature_dim = f.len();
+                    } else if f.len() != set.feature_dim {
+                        return Err(DataError::Dimension {
+                            id: r.id,
+                            source_name: source_name.into(),
+                            expected: set.feature_dim,
+                            found: f.len(),
+                        });
+                    }
+                    if f.iter().any(|x| !x.is_finite()) {
+                        return Err(DataError::NotFinite {
+                            id: r.id,
+                            source_name: source_name.into(),
+                        });
+                    }
+                    set.features.extend_from_slice(&f);
+                }
             }
-            if f.iter().any(|x| !x.is_finite()) {
-                return Err(DataError::NotFinite {
-                    id: r.id,
-                    source_name: source_name.into(),
-                });
-            }
-            set.features.extend_from_slice(&f);
             own_split.push(r.is_val);
             set.ids.push(r.id);
             set.texts.push(r.text);
@@ -309,7 +346,8 @@ impl PairSet {
             set.groups.push(r.group);
             set.tensors.push(r.tensor);
         }
-        if set.ids.is_empty() || set.feature_dim == 0 {
+        let mixed = !set.graphs.is_empty() && !set.features.is_empty();
+        if set.ids.is_empty() || (set.graphs.is_empty() && set.feature_dim == 0) || mixed {
             return Err(DataError::Empty {
                 file: file.into(),
                 skipped: set.skipped.len(),
@@ -393,6 +431,9 @@ impl FeatureScaler {
     pub fn apply(&self, set: &mut PairSet) {
         let d = set.feature_dim;
         assert_eq!(self.mean.len(), d, "scaler and data dimensions differ");
+        if d == 0 {
+            return; // graphs: nothing to scale
+        }
         for row in set.features.chunks_mut(d) {
             for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
                 *x = (*x - m) / s;

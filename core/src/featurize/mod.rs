@@ -10,7 +10,7 @@ mod record;
 
 pub use element_table::{ELEMENT_FEATURES, ElementTable, MissingElement};
 pub use ftcp::{Ftcp, FtcpConfig, FtcpError, StructureFactor, ftcp};
-pub use graph::{CrystalGraph, GraphBatch, GraphConfig, GraphError, GraphTensors};
+pub use graph::{CrystalGraph, GraphBatch, GraphConfig, GraphError, GraphTensors, NODE_FEATURES};
 pub use neighbors::{Neighbor, TooManyImages, neighbors_within};
 pub use normalizer::RowMinMax;
 pub use record::{FeaturizeConfig, Featurized, featurize_cif};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::element_table::ElementTable;
 use super::ftcp::{Ftcp, FtcpConfig, ftcp};
 use super::graph::{CrystalGraph, GraphConfig};
-use crate::structure::{CifOptions, StructureSummary, SymmetryTolerance, read_cif};
+use crate::structure::{CifOptions, Structure, StructureSummary, SymmetryTolerance, read_cif};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct FeaturizeConfig {
@@ -17,6 +17,8 @@ pub struct FeaturizeConfig {
 
 #[derive(Debug, Clone)]
 pub struct Featurized {
+    /// The structure itself (graph encoders build their own graphs from it).
+    pub structure: Structure,
     pub summary: StructureSummary,
     /// Err: why this structure has no FTCP tensor (too many elements or sites, disorder).
     pub ftcp: Result<Ftcp, String>,
@@ -36,5 +38,6 @@ pub fn featurize_cif(
         summary,
         ftcp: ftcp(structure, &config.ftcp, table).map_err(|e| format!("FTCP: {e}")),
         graph: CrystalGraph::build(structure, &config.graph).map_err(|e| format!("graph: {e}")),
+        structure: structure.clone(),
     })
 }

@@ -19,6 +19,8 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 use super::hf::{Freezing, HfEncoder, HfEncoderConfig, HfError, HfTokenizer, Pooling};
+use super::structure::{StructureEncoder, StructureEncoderConfig};
+use crate::featurize::GraphTensors;
 
 /// Bytes become ids 3 … 258; 0 pads, 1 starts, 2 ends a text.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -344,13 +346,26 @@ pub const MAX_LOGIT_SCALE: f32 = 4.605_17;
 #[derive(Config, Debug)]
 pub struct ClipConfig {
     pub text: TextEncoderConfig,
+    /// Projects the structure vector (precomputed, FTCP or the graph encoder's) to the space.
     pub structure: StructureProjectorConfig,
+    /// A graph encoder trained with the rest; `None`: structure vectors come precomputed.
+    #[config(default = "None")]
+    pub graph: Option<StructureEncoderConfig>,
+}
+
+/// A batch of structures as the model's structure side reads them.
+#[derive(Debug, Clone)]
+pub enum StructureBatch<B: Backend> {
+    /// `[batch, structure.input_dim]` vectors.
+    Vectors(Tensor<B, 2>),
+    Graphs(GraphTensors<B>),
 }
 
 #[derive(Module, Debug)]
 pub struct Clip<B: Backend> {
     pub text: TextEncoder<B>,
     pub structure: StructureProjector<B>,
+    pub graph: Option<StructureEncoder<B>>,
     /// log of the inverse temperature; trainers leave it out of weight decay.
     pub logit_scale: Param<Tensor<B, 1>>,
 }
@@ -368,7 +383,8 @@ impl ClipConfig {
         dims.extend(self.structure.hidden.iter().map(|h| *h as u64));
         dims.push(self.structure.embed_dim as u64);
         let structure: u64 = dims.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
-        text + structure + 1
+        let graph = self.graph.as_ref().map_or(0, |g| g.parameter_count());
+        text + structure + graph + 1
     }
 
     /// Whether the parameter at `path` trains: everything, except the parts of a HF text
@@ -384,6 +400,7 @@ impl ClipConfig {
         Clip {
             text: self.text.init(device),
             structure: self.structure.init(device),
+            graph: self.graph.as_ref().map(|g| g.init(device)),
             logit_scale: Param::from_tensor(Tensor::from_floats([INITIAL_LOGIT_SCALE], device)),
         }
     }
@@ -396,6 +413,17 @@ impl<B: Backend> Clip<B> {
             m.backbone = encoder;
         }
         self
+    }
+
+    /// Unit structure embeddings `[batch, embed_dim]`. Graphs need the graph encoder and
+    /// vectors a model without one; callers build batches from the model's configuration.
+    pub fn encode_structures(&self, batch: StructureBatch<B>) -> Tensor<B, 2> {
+        let vectors = match (batch, &self.graph) {
+            (StructureBatch::Vectors(x), None) => x,
+            (StructureBatch::Graphs(g), Some(encoder)) => encoder.forward(&g),
+            _ => unreachable!("structure batch does not match the model's structure side"),
+        };
+        self.structure.forward(vectors)
     }
 
     /// Symmetric cross-entropy of a batch of matched pairs.

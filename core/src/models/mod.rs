@@ -1,9 +1,12 @@
 //! Model families, one file each: [`clip`] (structure–text CLIP), [`hf`] (pretrained
 //! HuggingFace text encoders, one file per architecture) and [`tensor_head`] (property-tensor
-//! regression over frozen CLIP embeddings).
+//! regression over frozen CLIP embeddings), [`structure`] (graph networks over crystal
+//! structures, one file per backbone) and [`property`] (scalar property regression on them).
 
 pub mod clip;
 pub mod hf;
+pub mod property;
+pub mod structure;
 pub mod tensor_head;
 
 use burn::nn::{Linear, LinearConfig};

@@ -6,30 +6,49 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::data::PairSet;
+use crate::featurize::GraphBatch;
 use crate::metrics::{RetrievalMetrics, retrieval_metrics};
-use crate::models::clip::{Clip, MAX_LOGIT_SCALE, TokenizedTexts};
+use crate::models::clip::{Clip, MAX_LOGIT_SCALE, StructureBatch, TokenizedTexts};
 
 use super::optimizer::ModelOptimizer;
 use super::to_host;
 
-/// Structure features, token ids and padding mask of the items `idx`; `tokens` holds the
-/// set's texts tokenized in order.
+/// The structures of the items `idx`: their vectors, or their graphs as one batch.
+pub fn structure_batch<B: Backend>(
+    set: &PairSet,
+    idx: &[usize],
+    device: &B::Device,
+) -> StructureBatch<B> {
+    if let Some(table) = set
+        .element_table
+        .as_ref()
+        .filter(|_| !set.graphs.is_empty())
+    {
+        let graphs: Vec<_> = idx.iter().map(|&i| &set.graphs[i]).collect();
+        // Every element was looked up in the table when the graphs were built.
+        let batch = GraphBatch::new(&graphs, table).expect("graph elements are in the table");
+        return StructureBatch::Graphs(batch.to_tensors(device));
+    }
+    let mut features = Vec::with_capacity(idx.len() * set.feature_dim);
+    for &i in idx {
+        features.extend_from_slice(set.feature(i));
+    }
+    StructureBatch::Vectors(Tensor::from_data(
+        TensorData::new(features, [idx.len(), set.feature_dim]),
+        device,
+    ))
+}
+
+/// Structures, token ids and padding mask of the items `idx`; `tokens` holds the set's texts
+/// tokenized in order.
 pub fn clip_batch<B: Backend>(
     set: &PairSet,
     idx: &[usize],
     tokens: &TokenizedTexts,
     device: &B::Device,
-) -> (Tensor<B, 2>, Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
-    let mut features = Vec::with_capacity(idx.len() * set.feature_dim);
-    for &i in idx {
-        features.extend_from_slice(set.feature(i));
-    }
-    let structure = Tensor::from_data(
-        TensorData::new(features, [idx.len(), set.feature_dim]),
-        device,
-    );
+) -> (StructureBatch<B>, Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
     let (ids, pad) = tokens.batch(idx, device);
-    (structure, ids, pad)
+    (structure_batch(set, idx, device), ids, pad)
 }
 
 /// One epoch of CLIP training. `on_step` sees each micro-batch's loss (detached) and the
@@ -45,7 +64,7 @@ pub fn train_clip_epoch<B: AutodiffBackend>(
 ) -> Clip<B> {
     for idx in batches {
         let (structure, ids, pad) = clip_batch::<B>(set, idx, tokens, device);
-        let s = model.structure.forward(structure);
+        let s = model.encode_structures(structure);
         let t = model.text.forward(ids, pad);
         let loss = model.loss(s, t);
         let lr = optimizer.lr();
@@ -67,7 +86,7 @@ pub fn embed_pairs<B: Backend>(
     let (mut s, mut t) = (Vec::new(), Vec::new());
     for chunk in idx.chunks(batch_size.max(1)) {
         let (structure, ids, pad) = clip_batch::<B>(set, chunk, tokens, device);
-        s.push(model.structure.forward(structure));
+        s.push(model.encode_structures(structure));
         t.push(model.text.forward(ids, pad));
     }
     (Tensor::cat(s, 0), Tensor::cat(t, 0))

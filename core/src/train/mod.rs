@@ -1,13 +1,14 @@
 //! The training loop every model uses, in core so that it also runs in a browser:
 //! [`optimizer`] (AdamW, accumulation, clipping, schedule), [`early_stopping`],
 //! [`checkpoint`] (bytes), [`spec`] (the JSON run configuration) and per-family drivers
-//! ([`clip`], [`tensor`]).
+//! ([`clip`], [`tensor`], [`property`]).
 
 pub mod checkpoint;
 pub mod clip;
 pub mod early_stopping;
 pub mod fine_tune;
 pub mod optimizer;
+pub mod property;
 pub mod schedule;
 pub mod spec;
 pub mod tensor;

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::models::clip::{ClipConfig, StructureProjectorConfig, TextEncoderConfig};
 use crate::models::hf::{Freezing, Pooling};
+use crate::models::structure::{GraphBackbone, Readout, StructureEncoderConfig};
 use crate::models::tensor_head::{RegressionLoss, TensorHeadConfig, TensorMode};
 
 use super::checkpoint::TrainState;
@@ -48,7 +49,9 @@ pub struct ModelSpec {
     pub vocab_size: usize,
     pub max_seq_length: usize,
     pub dropout: f64,
-    /// Provenance of the precomputed structure embeddings (recorded, not interpreted).
+    /// "cgcnn" or "painn": a graph encoder over the dataset's structures, trained with the
+    /// rest. Anything else (e.g. the original's "equiformer") names where precomputed
+    /// structure embeddings came from (recorded, not interpreted).
     pub graph_backbone: String,
     pub graph_backbone_name: Option<String>,
     pub graph_backbone_id: Option<String>,
@@ -57,6 +60,15 @@ pub struct ModelSpec {
     pub graph_projector_id: Option<String>,
     /// Hidden widths of the "mlp" projector (default: one layer of `clip_dim`).
     pub graph_hidden_dims: Option<Vec<usize>>,
+    /// Graph encoder: atom feature width, message-passing layers, readout ("mean" or
+    /// "attention"), width of the structure embedding, and graph settings (default: the
+    /// backbone's own — CGCNN 8 Å / 12 nearest, PaiNN 5 Å / all).
+    pub graph_width: usize,
+    pub graph_layers: usize,
+    pub graph_readout: String,
+    pub graph_embedding_dim: usize,
+    pub graph_cutoff: Option<f64>,
+    pub graph_max_neighbors: Option<usize>,
 }
 
 impl Default for ModelSpec {
@@ -83,7 +95,34 @@ impl Default for ModelSpec {
             graph_projector: "linear".into(),
             graph_projector_id: None,
             graph_hidden_dims: None,
+            graph_width: 64,
+            graph_layers: 3,
+            graph_readout: "mean".into(),
+            graph_embedding_dim: 128,
+            graph_cutoff: None,
+            graph_max_neighbors: None,
         }
+    }
+}
+
+impl ModelSpec {
+    /// The graph encoder `graph_backbone` asks for (`None`: precomputed structure vectors).
+    pub fn graph_encoder(&self) -> Option<StructureEncoderConfig> {
+        let backbone = GraphBackbone::parse(&self.graph_backbone)?;
+        let mut graph = backbone.default_graph();
+        if let Some(c) = self.graph_cutoff {
+            graph.cutoff = c;
+        }
+        if self.graph_max_neighbors.is_some() {
+            graph.max_neighbors = self.graph_max_neighbors;
+        }
+        Some(
+            StructureEncoderConfig::new(backbone, graph)
+                .with_hidden(self.graph_width)
+                .with_layers(self.graph_layers)
+                .with_readout(Readout::parse(&self.graph_readout).unwrap_or(Readout::Mean))
+                .with_output_dim(self.graph_embedding_dim),
+        )
     }
 }
 
@@ -571,6 +610,23 @@ impl RunSpec {
         if !["linear", "mlp"].contains(&m.graph_projector.as_str()) {
             return invalid("model.graph_projector", "expected \"linear\" or \"mlp\"");
         }
+        if Readout::parse(&m.graph_readout).is_none() {
+            return invalid("model.graph_readout", "expected \"mean\" or \"attention\"");
+        }
+        if m.graph_width == 0 || m.graph_layers == 0 || m.graph_embedding_dim == 0 {
+            return invalid(
+                "model.graph_width",
+                "graph_width, graph_layers and graph_embedding_dim must be positive",
+            );
+        }
+        if let Some(c) = m.graph_cutoff
+            && !(c.is_finite() && (1.0..=20.0).contains(&c))
+        {
+            return invalid("model.graph_cutoff", "must be between 1 and 20 Å");
+        }
+        if m.graph_max_neighbors == Some(0) {
+            return invalid("model.graph_max_neighbors", "must be at least 1");
+        }
         if m.text_backend == "custom" && m.text_pooling != "mean" {
             return invalid(
                 "model.text_pooling",
@@ -654,10 +710,13 @@ impl RunSpec {
             .with_train_norms(m.train_text_layernorm_only)
     }
 
-    /// The model this specification describes, over `structure_dim`-D structure vectors
-    /// (a HF text side is added by the front end, which reads the model folder).
+    /// The model this specification describes, over `structure_dim`-D structure vectors or
+    /// its graph encoder's embeddings (a HF text side is added by the front end, which reads
+    /// the model folder).
     pub fn clip_config(&self, structure_dim: usize) -> ClipConfig {
         let m = &self.model;
+        let graph = m.graph_encoder();
+        let structure_dim = graph.as_ref().map_or(structure_dim, |g| g.output_dim);
         let hidden = match m.graph_projector.as_str() {
             "mlp" => m.graph_hidden_dims.clone().unwrap_or(vec![m.clip_dim]),
             _ => Vec::new(),
@@ -674,6 +733,7 @@ impl RunSpec {
                 .with_embed_dim(m.clip_dim)
                 .with_hidden(hidden),
         )
+        .with_graph(graph)
     }
 }
 

@@ -60,6 +60,19 @@ pub struct Args {
     /// latency and batch-32 throughput at 128 tokens.
     #[arg(long, value_name = "DIR")]
     text_model: Option<std::path::PathBuf>,
+    /// Measure structure encoders (graphs/s, forward and training) on structures of this
+    /// prepared dataset instead.
+    #[arg(long, value_name = "DATASET")]
+    graphs: Option<std::path::PathBuf>,
+    /// Backbones for --graphs.
+    #[arg(long = "backbone", default_values_t = ["cgcnn".to_string(), "painn".to_string()])]
+    backbones: Vec<String>,
+    /// Structures per --graphs measurement.
+    #[arg(long, default_value_t = 512)]
+    graph_count: usize,
+    /// Graphs per batch for --graphs.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
     /// Timed runs per measurement (median; batch 1 runs five times as many).
     #[arg(long, default_value_t = 10)]
     runs: usize,
@@ -193,6 +206,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             limit: args.limit,
             python: args.python.as_deref(),
             atom_init: args.atom_init.as_deref(),
+            json: args.json,
+        });
+    }
+    if let Some(data) = &args.graphs {
+        return super::bench_graphs::run(super::bench_graphs::GraphBench {
+            data,
+            devices: &args.devices,
+            backbones: &args.backbones,
+            structures: args.graph_count,
+            batch_size: args.batch_size,
             json: args.json,
         });
     }

@@ -63,6 +63,8 @@ fn pairs(n: usize) -> PairSet {
         tensors: vec![None; n],
         features,
         feature_dim: STRUCTURE_DIM,
+        graphs: Vec::new(),
+        element_table: None,
         is_val: vec![false; n],
         layout: Layout::Original,
         skipped: Vec::new(),

@@ -111,6 +111,10 @@ pub struct EmbedArgs {
     /// texts with the pretrained encoder alone.
     #[arg(long, global = true, conflicts_with = "bundle")]
     model: Option<PathBuf>,
+    /// Or a run with a graph encoder (a CLIP run with model.graph_backbone cgcnn/painn, or
+    /// `xtal train property`): embeds CIFs or a whole dataset.
+    #[arg(long, global = true, conflicts_with_all = ["bundle", "model"])]
+    run: Option<PathBuf>,
     /// With --model: how token states become one vector (mean, first, last, max).
     #[arg(long, global = true, default_value = "mean")]
     pooling: String,
@@ -141,10 +145,22 @@ pub enum EmbedWhat {
         #[arg(required = true)]
         texts: Vec<String>,
     },
-    /// Embed the first structure of each CIF (bundles with an FTCP structure input).
+    /// Embed the first structure of each CIF (bundles that read structures, or --run).
     Cif {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Embed every structure of an `xtal prepare` dataset with --run into DIR/graph_emb/{id}.npy
+    /// plus DIR/dataset.jsonl (the original CLIP layout, readable by `xtal train clip --data DIR`).
+    Dataset {
+        /// The prepared dataset directory.
+        data: PathBuf,
+        /// Output directory (created atomically).
+        #[arg(long = "out-dir", short = 'o')]
+        out_dir: PathBuf,
+        /// Replace an existing output directory.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -211,6 +227,14 @@ fn pack_run(args: PackArgs) -> anyhow::Result<()> {
             args.run.display(),
             hf.model,
             hf.model_type
+        ))
+        .into());
+    }
+    if let Some(g) = &loaded.info.model.graph {
+        return Err(BadInput(format!(
+            "{}: its structure side is a {:?} graph encoder; bundles carry FTCP and precomputed-vector models only so far (embed CIFs with `xtal embed --run`)",
+            args.run.display(),
+            g.backbone
         ))
         .into());
     }
@@ -680,6 +704,14 @@ fn read_cifs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
+    if let Some(run) = &args.run {
+        return embed_with_run(&args, run);
+    }
+    if let EmbedWhat::Dataset { .. } = &args.what {
+        return Err(
+            BadInput("`embed dataset` needs --run R (a run with a graph encoder)".into()).into(),
+        );
+    }
     let Some(bundle_path) = &args.bundle else {
         return embed_with_model(&args);
     };
@@ -692,9 +724,34 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
             let labels = cifs.iter().map(|c| c.0.clone()).collect();
             (Query::Cifs(cifs), labels)
         }
+        EmbedWhat::Dataset { .. } => unreachable!("refused above"),
     };
     let vectors = run_on(&device, EmbedQueries(&bundle, query))??;
     write_embeddings(&args, &labels, &vectors, bundle.manifest.model.embed_dim)
+}
+
+/// `xtal embed --run R cif …` and `xtal embed --run R dataset D -o OUT`.
+fn embed_with_run(args: &EmbedArgs, run: &Path) -> anyhow::Result<()> {
+    use super::embed_structures::{embed_dataset, embed_structures, read_structures};
+    match &args.what {
+        EmbedWhat::Text { .. } => Err(BadInput(
+            "--run embeds structures (`cif FILE…` or `dataset DIR -o OUT`); texts need a bundle"
+                .into(),
+        )
+        .into()),
+        EmbedWhat::Cif { files } => {
+            let cifs = read_cifs(files)?;
+            let structures = read_structures(&cifs)?;
+            let labels: Vec<String> = cifs.into_iter().map(|c| c.0).collect();
+            let (vectors, d) = embed_structures(run, &structures, &args.device)?;
+            write_embeddings(args, &labels, &vectors, d)
+        }
+        EmbedWhat::Dataset {
+            data,
+            out_dir,
+            force,
+        } => embed_dataset(run, data, out_dir, *force, &args.device),
+    }
 }
 
 /// `xtal embed text --model DIR …`: a pretrained HF encoder with pooling.

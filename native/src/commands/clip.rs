@@ -191,7 +191,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let device = super::one_device(&device_text)?;
 
     let t = &spec.training;
-    let mut set = source.load(t.val_split, t.val_seed)?;
+    let graph = spec.model.graph_encoder().map(|g| g.graph);
+    let mut set = source.load(t.val_split, t.val_seed, graph.as_ref())?;
     let scaler = match resumed {
         Some(info) => {
             check_structure_dim(&source, &set, &info.model)?;
@@ -786,7 +787,7 @@ fn check_structure_dim(
     set: &PairSet,
     model: &ClipConfig,
 ) -> anyhow::Result<()> {
-    if set.feature_dim == model.structure.input_dim {
+    if model.graph.is_some() || set.feature_dim == model.structure.input_dim {
         return Ok(());
     }
     Err(BadInput(format!(
@@ -839,7 +840,12 @@ pub fn load_clip_run(
         ),
         None => (info.data.clone(), true),
     };
-    let mut set = source.load(spec.training.val_split, spec.training.val_seed)?;
+    let graph = info.model.graph.as_ref().map(|g| g.graph);
+    let mut set = source.load(
+        spec.training.val_split,
+        spec.training.val_seed,
+        graph.as_ref(),
+    )?;
     check_structure_dim(&source, &set, &info.model)?;
     info.scaler.apply(&mut set);
     eprintln!("data: {}", DataReport::new(&source, &set).line());

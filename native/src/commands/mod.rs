@@ -1,14 +1,17 @@
 pub mod bench;
 mod bench_bundle;
 mod bench_clip;
+mod bench_graphs;
 mod bench_structures;
 mod bench_text;
 pub mod bundle;
 pub mod cif;
 pub mod clip;
 pub mod devices;
+pub mod embed_structures;
 mod fine_tune;
 pub mod prepare;
+pub mod property;
 pub mod tensor;
 pub mod text_model;
 

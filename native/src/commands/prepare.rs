@@ -14,7 +14,7 @@ use xtal_core::featurize::{
     CrystalGraph, FeaturizeConfig, FtcpConfig, GraphConfig, RowMinMax, StructureFactor,
     featurize_cif,
 };
-use xtal_core::structure::StructureSummary;
+use xtal_core::structure::{Structure, StructureSummary};
 
 use crate::exit::BadInput;
 use crate::output::{StagedDir, write_npy};
@@ -82,6 +82,8 @@ enum SfArg {
 
 struct Row {
     id: String,
+    /// The CSV's `source` column: properties mean different things per source.
+    source: Option<String>,
     text: Option<String>,
     properties: BTreeMap<String, Option<f64>>,
     tensor: Option<[f64; 9]>,
@@ -92,6 +94,7 @@ struct Prepared {
     summary: StructureSummary,
     ftcp: Result<Vec<f32>, String>,
     graph: Result<CrystalGraph, String>,
+    structure: Structure,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -151,6 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         summary: f.summary,
                         ftcp: f.ftcp.map(|t| t.data.iter().map(|v| *v as f32).collect()),
                         graph: f.graph,
+                        structure: f.structure,
                     })
                 });
                 bar.inc(1);
@@ -173,6 +177,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut ftcp_count = 0usize;
     let mut train_ftcp: Vec<usize> = Vec::new();
     let mut graphs = GraphArrays::default();
+    // Line k: the structure of graph k, for encoders that build graphs of their own.
+    let mut structures = String::new();
     let mut records = String::new();
     let mut failures = csv::Writer::from_writer(Vec::new());
     failures.write_record(["id", "reason"])?;
@@ -201,7 +207,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let graph_index = match &p.graph {
-            Ok(g) => Some(graphs.push(g)),
+            Ok(g) => {
+                structures.push_str(&serde_json::to_string(&p.structure)?);
+                structures.push('\n');
+                Some(graphs.push(g))
+            }
             Err(reason) => {
                 failures.write_record([&row.id, reason])?;
                 None
@@ -212,6 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         let record = json!({
             "id": row.id,
+            "source": row.source,
             "text": row.text,
             "formula": p.summary.reduced_formula,
             "split": split,
@@ -241,6 +252,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &ftcp_data,
     )?;
     graphs.write(&staged)?;
+    staged.write("structures.jsonl", structures.as_bytes())?;
     staged.write("dataset.jsonl", records.as_bytes())?;
     staged.write("failures.csv", &failures.into_inner()?)?;
     if let Some(n) = &normalizer {
@@ -352,6 +364,7 @@ fn read_rows(args: &Args) -> anyhow::Result<Vec<Row>> {
             })
             .collect::<Result<_, _>>()?
     };
+    let source_column = col("source");
     let mut rows = Vec::with_capacity(records.len());
     for (n, rec) in records.iter().enumerate() {
         let line = n + 2;
@@ -403,6 +416,11 @@ fn read_rows(args: &Args) -> anyhow::Result<Vec<Row>> {
         };
         rows.push(Row {
             id: id_value,
+            source: source_column
+                .and_then(|c| rec.get(c))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
             tensor,
             text: text
                 .and_then(|t| rec.get(t))
@@ -445,6 +463,7 @@ struct GraphArrays {
     edges: Vec<u32>,
     images: Vec<i32>,
     distances: Vec<f32>,
+    vectors: Vec<f32>,
     edge_offsets: Vec<i64>,
 }
 
@@ -460,6 +479,7 @@ impl GraphArrays {
             self.images.extend(g.images[e]);
         }
         self.distances.extend_from_slice(&g.distances);
+        self.vectors.extend(g.vectors.iter().flatten());
         self.node_offsets.push(self.atomic_numbers.len() as i64);
         self.edge_offsets.push(self.distances.len() as i64);
         self.count() - 1
@@ -494,6 +514,7 @@ impl GraphArrays {
         write_npy(&dir.file("graph_edges.npy"), &[e, 2], &self.edges)?;
         write_npy(&dir.file("graph_images.npy"), &[e, 3], &self.images)?;
         write_npy(&dir.file("graph_distances.npy"), &[e], &self.distances)?;
+        write_npy(&dir.file("graph_vectors.npy"), &[e, 3], &self.vectors)?;
         write_npy(
             &dir.file("graph_edge_offsets.npy"),
             &[edge_offsets.len() as u64],

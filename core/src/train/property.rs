@@ -1,0 +1,191 @@
+//! Training a structure encoder to predict one scalar property (e.g. band gap): rows of
+//! graphs and targets with a split, z-scored targets (training rows' statistics), L1 loss
+//! (the metric reported is the MAE), and a composition-only ridge baseline on the same split.
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+use crate::featurize::{CrystalGraph, ELEMENT_FEATURES, ElementTable, GraphBatch, GraphError};
+use crate::models::property::PropertyModel;
+use crate::structure::elements::NUM_ELEMENTS;
+
+use super::optimizer::ModelOptimizer;
+use super::to_host;
+
+/// Structures with a target value each, and a split.
+#[derive(Debug, Clone)]
+pub struct PropertyRows {
+    pub ids: Vec<String>,
+    pub graphs: Vec<CrystalGraph>,
+    pub targets: Vec<f64>,
+    pub is_val: Vec<bool>,
+    pub table: ElementTable,
+}
+
+/// Mean and standard deviation of the training targets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TargetScale {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl TargetScale {
+    pub fn fit(values: &[f64]) -> Self {
+        let n = values.len().max(1) as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+        Self { mean, std }
+    }
+}
+
+impl PropertyRows {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn indices(&self, validation: bool) -> Vec<usize> {
+        crate::data::split_indices(&self.is_val, validation)
+    }
+
+    /// The graphs of the rows `idx` as one batch.
+    pub fn graphs<B: Backend>(
+        &self,
+        idx: &[usize],
+        device: &B::Device,
+    ) -> Result<crate::featurize::GraphTensors<B>, GraphError> {
+        let graphs: Vec<_> = idx.iter().map(|&i| &self.graphs[i]).collect();
+        Ok(GraphBatch::new(&graphs, &self.table)?.to_tensors(device))
+    }
+
+    pub fn scale(&self) -> TargetScale {
+        let train: Vec<f64> = self
+            .indices(false)
+            .iter()
+            .map(|&i| self.targets[i])
+            .collect();
+        TargetScale::fit(&train)
+    }
+}
+
+/// One epoch; `on_step` sees each batch's loss (detached) and the learning rate.
+pub fn train_property_epoch<B: AutodiffBackend>(
+    mut model: PropertyModel<B>,
+    optimizer: &mut ModelOptimizer<B, PropertyModel<B>>,
+    rows: &PropertyRows,
+    batches: &[Vec<usize>],
+    scale: TargetScale,
+    device: &B::Device,
+    mut on_step: impl FnMut(Tensor<B::InnerBackend, 1>, f64),
+) -> Result<PropertyModel<B>, GraphError> {
+    for idx in batches {
+        let graph = rows.graphs::<B>(idx, device)?;
+        let y: Vec<f32> = idx
+            .iter()
+            .map(|&i| ((rows.targets[i] - scale.mean) / scale.std) as f32)
+            .collect();
+        let y = Tensor::<B, 1>::from_data(TensorData::new(y, [idx.len()]), device);
+        let loss = (model.forward(&graph) - y).abs().mean();
+        on_step(loss.clone().inner(), optimizer.lr());
+        model = optimizer.backward(model, loss).0;
+    }
+    Ok(optimizer.flush(model))
+}
+
+/// Predictions in the target's units for the rows `idx` (a synchronous read: native only).
+pub fn predict_property<B: Backend>(
+    model: &PropertyModel<B>,
+    rows: &PropertyRows,
+    idx: &[usize],
+    batch_size: usize,
+    scale: TargetScale,
+    device: &B::Device,
+) -> Result<Vec<f64>, GraphError> {
+    let mut out = Vec::with_capacity(idx.len());
+    for chunk in idx.chunks(batch_size.max(1)) {
+        let y = to_host(model.forward(&rows.graphs::<B>(chunk, device)?));
+        out.extend(y.iter().map(|v| *v as f64 * scale.std + scale.mean));
+    }
+    Ok(out)
+}
+
+pub fn mean_absolute_error(pred: &[f64], truth: &[f64]) -> f64 {
+    pred.iter()
+        .zip(truth)
+        .map(|(p, t)| (p - t).abs())
+        .sum::<f64>()
+        / truth.len().max(1) as f64
+}
+
+/// A structure's composition alone: element fractions and the fraction-weighted mean of the
+/// element-table vectors (no positions, no bonds).
+pub fn composition_features(graph: &CrystalGraph, table: &ElementTable) -> Vec<f64> {
+    let mut x = vec![0.0; NUM_ELEMENTS + ELEMENT_FEATURES];
+    let w = 1.0 / graph.num_nodes().max(1) as f64;
+    for &z in &graph.atomic_numbers {
+        x[z as usize - 1] += w;
+        if let Ok(props) = table.features(z) {
+            for (k, p) in props.iter().enumerate() {
+                x[NUM_ELEMENTS + k] += w * *p as f64;
+            }
+        }
+    }
+    x
+}
+
+/// The composition-only baseline: ridge regression (`alpha` on the standardised features,
+/// intercept unpenalised) fitted on the training rows, predicting the rows `predict`.
+pub fn composition_baseline(rows: &PropertyRows, alpha: f64, predict: &[usize]) -> Vec<f64> {
+    let train = rows.indices(false);
+    let features: Vec<Vec<f64>> = rows
+        .graphs
+        .iter()
+        .map(|g| composition_features(g, &rows.table))
+        .collect();
+    let d = NUM_ELEMENTS + ELEMENT_FEATURES;
+    let n = train.len().max(1) as f64;
+    let mean: Vec<f64> = (0..d)
+        .map(|k| train.iter().map(|&i| features[i][k]).sum::<f64>() / n)
+        .collect();
+    let std: Vec<f64> = (0..d)
+        .map(|k| {
+            let v = train
+                .iter()
+                .map(|&i| (features[i][k] - mean[k]).powi(2))
+                .sum::<f64>()
+                / n;
+            if v.sqrt() > 1e-12 { v.sqrt() } else { 1.0 }
+        })
+        .collect();
+    let standard = |i: usize| -> Vec<f64> {
+        (0..d)
+            .map(|k| (features[i][k] - mean[k]) / std[k])
+            .collect()
+    };
+    let y_mean = train.iter().map(|&i| rows.targets[i]).sum::<f64>() / n;
+    let x = DMatrix::from_fn(train.len(), d, |r, c| standard(train[r])[c]);
+    let y = DVector::from_iterator(train.len(), train.iter().map(|&i| rows.targets[i] - y_mean));
+    let gram = x.transpose() * &x + DMatrix::identity(d, d) * alpha;
+    let rhs = x.transpose() * y;
+    let w = gram
+        .cholesky()
+        .map(|c| c.solve(&rhs))
+        .unwrap_or_else(|| DVector::zeros(d));
+    predict
+        .iter()
+        .map(|&i| {
+            y_mean
+                + standard(i)
+                    .iter()
+                    .zip(w.iter())
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+        })
+        .collect()
+}
