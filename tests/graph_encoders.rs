@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use xtal_core::device::{CpuBackend, DeviceSpec, OnDevice, available_devices, run_on};
-use xtal_core::featurize::{CrystalGraph, ElementTable, GraphBatch};
+use xtal_core::featurize::{CrystalGraph, ElementTable, GraphBatch, GraphConfig};
 use xtal_core::models::structure::{GraphBackbone, Readout, StructureEncoderConfig};
 use xtal_core::structure::{CifOptions, Lattice, Structure, read_cif};
 use xtal_core::train::{model_from_bytes, model_to_bytes, to_host};
@@ -122,6 +122,15 @@ fn configs() -> Vec<StructureEncoderConfig> {
         StructureEncoderConfig::of(GraphBackbone::Cgcnn).with_readout(Readout::Attention),
         StructureEncoderConfig::of(GraphBackbone::Painn),
         StructureEncoderConfig::of(GraphBackbone::Painn).with_readout(Readout::Attention),
+        // PaiNN reads directions, so cutting a shell of equal distances by list order (which
+        // the frame and the site order decide) would change it: keeping ties must hold.
+        StructureEncoderConfig::new(
+            GraphBackbone::Painn,
+            GraphConfig {
+                max_neighbors: Some(10),
+                ..GraphBackbone::Painn.default_graph()
+            },
+        ),
     ]
 }
 
@@ -158,6 +167,24 @@ impl OnDevice for Embed<'_> {
     }
 }
 
+/// `groups` embedded on `device` (fresh seeded weights, or `weights`); also the weights.
+fn embed(
+    device: &DeviceSpec,
+    config: &StructureEncoderConfig,
+    weights: Option<Vec<u8>>,
+    groups: Vec<Vec<Structure>>,
+) -> (Vec<Vec<f32>>, Vec<u8>) {
+    run_on(
+        device,
+        Embed {
+            config,
+            weights,
+            groups,
+        },
+    )
+    .unwrap()
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -186,15 +213,7 @@ fn embeddings_are_invariant_to_frame_order_origin_and_cell() {
                 groups.push(vec![t(s)]);
             }
         }
-        let (out, _) = run_on(
-            &CPU,
-            Embed {
-                config: &config,
-                weights: None,
-                groups,
-            },
-        )
-        .unwrap();
+        let (out, _) = embed(&CPU, &config, None, groups);
         let per = transforms.len() + 1;
         let mut worst = 0f32;
         for (i, (id, _)) in structures.iter().enumerate() {
@@ -227,15 +246,7 @@ fn an_embedding_does_not_depend_on_the_rest_of_its_batch() {
     for config in configs() {
         let mut groups: Vec<Vec<Structure>> = structures.iter().map(|s| vec![s.clone()]).collect();
         groups.push(structures.clone());
-        let (out, _) = run_on(
-            &CPU,
-            Embed {
-                config: &config,
-                weights: None,
-                groups,
-            },
-        )
-        .unwrap();
+        let (out, _) = embed(&CPU, &config, None, groups);
         let alone: Vec<f32> = out[..structures.len()].concat();
         let d = max_diff(&alone, &out[structures.len()]);
         assert!(
@@ -251,15 +262,7 @@ fn an_embedding_does_not_depend_on_the_rest_of_its_batch() {
 fn different_crystals_embed_differently() {
     let structures: Vec<Structure> = sample_structures().into_iter().map(|s| s.1).collect();
     for config in configs() {
-        let (out, _) = run_on(
-            &CPU,
-            Embed {
-                config: &config,
-                weights: None,
-                groups: vec![structures.clone()],
-            },
-        )
-        .unwrap();
+        let (out, _) = embed(&CPU, &config, None, vec![structures.clone()]);
         let d = config.output_dim;
         for i in 1..structures.len() {
             let diff = max_diff(&out[0][..d], &out[0][i * d..(i + 1) * d]);
@@ -287,24 +290,13 @@ fn cpu_and_wgpu_give_the_same_embeddings() {
     }
     let structures: Vec<Structure> = sample_structures().into_iter().map(|s| s.1).collect();
     for config in configs() {
-        let (cpu, weights) = run_on(
-            &CPU,
-            Embed {
-                config: &config,
-                weights: None,
-                groups: vec![structures.clone()],
-            },
-        )
-        .unwrap();
-        let (gpu, _) = run_on(
+        let (cpu, weights) = embed(&CPU, &config, None, vec![structures.clone()]);
+        let (gpu, _) = embed(
             &DeviceSpec::Wgpu(None),
-            Embed {
-                config: &config,
-                weights: Some(weights),
-                groups: vec![structures.clone()],
-            },
-        )
-        .unwrap();
+            &config,
+            Some(weights),
+            vec![structures.clone()],
+        );
         let d = max_diff(&cpu[0], &gpu[0]);
         eprintln!(
             "{:?}/{:?}: cpu vs wgpu {d:.2e}",

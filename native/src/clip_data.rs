@@ -121,6 +121,23 @@ impl DataSource {
         }
     }
 
+    /// Every record of the dataset as JSON, with its 1-based line (for commands that read
+    /// fields the pair reader does not keep: properties, source). Invalid JSON names the line.
+    pub fn json_records(&self) -> anyhow::Result<Vec<(usize, serde_json::Value)>> {
+        let path = &self.jsonl;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BadInput(format!("{}: cannot read ({e})", path.display())))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, line)| {
+                serde_json::from_str(line)
+                    .map(|v| (i + 1, v))
+                    .map_err(|e| BadInput(format!("{}:{}: {e}", path.display(), i + 1)).into())
+            })
+            .collect()
+    }
+
     /// The structures of the dataset (`structures.jsonl`, line k = graph k).
     pub fn structures(&self) -> anyhow::Result<Vec<Structure>> {
         let p = self.dir().join("structures.jsonl");

@@ -8,7 +8,7 @@ mod shuffle;
 pub use npy::{NpyArray, decode_npy};
 pub use pairs::{
     DataError, FeatureScaler, Layout, MissingStructure, PairRecord, PairSet, Records, SkippedLine,
-    StructureItem, parse_jsonl, parse_tensor,
+    StructureItem, is_plain_name, parse_jsonl, parse_tensor,
 };
 pub use shuffle::{
     batches_per_epoch, epoch_batches, seeded_shuffle, split_indices, validation_mask,

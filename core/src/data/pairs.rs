@@ -212,6 +212,11 @@ pub fn parse_tensor(v: &Value) -> Result<[f64; 9], String> {
     Ok(t)
 }
 
+/// Whether `s` can name a file inside a directory without leaving it.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.contains(['/', '\\']) && s != ".." && s != "."
+}
+
 impl PairRecord {
     /// The original system's three places for this record's embedding, in order. Ids and
     /// formulas that would leave the embedding directory are not turned into paths.
@@ -225,10 +230,9 @@ impl PairRecord {
                 jsonl_dir.join(p)
             });
         }
-        let plain = |s: &str| !s.contains(['/', '\\']) && s != ".." && s != ".";
-        if plain(&self.id) {
+        if is_plain_name(&self.id) {
             out.push(embedding_dir.join(format!("{}.npy", self.id)));
-            if let Some(f) = self.formula.as_deref().filter(|f| plain(f)) {
+            if let Some(f) = self.formula.as_deref().filter(|f| is_plain_name(f)) {
                 out.push(embedding_dir.join(format!("{f}_{}.npy", self.id)));
             }
         }

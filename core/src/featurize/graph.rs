@@ -45,9 +45,6 @@ impl GraphConfig {
         let n = (self.cutoff / self.gaussian_step + 1e-9).floor() as usize + 1;
         (0..n).map(|i| i as f64 * self.gaussian_step).collect()
     }
-    pub fn node_features(&self) -> usize {
-        NODE_FEATURES
-    }
 }
 
 /// Width of a node's feature vector: one-hot element + element-table vector.

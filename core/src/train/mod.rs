@@ -11,6 +11,7 @@ pub mod optimizer;
 pub mod property;
 pub mod schedule;
 pub mod spec;
+pub mod standardize;
 pub mod tensor;
 pub mod trainable;
 
@@ -23,6 +24,7 @@ pub use fine_tune::{
 };
 pub use optimizer::{ModelOptimizer, OptimizerSettings};
 pub use schedule::WarmupCosine;
+pub use standardize::TargetScale;
 
 use burn::prelude::*;
 

@@ -5,13 +5,13 @@
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use nalgebra::{DMatrix, DVector};
-use serde::{Deserialize, Serialize};
 
 use crate::featurize::{CrystalGraph, ELEMENT_FEATURES, ElementTable, GraphBatch, GraphError};
 use crate::models::property::PropertyModel;
 use crate::structure::elements::NUM_ELEMENTS;
 
 use super::optimizer::ModelOptimizer;
+use super::standardize::TargetScale;
 use super::to_host;
 
 /// Structures with a target value each, and a split.
@@ -22,23 +22,6 @@ pub struct PropertyRows {
     pub targets: Vec<f64>,
     pub is_val: Vec<bool>,
     pub table: ElementTable,
-}
-
-/// Mean and standard deviation of the training targets.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TargetScale {
-    pub mean: f64,
-    pub std: f64,
-}
-
-impl TargetScale {
-    pub fn fit(values: &[f64]) -> Self {
-        let n = values.len().max(1) as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
-        Self { mean, std }
-    }
 }
 
 impl PropertyRows {
@@ -65,12 +48,7 @@ impl PropertyRows {
     }
 
     pub fn scale(&self) -> TargetScale {
-        let train: Vec<f64> = self
-            .indices(false)
-            .iter()
-            .map(|&i| self.targets[i])
-            .collect();
-        TargetScale::fit(&train)
+        TargetScale::fit(self.indices(false).iter().map(|&i| self.targets[i]))
     }
 }
 
@@ -88,7 +66,7 @@ pub fn train_property_epoch<B: AutodiffBackend>(
         let graph = rows.graphs::<B>(idx, device)?;
         let y: Vec<f32> = idx
             .iter()
-            .map(|&i| ((rows.targets[i] - scale.mean) / scale.std) as f32)
+            .map(|&i| scale.apply(rows.targets[i]) as f32)
             .collect();
         let y = Tensor::<B, 1>::from_data(TensorData::new(y, [idx.len()]), device);
         let loss = (model.forward(&graph) - y).abs().mean();
@@ -110,7 +88,7 @@ pub fn predict_property<B: Backend>(
     let mut out = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(batch_size.max(1)) {
         let y = to_host(model.forward(&rows.graphs::<B>(chunk, device)?));
-        out.extend(y.iter().map(|v| *v as f64 * scale.std + scale.mean));
+        out.extend(y.iter().map(|v| scale.invert(*v as f64)));
     }
     Ok(out)
 }
@@ -149,26 +127,12 @@ pub fn composition_baseline(rows: &PropertyRows, alpha: f64, predict: &[usize]) 
         .map(|g| composition_features(g, &rows.table))
         .collect();
     let d = NUM_ELEMENTS + ELEMENT_FEATURES;
-    let n = train.len().max(1) as f64;
-    let mean: Vec<f64> = (0..d)
-        .map(|k| train.iter().map(|&i| features[i][k]).sum::<f64>() / n)
+    let columns: Vec<TargetScale> = (0..d)
+        .map(|k| TargetScale::fit(train.iter().map(|&i| features[i][k])))
         .collect();
-    let std: Vec<f64> = (0..d)
-        .map(|k| {
-            let v = train
-                .iter()
-                .map(|&i| (features[i][k] - mean[k]).powi(2))
-                .sum::<f64>()
-                / n;
-            if v.sqrt() > 1e-12 { v.sqrt() } else { 1.0 }
-        })
-        .collect();
-    let standard = |i: usize| -> Vec<f64> {
-        (0..d)
-            .map(|k| (features[i][k] - mean[k]) / std[k])
-            .collect()
-    };
-    let y_mean = train.iter().map(|&i| rows.targets[i]).sum::<f64>() / n;
+    let standard =
+        |i: usize| -> Vec<f64> { (0..d).map(|k| columns[k].apply(features[i][k])).collect() };
+    let y_mean = rows.scale().mean;
     let x = DMatrix::from_fn(train.len(), d, |r, c| standard(train[r])[c]);
     let y = DVector::from_iterator(train.len(), train.iter().map(|&i| rows.targets[i] - y_mean));
     let gram = x.transpose() * &x + DMatrix::identity(d, d) * alpha;

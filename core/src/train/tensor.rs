@@ -10,6 +10,7 @@ use crate::metrics::{RegressionMetrics, regression_metrics};
 use crate::models::tensor_head::{RegressionLoss, TensorHead, TensorMode};
 
 use super::optimizer::ModelOptimizer;
+use super::standardize::TargetScale;
 use super::to_host;
 
 /// How raw tensors become training targets and predictions become tensors again.
@@ -28,14 +29,10 @@ impl TensorTargets {
         let k = mode.indices().len();
         let (mut mean, mut std) = (vec![0.0; k], vec![1.0; k]);
         if normalize && !train.is_empty() {
-            let n = train.len() as f64;
             let rows: Vec<Vec<f64>> = train.iter().map(|t| mode.select(t)).collect();
-            for (c, m) in mean.iter_mut().enumerate() {
-                *m = rows.iter().map(|r| r[c]).sum::<f64>() / n;
-            }
-            for (c, s) in std.iter_mut().enumerate() {
-                let var = rows.iter().map(|r| (r[c] - mean[c]).powi(2)).sum::<f64>() / n;
-                *s = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+            for c in 0..k {
+                let scale = TargetScale::fit(rows.iter().map(|r| r[c]));
+                (mean[c], std[c]) = (scale.mean, scale.std);
             }
         }
         Self { mode, mean, std }

@@ -172,19 +172,11 @@ pub fn embed_dataset(
 ) -> anyhow::Result<()> {
     let source = DataSource::new(data, None)?;
     let structures = source.structures()?;
-    let text = std::fs::read_to_string(&source.jsonl)
-        .map_err(|e| BadInput(format!("{}: cannot read ({e})", source.jsonl.display())))?;
     let mut records = Vec::new();
     let mut skipped = 0usize;
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let r: Value = serde_json::from_str(line)
-            .map_err(|e| BadInput(format!("{}:{}: {e}", source.jsonl.display(), i + 1)))?;
+    for (_, r) in source.json_records()? {
         let id = r["id"].as_str().unwrap_or("").to_string();
-        let plain = !id.is_empty() && !id.contains(['/', '\\']) && id != "." && id != "..";
+        let plain = !id.is_empty() && xtal_core::data::is_plain_name(&id);
         match r["graph_index"]
             .as_u64()
             .and_then(|k| structures.get(k as usize))

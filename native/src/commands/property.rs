@@ -19,11 +19,10 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::property::{PropertyModel, PropertyModelConfig};
 use xtal_core::models::structure::{GraphBackbone, Readout, StructureEncoderConfig};
 use xtal_core::train::property::{
-    PropertyRows, TargetScale, composition_baseline, mean_absolute_error, predict_property,
-    train_property_epoch,
+    PropertyRows, composition_baseline, mean_absolute_error, predict_property, train_property_epoch,
 };
 use xtal_core::train::spec::TrainingSpec;
-use xtal_core::train::{ModelOptimizer, model_from_bytes, model_to_bytes};
+use xtal_core::train::{ModelOptimizer, TargetScale, model_to_bytes};
 
 use crate::clip_data::{DataSource, checked_graph};
 use crate::exit::BadInput;
@@ -107,8 +106,7 @@ fn property_rows(
     encoder: &StructureEncoderConfig,
 ) -> anyhow::Result<(PropertyRows, usize)> {
     let path = &data.jsonl;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BadInput(format!("{}: cannot read ({e})", path.display())))?;
+    let records = data.json_records()?;
     let table = data.element_table()?;
     let structures = data.structures()?;
     let mut rows = PropertyRows {
@@ -119,13 +117,8 @@ fn property_rows(
         table: table.clone(),
     };
     let (mut sources, mut known, mut unusable) = (BTreeMap::<String, usize>::new(), false, 0);
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let at = |m: String| BadInput(format!("{}:{}: {m}", path.display(), i + 1));
-        let r: Value = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+    for (line, r) in records {
+        let at = |m: String| BadInput(format!("{}:{line}: {m}", path.display()));
         let Some(props) = r.get("properties").and_then(Value::as_object) else {
             return Err(at("no `properties` (not an `xtal prepare` dataset)".into()).into());
         };
@@ -358,6 +351,8 @@ impl OnDevice for TrainProperty<'_> {
         let mut optimizer = ModelOptimizer::<B, PropertyModel<B>>::new(settings, []);
         let mut log = self.run.metrics_log()?;
         let (mut best, mut best_epoch, mut curve) = (f64::INFINITY, 0, Vec::new());
+        // The saved checkpoint's predictions, kept rather than recomputed at the end.
+        let mut best_predictions = Vec::new();
         let truth: Vec<f64> = val_idx.iter().map(|&i| self.rows.targets[i]).collect();
         let started = Instant::now();
         let mut seen = 0usize;
@@ -406,6 +401,7 @@ impl OnDevice for TrainProperty<'_> {
             if improved {
                 best = mae;
                 best_epoch = epoch;
+                best_predictions = pred;
                 self.run.save_checkpoint(
                     "best",
                     &Checkpoint {
@@ -426,20 +422,8 @@ impl OnDevice for TrainProperty<'_> {
             );
         }
         let seconds = started.elapsed().as_secs_f64();
-        let c = self.run.load_checkpoint("best")?;
-        let best_model: PropertyModel<B::InnerBackend> =
-            model_from_bytes(self.config.init(&device), c.model, &device)?;
-        let predictions = predict_property(
-            &best_model,
-            self.rows,
-            &val_idx,
-            a.batch_size,
-            self.scale,
-            &device,
-        )
-        .map_err(|e| BadInput(e.to_string()))?;
         Ok(PropertyOutcome {
-            predictions,
+            predictions: best_predictions,
             best_epoch,
             curve,
             parameters,
