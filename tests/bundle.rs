@@ -8,13 +8,16 @@ use std::io::Write;
 use burn::module::Module;
 use burn::prelude::*;
 use xtal_core::bundle::{
-    Bundle, BundleError, FtcpInput, IndexRecords, Limits, PackInput, RetrievalIndex, Side,
-    StructureInput, pack,
+    Bundle, BundleError, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, RetrievalIndex,
+    Side, StructureInput, pack,
 };
-use xtal_core::data::FeatureScaler;
+use xtal_core::data::{FeatureScaler, StructureItem};
 use xtal_core::device::{CpuBackend, DeviceSpec, OnDevice, available_devices, run_on};
-use xtal_core::featurize::{ElementTable, FtcpConfig, RowMinMax, ftcp};
-use xtal_core::models::clip::{ClipConfig, StructureProjectorConfig, TextEncoderConfig};
+use xtal_core::featurize::{CrystalGraph, ElementTable, FtcpConfig, GraphBatch, RowMinMax, ftcp};
+use xtal_core::models::clip::{
+    ClipConfig, StructureBatch, StructureProjectorConfig, TextEncoderConfig,
+};
+use xtal_core::models::structure::{GraphBackbone, StructureEncoderConfig};
 use xtal_core::structure::{CifOptions, read_cif};
 use xtal_core::train::to_host;
 
@@ -92,17 +95,17 @@ fn ftcp_input(cifs: &[(String, String, String)]) -> (StructureInput, Vec<Vec<f64
             }
         })
         .collect();
-    let input = StructureInput {
-        ftcp: Some(FtcpInput {
+    let input = StructureInput::Ftcp(
+        FtcpInput {
             config,
             table,
             minmax,
-        }),
-        scaler: FeatureScaler {
+        },
+        FeatureScaler {
             mean: mean.iter().map(|m| *m as f32).collect(),
             std,
         },
-    };
+    );
     (input, scaled)
 }
 
@@ -119,16 +122,19 @@ fn packed() -> Packed {
     let cifs = sample_cifs(6);
     let (input, _) = ftcp_input(&cifs);
     let device = Default::default();
-    let config = small_config(input.dim());
+    let dim = input.vector_dim().unwrap();
+    let config = small_config(dim);
     Cpu::seed(&device, 7);
     let model = config.init::<Cpu>(&device);
     // Embed before packing: the reference the loaded bundle must reproduce.
     let vectors: Vec<f32> = cifs
         .iter()
-        .flat_map(|(_, _, c)| input.from_cif(c).unwrap())
+        .flat_map(|(_, _, c)| match input.from_cif(c).unwrap() {
+            StructureItem::Vector(v) => v,
+            StructureItem::Graph(_) => unreachable!("an FTCP input makes vectors"),
+        })
         .collect();
-    let x =
-        Tensor::<Cpu, 2>::from_data(TensorData::new(vectors, [cifs.len(), input.dim()]), &device);
+    let x = Tensor::<Cpu, 2>::from_data(TensorData::new(vectors, [cifs.len(), dim]), &device);
     let cif = to_host(model.structure.forward(x));
     let (ids, pad) = config.text.tokenizer().batch::<Cpu>(&TEXTS, &device);
     let text = to_host(model.text.forward(ids, pad));
@@ -212,12 +218,8 @@ fn parameter_count_from_the_configuration_is_burns() {
     }
 }
 
-#[test]
-fn a_bundle_reproduces_its_model_on_every_backend() {
-    let p = packed();
-    let bundle = Bundle::from_bytes(&p.bytes, &Limits::default()).unwrap();
-    assert_eq!(bundle.card.as_deref(), Some("# test model\n"));
-    assert_eq!(bundle.manifest.structure_input.kind, "ftcp");
+/// Both CPU backends, and wgpu where an adapter exists (always under CI).
+fn every_backend() -> Vec<DeviceSpec> {
     let mut specs = vec![
         DeviceSpec::Cpu(CpuBackend::NdArray),
         DeviceSpec::Cpu(CpuBackend::Flex),
@@ -234,7 +236,16 @@ fn a_bundle_reproduces_its_model_on_every_backend() {
         );
         eprintln!("SKIPPED wgpu: no adapter (install mesa-vulkan-drivers)");
     }
-    for spec in specs {
+    specs
+}
+
+#[test]
+fn a_bundle_reproduces_its_model_on_every_backend() {
+    let p = packed();
+    let bundle = Bundle::from_bytes(&p.bytes, &Limits::default()).unwrap();
+    assert_eq!(bundle.card.as_deref(), Some("# test model\n"));
+    assert_eq!(bundle.manifest.structure_input.kind, "ftcp");
+    for spec in every_backend() {
         let (text, cif) = run_on(&spec, Embed(&bundle, &p.cifs)).unwrap();
         let (dt, dc) = (max_diff(&text, &p.text), max_diff(&cif, &p.cif));
         assert!(dt <= 1e-4 && dc <= 1e-4, "{spec}: text {dt:e}, cif {dc:e}");
@@ -263,6 +274,89 @@ fn f16_bundles_are_half_the_size_and_close() {
     let (dt, dc) = (max_diff(&text, &p.text), max_diff(&cif, &p.cif));
     assert!(dt < 5e-3 && dc < 5e-3, "f16: text {dt:e}, cif {dc:e}");
     assert!(dt > 0.0, "f16 weights cannot be exact");
+}
+
+/// A CLIP with a graph encoder packs into a `graph` bundle that embeds CIFs itself — graph
+/// built from the CIF, the encoder, the projector — on every backend as the model it was
+/// packed from embeds the same structures' graphs in one batch.
+#[test]
+fn a_graph_bundle_embeds_cifs_like_its_model() {
+    let cifs = sample_cifs(5);
+    let device = Default::default();
+    let table = ElementTable::default_table();
+    for backbone in [GraphBackbone::Cgcnn, GraphBackbone::Painn] {
+        let encoder = StructureEncoderConfig::of(backbone)
+            .with_hidden(16)
+            .with_layers(2)
+            .with_output_dim(24);
+        let config = small_config(24).with_graph(Some(encoder.clone()));
+        Cpu::seed(&device, 3);
+        let model = config.init::<Cpu>(&device);
+        let graphs: Vec<CrystalGraph> = cifs
+            .iter()
+            .map(|(_, _, c)| {
+                let s = read_cif(c, &CifOptions::default()).unwrap();
+                CrystalGraph::build(&s[0].structure, &encoder.graph).unwrap()
+            })
+            .collect();
+        let refs: Vec<&CrystalGraph> = graphs.iter().collect();
+        let batch = GraphBatch::new(&refs, &table).unwrap().to_tensors(&device);
+        let want = to_host(model.encode_structures(StructureBatch::Graphs(batch)));
+        let input = StructureInput::Graph(GraphInput {
+            config: encoder.graph,
+            table: table.clone(),
+        });
+        let bytes = pack(PackInput {
+            model: &model,
+            config: &config,
+            structure_input: &input,
+            element_table_source: Some("default".into()),
+            fitted_on: None,
+            index: None,
+            card: None,
+            half: false,
+            created: "2026-01-01T00:00:00Z".into(),
+            xtal_version: "test".into(),
+            source: None,
+            f16_check: None,
+        })
+        .unwrap();
+        let bundle = Bundle::from_bytes(&bytes, &Limits::default()).unwrap();
+        assert_eq!(bundle.manifest.structure_input.kind, "graph");
+        assert_eq!(bundle.manifest.structure_input.dim, 24);
+        assert_eq!(bundle.manifest.model.parameters, model.num_params() as u64);
+        assert_eq!(bundle.structure_input, input);
+        for spec in every_backend() {
+            let (_, got) = run_on(&spec, Embed(&bundle, &cifs)).unwrap();
+            let d = max_diff(&got, &want);
+            assert!(d <= 1e-4, "{backbone:?} on {spec}: {d:e}");
+        }
+        let err = bundle.structure_input.standardize(&[0.0; 24]).unwrap_err();
+        assert!(err.to_string().contains("not precomputed vectors"), "{err}");
+
+        // A manifest that disagrees with its graph encoder is refused before anything is built.
+        let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut e = entries(&bytes);
+            let mut m: serde_json::Value = serde_json::from_slice(&e[0].1).unwrap();
+            edit(&mut m);
+            e[0].1 = serde_json::to_vec(&m).unwrap();
+            refused(
+                &rezip(&e, zip::CompressionMethod::Stored),
+                &Limits::default(),
+            )
+        };
+        let err = edited(&|m| m["structure_input"]["kind"] = "vector".into());
+        assert!(err.contains("needs model.config.graph"), "{err}");
+        let err = edited(&|m| m["model"]["config"]["graph"]["graph"]["cutoff"] = 1000.0.into());
+        assert!(err.contains("cutoff"), "{err}");
+        let err =
+            edited(&|m| m["model"]["config"]["graph"]["graph"]["gaussian_step"] = 1e-9.into());
+        assert!(err.contains("gaussian_step"), "{err}");
+        let err = edited(&|m| m["model"]["config"]["graph"]["layers"] = 3.into());
+        assert!(err.contains("model.parameters"), "{err}");
+        let err = edited(&|m| m["model"]["config"]["graph"] = serde_json::Value::Null);
+        assert!(err.contains("needs model.config.graph"), "{err}");
+    }
 }
 
 // ---- hostile input -------------------------------------------------------------------------
@@ -436,8 +530,10 @@ fn hostile_bundles_are_refused_with_the_reason() {
 fn a_precomputed_vector_bundle_cannot_embed_cifs() {
     let p = packed();
     let bundle = Bundle::from_bytes(&p.bytes, &Limits::default()).unwrap();
-    let mut input = bundle.structure_input.clone();
-    input.ftcp = None;
+    let StructureInput::Ftcp(_, scaler) = bundle.structure_input.clone() else {
+        panic!("an FTCP bundle");
+    };
+    let input = StructureInput::Vector(scaler);
     let err = input.from_cif(&p.cifs[0].2).unwrap_err().to_string();
     assert!(err.contains("cannot embed a CIF"), "{err}");
     let err = bundle

@@ -318,3 +318,73 @@ fn parameter_counts_match_the_modules() {
         assert_eq!(model.num_params() as u64, config.parameter_count());
     }
 }
+
+/// The composition-only baseline `xtal train property` reports next to the encoder is
+/// scikit-learn's StandardScaler + Ridge on pymatgen's composition features
+/// (tests/fixtures/property_baseline.py), for three regularisation strengths.
+#[test]
+fn composition_baseline_matches_scikit_learn() {
+    use xtal_core::train::property::{PropertyRows, composition_baseline};
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let fixture: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("property_baseline.json")).unwrap())
+            .unwrap();
+    let table = ElementTable::from_atom_init_json(
+        &std::fs::read_to_string(fixtures.join("structures/atom_init.json")).unwrap(),
+        "atom_init.json",
+    )
+    .unwrap();
+    let mut cifs = std::collections::HashMap::new();
+    let mut reader = csv::Reader::from_path(fixtures.join("structures/cifs.csv")).unwrap();
+    for rec in reader.records() {
+        let rec = rec.unwrap();
+        cifs.insert(rec[0].to_string(), rec[1].to_string());
+    }
+    let strings =
+        |key: &str| -> Vec<serde_json::Value> { fixture[key].as_array().unwrap().clone() };
+    let ids: Vec<String> = strings("ids")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    // The baseline reads compositions only: any graph settings do.
+    let config = GraphConfig {
+        cutoff: 3.0,
+        max_neighbors: Some(1),
+        ..GraphConfig::default()
+    };
+    let graphs = ids
+        .iter()
+        .map(|id| {
+            let s = read_cif(&cifs[id], &CifOptions::default())
+                .unwrap()
+                .remove(0);
+            CrystalGraph::build(&s.structure, &config).unwrap()
+        })
+        .collect();
+    let rows = PropertyRows {
+        ids,
+        graphs,
+        targets: strings("targets")
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect(),
+        is_val: strings("is_val")
+            .iter()
+            .map(|v| v.as_bool().unwrap())
+            .collect(),
+        table,
+    };
+    let held_out = rows.indices(true);
+    assert_eq!(held_out.len(), 20);
+    for case in strings("cases") {
+        let alpha = case["alpha"].as_f64().unwrap();
+        let got = composition_baseline(&rows, alpha, &held_out);
+        for (g, want) in got.iter().zip(case["predictions"].as_array().unwrap()) {
+            let want = want.as_f64().unwrap();
+            assert!(
+                (g - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "alpha {alpha}: {g} vs scikit-learn {want}"
+            );
+        }
+    }
+}

@@ -2,7 +2,8 @@
 //! a bundle packed by the native CLI answers fixed queries in the page with the native CLI's
 //! top 10, on WebGPU and on the CPU fallback; a CIF finds the CLI's nearest descriptions; a
 //! fine-tune in the page lowers the loss and its exported bundle, loaded by the CLI, embeds
-//! like the page; a corrupt bundle shows an error. Screenshots of each view are written to
+//! like the page; a bundle with a graph encoder embeds a CIF in the page as the CLI does; a
+//! corrupt bundle shows an error. Screenshots of each view are written to
 //! `tests/screenshots/`.
 //!
 //! Needs `www/pkg` (web/build.sh), the `xtal` binary of this profile, Chromium and
@@ -296,47 +297,47 @@ fn fixture() -> Fixture {
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let (data, run, bundle) = (dir.join("data"), dir.join("run"), dir.join("tiny.xtal"));
     xtal(&["prepare", &s(&csv_path), "-o", &s(&data)]);
-    xtal(&[
-        "train",
-        "clip",
-        "--data",
-        &s(&data),
-        "--out",
-        &s(&run),
-        "--no-plots",
-        "--set",
-        "model.text_width=32",
-        "--set",
-        "model.text_layers=1",
-        "--set",
-        "model.text_heads=2",
-        "--set",
-        "model.max_seq_length=128",
-        "--set",
-        "model.clip_dim=16",
-        "--set",
-        "training.val_split=0.25",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "3",
-    ]);
-    xtal(&[
-        "bundle",
-        "pack",
-        "--run",
-        &s(&run),
-        "--index",
-        &s(&data),
-        "-o",
-        &s(&bundle),
-    ]);
+    tiny_clip_bundle(&data, &run, &bundle, &[]);
     Fixture {
         dir,
         bundle,
         cif,
         pairs,
     }
+}
+
+/// A tiny CLIP trained on `data` (3 epochs; `extra` adds `--set` options) packed with its
+/// index into `bundle`.
+fn tiny_clip_bundle(data: &Path, run: &Path, bundle: &Path, extra: &[&str]) {
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (data, run, bundle) = (s(data), s(run), s(bundle));
+    let mut args = vec![
+        "train",
+        "clip",
+        "--data",
+        &data,
+        "--out",
+        &run,
+        "--no-plots",
+    ];
+    for set in [
+        "model.text_width=32",
+        "model.text_layers=1",
+        "model.text_heads=2",
+        "model.max_seq_length=128",
+        "model.clip_dim=16",
+        "training.val_split=0.25",
+    ]
+    .iter()
+    .chain(extra)
+    {
+        args.extend(["--set", set]);
+    }
+    args.extend(["--batch-size", "8", "--epochs", "3"]);
+    xtal(&args);
+    xtal(&[
+        "bundle", "pack", "--run", &run, "--index", &data, "-o", &bundle,
+    ]);
 }
 
 /// `xtal search --bundle B QUERY… -k 10 --json`'s results.
@@ -546,6 +547,39 @@ fn site_in_headless_chromium() {
             max_abs_diff(&untuned, &native_vectors) > 1e-3,
             "{device}: the fine-tune changed nothing"
         );
+    }
+
+    // A CLIP with a CGCNN structure encoder: the page builds the CIF's crystal graph and runs
+    // the encoder itself, and finds what the native CLI finds.
+    let graph_bundle = fx.dir.join("graph.xtal");
+    tiny_clip_bundle(
+        &fx.dir.join("data"),
+        &fx.dir.join("graph-run"),
+        &graph_bundle,
+        &[
+            "model.graph_backbone=cgcnn",
+            "model.graph_width=16",
+            "model.graph_layers=2",
+        ],
+    );
+    let native_graph_cif = native_top10(graph_bundle.to_str().unwrap(), &["--cif", cif_s]);
+    for device in ["webgpu", "cpu"] {
+        browser.open(&page(device, "graph.xtal"));
+        assert_eq!(
+            browser.wait_state(&["ready", "error"]),
+            "ready",
+            "{device}: the graph bundle did not open"
+        );
+        let kind = browser.run("return app.bundle.summary.structure_input;", Value::Null);
+        assert_eq!(kind, "graph", "{device}");
+        browser.run(
+            "document.getElementById('cif').value = args;",
+            json!(fx.cif),
+        );
+        let got = browser.run("return (await app.cifSearch()).results;", Value::Null);
+        assert_same_results(&got, &native_graph_cif, &format!("{device} graph CIF"));
+        browser.scroll_to("cif-panel");
+        browser.screenshot(&format!("graph-cif-{device}"));
     }
 
     // A corrupt bundle: one flipped byte in the weights.

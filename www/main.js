@@ -81,12 +81,20 @@ async function openBundle(source, name) {
   }
 }
 
+function structureLine(s) {
+  if (s.structure_input === "graph") {
+    const g = s.graph;
+    return `CIF → crystal graph (${g.graph.cutoff} Å) → ${g.backbone.toUpperCase()}, ${g.layers} layers of ${g.hidden} (this bundle embeds CIFs)`;
+  }
+  return s.can_embed_cif ? "CIF → FTCP (this bundle embeds CIFs)" : "precomputed vectors only (no CIF embedding)";
+}
+
 function showSummary() {
   const s = app.bundle.summary;
   const rows = [
     ["bundle", `${app.bundle.name} (${(s.size / 2 ** 20).toFixed(1)} MiB, format v${s.format_version}, xtal ${s.xtal_version}, ${s.created})`],
     ["model", `${s.parameters.toLocaleString()} parameters, ${s.embed_dim}-D embeddings, weights ${s.weights_dtype}; text ${s.text.width}×${s.text.layers} layers`],
-    ["structures", s.can_embed_cif ? "CIF → FTCP (this bundle embeds CIFs)" : "precomputed vectors only (no CIF embedding)"],
+    ["structures", structureLine(s)],
     ["index", s.index ? `${s.index.entries} entries${s.index.dataset ? ` from ${s.index.dataset}` : ""}${s.index.map ? ", with a map" : ""}` : "none"],
     ["device", deviceLine(app.bundle.device)],
   ];

@@ -262,11 +262,7 @@ pub fn checked_graph(
     config: &GraphConfig,
     table: &ElementTable,
 ) -> Result<CrystalGraph, String> {
-    let g = CrystalGraph::build(structure, config).map_err(|e| format!("graph: {e}"))?;
-    for &z in &g.atomic_numbers {
-        table.features(z).map_err(|e| e.to_string())?;
-    }
-    Ok(g)
+    CrystalGraph::build_with_table(structure, config, table).map_err(|e| format!("graph: {e}"))
 }
 
 /// What was read and what was left out, written as `data_report.json` and summarised on screen.

@@ -185,7 +185,7 @@ fn clip_trains_a_graph_encoder_end_to_end() {
     assert!(o.status.success(), "{}", stderr(&o));
     // Every sample structure has a graph, while 73 have no FTCP tensor.
     assert!(stderr(&o).contains("833 pairs"), "{}", stderr(&o));
-    let (_, cif) = sample_cif(&dir, "perov5");
+    let (id, cif) = sample_cif(&dir, "perov5");
     let o = xtal(&[
         "embed",
         "--run",
@@ -201,7 +201,9 @@ fn clip_trains_a_graph_encoder_end_to_end() {
     assert!((norm - 1.0).abs() < 1e-4, "unit vector, norm {norm}");
     let o = xtal(&["eval", "clip", "--run", run.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // Bundles do not carry graph encoders yet: refused with the reason, no file left.
+    let from_run = v;
+
+    // Packed, the bundle embeds the CIF itself as the run does.
     let bundle = dir.join("b.xtal");
     let o = xtal(&[
         "bundle",
@@ -211,9 +213,70 @@ fn clip_trains_a_graph_encoder_end_to_end() {
         "-o",
         bundle.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("graph encoder"), "{}", stderr(&o));
-    assert!(!bundle.exists());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = bundle.to_str().unwrap();
+    let o = xtal(&["bundle", "verify", b]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = xtal(&["bundle", "inspect", b]);
+    let shown = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(shown.contains("PaiNN graph encoder"), "{shown}");
+    let o = xtal(&[
+        "embed",
+        "--bundle",
+        b,
+        "--json",
+        "cif",
+        cif.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_bundle = vectors(&o.stdout).remove(0);
+    let d = from_run
+        .iter()
+        .zip(&from_bundle)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(d <= 1e-5, "bundle vs run: {d:e}");
+
+    // f16 with an index: the packer measures what f16 changes on the graph side, and the
+    // CIF finds its own structure first.
+    let half = dir.join("half.xtal");
+    let o = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        run.to_str().unwrap(),
+        "--index",
+        data.to_str().unwrap(),
+        "--no-map",
+        "--f16",
+        "-o",
+        half.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = xtal(&["bundle", "inspect", "--json", half.to_str().unwrap()]);
+    let manifest: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(manifest["structure_input"]["kind"], "graph");
+    let check = manifest["f16_check"]["max_abs_diff_structure"]
+        .as_f64()
+        .unwrap();
+    assert!(check > 0.0 && check < 5e-3, "f16 structure |Δ| {check}");
+    let o = xtal(&[
+        "search",
+        "--bundle",
+        half.to_str().unwrap(),
+        "--against",
+        "structure",
+        "-k",
+        "3",
+        "--json",
+        "--cif",
+        cif.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let found: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let hits = found["results"].as_array().unwrap();
+    assert_eq!(hits[0]["id"].as_str(), Some(id.as_str()), "{hits:?}");
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.99, "{hits:?}");
 }
 
 #[test]

@@ -156,7 +156,8 @@ impl Session {
             "weights_dtype": m.model.weights_dtype,
             "text": m.model.config.text,
             "structure_input": m.structure_input.kind,
-            "can_embed_cif": self.bundle.structure_input.ftcp.is_some(),
+            "graph": m.model.config.graph,
+            "can_embed_cif": self.bundle.structure_input.reads_cif(),
             "index": m.index,
             "size": self.bundle.size,
             "card": self.bundle.card,
@@ -193,14 +194,14 @@ impl Session {
     /// Unit embedding `[embed_dim]` of the first structure in a CIF.
     #[wasm_bindgen(js_name = embedCif)]
     pub async fn embed_cif(&self, cif: String) -> Result<Vec<f32>, JsError> {
-        let input = self.bundle.structure_input.from_cif(&cif).map_err(js)?;
+        let item = self.bundle.structure_input.from_cif(&cif).map_err(js)?;
         let model = self.model.borrow().clone();
         on_backend!(model, |model, device, B| async {
-            read(
-                self.bundle
-                    .embed_structure_inputs::<B>(&model, input, &device),
-            )
-            .await
+            let embedded = self
+                .bundle
+                .embed_structures::<B>(&model, &[item], &device)
+                .map_err(js)?;
+            read(embedded).await
         })
     }
 

@@ -67,6 +67,7 @@ pub struct TokenizerSection {
 #[serde(deny_unknown_fields)]
 pub struct StructureInputSection {
     /// `ftcp`: the bundle embeds CIFs itself (FTCP → row min–max → standardise);
+    /// `graph`: it embeds CIFs through its graph encoder (crystal graph → encoder → `dim`);
     /// `vector`: precomputed structure vectors of `dim` (e.g. EquiformerV2), standardised.
     pub kind: String,
     pub dim: usize,
@@ -168,20 +169,8 @@ impl Manifest {
                 "model.config.text.huggingface: bundles carry byte-level text encoders only".into(),
             );
         }
-        if c.graph.is_some() {
-            return bad(
-                "model.config.graph: this xtal reads bundles without a graph encoder only".into(),
-            );
-        }
         if self.tokenizer.max_len != c.text.max_len {
             return bad("tokenizer.max_len disagrees with model.config.text.max_len".into());
-        }
-        if self.model.parameters != c.parameter_count() {
-            return bad(format!(
-                "model.parameters is {}, the configuration has {}",
-                self.model.parameters,
-                c.parameter_count()
-            ));
         }
         let input = &self.structure_input;
         if input.dim != c.structure.input_dim {
@@ -190,8 +179,17 @@ impl Manifest {
             );
         }
         match (input.kind.as_str(), &input.ftcp) {
-            ("vector", None) => {}
+            ("vector", None) | ("graph", None) if (input.kind == "graph") == c.graph.is_some() => {}
+            ("vector", None) | ("graph", None) => {
+                return bad(format!(
+                    "structure_input.kind '{}' needs model.config.graph exactly when it is 'graph'",
+                    input.kind
+                ));
+            }
             ("ftcp", Some(f)) => {
+                if c.graph.is_some() {
+                    return bad("structure_input.kind 'ftcp' with a graph encoder".into());
+                }
                 if f.max_sites > 10_000 || f.max_elements > 103 || f.pad_rows > 1000 {
                     return bad("structure_input.ftcp is out of range".into());
                 }
@@ -206,7 +204,7 @@ impl Manifest {
             }
             (kind, _) => {
                 return bad(format!(
-                    "structure_input.kind '{kind}' needs ftcp settings exactly when it is 'ftcp' (supported: ftcp, vector)"
+                    "structure_input.kind '{kind}' needs ftcp settings exactly when it is 'ftcp' (supported: ftcp, graph, vector)"
                 ));
             }
         }
@@ -214,6 +212,13 @@ impl Manifest {
             && !(index.structure || index.text)
         {
             return bad("index has neither structure nor text embeddings".into());
+        }
+        if self.model.parameters != c.parameter_count() {
+            return bad(format!(
+                "model.parameters is {}, the configuration has {}",
+                self.model.parameters,
+                c.parameter_count()
+            ));
         }
         Ok(())
     }
@@ -246,6 +251,34 @@ pub fn check_config(c: &ClipConfig) -> Result<(), String> {
     }
     for &h in &c.structure.hidden {
         in_range("structure.hidden", h, 1 << 16)?;
+    }
+    if let Some(g) = &c.graph {
+        in_range("graph.hidden", g.hidden, 4096)?;
+        in_range("graph.layers", g.layers, 32)?;
+        in_range("graph.radial_basis", g.radial_basis, 1024)?;
+        in_range("graph.output_dim", g.output_dim, 8192)?;
+        if g.output_dim != c.structure.input_dim {
+            return Err(format!(
+                "graph.output_dim {} is not structure.input_dim {}",
+                g.output_dim, c.structure.input_dim
+            ));
+        }
+        let graph = &g.graph;
+        if !(0.5..=20.0).contains(&graph.cutoff) {
+            return Err(format!(
+                "graph.graph.cutoff = {} Å is outside 0.5 … 20",
+                graph.cutoff
+            ));
+        }
+        if let Some(k) = graph.max_neighbors {
+            in_range("graph.graph.max_neighbors", k, 1000)?;
+        }
+        if !(graph.gaussian_step >= 0.01
+            && graph.gaussian_width > 0.0
+            && graph.gaussian_width <= graph.cutoff)
+        {
+            return Err("graph.graph: gaussian_step must be at least 0.01 Å and gaussian_width in (0, cutoff]".into());
+        }
     }
     if !t.width.is_multiple_of(t.heads) {
         return Err(format!(

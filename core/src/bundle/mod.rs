@@ -4,7 +4,7 @@
 //! ```text
 //! manifest.json                  format, version, model config, normalisers, sizes, sha256s
 //! weights.safetensors            the model (f32 or f16)
-//! structure_input.safetensors    standardisation (+ FTCP min–max and element table)
+//! structure_input.safetensors    standardisation (+ FTCP min–max), element table
 //! index/records.json             optional: ids, formulas, descriptions
 //! index/embeddings.safetensors   optional: structure / text embeddings, 2-D map
 //! README.md                      optional model card
@@ -27,12 +27,14 @@ pub use manifest::{
     MANIFEST, Manifest, ModelSection, STRUCTURE_INPUT, StructureInputSection, TokenizerSection,
     WEIGHTS, check_config,
 };
-pub use structure_input::{FtcpInput, StructureInput};
+pub use structure_input::{FtcpInput, GraphInput, StructureInput};
 pub use weights::{StoredTensor, read_header};
 
 use burn::prelude::*;
 
-use crate::models::clip::{Clip, ClipConfig};
+use crate::data::StructureItem;
+use crate::featurize::GraphBatch;
+use crate::models::clip::{Clip, ClipConfig, StructureBatch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -146,14 +148,12 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             max_len: c.text.max_len,
         },
         structure_input: StructureInputSection {
-            kind: if input.structure_input.ftcp.is_some() {
-                "ftcp"
-            } else {
-                "vector"
-            }
-            .into(),
-            dim: input.structure_input.dim(),
-            ftcp: input.structure_input.ftcp.as_ref().map(|f| f.config),
+            kind: input.structure_input.kind().into(),
+            dim: c.structure.input_dim,
+            ftcp: match input.structure_input {
+                StructureInput::Ftcp(f, _) => Some(f.config),
+                _ => None,
+            },
             element_table: input.element_table_source,
             fitted_on: input.fitted_on,
         },
@@ -257,7 +257,11 @@ impl Bundle {
                 reason: format!("holds {stored} values, the configuration needs {needed}"),
             });
         }
-        let structure_input = StructureInput::from_entry(&manifest.structure_input, &structure)?;
+        let structure_input = StructureInput::from_entry(
+            &manifest.structure_input,
+            manifest.model.config.graph.as_ref().map(|g| &g.graph),
+            &structure,
+        )?;
         let index = match (&manifest.index, index_entries) {
             (Some(section), Some((records, embeddings))) => Some(RetrievalIndex::from_entries(
                 section,
@@ -322,17 +326,60 @@ impl Bundle {
         Tensor::cat(parts, 0)
     }
 
-    /// Unit structure embeddings of standardised input vectors (`[n * dim]`, row-major).
-    pub fn embed_structure_inputs<B: Backend>(
+    /// Unit structure embeddings `[items, embed_dim]` of what [`StructureInput`] made, in
+    /// batches of 64. Items must be of the bundle's kind (vectors or graphs).
+    pub fn embed_structures<B: Backend>(
         &self,
         model: &Clip<B>,
-        inputs: Vec<f32>,
+        items: &[StructureItem],
         device: &B::Device,
-    ) -> Tensor<B, 2> {
-        let d = self.structure_input.dim();
-        let n = inputs.len() / d;
-        let x = Tensor::from_data(TensorData::new(inputs, [n, d]), device);
-        model.structure.forward(x)
+    ) -> Result<Tensor<B, 2>, BundleError> {
+        let parts = items
+            .chunks(64)
+            .map(|chunk| Ok(model.encode_structures(self.structure_batch(chunk, device)?)))
+            .collect::<Result<Vec<_>, BundleError>>()?;
+        if parts.is_empty() {
+            return Ok(Tensor::zeros([0, self.config().text.embed_dim], device));
+        }
+        Ok(Tensor::cat(parts, 0))
+    }
+
+    fn structure_batch<B: Backend>(
+        &self,
+        items: &[StructureItem],
+        device: &B::Device,
+    ) -> Result<StructureBatch<B>, BundleError> {
+        let mismatch = || {
+            BundleError::Input("structure items do not match the bundle's structure input".into())
+        };
+        match &self.structure_input {
+            StructureInput::Graph(g) => {
+                let graphs = items
+                    .iter()
+                    .map(|item| match item {
+                        StructureItem::Graph(graph) => Ok(graph),
+                        StructureItem::Vector(_) => Err(mismatch()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let batch = GraphBatch::new(&graphs, &g.table)
+                    .map_err(|e| BundleError::Input(format!("graph: {e}")))?;
+                Ok(StructureBatch::Graphs(batch.to_tensors(device)))
+            }
+            StructureInput::Vector(_) | StructureInput::Ftcp(..) => {
+                let d = self.config().structure.input_dim;
+                let mut values = Vec::with_capacity(items.len() * d);
+                for item in items {
+                    match item {
+                        StructureItem::Vector(v) if v.len() == d => values.extend_from_slice(v),
+                        _ => return Err(mismatch()),
+                    }
+                }
+                Ok(StructureBatch::Vectors(Tensor::from_data(
+                    TensorData::new(values, [items.len(), d]),
+                    device,
+                )))
+            }
+        }
     }
 
     /// A new bundle of `model` (same configuration) that keeps this bundle's structure input,
@@ -373,8 +420,8 @@ impl Bundle {
         cif: &str,
         device: &B::Device,
     ) -> Result<Tensor<B, 2>, BundleError> {
-        let input = self.structure_input.from_cif(cif)?;
-        Ok(self.embed_structure_inputs(model, input, device))
+        let item = self.structure_input.from_cif(cif)?;
+        self.embed_structures(model, &[item], device)
     }
 }
 

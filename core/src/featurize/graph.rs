@@ -117,6 +117,20 @@ impl CrystalGraph {
         Ok(g)
     }
 
+    /// The graph of `structure` for a model whose node features come from `table`: an
+    /// element the table lacks is an error here, not when a batch is built.
+    pub fn build_with_table(
+        structure: &Structure,
+        config: &GraphConfig,
+        table: &ElementTable,
+    ) -> Result<Self, GraphError> {
+        let g = Self::build(structure, config)?;
+        for &z in &g.atomic_numbers {
+            table.features(z)?;
+        }
+        Ok(g)
+    }
+
     pub fn num_nodes(&self) -> usize {
         self.atomic_numbers.len()
     }

@@ -48,13 +48,10 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
     );
     let model = config.init::<Flex>(&device);
     let params = config.parameter_count();
-    let input = StructureInput {
-        ftcp: None,
-        scaler: FeatureScaler {
-            mean: vec![0.0; 1024],
-            std: vec![1.0; 1024],
-        },
-    };
+    let input = StructureInput::Vector(FeatureScaler {
+        mean: vec![0.0; 1024],
+        std: vec![1.0; 1024],
+    });
     let pack_with = |half: bool| {
         pack(PackInput {
             model: &model,

@@ -9,13 +9,14 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 use xtal_core::bundle::{
-    Bundle, FtcpInput, IndexRecords, Limits, PackInput, RetrievalIndex, Side, StructureInput, pack,
-    rfc3339,
+    Bundle, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, RetrievalIndex, Side,
+    StructureInput, pack, rfc3339,
 };
 use xtal_core::data::{Layout, PairSet};
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::featurize::{FtcpConfig, RowMinMax};
 use xtal_core::models::clip::{Clip, ClipConfig};
+use xtal_core::train::clip::structure_batch;
 use xtal_core::train::{model_from_bytes, to_host};
 use xtal_core::viz::tsne::{TsneConfig, tsne};
 
@@ -230,14 +231,6 @@ fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    if let Some(g) = &loaded.info.model.graph {
-        return Err(BadInput(format!(
-            "{}: its structure side is a {:?} graph encoder; bundles carry FTCP and precomputed-vector models only so far (embed CIFs with `xtal embed --run`)",
-            args.run.display(),
-            g.backbone
-        ))
-        .into());
-    }
     let checkpoint = loaded.run.load_checkpoint(&args.checkpoint)?;
     let (structure_input, element_table) = structure_input(&loaded)?;
     let device = super::one_device(&args.device)?;
@@ -306,7 +299,11 @@ fn pack_run(args: PackArgs) -> anyhow::Result<()> {
             config,
             structure_input: &structure_input,
             element_table,
-            fitted_on: Some(loaded.set.len() - loaded.set.is_val.iter().filter(|v| **v).count()),
+            // Graph inputs have no fitted normalisers.
+            fitted_on: config
+                .graph
+                .is_none()
+                .then(|| loaded.set.len() - loaded.set.is_val.iter().filter(|v| **v).count()),
             index: index.as_ref().map(|(i, d)| (i, Some(d.clone()))),
             card,
             half: args.f16,
@@ -338,8 +335,15 @@ fn pack_run(args: PackArgs) -> anyhow::Result<()> {
 /// and where its element table came from.
 fn structure_input(loaded: &LoadedRun) -> anyhow::Result<(StructureInput, Option<String>)> {
     let scaler = loaded.info.scaler.clone();
+    if let (Some(g), Some(table)) = (&loaded.info.model.graph, &loaded.set.element_table) {
+        let input = StructureInput::Graph(GraphInput {
+            config: g.graph,
+            table: table.clone(),
+        });
+        return Ok((input, Some(table.source.clone())));
+    }
     if loaded.set.layout != Layout::Prepared {
-        return Ok((StructureInput { ftcp: None, scaler }, None));
+        return Ok((StructureInput::Vector(scaler), None));
     }
     let data = &loaded.info.data;
     let summary_path = data.dir().join("summary.json");
@@ -358,14 +362,14 @@ fn structure_input(loaded: &LoadedRun) -> anyhow::Result<(StructureInput, Option
     .map_err(|e| BadInput(format!("{}: {e}", norm_path.display())))?;
     let table_source = summary["element_table"].as_str().unwrap_or("default");
     let table = super::element_table((table_source != "default").then(|| Path::new(table_source)))?;
-    let input = StructureInput {
-        ftcp: Some(FtcpInput {
+    let input = StructureInput::Ftcp(
+        FtcpInput {
             config,
             table,
             minmax,
-        }),
+        },
         scaler,
-    };
+    );
     Ok((input, Some(table_source.to_string())))
 }
 
@@ -406,10 +410,13 @@ fn model_card(
         config.text.heads,
         config.text.max_len,
         config.structure.input_dim,
-        if loaded.set.layout == Layout::Prepared {
-            "FTCP tensor (the bundle embeds CIFs itself)"
-        } else {
-            "precomputed structure embedding"
+        match (&config.graph, loaded.set.layout) {
+            (Some(g), _) => format!(
+                "{} graph encoder over crystal graphs ({} Å cutoff; the bundle embeds CIFs itself)",
+                g.backbone, g.graph.cutoff
+            ),
+            (None, Layout::Prepared) => "FTCP tensor (the bundle embeds CIFs itself)".into(),
+            (None, _) => "precomputed structure embedding".into(),
         },
         config.text.embed_dim,
         metric("g2t_r1"),
@@ -476,11 +483,10 @@ impl OnDevice for PackTask<'_> {
             idx = (0..set.len()).collect();
         }
         let texts: Vec<&str> = idx.iter().map(|&i| set.texts[i].as_str()).collect();
-        let inputs: Vec<f32> = idx.iter().flat_map(|&i| set.feature(i).to_vec()).collect();
         let t32 = to_host(half.embed_texts(&model, &texts, &device));
         let t16 = to_host(half.embed_texts(&half_model, &texts, &device));
-        let s32 = to_host(half.embed_structure_inputs(&model, inputs.clone(), &device));
-        let s16 = to_host(half.embed_structure_inputs(&half_model, inputs, &device));
+        let s32 = to_host(model.encode_structures(structure_batch(set, &idx, &device)));
+        let s16 = to_host(half_model.encode_structures(structure_batch(set, &idx, &device)));
         let diff = |a: &[f32], b: &[f32]| {
             a.iter()
                 .zip(b)
@@ -557,10 +563,13 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     println!(
         "structure  {}-D {} → {} projector{}",
         s.dim,
-        if s.kind == "ftcp" {
-            "FTCP (embeds CIFs)"
-        } else {
-            "precomputed vectors"
+        match (s.kind.as_str(), &c.graph) {
+            ("ftcp", _) => "FTCP (embeds CIFs)".to_string(),
+            ("graph", Some(g)) => format!(
+                "{} graph encoder, {} layers of {} (embeds CIFs)",
+                g.backbone, g.layers, g.hidden
+            ),
+            _ => "precomputed vectors".to_string(),
         },
         if c.structure.hidden.is_empty() {
             "linear".to_string()
@@ -677,16 +686,16 @@ impl OnDevice for EmbedQueries<'_> {
                 to_host(bundle.embed_texts(&model, &t, &device))
             }
             Query::Cifs(files) => {
-                let mut inputs = Vec::new();
-                for (name, text) in &files {
-                    inputs.extend(
+                let items = files
+                    .iter()
+                    .map(|(name, text)| {
                         bundle
                             .structure_input
                             .from_cif(text)
-                            .map_err(|e| BadInput(format!("{name}: {e}")))?,
-                    );
-                }
-                to_host(bundle.embed_structure_inputs(&model, inputs, &device))
+                            .map_err(|e| BadInput(format!("{name}: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                to_host(bundle.embed_structures(&model, &items, &device)?)
             }
         })
     }

@@ -276,7 +276,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     plots::save(
         &ParityPlot {
             title: format!("{} on {} held-out structures", args.target, val.len()),
-            names: vec![format!("{backbone:?}"), "composition ridge".into()],
+            names: vec![backbone.to_string(), "composition ridge".into()],
             panels: vec![
                 (parity(&outcome.predictions), format!("MAE {model_mae:.3}")),
                 (parity(&baseline), format!("MAE {baseline_mae:.3}")),

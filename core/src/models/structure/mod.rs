@@ -36,6 +36,15 @@ pub enum GraphBackbone {
     Painn,
 }
 
+impl std::fmt::Display for GraphBackbone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cgcnn => "CGCNN",
+            Self::Painn => "PaiNN",
+        })
+    }
+}
+
 impl GraphBackbone {
     pub const NAMES: &'static str = "cgcnn, painn";
 
