@@ -222,3 +222,69 @@ fn ftcp_matches_the_original_code() {
     }
     assert!(worst.0 <= 1e-4, "max |diff| {:e} at {}", worst.0, worst.1);
 }
+
+/// The FTCP parts (the regions the self-supervised blocks read) on tensors the original code
+/// produced: disjoint, every value the original sets lies in one of them, and each holds what
+/// pymatgen says — the cell, one occupancy one-hot per site, one element one-hot per distinct
+/// element, 59 k-distances within the search radius.
+#[test]
+fn ftcp_parts_hold_what_the_original_code_put_there() {
+    use xtal_core::featurize::FtcpPart;
+    let ids: Vec<String> = std::fs::read_to_string(fixtures().join("ftcp_ids.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    let mut npz = npyz::npz::NpzArchive::open(fixtures().join("ftcp_pvlab_4_100.npz")).unwrap();
+    let reference: Vec<f64> = npz.by_name("ftcp").unwrap().unwrap().into_vec().unwrap();
+    let facts: HashMap<String, Facts> = facts("facts.jsonl")
+        .into_iter()
+        .map(|f| (f.id.clone(), f))
+        .collect();
+    let config = FtcpConfig::default();
+    let (rows, cols) = (config.rows(), config.cols());
+    let regions: Vec<_> = FtcpPart::ALL.iter().map(|p| config.region(*p)).collect();
+    let sizes: Vec<usize> = regions.iter().map(|r| r.len()).collect();
+    assert_eq!(sizes, [412, 6, 300, 400, 59, 368, 5428]);
+    let mut checked = 0;
+    for (n, id) in ids.iter().enumerate() {
+        let t = &reference[n * rows * cols..(n + 1) * rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                let holders = regions.iter().filter(|g| g.contains(r, c)).count();
+                assert!(holders <= 1, "row {r} col {c} is in {holders} parts");
+                assert!(
+                    holders == 1 || t[r * cols + c] == 0.0,
+                    "{id}: row {r} col {c} = {} lies in no part",
+                    t[r * cols + c]
+                );
+            }
+        }
+        let part = |p: FtcpPart| config.region(p).extract(t, cols);
+        let Some(f) = facts.get(id) else { continue };
+        let cell = [f.a, f.b, f.c, f.alpha, f.beta, f.gamma];
+        for (got, want) in part(FtcpPart::Lattice).iter().zip(cell) {
+            assert!(
+                (got - want).abs() <= 1e-4 * want,
+                "{id}: cell {got} vs {want}"
+            );
+        }
+        let occupancy = part(FtcpPart::Occupancy);
+        let ones = |v: &[f64]| v.iter().filter(|x| **x == 1.0).count();
+        assert_eq!(ones(&occupancy), f.nsites.min(config.max_sites), "{id}");
+        for (s, row) in occupancy.chunks(config.element_columns()).enumerate() {
+            assert_eq!(ones(row), usize::from(s < f.nsites), "{id} site {s}");
+        }
+        let distinct = f
+            .reduced_formula
+            .chars()
+            .filter(char::is_ascii_uppercase)
+            .count();
+        assert_eq!(ones(&part(FtcpPart::Elements)), distinct, "{id}");
+        let k = part(FtcpPart::KDistances);
+        assert!(k.iter().all(|d| *d > 0.0 && *d <= 1.4), "{id}: {k:?}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} structures had facts");
+}

@@ -66,6 +66,28 @@ impl FtcpConfig {
     pub fn cols(&self) -> usize {
         self.element_columns() + NUM_KPOINTS
     }
+    /// Where `part` lies in a tensor of this configuration.
+    pub fn region(&self, part: FtcpPart) -> FtcpRegion {
+        let (e, s) = (self.element_columns(), self.max_sites);
+        let real = 0..e;
+        let reciprocal = e..e + NUM_KPOINTS;
+        let (rows, cols) = match part {
+            FtcpPart::Elements => (0..NUM_ELEMENTS, real),
+            FtcpPart::Lattice => (NUM_ELEMENTS..NUM_ELEMENTS + 2, 0..3),
+            FtcpPart::Sites => (self.coord_row()..self.coord_row() + s, 0..3),
+            FtcpPart::Occupancy => (self.occupancy_row()..self.occupancy_row() + s, real),
+            FtcpPart::KDistances => (self.kdistance_row()..self.kdistance_row() + 1, reciprocal),
+            FtcpPart::Properties => (
+                self.property_row()..self.property_row() + ELEMENT_FEATURES,
+                real,
+            ),
+            FtcpPart::StructureFactors => (
+                self.property_row()..self.property_row() + ELEMENT_FEATURES,
+                reciprocal,
+            ),
+        };
+        FtcpRegion { rows, cols }
+    }
     fn coord_row(&self) -> usize {
         NUM_ELEMENTS + 2
     }
@@ -77,6 +99,69 @@ impl FtcpConfig {
     }
     fn property_row(&self) -> usize {
         self.kdistance_row() + 1
+    }
+}
+
+/// The parts of an FTCP tensor: each is one rectangle of rows × columns, and together they
+/// hold every value the representation sets (the rest is zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FtcpPart {
+    /// Element one-hots: rows 0–102 × the real-space columns.
+    Elements,
+    /// Lattice lengths (Å) and angles (°): 2 rows × 3 columns.
+    Lattice,
+    /// Fractional site coordinates: S rows × 3 columns.
+    Sites,
+    /// Which element column each site holds: S rows × the real-space columns.
+    Occupancy,
+    /// |G| of the 59 k-points: 1 row × the k-point columns.
+    KDistances,
+    /// The element-table vector of each element column: 92 rows × the real-space columns.
+    Properties,
+    /// The "structure factor" of each property at each k-point: 92 rows × the k-point columns.
+    StructureFactors,
+}
+
+impl FtcpPart {
+    pub const ALL: [FtcpPart; 7] = [
+        FtcpPart::Elements,
+        FtcpPart::Lattice,
+        FtcpPart::Sites,
+        FtcpPart::Occupancy,
+        FtcpPart::KDistances,
+        FtcpPart::Properties,
+        FtcpPart::StructureFactors,
+    ];
+}
+
+/// A rectangle of an FTCP tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FtcpRegion {
+    pub rows: std::ops::Range<usize>,
+    pub cols: std::ops::Range<usize>,
+}
+
+impl FtcpRegion {
+    pub fn len(&self) -> usize {
+        self.rows.len() * self.cols.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, row: usize, col: usize) -> bool {
+        self.rows.contains(&row) && self.cols.contains(&col)
+    }
+
+    /// The region's values, row-major, from one row-major tensor `cols` wide.
+    pub fn extract<T: Copy>(&self, tensor: &[T], cols: usize) -> Vec<T> {
+        self.rows
+            .clone()
+            .flat_map(|r| &tensor[r * cols + self.cols.start..r * cols + self.cols.end])
+            .copied()
+            .collect()
     }
 }
 

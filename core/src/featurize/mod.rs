@@ -9,7 +9,7 @@ pub mod normalizer;
 mod record;
 
 pub use element_table::{ELEMENT_FEATURES, ElementTable, MissingElement};
-pub use ftcp::{Ftcp, FtcpConfig, FtcpError, StructureFactor, ftcp};
+pub use ftcp::{Ftcp, FtcpConfig, FtcpError, FtcpPart, FtcpRegion, StructureFactor, ftcp};
 pub use graph::{CrystalGraph, GraphBatch, GraphConfig, GraphError, GraphTensors, NODE_FEATURES};
 pub use neighbors::{Neighbor, TooManyImages, neighbors_within};
 pub use normalizer::RowMinMax;
