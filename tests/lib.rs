@@ -11,3 +11,12 @@ pub struct LinearStepFixture<Case, Expected> {
 }
 
 pub const LINEAR_STEP_JSON: &str = include_str!("fixtures/linear_step.json");
+
+/// A fixture's JSON array of numbers.
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}

@@ -14,19 +14,12 @@ use xtal_core::models::tensor_head::{RegressionLoss, TensorHeadConfig, TensorMod
 use xtal_core::train::tensor::{TensorRows, TensorTargets, evaluate_head, train_tensor_epoch};
 use xtal_core::train::to_host;
 use xtal_core::train::{ModelOptimizer, OptimizerSettings, WarmupCosine};
+use xtal_tests::floats;
 
 type B = Autodiff<NdArray>;
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/tensor_regression.json")).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 fn tensors(v: &Value) -> Vec<[f64; 9]> {

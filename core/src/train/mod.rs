@@ -9,6 +9,7 @@ pub mod early_stopping;
 pub mod fine_tune;
 pub mod optimizer;
 pub mod property;
+pub mod ridge;
 pub mod schedule;
 pub mod spec;
 pub mod standardize;

@@ -4,13 +4,13 @@
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use nalgebra::{DMatrix, DVector};
 
 use crate::featurize::{CrystalGraph, ELEMENT_FEATURES, ElementTable, GraphBatch, GraphError};
 use crate::models::property::PropertyModel;
 use crate::structure::elements::NUM_ELEMENTS;
 
 use super::optimizer::ModelOptimizer;
+use super::ridge::{RidgeError, fit_ridge};
 use super::standardize::TargetScale;
 use super::to_host;
 
@@ -119,37 +119,22 @@ pub fn composition_features(graph: &CrystalGraph, table: &ElementTable) -> Vec<f
 
 /// The composition-only baseline: ridge regression (`alpha` on the standardised features,
 /// intercept unpenalised) fitted on the training rows, predicting the rows `predict`.
-pub fn composition_baseline(rows: &PropertyRows, alpha: f64, predict: &[usize]) -> Vec<f64> {
-    let train = rows.indices(false);
+pub fn composition_baseline(
+    rows: &PropertyRows,
+    alpha: f64,
+    predict: &[usize],
+) -> Result<Vec<f64>, RidgeError> {
     let features: Vec<Vec<f64>> = rows
         .graphs
         .iter()
         .map(|g| composition_features(g, &rows.table))
         .collect();
-    let d = NUM_ELEMENTS + ELEMENT_FEATURES;
-    let columns: Vec<TargetScale> = (0..d)
-        .map(|k| TargetScale::fit(train.iter().map(|&i| features[i][k])))
-        .collect();
-    let standard =
-        |i: usize| -> Vec<f64> { (0..d).map(|k| columns[k].apply(features[i][k])).collect() };
-    let y_mean = rows.scale().mean;
-    let x = DMatrix::from_fn(train.len(), d, |r, c| standard(train[r])[c]);
-    let y = DVector::from_iterator(train.len(), train.iter().map(|&i| rows.targets[i] - y_mean));
-    let gram = x.transpose() * &x + DMatrix::identity(d, d) * alpha;
-    let rhs = x.transpose() * y;
-    let w = gram
-        .cholesky()
-        .map(|c| c.solve(&rhs))
-        .unwrap_or_else(|| DVector::zeros(d));
-    predict
+    let train = rows.indices(false);
+    let x: Vec<&[f64]> = train.iter().map(|&i| features[i].as_slice()).collect();
+    let y: Vec<f64> = train.iter().map(|&i| rows.targets[i]).collect();
+    let model = fit_ridge(&x, &y, alpha)?;
+    Ok(predict
         .iter()
-        .map(|&i| {
-            y_mean
-                + standard(i)
-                    .iter()
-                    .zip(w.iter())
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-        })
-        .collect()
+        .map(|&i| model.predict(&features[i]))
+        .collect())
 }

@@ -192,6 +192,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             args.readout
         ))
     })?;
+    if !(args.baseline_alpha.is_finite() && args.baseline_alpha > 0.0) {
+        return Err(BadInput(format!(
+            "--baseline-alpha {}: must be positive",
+            args.baseline_alpha
+        ))
+        .into());
+    }
     if args.width == 0 || args.layers == 0 || args.embedding_dim == 0 || args.batch_size < 2 {
         return Err(BadInput(
             "--width, --layers and --embedding-dim must be positive, --batch-size at least 2"
@@ -252,7 +259,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 
     let val = rows.indices(true);
     let truth: Vec<f64> = val.iter().map(|&i| rows.targets[i]).collect();
-    let baseline = composition_baseline(&rows, args.baseline_alpha, &val);
+    let baseline = composition_baseline(&rows, args.baseline_alpha, &val)?;
     let model_mae = mean_absolute_error(&outcome.predictions, &truth);
     let baseline_mae = mean_absolute_error(&baseline, &truth);
     let mean_mae = mean_absolute_error(&vec![scale.mean; truth.len()], &truth);
