@@ -120,9 +120,9 @@ struct Packed {
 
 fn packed() -> Packed {
     let cifs = sample_cifs(6);
-    let (input, _) = ftcp_input(&cifs);
+    let (input, raw) = ftcp_input(&cifs);
     let device = Default::default();
-    let dim = input.vector_dim().unwrap();
+    let dim = raw[0].len();
     let config = small_config(dim);
     Cpu::seed(&device, 7);
     let model = config.init::<Cpu>(&device);

@@ -230,6 +230,13 @@ impl Browser {
             .to_string()
     }
 
+    /// Opens the page at `url` and waits until its bundle is open ("ready") or refused
+    /// ("error"); returns which.
+    fn open_bundle(&mut self, url: &str) -> String {
+        self.open(url);
+        self.wait_state(&["ready", "error"])
+    }
+
     fn screenshot(&mut self, name: &str) {
         let png = self.command("GET", "screenshot", Value::Null);
         let bytes = base64::engine::general_purpose::STANDARD
@@ -437,9 +444,8 @@ fn site_in_headless_chromium() {
     let mut browser = Browser::start();
 
     for device in ["webgpu", "cpu"] {
-        browser.open(&page(device, "tiny.xtal"));
         assert_eq!(
-            browser.wait_state(&["ready", "error"]),
+            browser.open_bundle(&page(device, "tiny.xtal")),
             "ready",
             "{device}: the bundle did not open"
         );
@@ -564,9 +570,8 @@ fn site_in_headless_chromium() {
     );
     let native_graph_cif = native_top10(graph_bundle.to_str().unwrap(), &["--cif", cif_s]);
     for device in ["webgpu", "cpu"] {
-        browser.open(&page(device, "graph.xtal"));
         assert_eq!(
-            browser.wait_state(&["ready", "error"]),
+            browser.open_bundle(&page(device, "graph.xtal")),
             "ready",
             "{device}: the graph bundle did not open"
         );
@@ -587,8 +592,7 @@ fn site_in_headless_chromium() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x5a;
     std::fs::write(fx.dir.join("corrupt.xtal"), bytes).unwrap();
-    browser.open(&page("auto", "corrupt.xtal"));
-    assert_eq!(browser.wait_state(&["ready", "error"]), "error");
+    assert_eq!(browser.open_bundle(&page("auto", "corrupt.xtal")), "error");
     let shown = browser.run(
         "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent;",
         Value::Null,
@@ -605,11 +609,10 @@ fn site_in_headless_chromium() {
     // its example query: report how long a visitor waits for that first result.
     if repo().join("www/demo.xtal").exists() {
         for device in ["webgpu", "cpu"] {
-            browser.open(&format!(
-                "http://127.0.0.1:{port}/index.html?device={device}"
-            ));
             assert_eq!(
-                browser.wait_state(&["ready", "error"]),
+                browser.open_bundle(&format!(
+                    "http://127.0.0.1:{port}/index.html?device={device}"
+                )),
                 "ready",
                 "demo on {device}"
             );

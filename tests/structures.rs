@@ -189,9 +189,9 @@ fn symmetry_expansion_matches_pymatgen() {
     assert_none_differ(&failures, all.len());
 }
 
-#[test]
-fn ftcp_matches_the_original_code() {
-    let cifs = cifs();
+/// The original FTCP code's tensors of the fixture structures (400 × 63 each, max_elms 4,
+/// max_sites 100) and their ids, in order.
+fn original_ftcp() -> (Vec<String>, Vec<f64>) {
     let ids: Vec<String> = std::fs::read_to_string(fixtures().join("ftcp_ids.txt"))
         .unwrap()
         .lines()
@@ -201,7 +201,13 @@ fn ftcp_matches_the_original_code() {
     let mut npz = npyz::npz::NpzArchive::open(fixtures().join("ftcp_pvlab_4_100.npz")).unwrap();
     let array = npz.by_name("ftcp").unwrap().unwrap();
     assert_eq!(array.shape(), &[ids.len() as u64, 400, 63]);
-    let reference: Vec<f64> = array.into_vec().unwrap();
+    (ids, array.into_vec().unwrap())
+}
+
+#[test]
+fn ftcp_matches_the_original_code() {
+    let cifs = cifs();
+    let (ids, reference) = original_ftcp();
     let table = ElementTable::from_atom_init_json(
         &std::fs::read_to_string(fixtures().join("atom_init.json")).unwrap(),
         "atom_init.json",
@@ -230,14 +236,7 @@ fn ftcp_matches_the_original_code() {
 #[test]
 fn ftcp_parts_hold_what_the_original_code_put_there() {
     use xtal_core::featurize::FtcpPart;
-    let ids: Vec<String> = std::fs::read_to_string(fixtures().join("ftcp_ids.txt"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    let mut npz = npyz::npz::NpzArchive::open(fixtures().join("ftcp_pvlab_4_100.npz")).unwrap();
-    let reference: Vec<f64> = npz.by_name("ftcp").unwrap().unwrap().into_vec().unwrap();
+    let (ids, reference) = original_ftcp();
     let facts: HashMap<String, Facts> = facts("facts.jsonl")
         .into_iter()
         .map(|f| (f.id.clone(), f))

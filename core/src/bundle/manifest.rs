@@ -178,18 +178,15 @@ impl Manifest {
                 "structure_input.dim disagrees with model.config.structure.input_dim".into(),
             );
         }
+        if (input.kind == "graph") != c.graph.is_some() {
+            return bad(format!(
+                "structure_input.kind '{}' needs model.config.graph exactly when it is 'graph'",
+                input.kind
+            ));
+        }
         match (input.kind.as_str(), &input.ftcp) {
-            ("vector", None) | ("graph", None) if (input.kind == "graph") == c.graph.is_some() => {}
-            ("vector", None) | ("graph", None) => {
-                return bad(format!(
-                    "structure_input.kind '{}' needs model.config.graph exactly when it is 'graph'",
-                    input.kind
-                ));
-            }
+            ("vector", None) | ("graph", None) => {}
             ("ftcp", Some(f)) => {
-                if c.graph.is_some() {
-                    return bad("structure_input.kind 'ftcp' with a graph encoder".into());
-                }
                 if f.max_sites > 10_000 || f.max_elements > 103 || f.pad_rows > 1000 {
                     return bad("structure_input.ftcp is out of range".into());
                 }

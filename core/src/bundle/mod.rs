@@ -33,7 +33,6 @@ pub use weights::{StoredTensor, read_header};
 use burn::prelude::*;
 
 use crate::data::StructureItem;
-use crate::featurize::GraphBatch;
 use crate::models::clip::{Clip, ClipConfig, StructureBatch};
 
 #[derive(Debug, thiserror::Error)]
@@ -361,9 +360,8 @@ impl Bundle {
                         StructureItem::Vector(_) => Err(mismatch()),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let batch = GraphBatch::new(&graphs, &g.table)
-                    .map_err(|e| BundleError::Input(format!("graph: {e}")))?;
-                Ok(StructureBatch::Graphs(batch.to_tensors(device)))
+                StructureBatch::graphs(&graphs, &g.table, device)
+                    .map_err(|e| BundleError::Input(format!("graph: {e}")))
             }
             StructureInput::Vector(_) | StructureInput::Ftcp(..) => {
                 let d = self.config().structure.input_dim;
@@ -374,10 +372,7 @@ impl Bundle {
                         _ => return Err(mismatch()),
                     }
                 }
-                Ok(StructureBatch::Vectors(Tensor::from_data(
-                    TensorData::new(values, [items.len(), d]),
-                    device,
-                )))
+                Ok(StructureBatch::vectors(values, d, device))
             }
         }
     }

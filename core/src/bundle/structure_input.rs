@@ -54,14 +54,6 @@ impl StructureInput {
         !matches!(self, Self::Vector(_))
     }
 
-    /// Length of a vector input (`None` for graphs, whose size varies).
-    pub fn vector_dim(&self) -> Option<usize> {
-        match self {
-            Self::Vector(s) | Self::Ftcp(_, s) => Some(s.mean.len()),
-            Self::Graph(_) => None,
-        }
-    }
-
     fn element_table(&self) -> Option<&ElementTable> {
         match self {
             Self::Vector(_) => None,
@@ -110,11 +102,11 @@ impl StructureInput {
         }
         let structures = read_cif(cif, &CifOptions::default())
             .map_err(|e| BundleError::Input(format!("CIF {e}")))?;
-        self.from_structure(&structures[0].structure)
+        self.item_of(&structures[0].structure)
     }
 
     /// What the model reads for `structure` (FTCP and graph bundles).
-    pub fn from_structure(&self, structure: &Structure) -> Result<StructureItem, BundleError> {
+    fn item_of(&self, structure: &Structure) -> Result<StructureItem, BundleError> {
         match self {
             Self::Vector(_) => Err(BundleError::Input(
                 "this bundle reads precomputed structure vectors; it cannot embed a structure"

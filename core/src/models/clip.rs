@@ -20,7 +20,7 @@ use burn::tensor::activation::log_softmax;
 
 use super::hf::{Freezing, HfEncoder, HfEncoderConfig, HfError, HfTokenizer, Pooling};
 use super::structure::{StructureEncoder, StructureEncoderConfig};
-use crate::featurize::GraphTensors;
+use crate::featurize::{CrystalGraph, ElementTable, GraphBatch, GraphError, GraphTensors};
 
 /// Bytes become ids 3 … 258; 0 pads, 1 starts, 2 ends a text.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -359,6 +359,28 @@ pub enum StructureBatch<B: Backend> {
     /// `[batch, structure.input_dim]` vectors.
     Vectors(Tensor<B, 2>),
     Graphs(GraphTensors<B>),
+}
+
+impl<B: Backend> StructureBatch<B> {
+    /// Graphs as one batch, node features from `table`.
+    pub fn graphs(
+        graphs: &[&CrystalGraph],
+        table: &ElementTable,
+        device: &B::Device,
+    ) -> Result<Self, GraphError> {
+        Ok(Self::Graphs(
+            GraphBatch::new(graphs, table)?.to_tensors(device),
+        ))
+    }
+
+    /// Row-major vectors of `dim` values each.
+    pub fn vectors(values: Vec<f32>, dim: usize, device: &B::Device) -> Self {
+        let rows = values.len() / dim.max(1);
+        Self::Vectors(Tensor::from_data(
+            TensorData::new(values, [rows, dim]),
+            device,
+        ))
+    }
 }
 
 #[derive(Module, Debug)]

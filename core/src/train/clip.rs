@@ -6,7 +6,6 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::data::PairSet;
-use crate::featurize::GraphBatch;
 use crate::metrics::{RetrievalMetrics, retrieval_metrics};
 use crate::models::clip::{Clip, MAX_LOGIT_SCALE, StructureBatch, TokenizedTexts};
 
@@ -26,17 +25,14 @@ pub fn structure_batch<B: Backend>(
     {
         let graphs: Vec<_> = idx.iter().map(|&i| &set.graphs[i]).collect();
         // Every element was looked up in the table when the graphs were built.
-        let batch = GraphBatch::new(&graphs, table).expect("graph elements are in the table");
-        return StructureBatch::Graphs(batch.to_tensors(device));
+        return StructureBatch::graphs(&graphs, table, device)
+            .expect("graph elements are in the table");
     }
     let mut features = Vec::with_capacity(idx.len() * set.feature_dim);
     for &i in idx {
         features.extend_from_slice(set.feature(i));
     }
-    StructureBatch::Vectors(Tensor::from_data(
-        TensorData::new(features, [idx.len(), set.feature_dim]),
-        device,
-    ))
+    StructureBatch::vectors(features, set.feature_dim, device)
 }
 
 /// Structures, token ids and padding mask of the items `idx`; `tokens` holds the set's texts
