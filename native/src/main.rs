@@ -45,6 +45,10 @@ enum Command {
     Embed(commands::bundle::EmbedArgs),
     /// Search a bundle's index with a text (or --cif) query: rank, id, formula, score, description.
     Search(commands::bundle::SearchArgs),
+    /// FTCP self-supervised encoders: `train` six blocks, `extract` 2048-D features,
+    /// `bottleneck` them, `eval` them in three scenarios.
+    #[command(subcommand)]
+    Ssl(commands::ssl::Command),
     /// Plot a CLIP run: loss and retrieval curves, t-SNE of pairs, similarity heatmap, cosine histogram.
     Visualize(commands::clip::VisualizeArgs),
 }
@@ -92,6 +96,7 @@ fn main() {
         Command::Eval(Eval::Tensor(args)) => commands::tensor::eval(args),
         Command::Visualize(args) => commands::clip::visualize(args),
         Command::Bundle(command) => commands::bundle::run(command),
+        Command::Ssl(command) => commands::ssl::run(command),
         Command::Embed(args) => commands::bundle::embed(args),
         Command::Search(args) => commands::bundle::search(args),
     };

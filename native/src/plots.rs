@@ -381,3 +381,56 @@ impl Figure for ParityPlot {
         Ok(())
     }
 }
+
+/// Grouped bars: one group per category, one bar per series.
+pub struct Bars {
+    pub title: String,
+    pub y_label: String,
+    pub categories: Vec<String>,
+    pub series: Vec<(String, Vec<f64>)>,
+}
+
+impl Figure for Bars {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let values = || self.series.iter().flat_map(|(_, v)| v.iter().copied());
+        let (lo, hi) = range(values().chain([0.0]));
+        let n = self.categories.len().max(1);
+        let mut chart = ChartBuilder::on(area)
+            .caption(&self.title, ("sans-serif", 26))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..n as f64, lo.min(0.0)..hi)?;
+        let names = self.categories.clone();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&move |x| {
+                let i = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                    names[i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(&self.y_label)
+            .label_style(("sans-serif", 15))
+            .draw()?;
+        let width = 0.8 / self.series.len().max(1) as f64;
+        for (k, (name, v)) in self.series.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            chart
+                .draw_series(v.iter().enumerate().map(|(i, y)| {
+                    let x0 = i as f64 + 0.1 + k as f64 * width;
+                    Rectangle::new([(x0, 0.0), (x0 + width * 0.9, *y)], color.filled())
+                }))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled())
+                });
+        }
+        draw_legend(&mut chart)?;
+        Ok(())
+    }
+}

@@ -313,3 +313,15 @@ impl EpochSteps {
         self.loss_sum / self.micro.max(1) as f64
     }
 }
+
+/// The progress bar of one training epoch: `{label} {prefix} [bar] k/n batches {msg}`.
+pub fn epoch_bar(label: &str, batches: usize, prefix: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(batches as u64).with_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{label} {{prefix}} {{bar:30}} {{pos}}/{{len}} batches  {{msg}}  [{{elapsed}}<{{eta}}]"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(prefix);
+    bar
+}

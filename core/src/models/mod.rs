@@ -4,6 +4,7 @@
 //! structures, one file per backbone) and [`property`] (scalar property regression on them).
 
 pub mod clip;
+pub mod ftcp_ssl;
 pub mod hf;
 pub mod property;
 pub mod structure;

@@ -73,6 +73,9 @@ pub struct Args {
     /// Graphs per batch for --graphs.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Measure the FTCP self-supervised blocks (training samples/s) on this prepared dataset.
+    #[arg(long, value_name = "DATASET")]
+    ssl: Option<std::path::PathBuf>,
     /// Timed runs per measurement (median; batch 1 runs five times as many).
     #[arg(long, default_value_t = 10)]
     runs: usize,
@@ -206,6 +209,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             limit: args.limit,
             python: args.python.as_deref(),
             atom_init: args.atom_init.as_deref(),
+            json: args.json,
+        });
+    }
+    if let Some(data) = &args.ssl {
+        return super::bench_ssl::run(super::bench_ssl::SslBench {
+            data,
+            devices: &args.devices,
+            samples: args.graph_count,
+            batch_size: args.batch_size,
             json: args.json,
         });
     }

@@ -9,7 +9,6 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use xtal_core::data::{FeatureScaler, PairSet, epoch_batches};
 use xtal_core::device::{DeviceSpec, OnDevice, run_on};
@@ -416,13 +415,8 @@ impl OnDevice for TrainTask<'_> {
             // run sees the same stream.
             B::seed(&device, t.seed.wrapping_add(epoch as u64));
             let batches = epoch_batches(&train_idx, t.batch_size, t.seed, epoch);
-            let bar = ProgressBar::new(batches.len() as u64).with_style(
-                ProgressStyle::with_template(
-                    "epoch {prefix} {bar:30} {pos}/{len} batches  {msg}  [{elapsed}<{eta}]",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.set_prefix(format!("{epoch}/{}", t.epochs));
+            let bar =
+                crate::run_dir::epoch_bar("epoch", batches.len(), format!("{epoch}/{}", t.epochs));
             let mut steps = EpochSteps::new(epoch, optimizer.step, t, batches.len());
             let epoch_start = Instant::now();
             model = train_clip_epoch(

@@ -2,6 +2,7 @@ pub mod bench;
 mod bench_bundle;
 mod bench_clip;
 mod bench_graphs;
+mod bench_ssl;
 mod bench_structures;
 mod bench_text;
 pub mod bundle;
@@ -12,6 +13,8 @@ pub mod embed_structures;
 mod fine_tune;
 pub mod prepare;
 pub mod property;
+pub mod ssl;
+pub mod ssl_eval;
 pub mod tensor;
 pub mod text_model;
 

@@ -11,7 +11,6 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use xtal_core::data::epoch_batches;
@@ -365,13 +364,8 @@ impl OnDevice for TrainProperty<'_> {
         let mut seen = 0usize;
         for epoch in 1..=a.epochs {
             let batches = epoch_batches(&train_idx, a.batch_size, a.seed, epoch);
-            let bar = ProgressBar::new(batches.len() as u64).with_style(
-                ProgressStyle::with_template(
-                    "epoch {prefix} {bar:30} {pos}/{len} batches  {msg}  [{elapsed}<{eta}]",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.set_prefix(format!("{epoch}/{}", a.epochs));
+            let bar =
+                crate::run_dir::epoch_bar("epoch", batches.len(), format!("{epoch}/{}", a.epochs));
             let (mut loss_sum, mut steps) = (0.0, 0usize);
             model = train_property_epoch(
                 model,

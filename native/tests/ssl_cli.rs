@@ -1,0 +1,271 @@
+//! `xtal ssl` end to end on the sample data: train all six blocks (briefly), resume, extract
+//! 2048-D features in dataset order, the random-init control, a bottleneck, and the three
+//! evaluation scenarios; bad input is refused with a message and a non-zero exit.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{stderr, xtal};
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xtal-ssl-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = xtal(args);
+    assert!(
+        o.status.success(),
+        "xtal {}: {}",
+        args.join(" "),
+        stderr(&o)
+    );
+    stderr(&o)
+}
+
+fn refused(args: &[&str], needle: &str) {
+    let o = xtal(args);
+    assert!(!o.status.success(), "xtal {} should fail", args.join(" "));
+    assert!(
+        stderr(&o).contains(needle),
+        "xtal {}: {}",
+        args.join(" "),
+        stderr(&o)
+    );
+}
+
+fn npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let f = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = f.shape().to_vec();
+    (shape, f.into_vec().unwrap())
+}
+
+#[test]
+fn ssl_trains_extracts_compresses_and_evaluates() {
+    let dir = scratch("all");
+    let data = dir.join("data");
+    let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv");
+    ok(&[
+        "prepare",
+        csv.to_str().unwrap(),
+        "-o",
+        data.to_str().unwrap(),
+    ]);
+    let (d, run) = (data.to_str().unwrap(), dir.join("run"));
+    let r = run.to_str().unwrap();
+    let tiny = [
+        "--width",
+        "16",
+        "--layers",
+        "1",
+        "--batch-size",
+        "16",
+        "--limit",
+        "48",
+        "--patience",
+        "3",
+    ];
+    let mut train = vec!["ssl", "train", "--data", d, "--out", r, "--epochs", "1"];
+    train.extend(tiny);
+    let log = ok(&train);
+    for n in 1..=6 {
+        assert!(
+            log.contains(&format!("block {n}: best validation loss")),
+            "{log}"
+        );
+    }
+    // Continue to a second epoch from the checkpoints.
+    let log = ok(&[
+        "ssl", "train", "--out", r, "--resume", "--epochs", "2", "--block", "2,5",
+    ]);
+    assert!(log.contains("resuming block 2 after epoch 1"), "{log}");
+    let metrics = std::fs::read_to_string(run.join("block2_lattice/metrics.jsonl")).unwrap();
+    let epochs: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["kind"] == "epoch")
+        .collect();
+    assert_eq!(epochs.len(), 2);
+    for task in [
+        "val_crystal_system",
+        "val_masked_lattice",
+        "train_crystal_system",
+    ] {
+        assert!(epochs[1][task].as_f64().unwrap().is_finite(), "{task}");
+    }
+    assert!(run.join("block3_sites/plots/losses.png").is_file());
+
+    // Features: one row per FTCP tensor, in dataset order, with its id.
+    let out = dir.join("features.npy");
+    ok(&["ssl", "extract", "--run", r, "--out", out.to_str().unwrap()]);
+    let (shape, features) = npy(&out);
+    let ids: Vec<String> = std::fs::read_to_string(data.join("dataset.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["ftcp_index"].is_u64())
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(shape, [ids.len() as u64, 2048]);
+    let written: Vec<String> = std::fs::read_to_string(dir.join("features.ids.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(written, ids);
+    assert!(features.iter().all(|v| v.is_finite()));
+    let control = dir.join("control.npy");
+    ok(&[
+        "ssl",
+        "extract",
+        "--run",
+        r,
+        "--random-init",
+        "--out",
+        control.to_str().unwrap(),
+    ]);
+    let (_, random) = npy(&control);
+    // Every block moved away from its initialisation.
+    for (start, width) in [
+        (0, 256),
+        (256, 256),
+        (512, 512),
+        (1024, 256),
+        (1280, 512),
+        (1792, 256),
+    ] {
+        let diff: f32 = (start..start + width)
+            .map(|c| (features[c] - random[c]).abs())
+            .sum();
+        assert!(
+            diff > 1e-3,
+            "block at column {start} is still at its initialisation"
+        );
+    }
+
+    let squeeze = dir.join("squeeze");
+    ok(&[
+        "ssl",
+        "bottleneck",
+        "--features",
+        out.to_str().unwrap(),
+        "--dim",
+        "8",
+        "--epochs",
+        "2",
+        "--out",
+        squeeze.to_str().unwrap(),
+    ]);
+    let (shape, _) = npy(&squeeze.join("features_8.npy"));
+    assert_eq!(shape, [ids.len() as u64, 8]);
+
+    let report = dir.join("report");
+    let md = {
+        let o = xtal(&[
+            "ssl",
+            "eval",
+            "--run",
+            r,
+            "--target",
+            "band_gap@mp40",
+            "--max-rows",
+            "60",
+            "--folds",
+            "3",
+            "--out",
+            report.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    for needle in [
+        "Scenario 1",
+        "FTCP → PCA-2048",
+        "random-init encoders",
+        "Scenario 2",
+        "enrichment",
+        "Scenario 3",
+    ] {
+        assert!(md.contains(needle), "{needle}: {md}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+    let t = &json["targets"][0];
+    assert_eq!(t["scenario1"].as_array().unwrap().len(), 4);
+    assert_eq!(t["scenario3"].as_array().unwrap().len(), 4);
+    let shares: f64 = t["scenario2"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["shap_share"].as_f64().unwrap())
+        .sum();
+    assert!((shares - 1.0).abs() < 1e-9, "{shares}");
+    for plot in ["scenario1", "scenario2", "scenario3"] {
+        assert!(
+            report
+                .join(format!("plots/{plot}_band_gap_mp40.png"))
+                .is_file(),
+            "{plot}"
+        );
+    }
+
+    // Bad input.
+    refused(
+        &["ssl", "train", "--data", d, "--out", r, "--block", "7"],
+        "expected 1–6",
+    );
+    refused(
+        &[
+            "ssl",
+            "train",
+            "--data",
+            d,
+            "--out",
+            r,
+            "--force",
+            "--task-weight",
+            "nope=1",
+        ],
+        "--task-weight nope=1",
+    );
+    refused(
+        &[
+            "ssl",
+            "train",
+            "--data",
+            out.to_str().unwrap(),
+            "--out",
+            dir.join("x").to_str().unwrap(),
+        ],
+        "needs --ids",
+    );
+    refused(
+        &[
+            "ssl",
+            "extract",
+            "--run",
+            d,
+            "--out",
+            dir.join("y.npy").to_str().unwrap(),
+        ],
+        "not an SSL run",
+    );
+    refused(
+        &[
+            "ssl",
+            "eval",
+            "--run",
+            r,
+            "--target",
+            "nothing",
+            "--out",
+            dir.join("z").to_str().unwrap(),
+        ],
+        "--target nothing",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
