@@ -42,12 +42,17 @@ impl RowMinMax {
     /// Scales in place; a row that was constant in training is shifted only (scale 1, as sklearn).
     pub fn transform(&self, data: &mut [f64]) {
         for r in 0..self.rows {
-            let range = self.max[r] - self.min[r];
-            let scale = if range == 0.0 { 1.0 } else { 1.0 / range };
             for v in &mut data[r * self.cols..(r + 1) * self.cols] {
-                *v = (*v - self.min[r]) * scale;
+                *v = self.scale(r, *v);
             }
         }
+    }
+
+    /// One value of row `r`, scaled as `transform` scales it.
+    pub fn scale(&self, r: usize, v: f64) -> f64 {
+        let range = self.max[r] - self.min[r];
+        let scale = if range == 0.0 { 1.0 } else { 1.0 / range };
+        (v - self.min[r]) * scale
     }
 }
 

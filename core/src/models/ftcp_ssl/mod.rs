@@ -144,10 +144,9 @@ impl FtcpSample<'_> {
         let mut out = region.extract(self.raw, cols);
         let width = region.cols.len();
         for (k, v) in out.iter_mut().enumerate() {
-            let r = region.rows.start + k / width;
-            let range = self.normalizer.max[r] - self.normalizer.min[r];
-            let scale = if range == 0.0 { 1.0 } else { 1.0 / range };
-            *v = ((*v as f64 - self.normalizer.min[r]) * scale) as f32;
+            *v = self
+                .normalizer
+                .scale(region.rows.start + k / width, *v as f64) as f32;
         }
         out
     }
