@@ -28,7 +28,12 @@ fn ok(args: &[&str]) -> String {
 
 fn refused(args: &[&str], needle: &str) {
     let o = xtal(args);
-    assert!(!o.status.success(), "xtal {} should fail", args.join(" "));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "xtal {} should exit 2",
+        args.join(" ")
+    );
     assert!(
         stderr(&o).contains(needle),
         "xtal {}: {}",
@@ -97,6 +102,16 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
     ] {
         assert!(epochs[1][task].as_f64().unwrap().is_finite(), "{task}");
     }
+    // The summary names the epoch the best checkpoint holds, also after a resume.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("block2_lattice/summary.json")).unwrap())
+            .unwrap();
+    let best = epochs
+        .iter()
+        .filter(|e| e["best"] == true)
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .max();
+    assert_eq!(summary["best_epoch"].as_u64(), best);
     assert!(run.join("block3_sites/plots/losses.png").is_file());
 
     // Features: one row per FTCP tensor, in dataset order, with its id.
@@ -267,5 +282,65 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
         ],
         "--target nothing",
     );
+    // A run with untrained blocks: refused, and no empty report left behind.
+    let partial = dir.join("partial");
+    let mut train = vec![
+        "ssl",
+        "train",
+        "--data",
+        d,
+        "--out",
+        partial.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--block",
+        "2",
+    ];
+    train.extend(tiny);
+    ok(&train);
+    let report = dir.join("partial-report");
+    refused(
+        &[
+            "ssl",
+            "eval",
+            "--run",
+            partial.to_str().unwrap(),
+            "--target",
+            "band_gap@mp40",
+            "--out",
+            report.to_str().unwrap(),
+        ],
+        "block 1 (elements) is not trained",
+    );
+    assert!(!report.exists());
+    // Features too small to compress.
+    let narrow = dir.join("narrow.npy");
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 1), }".to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for v in [1f32, 2.0, 3.0] {
+        bytes.extend(v.to_le_bytes());
+    }
+    std::fs::write(&narrow, bytes).unwrap();
+    std::fs::write(dir.join("narrow.ids.txt"), "a\nb\nc\n").unwrap();
+    refused(
+        &[
+            "ssl",
+            "bottleneck",
+            "--features",
+            narrow.to_str().unwrap(),
+            "--dim",
+            "1",
+            "--out",
+            dir.join("n").to_str().unwrap(),
+        ],
+        "needs at least 2 rows and 2 columns",
+    );
+    assert!(!dir.join("n").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -704,14 +704,14 @@ impl OnDevice for TrainBlock<'_> {
                 tasks.join(", "),
                 if improved { "  *best" } else { "" }
             );
-            if improved || best.is_none() {
+            if improved {
                 best = Some((epoch, val));
             }
         }
         let seconds = started.elapsed().as_secs_f64();
         let (best_epoch, best_val) = match best {
             Some(b) => b,
-            // Resumed after the last epoch: report the best checkpoint's figures.
+            // No epoch of this invocation improved (a resumed run): the best checkpoint's.
             None => {
                 let c = self.dir.load_checkpoint("best")?;
                 let m: SslBlock<B> = model_from_bytes(self.config.init(&device), c.model, &device)?;
@@ -949,7 +949,7 @@ fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
         .map_err(|e| BadInput(format!("{}: cannot read ({e})", args.features.display())))?;
     let npy =
         decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", args.features.display())))?;
-    let [n, d] = npy.shape[..] else {
+    let &[n, d] = &npy.shape[..] else {
         return Err(BadInput(format!(
             "{}: shape {:?}, expected (N, D)",
             args.features.display(),
@@ -957,6 +957,14 @@ fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
         ))
         .into());
     };
+    if n < 2 || d < 2 {
+        return Err(BadInput(format!(
+            "{}: shape {:?}; needs at least 2 rows and 2 columns",
+            args.features.display(),
+            npy.shape
+        ))
+        .into());
+    }
     if args.dim == 0 || args.dim >= d {
         return Err(BadInput(format!(
             "--dim {}: must be between 1 and {}",

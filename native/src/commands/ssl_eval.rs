@@ -293,7 +293,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         per_target.push((prop.clone(), source, rows, available));
     }
     let run = RunDir::new(&args.out);
-    run.create(args.force, "")?;
+    if run.path.exists() && !args.force {
+        run.create(false, "")?; // refuses a non-empty report before the slow extraction
+    }
     let mut union: Vec<usize> = per_target
         .iter()
         .flat_map(|t| t.2.iter().map(|r| r.0))
@@ -322,6 +324,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         args.batch_size,
         &args.device,
     )?;
+    // Created only now: a run whose blocks cannot be read leaves no empty report behind.
+    run.create(args.force, "")?;
     let row_of = |i: usize| union.binary_search(&i).unwrap_or(0);
     let mut reports = Vec::new();
     for (prop, source, rows, available) in per_target {
