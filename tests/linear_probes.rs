@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde_json::Value;
 use xtal_core::featurize::{CrystalGraph, ElementTable, GraphConfig};
 use xtal_core::structure::{CifOptions, read_cif};
-use xtal_core::train::property::{PropertyRows, composition_baseline, composition_features};
-use xtal_core::train::ridge::{fit_least_squares, fit_ridge, fit_ridge_cv, log_alphas};
+use xtal_core::train::property::{PropertyRows, composition_baseline};
+use xtal_core::train::ridge::{Scaling, fit_least_squares, fit_ridge, fit_ridge_cv, log_alphas};
 use xtal_tests::floats;
 
 fn fixtures() -> PathBuf {
@@ -94,14 +94,56 @@ fn composition_baseline_matches_scikit_learn_ridge() {
     }
 }
 
+/// The training rows of the fixture's composition features, the held-out rows' features.
+fn split_features(rows: &PropertyRows) -> (Vec<Vec<f64>>, Vec<f64>, Vec<Vec<f64>>) {
+    let features = rows.compositions();
+    let train = rows.indices(false);
+    let x = train.iter().map(|&i| features[i].clone()).collect();
+    let y = train.iter().map(|&i| rows.targets[i]).collect();
+    let held_out = rows
+        .indices(true)
+        .iter()
+        .map(|&i| features[i].clone())
+        .collect();
+    (x, y, held_out)
+}
+
+#[test]
+fn centred_and_mixed_scaling_match_scikit_learn() {
+    let (fixture, rows) = rows();
+    let (x, y, held_out) = split_features(&rows);
+    let x: Vec<&[f64]> = x.iter().map(Vec::as_slice).collect();
+    let predict = |m: &xtal_core::train::ridge::LinearModel| -> Vec<f64> {
+        held_out.iter().map(|r| m.predict(r)).collect()
+    };
+
+    let cv = &fixture["centered_cv"];
+    let (model, folds) = fit_ridge_cv(&x, &y, &log_alphas(-3, 3, 2), 5, Scaling::Center).unwrap();
+    assert_close(&folds.mse, &floats(&cv["mse"]), "centred: mean fold MSE");
+    assert_eq!(model.alpha, cv["best_alpha"].as_f64().unwrap());
+    assert_close(
+        &predict(&model),
+        &floats(&cv["predictions"]),
+        "centred CV ridge",
+    );
+
+    let mixed = &fixture["mixed_alpha_1"];
+    let from = mixed["standardized_from"].as_u64().unwrap() as usize;
+    let model = fit_ridge(&x, &y, 1.0, Scaling::StandardizeFrom(from)).unwrap();
+    assert_close(
+        &predict(&model),
+        &floats(&mixed["predictions"]),
+        "mixed ridge",
+    );
+    for (row, want) in held_out.iter().zip(mixed["shap"].as_array().unwrap()) {
+        assert_close(&model.contributions(row), &floats(want), "mixed SHAP");
+    }
+}
+
 #[test]
 fn cross_validation_least_squares_and_shap_match_scikit_learn() {
     let (fixture, rows) = rows();
-    let features: Vec<Vec<f64>> = rows
-        .graphs
-        .iter()
-        .map(|g| composition_features(g, &rows.table))
-        .collect();
+    let features = rows.compositions();
     let (train, held_out) = (rows.indices(false), rows.indices(true));
     let x: Vec<&[f64]> = train.iter().map(|&i| features[i].as_slice()).collect();
     let y: Vec<f64> = train.iter().map(|&i| rows.targets[i]).collect();
@@ -112,19 +154,19 @@ fn cross_validation_least_squares_and_shap_match_scikit_learn() {
     let cv = &fixture["cv"];
     let alphas = log_alphas(-3, 3, 2);
     assert_close(&alphas, &floats(&cv["alphas"]), "alphas");
-    let (model, folds) = fit_ridge_cv(&x, &y, &alphas, 5).unwrap();
+    let (model, folds) = fit_ridge_cv(&x, &y, &alphas, 5, Scaling::Standardize).unwrap();
     assert_close(&folds.mse, &floats(&cv["mse"]), "mean fold MSE");
     assert_eq!(model.alpha, cv["best_alpha"].as_f64().unwrap());
     assert_close(&predict(&model), &floats(&cv["predictions"]), "CV ridge");
 
-    let ls = fit_least_squares(&x, &y).unwrap();
+    let ls = fit_least_squares(&x, &y, Scaling::Standardize).unwrap();
     assert_close(
         &predict(&ls),
         &floats(&fixture["least_squares"]),
         "least squares",
     );
 
-    let ridge = fit_ridge(&x, &y, 1.0).unwrap();
+    let ridge = fit_ridge(&x, &y, 1.0, Scaling::Standardize).unwrap();
     for (row, want) in held_out
         .iter()
         .zip(fixture["shap_alpha_1"].as_array().unwrap())

@@ -11,5 +11,6 @@ pub use pairs::{
     StructureItem, is_plain_name, parse_jsonl, parse_tensor,
 };
 pub use shuffle::{
-    SeededRng, batches_per_epoch, epoch_batches, seeded_shuffle, split_indices, validation_mask,
+    SeededRng, batches_per_epoch, bucket_by_size, epoch_batches, seeded_shuffle, split_indices,
+    validation_mask,
 };

@@ -76,6 +76,31 @@ pub fn epoch_batches(
     batches
 }
 
+/// Batches of similar `size` (the padded dimension of a row, e.g. its sites) from an epoch's
+/// shuffled batches: each window of `window` batches is sorted by size and cut again, and the
+/// new batches are shuffled (by `seed`). The same rows, the same batch sizes and still a random
+/// order, but a batch padded to its largest row wastes little on the rest.
+pub fn bucket_by_size(
+    batches: Vec<Vec<usize>>,
+    size: impl Fn(usize) -> usize,
+    window: usize,
+    seed: u64,
+) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::with_capacity(batches.len());
+    for group in batches.chunks(window.max(1)) {
+        let lengths: Vec<usize> = group.iter().map(Vec::len).collect();
+        let mut rows: Vec<usize> = group.concat();
+        rows.sort_by_cached_key(|&i| size(i));
+        let mut start = 0;
+        for len in lengths {
+            out.push(rows[start..start + len].to_vec());
+            start += len;
+        }
+    }
+    seeded_shuffle(&mut out, seed);
+    out
+}
+
 /// How many batches `epoch_batches` makes of `rows` items, without shuffling them.
 pub fn batches_per_epoch(rows: usize, batch_size: usize) -> usize {
     let batch_size = batch_size.max(1);
@@ -100,6 +125,31 @@ mod tests {
                 "{n}"
             );
         }
+    }
+
+    #[test]
+    fn bucketing_keeps_rows_and_batch_sizes_and_groups_sizes() {
+        let sizes: Vec<usize> = (0..200).map(|i| (i * 37) % 50).collect();
+        let batches = epoch_batches(&(0..200).collect::<Vec<_>>(), 16, 3, 1);
+        let bucketed = bucket_by_size(batches.clone(), |i| sizes[i], 4, 9);
+        assert_eq!(
+            bucketed.iter().map(Vec::len).collect::<Vec<_>>(),
+            batches.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        let (mut got, mut want) = (bucketed.concat(), batches.concat());
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        // Padding to each batch's largest row: bucketing must waste far less.
+        let padding = |bs: &[Vec<usize>]| -> usize {
+            bs.iter()
+                .map(|b| {
+                    let max = b.iter().map(|&i| sizes[i]).max().unwrap_or(0);
+                    b.iter().map(|&i| max - sizes[i]).sum::<usize>()
+                })
+                .sum()
+        };
+        assert!(padding(&bucketed) * 3 < padding(&batches));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::models::property::PropertyModel;
 use crate::structure::elements::NUM_ELEMENTS;
 
 use super::optimizer::ModelOptimizer;
-use super::ridge::{RidgeError, fit_ridge};
+use super::ridge::{RidgeError, Scaling, fit_ridge};
 use super::standardize::TargetScale;
 use super::to_host;
 
@@ -25,6 +25,14 @@ pub struct PropertyRows {
 }
 
 impl PropertyRows {
+    /// Every row's `composition_features`, in row order.
+    pub fn compositions(&self) -> Vec<Vec<f64>> {
+        self.graphs
+            .iter()
+            .map(|g| composition_features(g, &self.table))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -124,15 +132,11 @@ pub fn composition_baseline(
     alpha: f64,
     predict: &[usize],
 ) -> Result<Vec<f64>, RidgeError> {
-    let features: Vec<Vec<f64>> = rows
-        .graphs
-        .iter()
-        .map(|g| composition_features(g, &rows.table))
-        .collect();
+    let features = rows.compositions();
     let train = rows.indices(false);
     let x: Vec<&[f64]> = train.iter().map(|&i| features[i].as_slice()).collect();
     let y: Vec<f64> = train.iter().map(|&i| rows.targets[i]).collect();
-    let model = fit_ridge(&x, &y, alpha)?;
+    let model = fit_ridge(&x, &y, alpha, Scaling::Standardize)?;
     Ok(predict
         .iter()
         .map(|&i| model.predict(&features[i]))

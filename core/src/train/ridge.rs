@@ -1,4 +1,4 @@
-//! Linear probes: ridge regression on standardised features (intercept unpenalised), its
+//! Linear probes: ridge regression on scaled features (intercept unpenalised), its
 //! regularisation chosen by k-fold cross-validation, and minimum-norm least squares — the
 //! composition baseline of property training and the probes that judge learned features.
 //!
@@ -21,12 +21,74 @@ pub enum RidgeError {
     NotFinite { row: usize, column: usize },
 }
 
-/// A fitted linear model on standardised features.
+/// How a probe scales its feature columns (on the training rows) before the penalty applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scaling {
+    /// Zero mean and unit variance: learned features, whose columns have arbitrary scales.
+    Standardize,
+    /// Centred only: features that carry their own normalisation (FTCP's row min–max), where
+    /// z-scoring lifts near-constant columns to the weight of informative ones.
+    Center,
+    /// Columns before `from` centred and scaled together to a mean variance of 1, the rest
+    /// standardised (FTCP beside learned features).
+    StandardizeFrom(usize),
+}
+
+impl Scaling {
+    /// Each column's statistics on the training `rows`.
+    fn columns(self, rows: &[&[f64]], d: usize) -> Vec<TargetScale> {
+        let fitted: Vec<TargetScale> = (0..d)
+            .map(|k| TargetScale::fit(rows.iter().map(|r| r[k])))
+            .collect();
+        let centred = match self {
+            Scaling::Standardize => 0,
+            Scaling::Center => d,
+            Scaling::StandardizeFrom(from) => from.min(d),
+        };
+        // Beside standardised columns, the centred group shares one factor that brings its
+        // mean column variance to 1, so neither group is favoured by the penalty for its units
+        // while the group keeps its own relative column scales.
+        let group_std = match self {
+            Scaling::StandardizeFrom(_) if centred > 0 => {
+                let n = rows.len() as f64;
+                let mean_var = (0..centred)
+                    .map(|k| {
+                        let m = fitted[k].mean;
+                        rows.iter().map(|r| (r[k] - m).powi(2)).sum::<f64>() / n
+                    })
+                    .sum::<f64>()
+                    / centred as f64;
+                if mean_var > 1e-24 {
+                    mean_var.sqrt()
+                } else {
+                    1.0
+                }
+            }
+            _ => 1.0,
+        };
+        fitted
+            .into_iter()
+            .enumerate()
+            .map(|(k, c)| {
+                if k < centred {
+                    TargetScale {
+                        mean: c.mean,
+                        std: group_std,
+                    }
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+}
+
+/// A fitted linear model on scaled features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearModel {
-    /// The training rows' column statistics the features are standardised with.
+    /// The training rows' column statistics the features are scaled with.
     pub columns: Vec<TargetScale>,
-    /// Weights of the standardised features.
+    /// Weights of the scaled features.
     pub weights: Vec<f64>,
     /// The training targets' mean.
     pub intercept: f64,
@@ -51,8 +113,8 @@ impl LinearModel {
     }
 }
 
-/// Standardised rows and centred targets, with one eigendecomposition that gives the
-/// solution for any alpha.
+/// Scaled rows and centred targets, with one eigendecomposition that gives the solution for
+/// any alpha.
 struct Solver {
     columns: Vec<TargetScale>,
     z: DMatrix<f64>,
@@ -64,11 +126,9 @@ struct Solver {
 }
 
 impl Solver {
-    fn new(rows: &[&[f64]], y: &[f64]) -> Result<Self, RidgeError> {
+    fn new(rows: &[&[f64]], y: &[f64], scaling: Scaling) -> Result<Self, RidgeError> {
         let (n, d) = check(rows, y)?;
-        let columns: Vec<TargetScale> = (0..d)
-            .map(|k| TargetScale::fit(rows.iter().map(|r| r[k])))
-            .collect();
+        let columns = scaling.columns(rows, d);
         let z = DMatrix::from_fn(n, d, |r, c| columns[c].apply(rows[r][c]));
         let y_mean = y.iter().sum::<f64>() / n as f64;
         let yc = DVector::from_iterator(n, y.iter().map(|v| v - y_mean));
@@ -149,18 +209,27 @@ fn check(rows: &[&[f64]], y: &[f64]) -> Result<(usize, usize), RidgeError> {
 }
 
 /// Ridge with penalty `alpha` (> 0) on the training `rows`.
-pub fn fit_ridge(rows: &[&[f64]], y: &[f64], alpha: f64) -> Result<LinearModel, RidgeError> {
+pub fn fit_ridge(
+    rows: &[&[f64]],
+    y: &[f64],
+    alpha: f64,
+    scaling: Scaling,
+) -> Result<LinearModel, RidgeError> {
     if !(alpha.is_finite() && alpha > 0.0) {
         return Err(RidgeError::Shape(format!(
             "alpha {alpha} must be positive and finite"
         )));
     }
-    Ok(Solver::new(rows, y)?.solve(alpha))
+    Ok(Solver::new(rows, y, scaling)?.solve(alpha))
 }
 
 /// Minimum-norm least squares (the limit of ridge as alpha → 0).
-pub fn fit_least_squares(rows: &[&[f64]], y: &[f64]) -> Result<LinearModel, RidgeError> {
-    Ok(Solver::new(rows, y)?.solve(0.0))
+pub fn fit_least_squares(
+    rows: &[&[f64]],
+    y: &[f64],
+    scaling: Scaling,
+) -> Result<LinearModel, RidgeError> {
+    Ok(Solver::new(rows, y, scaling)?.solve(0.0))
 }
 
 /// Mean validation MSE of each alpha over `folds` contiguous folds.
@@ -171,13 +240,14 @@ pub struct CrossValidation {
 }
 
 /// Ridge with the alpha of `alphas` whose mean validation MSE over `folds` contiguous folds
-/// is lowest (the first on a tie), refitted on every row. Standardisation is refitted inside
+/// is lowest (the first on a tie), refitted on every row. Scaling is refitted inside
 /// each fold, so no fold sees its validation rows' statistics.
 pub fn fit_ridge_cv(
     rows: &[&[f64]],
     y: &[f64],
     alphas: &[f64],
     folds: usize,
+    scaling: Scaling,
 ) -> Result<(LinearModel, CrossValidation), RidgeError> {
     let (n, _) = check(rows, y)?;
     if alphas.is_empty() || alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
@@ -200,6 +270,7 @@ pub fn fit_ridge_cv(
         let solver = Solver::new(
             &train.iter().map(|&i| rows[i]).collect::<Vec<_>>(),
             &train.iter().map(|&i| y[i]).collect::<Vec<_>>(),
+            scaling,
         )?;
         for (k, &alpha) in alphas.iter().enumerate() {
             let model = solver.solve(alpha);
@@ -211,7 +282,7 @@ pub fn fit_ridge_cv(
         }
     }
     let best = (0..alphas.len()).fold(0, |b, k| if mse[k] < mse[b] { k } else { b });
-    let model = fit_ridge(rows, y, alphas[best])?;
+    let model = fit_ridge(rows, y, alphas[best], scaling)?;
     Ok((
         model,
         CrossValidation {
@@ -256,7 +327,7 @@ mod tests {
         // (primal) and 4 rows × 6 features (dual).
         for (n, d) in [(6, 3), (4, 6)] {
             let x: Vec<&[f64]> = rows[..n].iter().map(|r| &r[..d]).collect();
-            let a = fit_ridge(&x, &y[..n], 0.5).unwrap();
+            let a = fit_ridge(&x, &y[..n], 0.5, Scaling::Standardize).unwrap();
             let z = DMatrix::from_fn(n, d, |r, c| a.columns[c].apply(x[r][c]));
             let yc = DVector::from_iterator(n, y[..n].iter().map(|v| v - a.intercept));
             let w = (z.transpose() * &z + DMatrix::identity(d, d) * 0.5)
@@ -269,7 +340,7 @@ mod tests {
         }
         // More features than rows: least squares fits the training rows exactly.
         let wide: Vec<&[f64]> = rows.iter().map(|r| &r[..]).collect();
-        let ls = fit_least_squares(&wide[..4], &y[..4]).unwrap();
+        let ls = fit_least_squares(&wide[..4], &y[..4], Scaling::Standardize).unwrap();
         for (r, t) in wide[..4].iter().zip(&y[..4]) {
             assert!((ls.predict(r) - t).abs() < 1e-8);
         }
@@ -280,10 +351,10 @@ mod tests {
     #[test]
     fn bad_shapes_are_named() {
         let rows: Vec<&[f64]> = vec![&[1.0, 2.0], &[3.0]];
-        assert!(fit_ridge(&rows, &[1.0, 2.0], 1.0).is_err());
+        assert!(fit_ridge(&rows, &[1.0, 2.0], 1.0, Scaling::Standardize).is_err());
         let rows: Vec<&[f64]> = vec![&[1.0, f64::NAN], &[3.0, 4.0]];
         assert_eq!(
-            fit_ridge(&rows, &[1.0, 2.0], 1.0).unwrap_err(),
+            fit_ridge(&rows, &[1.0, 2.0], 1.0, Scaling::Standardize).unwrap_err(),
             RidgeError::NotFinite { row: 0, column: 1 }
         );
     }

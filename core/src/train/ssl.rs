@@ -130,6 +130,26 @@ impl SslData {
         crate::data::split_indices(&self.is_val, validation)
     }
 
+    /// An epoch's `batches` as block `kind` trains on them: Blocks 3 and 4 pad a batch to its
+    /// largest cell (pairs of sites cost its square), so their rows go in batches of similar
+    /// site counts, windows of 16 batches at a time.
+    pub fn block_batches(
+        &self,
+        kind: BlockKind,
+        batches: Vec<Vec<usize>>,
+        seed: u64,
+    ) -> Vec<Vec<usize>> {
+        match kind {
+            BlockKind::Sites | BlockKind::Occupancy => crate::data::bucket_by_size(
+                batches,
+                |i| self.sample(i).occupied_sites().len(),
+                16,
+                seed,
+            ),
+            _ => batches,
+        }
+    }
+
     pub fn sample(&self, i: usize) -> FtcpSample<'_> {
         let per = self.layout.rows() * self.layout.cols();
         FtcpSample {

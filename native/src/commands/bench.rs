@@ -52,8 +52,8 @@ pub struct Args {
     /// Measure bundles instead: pack/load of a 20M-parameter model, search over 100,000 entries.
     #[arg(long)]
     bundle: bool,
-    /// The PyTorch baseline to run beside --clip (native/benches/clip_baseline.py) or
-    /// --text-model (native/benches/minilm_baseline.py).
+    /// The PyTorch baseline to run beside --clip (native/benches/clip_baseline.py),
+    /// --text-model (native/benches/minilm_baseline.py) or --ssl (native/benches/ssl_baseline.py).
     #[arg(long)]
     torch: Option<std::path::PathBuf>,
     /// Measure a HuggingFace text encoder folder instead (e.g. all-MiniLM-L6-v2): batch-1
@@ -218,6 +218,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             devices: &args.devices,
             samples: args.graph_count,
             batch_size: args.batch_size,
+            python: args.torch.as_deref(),
             json: args.json,
         });
     }

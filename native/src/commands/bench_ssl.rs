@@ -1,8 +1,9 @@
 //! `xtal bench --ssl DATASET`: training throughput (samples/s: masking, forward, backward,
 //! AdamW) of each FTCP self-supervised block on each device, over materials of a prepared
 //! dataset, with each block's forward FLOPs per sample counted from its shapes — which, with
-//! a GPU's sustained rate, estimates a pretraining run (README). The first device is the
-//! baseline the others are compared with.
+//! a GPU's sustained rate, estimates a pretraining run (README). The baseline the others are
+//! compared with is the PyTorch rendering of the blocks (native/benches/ssl_baseline.py) when
+//! `--torch` names it, else the first device.
 
 use std::path::Path;
 use std::time::Instant;
@@ -23,6 +24,7 @@ pub struct SslBench<'a> {
     pub devices: &'a [String],
     pub samples: usize,
     pub batch_size: usize,
+    pub python: Option<&'a Path>,
     pub json: bool,
 }
 
@@ -95,7 +97,15 @@ impl OnDevice for Measure<'_> {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> f64 {
         B::seed(&device, 1);
         let mut model: SslBlock<B> = SslBlockConfig::new(self.kind).init(&device);
-        let batches: Vec<&[usize]> = self.rows.chunks(self.batch_size).collect();
+        // The batches training makes: Blocks 3 and 4 bucket rows by site count.
+        let batches = self.data.block_batches(
+            self.kind,
+            self.rows
+                .chunks(self.batch_size)
+                .map(<[usize]>::to_vec)
+                .collect(),
+            1,
+        );
         let settings = TrainingSpec::default().optimizer_settings(1e-4, self.rows.len());
         let mut optimizer = ModelOptimizer::<B, SslBlock<B>>::new(settings, []);
         let weights: Vec<(String, f64)> = self
@@ -114,7 +124,7 @@ impl OnDevice for Measure<'_> {
             let _ = B::sync(&device);
             model
         };
-        model = step(batches[0], model); // warm-up (kernel compilation on GPUs)
+        model = step(&batches[0], model); // warm-up (kernel compilation on GPUs)
         let start = Instant::now();
         for b in &batches {
             model = step(b, model);
@@ -175,19 +185,65 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
             });
         }
     }
+    let baseline = match bench.python {
+        Some(script) => {
+            eprintln!("the blocks in PyTorch …");
+            let v = super::bench::python_baseline(
+                script,
+                [
+                    "--batch-size".to_string(),
+                    bench.batch_size.max(2).to_string(),
+                    "--sites".to_string(),
+                    format!("{}", sites.round().max(1.0)),
+                ],
+            )?;
+            let device = format!("pytorch cpu ({} threads)", v["threads"]);
+            for b in v["blocks"].as_array().into_iter().flatten() {
+                let Some(kind) = b["block"]
+                    .as_u64()
+                    .and_then(|n| BlockKind::from_number(n as usize))
+                else {
+                    anyhow::bail!("{} printed an unknown block: {b}", script.display());
+                };
+                out.push(Row {
+                    block: kind.number(),
+                    name: kind.name(),
+                    device: device.clone(),
+                    train_samples_per_s: b["samples_per_second"].as_f64().unwrap_or(f64::NAN),
+                    forward_gflop_per_sample: f64::NAN,
+                });
+            }
+            Some(device)
+        }
+        None => None,
+    };
     if bench.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     println!("mean occupied sites: {sites:.1}");
     println!(
-        "{:<6} {:<18} {:<12} {:>14} {:>10} {:>16}",
-        "block", "name", "device", "train samples/s", "× first", "fwd MFLOP/sample"
+        "{:<6} {:<18} {:<28} {:>14} {:>10} {:>16}",
+        "block",
+        "name",
+        "device",
+        "train samples/s",
+        if baseline.is_some() {
+            "× PyTorch"
+        } else {
+            "× first"
+        },
+        "fwd MFLOP/sample"
     );
+    out.sort_by_key(|r| r.block);
     for r in &out {
-        let base = out.iter().find(|b| b.block == r.block).unwrap_or(r);
+        let base = out
+            .iter()
+            .find(|b| b.block == r.block && Some(&b.device) == baseline.as_ref())
+            .or_else(|| out.iter().find(|b| b.block == r.block))
+            .unwrap_or(r);
         println!(
-            "{:<6} {:<18} {:<12} {:>14.1} {:>10.2} {:>16.2}",
+            "{:<6} {:<18} {:<28} {:>14.1} {:>10.2} {:>16.2}",
             r.block,
             r.name,
             r.device,

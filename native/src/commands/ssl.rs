@@ -647,7 +647,11 @@ impl OnDevice for TrainBlock<'_> {
                 break;
             }
             B::seed(&device, t.seed.wrapping_add(epoch as u64));
-            let batches = epoch_batches(&train_idx, t.batch_size, t.seed, epoch);
+            let batches = self.data.block_batches(
+                kind,
+                epoch_batches(&train_idx, t.batch_size, t.seed, epoch),
+                t.seed ^ epoch as u64,
+            );
             let bar = crate::run_dir::epoch_bar(
                 "block",
                 batches.len(),

@@ -22,7 +22,7 @@ use xtal_core::data::{SeededRng, seeded_shuffle};
 use xtal_core::models::ftcp_ssl::FEATURE_DIM;
 use xtal_core::train::pca::fit_pca;
 use xtal_core::train::ridge::{
-    LinearModel, fit_least_squares, fit_ridge, fit_ridge_cv, log_alphas,
+    LinearModel, Scaling, fit_least_squares, fit_ridge, fit_ridge_cv, log_alphas,
 };
 use xtal_core::train::ssl::SslData;
 
@@ -123,6 +123,17 @@ impl Set {
 }
 
 impl Sets {
+    /// How a probe scales `set`: FTCP keeps its own row min–max (z-scoring its near-constant
+    /// columns lets them drown the informative ones: on band gap the flat-FTCP ridge fell to
+    /// R² ≈ 0), learned features are standardised, and the hybrid does each to its part.
+    fn scaling(&self, set: Set) -> Scaling {
+        match set {
+            Set::Ftcp | Set::FtcpPca => Scaling::Center,
+            Set::Ssl | Set::Control => Scaling::Standardize,
+            Set::Hybrid => Scaling::StandardizeFrom(self.ftcp.first().map_or(0, Vec::len)),
+        }
+    }
+
     /// The rows `train` and `test` of `set` (PCA fitted on `train` only).
     fn matrices(
         &self,
@@ -160,13 +171,13 @@ impl Sets {
 }
 
 /// Ridge with a cross-validated alpha (a fixed alpha of 1 when too few rows to fold).
-fn ridge(x: &[Vec<f64>], y: &[f64], folds: usize) -> anyhow::Result<LinearModel> {
+fn ridge(x: &[Vec<f64>], y: &[f64], folds: usize, scaling: Scaling) -> anyhow::Result<LinearModel> {
     let rows: Vec<&[f64]> = x.iter().map(Vec::as_slice).collect();
     let folds = folds.min(rows.len() / 2);
     Ok(if folds >= 2 {
-        fit_ridge_cv(&rows, y, &log_alphas(-3, 7, 2), folds)?.0
+        fit_ridge_cv(&rows, y, &log_alphas(-3, 7, 2), folds, scaling)?.0
     } else {
-        fit_ridge(&rows, y, 1.0)?
+        fit_ridge(&rows, y, 1.0, scaling)?
     })
 }
 
@@ -396,7 +407,7 @@ fn evaluate_target(
         let mut probes = Vec::new();
         for set in [Set::Ftcp, Set::FtcpPca, Set::Ssl, Set::Control] {
             let (xtr, xte) = sets.matrices(set, &train, &test)?;
-            let model = ridge(&xtr, &ytr, args.folds)?;
+            let model = ridge(&xtr, &ytr, args.folds, sets.scaling(set))?;
             probes.push(ProbeResult {
                 set: set.name(),
                 probe: "ridge (CV alpha)",
@@ -404,7 +415,7 @@ fn evaluate_target(
                 test: scores(&predict(&model, &xte), &yte),
             });
             let rows: Vec<&[f64]> = xtr.iter().map(Vec::as_slice).collect();
-            let ols = fit_least_squares(&rows, &ytr)?;
+            let ols = fit_least_squares(&rows, &ytr, sets.scaling(set))?;
             probes.push(ProbeResult {
                 set: set.name(),
                 probe: "least squares",
@@ -434,7 +445,7 @@ fn evaluate_target(
     let (train, test) = split(y.len(), 0.2, args.seed);
     let (ytr, yte) = (pick(&train), pick(&test));
     let (xtr, xte) = sets.matrices(Set::Hybrid, &train, &test)?;
-    let model = ridge(&xtr, &ytr, args.folds)?;
+    let model = ridge(&xtr, &ytr, args.folds, sets.scaling(Set::Hybrid))?;
     let base = scores(&predict(&model, &xte), &yte);
     let d_ftcp = sets.ftcp[0].len();
     let d_total = xtr[0].len();
@@ -500,7 +511,8 @@ fn evaluate_target(
             let ysub = pick(&subset);
             for (k, set) in sets_here.iter().enumerate() {
                 let (xtr, xte) = sets.matrices(*set, &subset, &test)?;
-                let s = scores(&predict(&ridge(&xtr, &ysub, args.folds)?, &xte), &yte);
+                let model = ridge(&xtr, &ysub, args.folds, sets.scaling(*set))?;
+                let s = scores(&predict(&model, &xte), &yte);
                 sums[k].0 += s.mae / repeats as f64;
                 sums[k].1 += s.rmse / repeats as f64;
                 sums[k].2 += s.r2 / repeats as f64;
@@ -629,7 +641,14 @@ fn plot_target(r: &TargetReport, run: &RunDir) -> anyhow::Result<()> {
 }
 
 fn markdown(reports: &[TargetReport]) -> String {
-    let mut md = String::from("# SSL feature evaluation\n");
+    let mut md = String::from(
+        "# SSL feature evaluation\n\n\
+         Probe inputs: FTCP keeps its row min–max scaling (columns centred only), learned \
+         features are standardised per column, and the hybrid scales its FTCP part by one \
+         factor to the SSL part's mean column variance; every statistic comes from the \
+         training rows. With fewer training rows than 2048, PCA-2048 keeps every direction, \
+         a rotation under which the centred ridge is unchanged: it then equals flat FTCP.\n",
+    );
     for r in reports {
         md += &format!(
             "\n## {}@{} ({} rows{})\n\n### Scenario 1: linear probes (test MAE / RMSE / R²)\n\n| split | features | probe | alpha | MAE | RMSE | R² |\n|---|---|---|---|---|---|---|\n",
