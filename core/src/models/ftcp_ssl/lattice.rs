@@ -14,7 +14,8 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 
 use super::{
-    FtcpSample, float2, hide, ints1, mask_embedding, weighted_cross_entropy, weighted_mean,
+    FtcpSample, beside_features, float2, hide, ints1, mask_embedding, weighted_cross_entropy,
+    weighted_mean,
 };
 use crate::data::SeededRng;
 use crate::featurize::FtcpPart;
@@ -140,10 +141,9 @@ impl<B: Backend> LatticeEncoder<B> {
             batch.system.clone(),
             batch.has_system.clone(),
         );
-        let f = features.unsqueeze_dim::<3>(1).repeat_dim(1, p);
         let predicted = self
             .value_head
-            .forward(Tensor::cat(vec![states, f], 2))
+            .forward(beside_features(states, features))
             .reshape([b, p]);
         let error = (predicted - batch.targets.clone()).powi_scalar(2);
         vec![

@@ -440,6 +440,17 @@ pub(crate) fn weighted_mean<B: Backend, const D: usize>(
     (values * weights.clone()).sum() / weights.sum().clamp_min(1e-6)
 }
 
+/// Each token's state beside the material's features, `[b, t, w]` and `[b, o]` →
+/// `[b, t, w + o]`: the input of the blocks' per-token pretext heads.
+pub(crate) fn beside_features<B: Backend>(
+    states: Tensor<B, 3>,
+    features: Tensor<B, 2>,
+) -> Tensor<B, 3> {
+    let tokens = states.dims()[1];
+    let repeated = features.unsqueeze_dim::<3>(1).repeat_dim(1, tokens);
+    Tensor::cat(vec![states, repeated], 2)
+}
+
 /// Cross-entropy of `logits [n, classes]` against `targets [n]`, weighted per row.
 pub(crate) fn weighted_cross_entropy<B: Backend>(
     logits: Tensor<B, 2>,

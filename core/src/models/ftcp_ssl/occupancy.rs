@@ -13,8 +13,8 @@ use burn::tensor::activation::{gelu, leaky_relu, softmax};
 
 use super::sites::{BASIS, edge_features};
 use super::{
-    FtcpSample, SiteGraphs, choose_masked, float2, float3, hide, mask_embedding, masked_mean,
-    periodic_coordinates, weighted_cross_entropy,
+    FtcpSample, SiteGraphs, beside_features, choose_masked, float2, float3, hide, mask_embedding,
+    masked_mean, periodic_coordinates, weighted_cross_entropy,
 };
 use crate::data::SeededRng;
 use crate::featurize::FtcpPart;
@@ -191,11 +191,10 @@ impl<B: Backend> OccupancyEncoder<B> {
     pub fn pretext(&self, batch: &OccupancyBatch<B>) -> Vec<(&'static str, Tensor<B, 1>)> {
         let (features, h) = self.forward(batch);
         let [b, s, w] = h.dims();
-        let f = features.clone().unsqueeze_dim::<3>(1).repeat_dim(1, s);
         let o = features.dims()[1];
         let logits = self
             .occupancy_head
-            .forward(Tensor::cat(vec![h, f], 2).reshape([b * s, w + o]));
+            .forward(beside_features(h, features).reshape([b * s, w + o]));
         vec![(
             "masked_occupancy",
             weighted_cross_entropy(logits, batch.target.clone(), batch.target_weight.clone()),

@@ -13,7 +13,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
-use super::{FtcpSample, choose_masked, float2, hide, mask_embedding, weighted_mean};
+use super::{
+    FtcpSample, beside_features, choose_masked, float2, hide, mask_embedding, weighted_mean,
+};
 use crate::data::SeededRng;
 use crate::featurize::FtcpPart;
 use crate::featurize::ftcp::NUM_KPOINTS;
@@ -138,10 +140,9 @@ impl<B: Backend> KDistanceEncoder<B> {
     pub fn pretext(&self, batch: &KDistanceBatch<B>) -> Vec<(&'static str, Tensor<B, 1>)> {
         let (features, states) = self.forward(batch);
         let [b, k, _] = states.dims();
-        let f = features.unsqueeze_dim::<3>(1).repeat_dim(1, k);
         let predicted = self
             .value_head
-            .forward(Tensor::cat(vec![states, f], 2))
+            .forward(beside_features(states, features))
             .reshape([b, k]);
         let error = (predicted - batch.targets.clone()).powi_scalar(2);
         vec![

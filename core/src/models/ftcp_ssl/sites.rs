@@ -13,8 +13,8 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 
 use super::{
-    FtcpSample, SiteGraphs, choose_masked, float2, float3, hide, mask_embedding, masked_mean,
-    periodic_coordinates, radial_basis, weighted_mean,
+    FtcpSample, SiteGraphs, beside_features, choose_masked, float2, float3, hide, mask_embedding,
+    masked_mean, periodic_coordinates, radial_basis, weighted_mean,
 };
 use crate::data::SeededRng;
 
@@ -212,10 +212,9 @@ impl<B: Backend> SitesEncoder<B> {
     pub fn pretext(&self, batch: &SitesBatch<B>) -> Vec<(&'static str, Tensor<B, 1>)> {
         let (features, h) = self.forward(batch);
         let [b, s, w] = h.dims();
-        let f = features.clone().unsqueeze_dim::<3>(1).repeat_dim(1, s);
         let coords = self
             .coordinate_head
-            .forward(Tensor::cat(vec![h.clone(), f], 2));
+            .forward(beside_features(h.clone(), features.clone()));
         let coord_error = (coords - batch.coordinates.clone()).powi_scalar(2);
         let coord_weight = batch.masked.clone().unsqueeze_dim::<3>(2).repeat_dim(2, 6);
         let pair = self.pair_left.forward(h.clone()).unsqueeze_dim::<4>(2)
