@@ -191,6 +191,8 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
             "60",
             "--folds",
             "3",
+            "--repeats",
+            "2",
             "--out",
             report.to_str().unwrap(),
         ]);
@@ -204,6 +206,8 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
         "Scenario 2",
         "enrichment",
         "Scenario 3",
+        "mean of 2 seeded splits per ratio",
+        "of 8 paired splits",
     ] {
         assert!(md.contains(needle), "{needle}: {md}");
     }
@@ -211,6 +215,20 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
         serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
     let t = &json["targets"][0];
     assert_eq!(t["scenario1"].as_array().unwrap().len(), 4);
+    assert_eq!(t["repeats"], 2);
+    for split in t["scenario1"].as_array().unwrap() {
+        for p in split["probes"].as_array().unwrap() {
+            let runs = p["mae_per_repeat"].as_array().unwrap();
+            assert_eq!(runs.len(), 2);
+            // The two splits differ, so their scores do; the mean is theirs.
+            let (a, b) = (runs[0].as_f64().unwrap(), runs[1].as_f64().unwrap());
+            assert_ne!(a, b, "{p}");
+            let mean = p["test"]["mae"].as_f64().unwrap();
+            assert!((mean - (a + b) / 2.0).abs() < 1e-12, "{p}");
+            let sd = p["test_std"]["mae"].as_f64().unwrap();
+            assert!((sd - (a - b).abs() / 2.0).abs() < 1e-12, "{p}");
+        }
+    }
     assert_eq!(t["scenario3"].as_array().unwrap().len(), 4);
     let shares: f64 = t["scenario2"]["groups"]
         .as_array()
@@ -281,6 +299,19 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
             dir.join("z").to_str().unwrap(),
         ],
         "--target nothing",
+    );
+    refused(
+        &[
+            "ssl",
+            "eval",
+            "--run",
+            r,
+            "--repeats",
+            "0",
+            "--out",
+            dir.join("z").to_str().unwrap(),
+        ],
+        "--repeats",
     );
     // A run with untrained blocks: refused, and no empty report left behind.
     let partial = dir.join("partial");

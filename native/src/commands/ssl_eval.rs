@@ -51,6 +51,11 @@ pub struct EvalArgs {
     /// n × n system per fold.
     #[arg(long, default_value_t = 1500)]
     max_rows: usize,
+    /// Seeded train/test splits per ratio in scenario 1; the report gives their mean, their
+    /// spread and the paired differences (one split of a few hundred rows is too noisy to rank
+    /// representations).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    repeats: u64,
     /// Cross-validation folds for the ridge alpha.
     #[arg(long, default_value_t = 5)]
     folds: usize,
@@ -189,8 +194,46 @@ fn predict(model: &LinearModel, x: &[Vec<f64>]) -> Vec<f64> {
 struct ProbeResult {
     set: &'static str,
     probe: &'static str,
+    /// Geometric mean over the repeats of the chosen alpha (0: least squares).
     alpha: f64,
+    /// Mean over the repeats.
     test: Scores,
+    /// Standard deviation over the repeats.
+    test_std: Scores,
+    /// Each repeat's test MAE, split r of every probe on the same rows (paired).
+    mae_per_repeat: Vec<f64>,
+}
+
+impl ProbeResult {
+    fn new(set: Set, probe: &'static str, alphas: &[f64], runs: &[Scores]) -> Self {
+        let n = runs.len().max(1) as f64;
+        let mean = |f: fn(&Scores) -> f64| runs.iter().map(f).sum::<f64>() / n;
+        let std = |f: fn(&Scores) -> f64| {
+            let m = mean(f);
+            (runs.iter().map(|s| (f(s) - m).powi(2)).sum::<f64>() / n).sqrt()
+        };
+        let alpha = if alphas.iter().all(|a| *a > 0.0) && !alphas.is_empty() {
+            (alphas.iter().map(|a| a.ln()).sum::<f64>() / alphas.len() as f64).exp()
+        } else {
+            0.0
+        };
+        Self {
+            set: set.name(),
+            probe,
+            alpha,
+            test: Scores {
+                mae: mean(|s| s.mae),
+                rmse: mean(|s| s.rmse),
+                r2: mean(|s| s.r2),
+            },
+            test_std: Scores {
+                mae: std(|s| s.mae),
+                rmse: std(|s| s.rmse),
+                r2: std(|s| s.r2),
+            },
+            mae_per_repeat: runs.iter().map(|s| s.mae).collect(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -232,6 +275,8 @@ struct TargetReport {
     source: String,
     rows: usize,
     available: usize,
+    /// Seeded splits per ratio in scenario 1.
+    repeats: u64,
     scenario1: Vec<SplitResult>,
     scenario2: Hybrid,
     scenario3: Vec<FewShot>,
@@ -402,42 +447,50 @@ fn evaluate_target(
     // Scenario 1.
     let mut scenario1 = Vec::new();
     for tf in TEST_FRACTIONS {
-        let (train, test) = split(y.len(), tf, args.seed);
-        let (ytr, yte) = (pick(&train), pick(&test));
+        let probe_sets = [Set::Ftcp, Set::FtcpPca, Set::Ssl, Set::Control];
+        // Per set: ridge alphas, ridge scores, least-squares scores, one entry per repeat.
+        let mut runs = vec![(Vec::new(), Vec::new(), Vec::new()); probe_sets.len()];
+        let (mut n_train, mut n_test) = (0, 0);
+        for r in 0..args.repeats {
+            let (train, test) = split(y.len(), tf, args.seed + r);
+            (n_train, n_test) = (train.len(), test.len());
+            let (ytr, yte) = (pick(&train), pick(&test));
+            for (k, set) in probe_sets.iter().enumerate() {
+                let (xtr, xte) = sets.matrices(*set, &train, &test)?;
+                let model = ridge(&xtr, &ytr, args.folds, sets.scaling(*set))?;
+                runs[k].0.push(model.alpha);
+                runs[k].1.push(scores(&predict(&model, &xte), &yte));
+                let rows: Vec<&[f64]> = xtr.iter().map(Vec::as_slice).collect();
+                let ols = fit_least_squares(&rows, &ytr, sets.scaling(*set))?;
+                runs[k].2.push(scores(&predict(&ols, &xte), &yte));
+            }
+        }
         let mut probes = Vec::new();
-        for set in [Set::Ftcp, Set::FtcpPca, Set::Ssl, Set::Control] {
-            let (xtr, xte) = sets.matrices(set, &train, &test)?;
-            let model = ridge(&xtr, &ytr, args.folds, sets.scaling(set))?;
-            probes.push(ProbeResult {
-                set: set.name(),
-                probe: "ridge (CV alpha)",
-                alpha: model.alpha,
-                test: scores(&predict(&model, &xte), &yte),
-            });
-            let rows: Vec<&[f64]> = xtr.iter().map(Vec::as_slice).collect();
-            let ols = fit_least_squares(&rows, &ytr, sets.scaling(set))?;
-            probes.push(ProbeResult {
-                set: set.name(),
-                probe: "least squares",
-                alpha: 0.0,
-                test: scores(&predict(&ols, &xte), &yte),
-            });
+        for (set, (alphas, ridge_runs, ols_runs)) in probe_sets.iter().zip(&runs) {
+            probes.push(ProbeResult::new(
+                *set,
+                "ridge (CV alpha)",
+                alphas,
+                ridge_runs,
+            ));
+            probes.push(ProbeResult::new(*set, "least squares", &[], ols_runs));
         }
         eprintln!(
-            "  scenario 1, {:.0}/{:.0}: {}",
+            "  scenario 1, {:.0}/{:.0} ({} splits): {}",
             100.0 * (1.0 - tf),
             100.0 * tf,
+            args.repeats,
             probes
                 .iter()
                 .filter(|p| p.probe.starts_with("ridge"))
-                .map(|p| format!("{} R² {:.3}", p.set, p.test.r2))
+                .map(|p| format!("{} MAE {:.4}", p.set, p.test.mae))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
         scenario1.push(SplitResult {
             train_percent: 100.0 * (1.0 - tf),
-            train: train.len(),
-            test: test.len(),
+            train: n_train,
+            test: n_test,
             probes,
         });
     }
@@ -533,6 +586,7 @@ fn evaluate_target(
         source: source.to_string(),
         rows: y.len(),
         available,
+        repeats: args.repeats,
         scenario1,
         scenario2,
         scenario3,
@@ -651,7 +705,7 @@ fn markdown(reports: &[TargetReport]) -> String {
     );
     for r in reports {
         md += &format!(
-            "\n## {}@{} ({} rows{})\n\n### Scenario 1: linear probes (test MAE / RMSE / R²)\n\n| split | features | probe | alpha | MAE | RMSE | R² |\n|---|---|---|---|---|---|---|\n",
+            "\n## {}@{} ({} rows{})\n\n### Scenario 1: linear probes (test MAE ± sd / RMSE / R², mean of {} seeded splits per ratio)\n\n| split | features | probe | alpha | MAE | RMSE | R² |\n|---|---|---|---|---|---|---|\n",
             r.target,
             r.source,
             r.rows,
@@ -659,12 +713,13 @@ fn markdown(reports: &[TargetReport]) -> String {
                 format!(", a seeded sample of {}", r.available)
             } else {
                 String::new()
-            }
+            },
+            r.repeats
         );
         for s in &r.scenario1 {
             for p in &s.probes {
                 md += &format!(
-                    "| {:.0}/{:.0} | {} | {} | {} | {:.4} | {:.4} | {:.3} |\n",
+                    "| {:.0}/{:.0} | {} | {} | {} | {:.4} ± {:.4} | {:.4} | {:.3} |\n",
                     s.train_percent,
                     100.0 - s.train_percent,
                     p.set,
@@ -675,29 +730,38 @@ fn markdown(reports: &[TargetReport]) -> String {
                         "–".into()
                     },
                     p.test.mae,
+                    p.test_std.mae,
                     p.test.rmse,
                     p.test.r2
                 );
             }
         }
-        // The verdicts the report must state honestly, per split.
+        // The verdicts the report must state honestly: per ratio (means), and paired over
+        // every split (both probes saw the same rows).
         let verdict = |a: &str, b: &str| {
-            let wins = r
-                .scenario1
-                .iter()
-                .filter(|s| {
-                    let mae = |set: &str| {
-                        s.probes
-                            .iter()
-                            .find(|p| p.set == set && p.probe.starts_with("ridge"))
-                            .map_or(f64::NAN, |p| p.test.mae)
-                    };
-                    mae(a) < mae(b)
-                })
-                .count();
+            let ridge_of = |s: &SplitResult, set: &str| {
+                s.probes
+                    .iter()
+                    .find(|p| p.set == set && p.probe.starts_with("ridge"))
+                    .map(|p| (p.test.mae, p.mae_per_repeat.clone()))
+                    .unwrap_or((f64::NAN, Vec::new()))
+            };
+            let mut wins = 0;
+            let mut differences = Vec::new();
+            for s in &r.scenario1 {
+                let ((mean_a, runs_a), (mean_b, runs_b)) = (ridge_of(s, a), ridge_of(s, b));
+                wins += usize::from(mean_a < mean_b);
+                differences.extend(runs_a.iter().zip(&runs_b).map(|(x, y)| x - y));
+            }
+            let n = differences.len().max(1) as f64;
+            let mean = differences.iter().sum::<f64>() / n;
+            let sd = (differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let paired = differences.iter().filter(|d| **d < 0.0).count();
             format!(
-                "{a} has the lower ridge MAE than {b} in {wins} of {} splits",
-                r.scenario1.len()
+                "{a} has the lower mean ridge MAE than {b} at {wins} of {} ratios, and in \
+                 {paired} of {} paired splits (MAE difference {mean:+.4} ± {sd:.4})",
+                r.scenario1.len(),
+                differences.len()
             )
         };
         md += &format!(
