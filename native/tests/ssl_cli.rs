@@ -208,6 +208,7 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
         "Scenario 3",
         "mean of 2 seeded splits per ratio",
         "of 8 paired splits",
+        "Which block moves the probe",
     ] {
         assert!(md.contains(needle), "{needle}: {md}");
     }
@@ -216,6 +217,28 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
     let t = &json["targets"][0];
     assert_eq!(t["scenario1"].as_array().unwrap().len(), 4);
     assert_eq!(t["repeats"], 2);
+    // The block swaps run on scenario 1's 80/20 splits: their unswapped SSL and control
+    // scores are that split's ridge means.
+    let swaps = &t["block_swaps"];
+    assert_eq!(swaps["blocks"].as_array().unwrap().len(), 6);
+    let ridge_80 = |set: &str| {
+        t["scenario1"][1]["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                p["set"].as_str().unwrap().starts_with(set) && p["alpha"].as_f64() > Some(0.0)
+            })
+            .unwrap()["test"]["mae"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(t["scenario1"][1]["train_percent"], 80.0);
+    assert!(
+        (swaps["ssl"].as_f64().unwrap() - ridge_80("SSL")).abs() < 1e-12,
+        "{swaps}"
+    );
+    assert!((swaps["control"].as_f64().unwrap() - ridge_80("random-init")).abs() < 1e-12);
     for split in t["scenario1"].as_array().unwrap() {
         for p in split["probes"].as_array().unwrap() {
             let runs = p["mae_per_repeat"].as_array().unwrap();

@@ -19,7 +19,7 @@ use clap::Args as ClapArgs;
 use serde::Serialize;
 use serde_json::Value;
 use xtal_core::data::{SeededRng, seeded_shuffle};
-use xtal_core::models::ftcp_ssl::FEATURE_DIM;
+use xtal_core::models::ftcp_ssl::{BlockKind, FEATURE_DIM};
 use xtal_core::train::pca::fit_pca;
 use xtal_core::train::ridge::{
     LinearModel, Scaling, fit_least_squares, fit_ridge, fit_ridge_cv, log_alphas,
@@ -244,6 +244,26 @@ struct SplitResult {
     probes: Vec<ProbeResult>,
 }
 
+/// One block's part in the SSL–control gap (80/20 splits, the scenario-1 repeats): each
+/// representation with that block's columns taken from the other.
+#[derive(Serialize)]
+struct BlockSwap {
+    block: usize,
+    name: &'static str,
+    /// Ridge test MAE of the SSL features with this block from the control.
+    ssl_with_control_block: f64,
+    /// Ridge test MAE of the control with this block from the SSL features.
+    control_with_ssl_block: f64,
+}
+
+#[derive(Serialize)]
+struct BlockSwaps {
+    /// Ridge test MAE of the SSL features and of the control on the same splits.
+    ssl: f64,
+    control: f64,
+    blocks: Vec<BlockSwap>,
+}
+
 #[derive(Serialize)]
 struct Attribution {
     group: &'static str,
@@ -278,6 +298,7 @@ struct TargetReport {
     /// Seeded splits per ratio in scenario 1.
     repeats: u64,
     scenario1: Vec<SplitResult>,
+    block_swaps: BlockSwaps,
     scenario2: Hybrid,
     scenario3: Vec<FewShot>,
     seconds: f64,
@@ -494,6 +515,21 @@ fn evaluate_target(
             probes,
         });
     }
+    let block_swaps = block_swaps(sets, y, args)?;
+    eprintln!(
+        "  block swaps (80/20): SSL MAE {:.4}, control {:.4}; {}",
+        block_swaps.ssl,
+        block_swaps.control,
+        block_swaps
+            .blocks
+            .iter()
+            .map(|b| format!(
+                "SSL with block {} from the control {:.4}",
+                b.block, b.ssl_with_control_block
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     // Scenario 2.
     let (train, test) = split(y.len(), 0.2, args.seed);
     let (ytr, yte) = (pick(&train), pick(&test));
@@ -588,9 +624,58 @@ fn evaluate_target(
         available,
         repeats: args.repeats,
         scenario1,
+        block_swaps,
         scenario2,
         scenario3,
         seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Which block's pretraining moves the probe: at 80/20 over the scenario-1 repeats, the ridge
+/// MAE of SSL with one block's columns from the control, and of the control with one block's
+/// columns from SSL (the gap a block explains shows in both directions).
+fn block_swaps(sets: &Sets, y: &[f64], args: &EvalArgs) -> anyhow::Result<BlockSwaps> {
+    let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<_>>();
+    let swapped = |into: &Matrix, from: &Matrix, kind: Option<BlockKind>, idx: &[usize]| {
+        idx.iter()
+            .map(|&i| {
+                let mut row = into[i].clone();
+                if let Some(k) = kind {
+                    let cols = k.offset()..k.offset() + k.output_dim();
+                    row[cols.clone()].copy_from_slice(&from[i][cols]);
+                }
+                row
+            })
+            .collect::<Matrix>()
+    };
+    let mae = |into: &Matrix, from: &Matrix, kind: Option<BlockKind>| -> anyhow::Result<f64> {
+        let mut total = 0.0;
+        for r in 0..args.repeats {
+            let (train, test) = split(y.len(), 0.2, args.seed + r);
+            let model = ridge(
+                &swapped(into, from, kind, &train),
+                &pick(&train),
+                args.folds,
+                Scaling::Standardize,
+            )?;
+            let pred = predict(&model, &swapped(into, from, kind, &test));
+            total += scores(&pred, &pick(&test)).mae / args.repeats as f64;
+        }
+        Ok(total)
+    };
+    let mut blocks = Vec::new();
+    for kind in BlockKind::ALL {
+        blocks.push(BlockSwap {
+            block: kind.number(),
+            name: kind.name(),
+            ssl_with_control_block: mae(&sets.ssl, &sets.control, Some(kind))?,
+            control_with_ssl_block: mae(&sets.control, &sets.ssl, Some(kind))?,
+        });
+    }
+    Ok(BlockSwaps {
+        ssl: mae(&sets.ssl, &sets.control, None)?,
+        control: mae(&sets.control, &sets.ssl, None)?,
+        blocks,
     })
 }
 
@@ -770,6 +855,22 @@ fn markdown(reports: &[TargetReport]) -> String {
             verdict(Set::Ssl.name(), Set::FtcpPca.name()),
             verdict(Set::Ssl.name(), Set::Ftcp.name())
         );
+        let b = &r.block_swaps;
+        md += &format!(
+            "\n#### Which block moves the probe (ridge MAE, 80/20, mean of {} splits; SSL {:.4}, control {:.4})\n\n| block | SSL with this block from the control | change | control with this block from SSL | change |\n|---|---|---|---|---|\n",
+            r.repeats, b.ssl, b.control
+        );
+        for s in &b.blocks {
+            md += &format!(
+                "| {} {} | {:.4} | {:+.4} | {:.4} | {:+.4} |\n",
+                s.block,
+                s.name,
+                s.ssl_with_control_block,
+                s.ssl_with_control_block - b.ssl,
+                s.control_with_ssl_block,
+                s.control_with_ssl_block - b.control
+            );
+        }
         md += &format!(
             "\n### Scenario 2: hybrid FTCP + SSL ridge (80/20; test R² {:.3}, MAE {:.4})\n\n| group | columns | column share | |SHAP| share | enrichment | permutation R² drop |\n|---|---|---|---|---|---|\n",
             r.scenario2.test.r2, r.scenario2.test.mae
