@@ -204,14 +204,18 @@ struct ProbeResult {
     mae_per_repeat: Vec<f64>,
 }
 
+/// Mean and population standard deviation (0, 0 for nothing).
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    (mean, sd)
+}
+
 impl ProbeResult {
     fn new(set: Set, probe: &'static str, alphas: &[f64], runs: &[Scores]) -> Self {
-        let n = runs.len().max(1) as f64;
-        let mean = |f: fn(&Scores) -> f64| runs.iter().map(f).sum::<f64>() / n;
-        let std = |f: fn(&Scores) -> f64| {
-            let m = mean(f);
-            (runs.iter().map(|s| (f(s) - m).powi(2)).sum::<f64>() / n).sqrt()
-        };
+        let summary = |f: fn(&Scores) -> f64| mean_sd(&runs.iter().map(f).collect::<Vec<_>>());
+        let (mae, rmse, r2) = (summary(|s| s.mae), summary(|s| s.rmse), summary(|s| s.r2));
         let alpha = if alphas.iter().all(|a| *a > 0.0) && !alphas.is_empty() {
             (alphas.iter().map(|a| a.ln()).sum::<f64>() / alphas.len() as f64).exp()
         } else {
@@ -222,14 +226,14 @@ impl ProbeResult {
             probe,
             alpha,
             test: Scores {
-                mae: mean(|s| s.mae),
-                rmse: mean(|s| s.rmse),
-                r2: mean(|s| s.r2),
+                mae: mae.0,
+                rmse: rmse.0,
+                r2: r2.0,
             },
             test_std: Scores {
-                mae: std(|s| s.mae),
-                rmse: std(|s| s.rmse),
-                r2: std(|s| s.r2),
+                mae: mae.1,
+                rmse: rmse.1,
+                r2: r2.1,
             },
             mae_per_repeat: runs.iter().map(|s| s.mae).collect(),
         }
@@ -455,6 +459,13 @@ fn split(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     (train.to_vec(), test.to_vec())
 }
 
+/// Scenario 1's train/test splits at one ratio: `--repeats` seeds from `--seed` on.
+fn repeated_splits(n: usize, test_fraction: f64, args: &EvalArgs) -> Vec<(Vec<usize>, Vec<usize>)> {
+    (0..args.repeats)
+        .map(|r| split(n, test_fraction, args.seed + r))
+        .collect()
+}
+
 fn evaluate_target(
     sets: &Sets,
     y: &[f64],
@@ -472,8 +483,7 @@ fn evaluate_target(
         // Per set: ridge alphas, ridge scores, least-squares scores, one entry per repeat.
         let mut runs = vec![(Vec::new(), Vec::new(), Vec::new()); probe_sets.len()];
         let (mut n_train, mut n_test) = (0, 0);
-        for r in 0..args.repeats {
-            let (train, test) = split(y.len(), tf, args.seed + r);
+        for (train, test) in repeated_splits(y.len(), tf, args) {
             (n_train, n_test) = (train.len(), test.len());
             let (ytr, yte) = (pick(&train), pick(&test));
             for (k, set) in probe_sets.iter().enumerate() {
@@ -515,7 +525,22 @@ fn evaluate_target(
             probes,
         });
     }
-    let block_swaps = block_swaps(sets, y, args)?;
+    let ridge_at_80 = |set: Set| {
+        scenario1
+            .iter()
+            .find(|s: &&SplitResult| s.train_percent.round() == 80.0)
+            .and_then(|s| {
+                s.probes
+                    .iter()
+                    .find(|p| p.set == set.name() && p.probe.starts_with("ridge"))
+            })
+            .map_or(f64::NAN, |p| p.test.mae)
+    };
+    let block_swaps = BlockSwaps {
+        ssl: ridge_at_80(Set::Ssl),
+        control: ridge_at_80(Set::Control),
+        blocks: block_swaps(sets, y, args)?,
+    };
     eprintln!(
         "  block swaps (80/20): SSL MAE {:.4}, control {:.4}; {}",
         block_swaps.ssl,
@@ -633,50 +658,47 @@ fn evaluate_target(
 
 /// Which block's pretraining moves the probe: at 80/20 over the scenario-1 repeats, the ridge
 /// MAE of SSL with one block's columns from the control, and of the control with one block's
-/// columns from SSL (the gap a block explains shows in both directions).
-fn block_swaps(sets: &Sets, y: &[f64], args: &EvalArgs) -> anyhow::Result<BlockSwaps> {
+/// columns from SSL (the gap a block explains shows in both directions). The unswapped scores
+/// are scenario 1's on the same splits.
+fn block_swaps(sets: &Sets, y: &[f64], args: &EvalArgs) -> anyhow::Result<Vec<BlockSwap>> {
     let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<_>>();
-    let swapped = |into: &Matrix, from: &Matrix, kind: Option<BlockKind>, idx: &[usize]| {
+    let swapped = |into: &Matrix, from: &Matrix, kind: BlockKind, idx: &[usize]| {
+        let cols = kind.offset()..kind.offset() + kind.output_dim();
         idx.iter()
             .map(|&i| {
                 let mut row = into[i].clone();
-                if let Some(k) = kind {
-                    let cols = k.offset()..k.offset() + k.output_dim();
-                    row[cols.clone()].copy_from_slice(&from[i][cols]);
-                }
+                row[cols.clone()].copy_from_slice(&from[i][cols.clone()]);
                 row
             })
             .collect::<Matrix>()
     };
-    let mae = |into: &Matrix, from: &Matrix, kind: Option<BlockKind>| -> anyhow::Result<f64> {
+    let splits = repeated_splits(y.len(), 0.2, args);
+    let mae = |into: &Matrix, from: &Matrix, kind: BlockKind| -> anyhow::Result<f64> {
         let mut total = 0.0;
-        for r in 0..args.repeats {
-            let (train, test) = split(y.len(), 0.2, args.seed + r);
+        for (train, test) in &splits {
+            let (train, test) = (train.as_slice(), test.as_slice());
             let model = ridge(
-                &swapped(into, from, kind, &train),
-                &pick(&train),
+                &swapped(into, from, kind, train),
+                &pick(train),
                 args.folds,
                 Scaling::Standardize,
             )?;
-            let pred = predict(&model, &swapped(into, from, kind, &test));
-            total += scores(&pred, &pick(&test)).mae / args.repeats as f64;
+            let pred = predict(&model, &swapped(into, from, kind, test));
+            total += scores(&pred, &pick(test)).mae / splits.len() as f64;
         }
         Ok(total)
     };
-    let mut blocks = Vec::new();
-    for kind in BlockKind::ALL {
-        blocks.push(BlockSwap {
-            block: kind.number(),
-            name: kind.name(),
-            ssl_with_control_block: mae(&sets.ssl, &sets.control, Some(kind))?,
-            control_with_ssl_block: mae(&sets.control, &sets.ssl, Some(kind))?,
-        });
-    }
-    Ok(BlockSwaps {
-        ssl: mae(&sets.ssl, &sets.control, None)?,
-        control: mae(&sets.control, &sets.ssl, None)?,
-        blocks,
-    })
+    BlockKind::ALL
+        .into_iter()
+        .map(|kind| {
+            Ok(BlockSwap {
+                block: kind.number(),
+                name: kind.name(),
+                ssl_with_control_block: mae(&sets.ssl, &sets.control, kind)?,
+                control_with_ssl_block: mae(&sets.control, &sets.ssl, kind)?,
+            })
+        })
+        .collect()
 }
 
 fn plot_target(r: &TargetReport, run: &RunDir) -> anyhow::Result<()> {
@@ -838,9 +860,7 @@ fn markdown(reports: &[TargetReport]) -> String {
                 wins += usize::from(mean_a < mean_b);
                 differences.extend(runs_a.iter().zip(&runs_b).map(|(x, y)| x - y));
             }
-            let n = differences.len().max(1) as f64;
-            let mean = differences.iter().sum::<f64>() / n;
-            let sd = (differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let (mean, sd) = mean_sd(&differences);
             let paired = differences.iter().filter(|d| **d < 0.0).count();
             format!(
                 "{a} has the lower mean ridge MAE than {b} at {wins} of {} ratios, and in \
