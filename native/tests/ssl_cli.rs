@@ -112,6 +112,27 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
         .map(|e| e["epoch"].as_u64().unwrap())
         .max();
     assert_eq!(summary["best_epoch"].as_u64(), best);
+    // The resume kept the run's `--limit` sample without being told it again.
+    assert_eq!(summary["limit"], 48);
+    assert_eq!(summary["train_rows"], 48);
+    refused(
+        &[
+            "ssl", "train", "--out", r, "--resume", "--limit", "20", "--block", "2",
+        ],
+        "a resume keeps it",
+    );
+    refused(
+        &[
+            "ssl",
+            "train",
+            "--out",
+            r,
+            "--resume",
+            "--task-weight",
+            "crystal_system=2",
+        ],
+        "a resume keeps the run's weights",
+    );
     assert!(run.join("block3_sites/plots/losses.png").is_file());
 
     // Features: one row per FTCP tensor, in dataset order, with its id.
@@ -252,7 +273,22 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
             assert!((sd - (a - b).abs() / 2.0).abs() < 1e-12, "{p}");
         }
     }
-    assert_eq!(t["scenario3"].as_array().unwrap().len(), 4);
+    // 80 % of 60 rows is 48: 1, 5 and 10 % of them (0, 2 and 5 rows) are too few for a
+    // cross-validated probe and are left out with the reason; 100 % is probed.
+    let few = t["scenario3"].as_array().unwrap();
+    assert_eq!(few.len(), 4);
+    for (f, rows) in few.iter().zip([0, 2, 5]) {
+        assert_eq!(f["train_rows"], rows, "{f}");
+        assert!(f["results"].as_array().unwrap().is_empty(), "{f}");
+        assert!(
+            f["skipped"].as_str().unwrap().contains("fewer than the 10"),
+            "{f}"
+        );
+    }
+    assert_eq!(few[3]["train_rows"], 48);
+    assert!(few[3].get("skipped").is_none());
+    assert_eq!(few[3]["results"].as_array().unwrap().len(), 4);
+    assert!(md.contains("| 5 % (2) | too few rows |"), "{md}");
     let shares: f64 = t["scenario2"]["groups"]
         .as_array()
         .unwrap()

@@ -20,14 +20,19 @@ pub struct Pca {
 impl Pca {
     /// Coordinates of `x` along the components.
     pub fn transform(&self, x: &[f64]) -> Vec<f64> {
-        self.components
-            .iter()
-            .map(|c| {
-                c.iter()
-                    .zip(x.iter().zip(&self.mean))
-                    .map(|(w, (v, m))| w * (v - m))
-                    .sum()
-            })
+        self.transform_rows(&[x]).pop().unwrap_or_default()
+    }
+
+    /// Coordinates of each row along the components, as one matrix product: projecting
+    /// a thousand 25,200-wide rows onto ~800 components row by row took longer than the fit.
+    pub fn transform_rows(&self, rows: &[&[f64]]) -> Vec<Vec<f64>> {
+        let (d, k) = (self.mean.len(), self.components.len());
+        let centred = DMatrix::from_fn(d, rows.len(), |j, i| rows[i][j] - self.mean[j]);
+        let basis = DMatrix::from_fn(k, d, |c, j| self.components[c][j]);
+        let coordinates = basis * centred;
+        coordinates
+            .column_iter()
+            .map(|c| c.iter().copied().collect())
             .collect()
     }
 }

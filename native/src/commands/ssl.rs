@@ -272,6 +272,9 @@ pub struct SslRunInfo {
     pub blocks: Vec<SslBlockConfig>,
     pub weights: BTreeMap<String, f64>,
     pub training: TrainingSpec,
+    /// `--limit`: the seeded sample of training rows every block of the run trains on.
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 impl SslRunInfo {
@@ -418,6 +421,22 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             );
         }
         let mut info = SslRunInfo::load(&args.out)?;
+        // A resumed block must see the rows and losses it started with.
+        if args.limit.is_some() && args.limit != info.limit {
+            return Err(BadInput(format!(
+                "--limit: the run trains on {}; a resume keeps it (drop --limit)",
+                info.limit
+                    .map_or("every training row".into(), |l| format!("--limit {l}"))
+            ))
+            .into());
+        }
+        if !args.task_weights.is_empty() {
+            return Err(BadInput(
+                "--task-weight: a resume keeps the run's weights (edit `weights` in its ssl.json)"
+                    .into(),
+            )
+            .into());
+        }
         info.training.epochs = args.epochs;
         RunDir::new(&args.out).write_json("ssl.json", &info)?;
         info
@@ -468,6 +487,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             blocks: configs,
             weights,
             training,
+            limit: args.limit,
         };
         RunDir::new(&args.out).write_json("ssl.json", &info)?;
         info
@@ -514,7 +534,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 weights: &weights,
                 dir: &dir,
                 resume,
-                limit: args.limit,
+                limit: info.limit,
             },
         )??;
         dir.write_json("summary.json", &outcome)?;
@@ -575,6 +595,9 @@ struct BlockOutcome {
     block: usize,
     name: &'static str,
     parameters: usize,
+    /// Rows trained on, and the `--limit` that sampled them (none: every training row).
+    train_rows: usize,
+    limit: Option<usize>,
     best_epoch: usize,
     best_val_loss: f64,
     /// The best epoch's validation loss per task (unweighted).
@@ -727,6 +750,8 @@ impl OnDevice for TrainBlock<'_> {
             block: kind.number(),
             name: kind.name(),
             parameters,
+            train_rows: train_idx.len(),
+            limit: self.limit,
             best_epoch,
             best_val_loss: best_val.total,
             best_val_tasks: best_val.tasks,
