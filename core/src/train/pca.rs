@@ -18,7 +18,8 @@ pub struct Pca {
 }
 
 impl Pca {
-    /// Coordinates of `x` along the components.
+    /// Coordinates of `x` along the components (for many rows, one `transform_rows` call:
+    /// each call gathers the components into one matrix).
     pub fn transform(&self, x: &[f64]) -> Vec<f64> {
         self.transform_rows(&[x]).pop().unwrap_or_default()
     }

@@ -38,7 +38,7 @@ impl Scaling {
     /// Each column's statistics on the training `rows`.
     fn columns(self, rows: &[&[f64]], d: usize) -> Vec<TargetScale> {
         // Mean and variance of every column in row-major passes (a pass per column strides
-        // across rows 25,200 values apart for flat FTCP); as `TargetScale::fit` computes them.
+        // across rows 25,200 values apart for flat FTCP), in `TargetScale::fit`'s order.
         let n = rows.len().max(1) as f64;
         let mut mean = vec![0.0; d];
         for r in rows {
@@ -77,14 +77,14 @@ impl Scaling {
             .zip(var)
             .enumerate()
             .map(|(k, (mean, var))| {
-                let std = if k < centred {
-                    group_std
-                } else if var.sqrt() > 1e-12 {
-                    var.sqrt()
+                if k < centred {
+                    TargetScale {
+                        mean,
+                        std: group_std,
+                    }
                 } else {
-                    1.0
-                };
-                TargetScale { mean, std }
+                    TargetScale::from_moments(mean, var)
+                }
             })
             .collect()
     }

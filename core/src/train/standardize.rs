@@ -15,6 +15,11 @@ impl TargetScale {
         let n = values.len().max(1) as f64;
         let mean = values.iter().sum::<f64>() / n;
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        Self::from_moments(mean, var)
+    }
+
+    /// From a column's mean and population variance (a constant column keeps std 1).
+    pub fn from_moments(mean: f64, var: f64) -> Self {
         let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
         Self { mean, std }
     }

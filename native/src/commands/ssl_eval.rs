@@ -73,8 +73,8 @@ const FEW_SHOT_REPEATS: usize = 3;
 /// Below this many training rows a few-shot point is left out, not reported: a ridge over
 /// 2048 columns cross-validated on a handful of rows gave MAEs far above the targets' range.
 const FEW_SHOT_MIN_ROWS: usize = 10;
-/// The sets the few-shot probes compare.
-const FEW_SHOT_SETS: [Set; 4] = [Set::Ftcp, Set::FtcpPca, Set::Ssl, Set::Control];
+/// The sets the scenario-1 and few-shot probes compare.
+const PROBE_SETS: [Set; 4] = [Set::Ftcp, Set::FtcpPca, Set::Ssl, Set::Control];
 const PERMUTATION_REPEATS: usize = 5;
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -513,14 +513,13 @@ fn evaluate_target(
     // Scenario 1.
     let mut scenario1 = Vec::new();
     for tf in TEST_FRACTIONS {
-        let probe_sets = [Set::Ftcp, Set::FtcpPca, Set::Ssl, Set::Control];
         // Per set: ridge alphas, ridge scores, least-squares scores, one entry per repeat.
-        let mut runs = vec![(Vec::new(), Vec::new(), Vec::new()); probe_sets.len()];
+        let mut runs = vec![(Vec::new(), Vec::new(), Vec::new()); PROBE_SETS.len()];
         let (mut n_train, mut n_test) = (0, 0);
         for (train, test) in repeated_splits(y.len(), tf, args) {
             (n_train, n_test) = (train.len(), test.len());
             let (ytr, yte) = (pick(&train), pick(&test));
-            for (k, set) in probe_sets.iter().enumerate() {
+            for (k, set) in PROBE_SETS.iter().enumerate() {
                 let (xtr, xte) = sets.matrices(*set, &train, &test)?;
                 // One decomposition gives both the ridge and the least-squares fit.
                 let (path, alpha) = ridge_path(&xtr, &ytr, args.folds, sets.scaling(*set))?;
@@ -532,7 +531,7 @@ fn evaluate_target(
             }
         }
         let mut probes = Vec::new();
-        for (set, (alphas, ridge_runs, ols_runs)) in probe_sets.iter().zip(&runs) {
+        for (set, (alphas, ridge_runs, ols_runs)) in PROBE_SETS.iter().zip(&runs) {
             probes.push(ProbeResult::new(
                 *set,
                 "ridge (CV alpha)",
@@ -665,15 +664,14 @@ fn evaluate_target(
             continue;
         }
         let repeats = if fraction < 1.0 { FEW_SHOT_REPEATS } else { 1 };
-        let sets_here = FEW_SHOT_SETS;
-        let mut sums = vec![(0.0, 0.0, 0.0); sets_here.len()];
+        let mut sums = vec![(0.0, 0.0, 0.0); PROBE_SETS.len()];
         for r in 0..repeats {
             let mut subset = train.clone();
             let mut rng = SeededRng::new(args.seed ^ ((r as u64 + 1) * 7919));
             seeded_shuffle(&mut subset, rng.next_u64());
             subset.truncate(n);
             let ysub = pick(&subset);
-            for (k, set) in sets_here.iter().enumerate() {
+            for (k, set) in PROBE_SETS.iter().enumerate() {
                 let (xtr, xte) = sets.matrices(*set, &subset, &test)?;
                 let model = ridge(&xtr, &ysub, args.folds, sets.scaling(*set))?;
                 let s = scores(&predict(&model, &xte), &yte);
@@ -686,7 +684,7 @@ fn evaluate_target(
             percent: 100.0 * fraction,
             train_rows: n,
             skipped: None,
-            results: sets_here
+            results: PROBE_SETS
                 .iter()
                 .zip(sums)
                 .map(|(s, (mae, rmse, r2))| (s.name(), Scores { mae, rmse, r2 }))
@@ -821,7 +819,7 @@ fn plot_target(r: &TargetReport, run: &RunDir) -> anyhow::Result<()> {
         &dir,
         &format!("scenario2_{name}"),
     )?;
-    let few: Vec<(String, Vec<(f64, f64)>)> = FEW_SHOT_SETS
+    let few: Vec<(String, Vec<(f64, f64)>)> = PROBE_SETS
         .iter()
         .map(|set| {
             let s = set.name();
@@ -958,7 +956,7 @@ fn markdown(reports: &[TargetReport]) -> String {
             );
         }
         md += "\n### Scenario 3: sample efficiency (80/20 test rows; ridge, test MAE, mean of 3 draws below 100 %)\n\n| training rows | ";
-        let names: Vec<&str> = FEW_SHOT_SETS.iter().map(|s| s.name()).collect();
+        let names: Vec<&str> = PROBE_SETS.iter().map(|s| s.name()).collect();
         md += &names.join(" | ");
         md += " |\n|---|";
         md += &"---|".repeat(names.len());
