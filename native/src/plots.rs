@@ -119,7 +119,10 @@ impl Figure for Curves {
             .y_desc(&self.y_label)
             .label_style(("sans-serif", 15))
             .draw()?;
-        for (k, (name, s)) in self.series.iter().enumerate() {
+        for (k, (name, s)) in coincident_merged(&self.series, y1 - y0)
+            .into_iter()
+            .enumerate()
+        {
             let color = PALETTE[k % PALETTE.len()];
             chart
                 .draw_series(LineSeries::new(s.iter().copied(), color.stroke_width(2)))?
@@ -127,6 +130,8 @@ impl Figure for Curves {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
+            // Markers show where the measurements are (few of them, joined by straight lines).
+            chart.draw_series(s.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
         }
         for (name, y) in &self.references {
             chart
@@ -140,6 +145,33 @@ impl Figure for Curves {
         draw_legend(&mut chart)?;
         Ok(())
     }
+}
+
+/// Series whose points agree to within a millionth of the y span are drawn once, under their
+/// names joined by " = ": otherwise the later line hides the earlier one and a reader sees a
+/// series missing (flat FTCP and its full-rank PCA rotation give equal probes).
+fn coincident_merged(
+    series: &[(String, Vec<(f64, f64)>)],
+    y_span: f64,
+) -> Vec<(String, &[(f64, f64)])> {
+    let tolerance = y_span.abs() * 1e-6;
+    let same = |a: &[(f64, f64)], b: &[(f64, f64)]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(p, q)| p.0 == q.0 && (p.1 - q.1).abs() <= tolerance)
+    };
+    let mut merged: Vec<(String, &[(f64, f64)])> = Vec::new();
+    for (name, points) in series {
+        match merged.iter_mut().find(|(_, m)| same(m, points)) {
+            Some((joined, _)) => {
+                joined.push_str(" = ");
+                joined.push_str(name);
+            }
+            None => merged.push((name.clone(), points)),
+        }
+    }
+    merged
 }
 
 /// t-SNE map of paired embeddings: structures as circles, texts as stars, lines joining the
@@ -432,5 +464,42 @@ impl Figure for Bars {
         }
         draw_legend(&mut chart)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coincident_merged;
+
+    #[test]
+    fn coincident_series_are_drawn_once_under_both_names() {
+        let ftcp = vec![(5.0, 0.5087), (10.0, 0.4506), (100.0, 0.2567)];
+        // A rotation of the same rows: equal up to rounding.
+        let pca = vec![
+            (5.0, 0.5087 + 1e-12),
+            (10.0, 0.4506),
+            (100.0, 0.2567 - 1e-12),
+        ];
+        let ssl = vec![(5.0, 0.5256), (10.0, 0.4738), (100.0, 0.2380)];
+        // Equal values at other x are a different series.
+        let shifted = vec![(5.0, 0.5087), (20.0, 0.4506), (100.0, 0.2567)];
+        let series = vec![
+            ("FTCP".to_string(), ftcp),
+            ("SSL".to_string(), ssl.clone()),
+            ("PCA".to_string(), pca),
+            ("shifted".to_string(), shifted),
+        ];
+        let merged = coincident_merged(&series, 0.3);
+        let names: Vec<&str> = merged.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["FTCP = PCA", "SSL", "shifted"]);
+        assert_eq!(merged[1].1, ssl.as_slice());
+        // A difference a plot could show keeps the series apart.
+        let mut close = series[0].1.clone();
+        close[1].1 += 0.001;
+        let apart = vec![
+            ("a".to_string(), series[0].1.clone()),
+            ("b".to_string(), close),
+        ];
+        assert_eq!(coincident_merged(&apart, 0.3).len(), 2);
     }
 }

@@ -47,14 +47,16 @@ impl fmt::Display for DeviceSpec {
 /// Parse `cpu`, `cpu:flex`, `cpu:ndarray`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`, or a comma
 /// list of them.
 ///
-/// `available` is only used to make the error say what the user could have asked for.
+/// `available` is called only for an error, to say what the user could have asked for:
+/// listing the devices loads the GPU drivers, which a `cpu` run should not pay for (nor see
+/// their start-up messages).
 pub fn parse_device_list(
     text: &str,
-    available: &str,
+    available: impl Fn() -> String,
 ) -> Result<Vec<DeviceSpec>, super::DeviceError> {
     let unknown = |given: &str| super::DeviceError::Unknown {
         given: given.to_string(),
-        available: available.to_string(),
+        available: available(),
     };
     let mut specs = Vec::new();
     for part in text.split(',') {
@@ -88,7 +90,7 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        let parse = |s| parse_device_list(s, "cpu");
+        let parse = |s| parse_device_list(s, || "cpu".into());
         assert_eq!(
             parse("cpu").unwrap(),
             vec![DeviceSpec::Cpu(CpuBackend::DEFAULT)]
@@ -113,7 +115,7 @@ mod tests {
     #[test]
     fn rejects_nonsense_and_names_what_exists() {
         for bad in ["gpu", "cpu:1", "cpu:blas", "cuda:x", "", "cuda:-1", "wgpu,"] {
-            let err = parse_device_list(bad, "cpu, wgpu:0")
+            let err = parse_device_list(bad, || "cpu, wgpu:0".into())
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("available here: cpu, wgpu:0"), "{bad}: {err}");
@@ -130,7 +132,7 @@ mod tests {
             DeviceSpec::Cuda(1),
         ] {
             assert_eq!(
-                parse_device_list(&spec.to_string(), "").unwrap(),
+                parse_device_list(&spec.to_string(), String::new).unwrap(),
                 vec![spec]
             );
         }

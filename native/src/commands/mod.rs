@@ -34,7 +34,7 @@ pub fn split_rows(split: Option<&str>, own_data: bool, is_val: &[bool]) -> (Stri
 
 /// Parse `--device` into exactly one device (a comma list is reserved for multi-GPU).
 pub fn one_device(text: &str) -> anyhow::Result<DeviceSpec> {
-    let specs = parse_device_list(text, &available_summary())?;
+    let specs = parse_device_list(text, available_summary)?;
     match specs.as_slice() {
         [one] => Ok(*one),
         _ => Err(xtal_core::device::DeviceError::Several {

@@ -839,7 +839,7 @@ fn plot_target(r: &TargetReport, run: &RunDir) -> anyhow::Result<()> {
     plots::save(
         &Curves {
             title: format!("Scenario 3 — {}@{}: sample efficiency", r.target, r.source),
-            x_label: "log10 (% of training rows)".into(),
+            x_label: "share of the training rows, log10 (%): 1 = 10 %, 2 = 100 %".into(),
             y_label: "test MAE".into(),
             series: few,
             references: vec![],
