@@ -168,6 +168,14 @@ fn features_are_per_row_and_in_row_order() {
                 worst < 1e-4,
                 "{kind:?} row {i}: batching changed its features by {worst}"
             );
+            // Each material's block features are centred to unit (population) variance.
+            let n = dim as f64;
+            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+            assert!(
+                mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+                "{kind:?} row {i}: mean {mean}, variance {var}"
+            );
         }
     }
 }
