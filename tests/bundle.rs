@@ -135,9 +135,9 @@ fn packed() -> Packed {
         })
         .collect();
     let x = Tensor::<Cpu, 2>::from_data(TensorData::new(vectors, [cifs.len(), dim]), &device);
-    let cif = to_host(model.structure.forward(x));
+    let cif = to_host(model.structure.forward(x)).unwrap();
     let (ids, pad) = config.text.tokenizer().batch::<Cpu>(&TEXTS, &device);
-    let text = to_host(model.text.forward(ids, pad));
+    let text = to_host(model.text.forward(ids, pad)).unwrap();
     let index = RetrievalIndex {
         records: IndexRecords {
             ids: cifs.iter().map(|c| c.0.clone()).collect(),
@@ -180,11 +180,11 @@ impl OnDevice for Embed<'_> {
     type Output = (Vec<f32>, Vec<f32>);
     fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let model = self.0.model::<B::InnerBackend>(&device).unwrap();
-        let text = to_host(self.0.embed_texts(&model, &TEXTS, &device));
+        let text = to_host(self.0.embed_texts(&model, &TEXTS, &device)).unwrap();
         let cif = self
             .1
             .iter()
-            .flat_map(|(_, _, c)| to_host(self.0.embed_cif(&model, c, &device).unwrap()))
+            .flat_map(|(_, _, c)| to_host(self.0.embed_cif(&model, c, &device).unwrap()).unwrap())
             .collect();
         (text, cif)
     }
@@ -301,7 +301,7 @@ fn a_graph_bundle_embeds_cifs_like_its_model() {
             .collect();
         let refs: Vec<&CrystalGraph> = graphs.iter().collect();
         let batch = GraphBatch::new(&refs, &table).unwrap().to_tensors(&device);
-        let want = to_host(model.encode_structures(StructureBatch::Graphs(batch)));
+        let want = to_host(model.encode_structures(StructureBatch::Graphs(batch))).unwrap();
         let input = StructureInput::Graph(GraphInput {
             config: encoder.graph,
             table: table.clone(),

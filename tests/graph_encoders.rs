@@ -160,7 +160,7 @@ impl OnDevice for Embed<'_> {
                     .collect();
                 let refs: Vec<&CrystalGraph> = graphs.iter().collect();
                 let batch = GraphBatch::new(&refs, &table).unwrap().to_tensors(&device);
-                to_host(model.forward(&batch))
+                to_host(model.forward(&batch)).unwrap()
             })
             .collect();
         (out, model_to_bytes(&model).unwrap())

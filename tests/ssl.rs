@@ -151,8 +151,8 @@ fn features_are_per_row_and_in_row_order() {
             .init::<B>(&device);
         let forward: Vec<usize> = (0..24).collect();
         let backward: Vec<usize> = (0..24).rev().collect();
-        let a = block_features(&model, &data, &forward, 5, &device, |_| {});
-        let b = block_features(&model, &data, &backward, 7, &device, |_| {});
+        let a = block_features(&model, &data, &forward, 5, &device, |_| {}).unwrap();
+        let b = block_features(&model, &data, &backward, 7, &device, |_| {}).unwrap();
         let dim = kind.output_dim();
         for i in 0..24 {
             let (x, y) = (

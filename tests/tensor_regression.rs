@@ -7,13 +7,15 @@ use burn::backend::Autodiff;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use serde_json::Value;
-use xtal_core::data::{batches_per_epoch, epoch_batches};
+use xtal_core::data::batches_per_epoch;
 use xtal_core::device::NdArray;
 use xtal_core::metrics::regression_metrics;
 use xtal_core::models::tensor_head::{RegressionLoss, TensorHeadConfig, TensorMode};
-use xtal_core::train::tensor::{TensorRows, TensorTargets, evaluate_head, train_tensor_epoch};
-use xtal_core::train::to_host;
-use xtal_core::train::{ModelOptimizer, OptimizerSettings, WarmupCosine};
+use xtal_core::train::spec::TrainingSpec;
+use xtal_core::train::tensor::{TensorRows, TensorStep, TensorTargets, evaluate_head};
+use xtal_core::train::{
+    FitSettings, MemoryStore, ModelOptimizer, OptimizerSettings, WarmupCosine, fit, to_host,
+};
 use xtal_tests::floats;
 
 type B = Autodiff<NdArray>;
@@ -100,7 +102,11 @@ fn head_forward_and_losses_match_numpy() {
     let n = x.len() / dims[0];
     let x = Tensor::<NdArray, 2>::from_data(TensorData::new(x, [n, dims[0]]), &device);
     let out = head.forward(x);
-    let got: Vec<f64> = to_host(out.clone()).iter().map(|&v| v as f64).collect();
+    let got: Vec<f64> = to_host(out.clone())
+        .unwrap()
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
     assert_close(&got, &floats(&f["output"]), 1e-5, "head output");
     let target = floats(&f["target"])
         .iter()
@@ -112,7 +118,7 @@ fn head_forward_and_losses_match_numpy() {
         (RegressionLoss::Mae, "mae"),
         (RegressionLoss::Huber { delta: 1.0 }, "huber"),
     ] {
-        let v = to_host(loss.forward(out.clone(), target.clone()))[0] as f64;
+        let v = to_host(loss.forward(out.clone(), target.clone())).unwrap()[0] as f64;
         assert_close(&[v], &[f[key].as_f64().unwrap()], 1e-5, key);
     }
 }
@@ -181,19 +187,37 @@ fn a_trained_head_beats_ridge_on_real_metric_tensors() {
         .with_dropout(0.0)
         .init::<B>(&device);
     let mut optimizer = ModelOptimizer::new(settings, []);
-    for epoch in 1..=epochs {
-        let batches = epoch_batches(&train_idx, batch, 7, epoch);
-        head = train_tensor_epoch(
-            head,
-            &mut optimizer,
-            &rows,
-            &targets,
-            RegressionLoss::Mse,
-            &batches,
-            &device,
-            |_, _| {},
-        );
-    }
+    // Through the loop every model trains with, its run kept in memory.
+    let training = TrainingSpec {
+        epochs,
+        batch_size: batch,
+        seed: 7,
+        ..TrainingSpec::default()
+    };
+    let step = TensorStep::<B> {
+        rows: &rows,
+        targets: &targets,
+        loss: RegressionLoss::Mse,
+        val: &val_idx,
+        batch_size: 64,
+        device: device.clone(),
+    };
+    let fitted = fit::<_, _, _, _, Box<dyn std::error::Error>>(
+        &step,
+        head,
+        &mut optimizer,
+        FitSettings {
+            training: &training,
+            train: &train_idx,
+            state: training.fresh_state(),
+            stop_after: None,
+        },
+        &mut MemoryStore::default(),
+        &mut (),
+        &device,
+    )
+    .unwrap();
+    head = fitted.model;
     let (e, _) = evaluate_head(
         &burn::module::AutodiffModule::valid(&head),
         &rows,
@@ -202,7 +226,8 @@ fn a_trained_head_beats_ridge_on_real_metric_tensors() {
         RegressionLoss::Mse,
         64,
         &device,
-    );
+    )
+    .unwrap();
     let ridge = floats(&f["ridge_r2"]);
     let ridge_mean = ridge.iter().sum::<f64>() / ridge.len() as f64;
     let r2: Vec<f64> = e.metrics.components.iter().map(|c| c.r2).collect();

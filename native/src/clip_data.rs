@@ -11,6 +11,12 @@ use xtal_core::featurize::{CrystalGraph, ElementTable, GraphConfig, RowMinMax};
 use xtal_core::structure::Structure;
 
 use crate::exit::BadInput;
+use crate::output::write_atomic;
+
+/// Whether `a` and `b` name one existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
 
 /// Where a run's pairs come from; recorded in the run so that `eval` can find them again.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -23,6 +29,13 @@ pub struct DataSource {
     /// every other through its own training normaliser.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ftcp_normalizer: Option<PathBuf>,
+    /// An element table (CGCNN's atom_init.json format) in place of the dataset's own: a graph
+    /// model reads every dataset through the table it was trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element_table: Option<PathBuf>,
+    /// A copy of the prepared dataset's `summary.json` (its FTCP layout), kept by the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<PathBuf>,
 }
 
 impl DataSource {
@@ -42,7 +55,64 @@ impl DataSource {
             embedding_dir: embedding_dir.map_or_else(|| dir.join("graph_emb"), Path::to_path_buf),
             jsonl,
             ftcp_normalizer: None,
+            element_table: None,
+            summary: None,
         })
+    }
+
+    /// The paths this source records, for a run to store relative to itself.
+    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths = vec![&mut self.jsonl, &mut self.embedding_dir];
+        paths.extend(self.ftcp_normalizer.as_mut());
+        paths.extend(self.element_table.as_mut());
+        paths.extend(self.summary.as_mut());
+        paths
+    }
+
+    /// The prepared dataset's `summary.json` (or the run's copy of it).
+    pub fn summary_path(&self) -> PathBuf {
+        self.summary
+            .clone()
+            .unwrap_or_else(|| self.dir().join("summary.json"))
+    }
+
+    /// This source with what a model trained on it depends on — the FTCP normaliser, the
+    /// dataset's summary (its FTCP layout) and a custom element table — copied into the run
+    /// directory `run`: the run keeps working when its data moves, and reads other data the
+    /// way it read this.
+    pub fn adopted_by(mut self, run: &Path) -> anyhow::Result<Self> {
+        let copy = |from: PathBuf, name: &str| -> anyhow::Result<Option<PathBuf>> {
+            if !from.is_file() {
+                return Ok(None);
+            }
+            let to = run.join(name);
+            if !same_file(&from, &to) {
+                let bytes = std::fs::read(&from)
+                    .with_context(|| format!("{}: cannot read", from.display()))?;
+                write_atomic(&to, &bytes)?;
+            }
+            Ok(Some(to))
+        };
+        let table = self.element_table()?;
+        if let Some(to) = copy(self.normalizer_path(), "ftcp_normalizer.json")? {
+            self.ftcp_normalizer = Some(to);
+        }
+        if let Some(to) = copy(self.summary_path(), "dataset_summary.json")? {
+            self.summary = Some(to);
+        }
+        // xtal's default table is built in; another travels with the run.
+        if table.source != "default" {
+            let to = run.join("element_table.json");
+            if !self
+                .element_table
+                .as_deref()
+                .is_some_and(|p| same_file(p, &to))
+            {
+                write_atomic(&to, table.to_atom_init_json().as_bytes())?;
+            }
+            self.element_table = Some(to);
+        }
+        Ok(self)
     }
 
     /// The FTCP normaliser this source's prepared data is scaled with.
@@ -52,9 +122,13 @@ impl DataSource {
             .unwrap_or_else(|| self.dir().join("ftcp_normalizer.json"))
     }
 
-    /// Other data, scaled as `model_data` was when the model was trained.
+    /// Other data, scaled (and, for graphs, featurised) as `model_data` was when the model
+    /// was trained.
     pub fn scaled_like(mut self, model_data: &DataSource) -> Self {
         self.ftcp_normalizer = Some(model_data.normalizer_path());
+        if model_data.element_table.is_some() {
+            self.element_table.clone_from(&model_data.element_table);
+        }
         self
     }
 
@@ -108,16 +182,29 @@ impl DataSource {
             .map_err(|e| BadInput(e.to_string()).into())
     }
 
-    /// The element table the dataset was prepared with (its summary.json names it).
+    /// The element table of [`Self::element_table`] if set, else the one the dataset was
+    /// prepared with (its summary.json names it, relative to the dataset).
     pub fn element_table(&self) -> anyhow::Result<ElementTable> {
-        let p = self.dir().join("summary.json");
+        if let Some(p) = &self.element_table {
+            return crate::commands::element_table(Some(p));
+        }
+        let p = self.summary_path();
         let named = std::fs::read_to_string(&p)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["element_table"].as_str().map(String::from));
         match named.as_deref() {
             None | Some("default") => Ok(ElementTable::default_table()),
-            Some(path) => crate::commands::element_table(Some(Path::new(path))),
+            Some(path) => {
+                // Datasets prepared before the table was copied into them name it as given.
+                let in_dataset = self.dir().join(path);
+                let p = if in_dataset.is_file() {
+                    in_dataset
+                } else {
+                    PathBuf::from(path)
+                };
+                crate::commands::element_table(Some(&p))
+            }
         }
     }
 

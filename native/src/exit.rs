@@ -3,7 +3,9 @@
 use xtal_core::bundle::BundleError;
 use xtal_core::check::CheckError;
 use xtal_core::device::DeviceError;
+use xtal_core::featurize::GraphError;
 use xtal_core::models::hf::HfError;
+use xtal_core::train::property::PredictError;
 
 /// Marks an error as the user's to fix (bad flag value, missing or malformed file).
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,12 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
         cause.is::<BadInput>()
             || cause.is::<DeviceError>()
             || cause.is::<HfError>()
+            // A structure without a graph (disordered, unknown element, …) is the data's.
+            || cause.is::<GraphError>()
+            || matches!(
+                cause.downcast_ref::<PredictError>(),
+                Some(PredictError::Graph(_))
+            )
             || cause
                 .downcast_ref::<BundleError>()
                 .is_some_and(|e| !matches!(e, BundleError::Write(_)))

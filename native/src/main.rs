@@ -1,5 +1,6 @@
 //! `xtal`: prepare crystal data, train and evaluate models on CPU or GPU, pack bundles.
 
+mod bench;
 mod clip_data;
 mod commands;
 mod exit;
@@ -24,7 +25,7 @@ enum Command {
     /// List the devices this build can compute on (cpu, wgpu adapters, CUDA GPUs).
     Devices(commands::devices::Args),
     /// Measure compute throughput (GFLOP/s) of the CPU and GPU backends.
-    Bench(commands::bench::Args),
+    Bench(bench::Args),
     /// Read CIF files and print lattice, density, formula and space group of each structure.
     Cif(commands::cif::Args),
     /// Turn a CSV of materials into a dataset: FTCP tensors, crystal graphs, splits, normaliser.
@@ -86,7 +87,7 @@ fn main() {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Devices(args) => commands::devices::run(args),
-        Command::Bench(args) => commands::bench::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Cif(args) => commands::cif::run(args),
         Command::Prepare(args) => commands::prepare::run(args),
         Command::Train(Train::Clip(args)) => commands::clip::train(args),

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use xtal_core::models::clip::ClipConfig;
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::{
-    ModelOptimizer, TrainState, model_to_bytes, pack_sections, unpack_sections,
+    Checkpoint, EpochEnd, FitObserver, ModelOptimizer, RunStore, TrainState, model_from_bytes,
 };
 
 use crate::clip_data::DataSource;
@@ -37,15 +37,22 @@ pub struct RunInfo {
     pub scaler: xtal_core::data::FeatureScaler,
 }
 
-pub struct RunDir {
-    pub path: PathBuf,
+impl RunPaths for RunInfo {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        self.data.paths_mut()
+    }
 }
 
-/// A checkpoint's contents.
-pub struct Checkpoint {
-    pub state: TrainState,
-    pub model: Vec<u8>,
-    pub optimizer: Vec<u8>,
+/// A run description (`run.json`, `ssl.json`) that records paths — its data, another run:
+/// [`RunDir::write_info`] stores them relative to the run directory and
+/// [`RunDir::read_info`] resolves them against it, so that a run and its data can move
+/// together and commands work from any directory.
+pub trait RunPaths {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf>;
+}
+
+pub struct RunDir {
+    pub path: PathBuf,
 }
 
 impl RunDir {
@@ -73,21 +80,72 @@ impl RunDir {
     }
 
     /// An existing run's `run.json`, which must be of model `family`.
-    pub fn read_run_json<T: serde::de::DeserializeOwned>(&self, family: &str) -> anyhow::Result<T> {
-        let p = self.file("run.json");
+    pub fn read_run_json<T: serde::de::DeserializeOwned + RunPaths>(
+        &self,
+        family: &str,
+    ) -> anyhow::Result<T> {
+        self.read_info("run.json", Some(family), "not a run directory")
+    }
+
+    /// The run description `name` (of model `family`, if given), its paths resolved against
+    /// the run directory; `missing` says what a run without the file is not.
+    pub fn read_info<T: serde::de::DeserializeOwned + RunPaths>(
+        &self,
+        name: &str,
+        family: Option<&str>,
+        missing: &str,
+    ) -> anyhow::Result<T> {
+        let p = self.file(name);
         let text = std::fs::read_to_string(&p)
-            .map_err(|e| BadInput(format!("{}: not a run directory ({e})", p.display())))?;
+            .map_err(|e| BadInput(format!("{}: {missing} ({e})", p.display())))?;
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", p.display())))?;
         let found = value.get("family").and_then(|f| f.as_str()).unwrap_or("?");
-        if found != family {
+        if let Some(family) = family
+            && found != family
+        {
             return Err(BadInput(format!(
                 "{}: a {found} run, not a {family} run",
                 self.path.display()
             ))
             .into());
         }
-        serde_json::from_value(value).map_err(|e| BadInput(format!("{}: {e}", p.display())).into())
+        let mut info: T =
+            serde_json::from_value(value).map_err(|e| BadInput(format!("{}: {e}", p.display())))?;
+        for path in info.paths_mut() {
+            *path = self.resolved(path);
+        }
+        Ok(info)
+    }
+
+    /// Writes the run description `name` with its paths relative to the run directory.
+    pub fn write_info<T: Serialize + RunPaths + Clone>(
+        &self,
+        name: &str,
+        info: &T,
+    ) -> anyhow::Result<()> {
+        let mut info = info.clone();
+        let run = std::path::absolute(&self.path)
+            .with_context(|| format!("{}: no absolute path", self.path.display()))?;
+        for path in info.paths_mut() {
+            if let Ok(p) = std::path::absolute(&*path)
+                && let Some(relative) = pathdiff::diff_paths(&p, &run)
+            {
+                *path = relative;
+            }
+        }
+        self.write_json(name, &info)
+    }
+
+    /// A path of a run description: relative ones are relative to the run directory. Runs
+    /// written before that held paths relative to where xtal ran; those still resolve.
+    fn resolved(&self, path: &Path) -> PathBuf {
+        let in_run = self.path.join(path);
+        if path.is_relative() && !in_run.exists() && path.exists() {
+            path.to_path_buf()
+        } else {
+            in_run
+        }
     }
 
     /// Makes the run directory, refusing to replace a non-empty one unless `force`
@@ -120,18 +178,6 @@ impl RunDir {
         write_atomic(&self.file(name), text.as_bytes())
     }
 
-    pub fn save_checkpoint(&self, which: &str, c: &Checkpoint) -> anyhow::Result<()> {
-        let path = self.checkpoint_path(which);
-        std::fs::create_dir_all(path.parent().unwrap_or(&self.path))?;
-        let state = serde_json::to_vec(&c.state)?;
-        let bytes = pack_sections(&[
-            ("state", &state),
-            ("model", &c.model),
-            ("optimizer", &c.optimizer),
-        ]);
-        write_atomic(&path, &bytes)
-    }
-
     /// Makes `to` the same checkpoint as `from`: a hard link (no copy of hundreds of MB)
     /// renamed into place; `from` is later replaced by rename, so `to` keeps this content.
     pub fn link_checkpoint(&self, from: &str, to: &str) -> anyhow::Result<()> {
@@ -148,27 +194,78 @@ impl RunDir {
         let path = self.checkpoint_path(which);
         let bytes = std::fs::read(&path)
             .map_err(|e| BadInput(format!("{}: cannot read ({e})", path.display())))?;
-        let bad = |m: String| BadInput(format!("{}: {m}", path.display()));
-        let mut sections = unpack_sections(&bytes).map_err(|e| bad(e.to_string()))?;
-        let mut take = |name: &str| {
-            sections
-                .iter()
-                .position(|(n, _)| n == name)
-                .map(|i| sections.swap_remove(i).1)
-                .ok_or_else(|| bad(format!("no `{name}` section")))
-        };
-        let state = take("state")?;
-        let state: TrainState =
-            serde_json::from_slice(&state).map_err(|e| bad(format!("state: {e}")))?;
-        Ok(Checkpoint {
-            state,
-            model: take("model")?,
-            optimizer: take("optimizer")?,
-        })
+        Checkpoint::from_bytes(&bytes)
+            .map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
     }
 
-    /// Keeps only the metric lines up to `epoch` (a resumed run continues after it).
-    pub fn truncate_metrics(&self, epoch: usize) -> anyhow::Result<()> {
+    /// `(epoch, line[key])` of every epoch line of the metrics that has `key`: a curve to plot.
+    pub fn epoch_curve(&self, key: &str) -> Vec<(f64, f64)> {
+        self.read_metrics()
+            .iter()
+            .filter(|l| l["kind"] == "epoch")
+            .filter_map(|l| Some((l["epoch"].as_f64()?, l.get(key)?.as_f64()?)))
+            .collect()
+    }
+
+    /// Where a resumed run continues: the `last` checkpoint's weights loaded into `model`,
+    /// `prepare` (e.g. freezing, then the optimiser, whose exempt parameter ids are the loaded
+    /// model's), the checkpoint's optimiser state and its training state. A checkpoint that
+    /// does not fit is a bad input naming it.
+    pub fn resume<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+        model: M,
+        device: &B::Device,
+        prepare: impl FnOnce(M) -> (M, ModelOptimizer<B, M>),
+    ) -> anyhow::Result<(M, ModelOptimizer<B, M>, TrainState)> {
+        let c = self.load_checkpoint("last")?;
+        let bad = |e: String| BadInput(format!("{}: {e}", self.checkpoint_path("last").display()));
+        let model = model_from_bytes(model, c.model, device).map_err(|e| bad(e.to_string()))?;
+        let (model, optimizer) = prepare(model);
+        let optimizer = optimizer
+            .load_bytes(c.optimizer, device)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok((model, optimizer, c.state))
+    }
+
+    pub fn read_metrics(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.file("metrics.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// A run directory keeps a `fit`'s checkpoints (`checkpoints/{last,best}.ckpt`, written
+/// atomically) and its metric lines (`metrics.jsonl`).
+impl RunStore for &RunDir {
+    type Error = anyhow::Error;
+
+    fn save_checkpoint(&mut self, which: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = self.checkpoint_path(which);
+        std::fs::create_dir_all(path.parent().unwrap_or(&self.path))
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        write_atomic(&path, bytes)
+    }
+
+    fn copy_checkpoint(&mut self, from: &str, to: &str) -> anyhow::Result<()> {
+        self.link_checkpoint(from, to)
+    }
+
+    fn append_metrics(&mut self, lines: &[Value]) -> anyhow::Result<()> {
+        let path = self.file("metrics.jsonl");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.flush())
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    fn truncate_metrics(&mut self, epoch: usize) -> anyhow::Result<()> {
         let path = self.file("metrics.jsonl");
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(());
@@ -185,143 +282,146 @@ impl RunDir {
             .collect();
         write_atomic(&path, kept.as_bytes())
     }
+}
 
-    /// Ends an epoch of any trainer: early stopping watches `line[early_stopping_metric]`;
-    /// the step lines and `line` (marked `best` when it improved) go to `metrics.jsonl`;
-    /// `last.ckpt` is saved and becomes `best.ckpt` when the metric improved or when nothing
-    /// is watched. Returns whether it improved.
-    #[allow(clippy::too_many_arguments)]
-    pub fn end_epoch<B: AutodiffBackend, M: AutodiffModule<B>>(
-        &self,
-        log: &mut MetricsLog,
+/// How [`Progress`] shows a run: a bar over each epoch's batches, or one bar over the epochs
+/// (many short epochs).
+#[derive(Clone, Copy)]
+pub enum Bar {
+    Batches,
+    Epochs,
+}
+
+type Summary<'a> = Box<dyn FnMut(&EpochEnd) -> String + 'a>;
+type AfterEpoch<'a, M> = Box<dyn FnMut(&EpochEnd, &M) -> anyhow::Result<()> + 'a>;
+
+/// The terminal's view of a `fit`: a progress bar with the live loss, each epoch's seconds
+/// in its metrics line, and a line per epoch from `summary` (marked `*best`); `after_epoch`
+/// sees each epoch's model (e.g. for plots during training).
+pub struct Progress<'a, M> {
+    label: String,
+    bar: Bar,
+    /// What early stopping watched, for the line that says it stopped.
+    stopping: String,
+    current: Option<indicatif::ProgressBar>,
+    started: Option<std::time::Instant>,
+    summary: Summary<'a>,
+    after_epoch: Option<AfterEpoch<'a, M>>,
+    /// Figures every epoch line carries (e.g. the validation pairs).
+    constant: Vec<(String, Value)>,
+}
+
+impl<'a, M> Progress<'a, M> {
+    pub fn new(
+        label: &str,
+        bar: Bar,
         t: &TrainingSpec,
-        state: &mut TrainState,
-        steps: EpochSteps,
-        mut line: Value,
-        model: &M,
-        optimizer: &ModelOptimizer<B, M>,
-    ) -> anyhow::Result<bool> {
-        state.epoch = steps.epoch;
-        state.step = optimizer.step;
-        let watched = line
-            .get(t.early_stopping_metric.as_str())
-            .and_then(Value::as_f64);
-        let mut improved = false;
-        if let (Some(es), Some(v)) = (state.early_stopping.as_mut(), watched) {
-            let verdict = es.update(steps.epoch, v);
-            improved = verdict.improved;
-            state.stopped = t.early_stopping && verdict.stop;
+        summary: impl FnMut(&EpochEnd) -> String + 'a,
+    ) -> Self {
+        Self {
+            label: label.to_string(),
+            bar,
+            stopping: format!(
+                "{} has not improved for {} epochs",
+                t.early_stopping_metric, t.early_stopping_patience
+            ),
+            current: None,
+            started: None,
+            summary: Box::new(summary),
+            after_epoch: None,
+            constant: Vec::new(),
         }
-        for l in &steps.lines {
-            log.append(l)?;
+    }
+
+    /// Adds `key: value` to every epoch's metrics line.
+    pub fn with_line(mut self, key: &str, value: Value) -> Self {
+        self.constant.push((key.to_string(), value));
+        self
+    }
+
+    pub fn after_epoch(mut self, f: impl FnMut(&EpochEnd, &M) -> anyhow::Result<()> + 'a) -> Self {
+        self.after_epoch = Some(Box::new(f));
+        self
+    }
+
+    fn print(&self, line: String) {
+        match (&self.current, self.bar) {
+            (Some(bar), Bar::Epochs) => bar.println(line),
+            _ => eprintln!("{line}"),
         }
-        line["best"] = json!(improved);
-        log.append(&line)?;
-        let saving = std::time::Instant::now();
-        self.save_checkpoint(
-            "last",
-            &Checkpoint {
-                state: state.clone(),
-                model: model_to_bytes(model)?,
-                optimizer: optimizer.to_bytes()?,
-            },
-        )?;
-        if improved || watched.is_none() {
-            self.link_checkpoint("last", "best")?;
-        }
-        tracing::info!(
-            "checkpoint saved in {:.2} s",
-            saving.elapsed().as_secs_f64()
+    }
+}
+
+impl<M> FitObserver<M> for Progress<'_, M> {
+    type Error = anyhow::Error;
+
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        self.started = Some(std::time::Instant::now());
+        let (len, unit) = match self.bar {
+            Bar::Batches => (batches, "batches"),
+            Bar::Epochs if self.current.is_some() => return,
+            Bar::Epochs => (epochs, "epochs"),
+        };
+        let bar = indicatif::ProgressBar::new(len as u64).with_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{} {{prefix}} {{bar:30}} {{pos}}/{{len}} {unit}  {{msg}}  [{{elapsed}}<{{eta}}]",
+                self.label
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        Ok(improved)
+        if let Bar::Batches = self.bar {
+            bar.set_prefix(format!("{epoch}/{epochs}"));
+        }
+        self.current = Some(bar);
     }
 
-    pub fn metrics_log(&self) -> anyhow::Result<MetricsLog> {
-        let path = self.file("metrics.jsonl");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(MetricsLog { file })
+    fn step(&mut self, loss: f64, lr: f64) {
+        if let (Some(bar), Bar::Batches) = (&self.current, self.bar) {
+            bar.inc(1);
+            bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}"));
+        }
     }
 
-    pub fn read_metrics(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.file("metrics.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+    fn epoch_trained(&mut self, line: &mut Value) {
+        if let Some(started) = self.started {
+            line["seconds"] = json!(started.elapsed().as_secs_f64());
+        }
+        for (key, value) in &self.constant {
+            line[key.as_str()] = value.clone();
+        }
+        if let (Some(bar), Bar::Batches) = (self.current.take(), self.bar) {
+            bar.finish_and_clear();
+        }
     }
-}
 
-/// `metrics.jsonl`, one JSON object per line, flushed as written.
-pub struct MetricsLog {
-    file: std::fs::File,
-}
-
-impl MetricsLog {
-    pub fn append(&mut self, value: &serde_json::Value) -> anyhow::Result<()> {
-        writeln!(self.file, "{value}")?;
-        self.file.flush()?;
+    fn epoch_end(&mut self, end: &EpochEnd, model: &M) -> anyhow::Result<()> {
+        tracing::info!(
+            "validation and checkpoint in {:.2} s",
+            self.started.map_or(0.0, |s| s.elapsed().as_secs_f64())
+        );
+        let summary = (self.summary)(end);
+        let summary = format!("{summary}{}", if end.improved { "  *best" } else { "" });
+        match (&self.current, self.bar) {
+            (Some(bar), Bar::Epochs) => {
+                bar.inc(1);
+                bar.set_message(summary);
+            }
+            _ => eprintln!("{summary}"),
+        }
+        if let Some(after) = self.after_epoch.as_mut() {
+            after(end, model)?;
+        }
+        if end.stopped {
+            self.print(format!(
+                "early stopping after epoch {}: {}",
+                end.epoch, self.stopping
+            ));
+        }
+        if end.epoch == end.epochs || end.stopped {
+            if let Some(bar) = self.current.take() {
+                bar.finish_and_clear();
+            }
+        }
         Ok(())
     }
-}
-
-/// One epoch's micro-batch losses and the step lines due every `log_interval` optimiser
-/// steps, as the trainers' progress callbacks record them.
-pub struct EpochSteps {
-    epoch: usize,
-    step_before: usize,
-    accumulation: usize,
-    log_interval: usize,
-    batches: usize,
-    loss_sum: f64,
-    micro: usize,
-    lines: Vec<Value>,
-}
-
-impl EpochSteps {
-    pub fn new(epoch: usize, step_before: usize, t: &TrainingSpec, batches: usize) -> Self {
-        Self {
-            epoch,
-            step_before,
-            accumulation: t.grad_accum_steps.max(1),
-            log_interval: t.log_interval.max(1),
-            batches,
-            loss_sum: 0.0,
-            micro: 0,
-            lines: Vec::new(),
-        }
-    }
-
-    pub fn record(&mut self, loss: f64, lr: f64) {
-        self.loss_sum += loss;
-        self.micro += 1;
-        let step = self.step_before + self.micro.div_ceil(self.accumulation);
-        if self.micro.is_multiple_of(self.accumulation) && step.is_multiple_of(self.log_interval) {
-            self.lines.push(json!({
-                "kind": "step", "epoch": self.epoch, "step": step,
-                "epoch_progress": self.epoch as f64 - 1.0 + self.micro as f64 / self.batches.max(1) as f64,
-                "loss": loss, "lr": lr,
-            }));
-        }
-    }
-
-    /// Mean micro-batch loss of the epoch so far.
-    pub fn mean_loss(&self) -> f64 {
-        self.loss_sum / self.micro.max(1) as f64
-    }
-}
-
-/// The progress bar of one training epoch: `{label} {prefix} [bar] k/n batches {msg}`.
-pub fn epoch_bar(label: &str, batches: usize, prefix: String) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(batches as u64).with_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{label} {{prefix}} {{bar:30}} {{pos}}/{{len}} batches  {{msg}}  [{{elapsed}}<{{eta}}]"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(prefix);
-    bar
 }

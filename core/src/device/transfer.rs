@@ -59,8 +59,13 @@ impl<B: Backend> ModuleMapper<B> for Fill<B> {
         let shape = tensor.shape();
         let replacement = match self.values.pop() {
             Some(data) if data.num_elements() == shape.num_elements() => {
-                let values: Vec<f32> = data.to_vec().unwrap_or_default();
-                Tensor::from_data(TensorData::new(values, shape), &self.device)
+                match data.into_vec::<f32>() {
+                    Ok(values) => Tensor::from_data(TensorData::new(values, shape), &self.device),
+                    Err(e) => {
+                        self.error.get_or_insert(format!("parameter {id}: {e}"));
+                        tensor
+                    }
+                }
             }
             found => {
                 self.error.get_or_insert(format!(

@@ -67,6 +67,19 @@ impl ElementTable {
             .filter_map(|(i, r)| Some((i as u8 + 1, r.as_deref()?)))
     }
 
+    /// The table as CGCNN's `atom_init.json` ([`Self::from_atom_init_json`] reads it back
+    /// exactly: each f32 is written as the f64 it equals).
+    pub fn to_atom_init_json(&self) -> String {
+        let map: serde_json::Map<String, Value> = self
+            .entries()
+            .map(|(z, v)| {
+                let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+                (z.to_string(), Value::from(v))
+            })
+            .collect();
+        Value::Object(map).to_string()
+    }
+
     /// A table from `(atomic number, vector)` entries, e.g. as a bundle stores it.
     pub fn from_entries(
         source: &str,

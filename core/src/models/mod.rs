@@ -9,9 +9,19 @@ pub mod hf;
 pub mod property;
 pub mod structure;
 pub mod tensor_head;
+pub mod tokens;
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+
+/// Mean over the positions that are not padding: `[batch, len, d]` → `[batch, d]` (text
+/// pooling, graph readout).
+pub fn masked_mean<B: Backend>(x: Tensor<B, 3>, pad: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
+    let keep = pad.bool_not().float().unsqueeze_dim::<3>(2); // [batch, len, 1]
+    let summed = (x * keep.clone()).sum_dim(1).squeeze_dim::<2>(1);
+    let count = keep.sum_dim(1).squeeze_dim::<2>(1).clamp_min(1.0);
+    summed / count
+}
 
 /// Linear layers `input → hidden… → output` (the activations are the caller's).
 pub(crate) fn linear_stack<B: Backend>(

@@ -83,6 +83,54 @@ fn describe(shapes: &[Vec<usize>]) -> String {
     format!("{} tensors / {n} values", shapes.len())
 }
 
+/// A checkpoint: training state, model record and optimiser record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub state: TrainState,
+    pub model: Vec<u8>,
+    pub optimizer: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// The checkpoint as one file's bytes ([`pack_sections`]: state, model, optimizer).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, CheckpointError> {
+        let state = serde_json::to_vec(&self.state).map_err(|e| CheckpointError {
+            what: "training state",
+            message: e.to_string(),
+        })?;
+        Ok(pack_sections(&[
+            ("state", &state),
+            ("model", &self.model),
+            ("optimizer", &self.optimizer),
+        ]))
+    }
+
+    /// Reads [`Self::to_bytes`]' output; anything else is an error naming what is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let mut sections = unpack_sections(bytes)?;
+        let mut take = |name: &str| {
+            sections
+                .iter()
+                .position(|(n, _)| n == name)
+                .map(|i| sections.swap_remove(i).1)
+                .ok_or_else(|| CheckpointError {
+                    what: "checkpoint",
+                    message: format!("no `{name}` section"),
+                })
+        };
+        let state = take("state")?;
+        let state: TrainState = serde_json::from_slice(&state).map_err(|e| CheckpointError {
+            what: "checkpoint",
+            message: format!("state: {e}"),
+        })?;
+        Ok(Self {
+            state,
+            model: take("model")?,
+            optimizer: take("optimizer")?,
+        })
+    }
+}
+
 const MAGIC: &[u8; 8] = b"XTALCKP1";
 
 /// One file of named sections: `XTALCKP1`, then per section a little-endian u32 name length,

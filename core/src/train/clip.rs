@@ -9,8 +9,8 @@ use crate::data::PairSet;
 use crate::metrics::{RetrievalMetrics, retrieval_metrics};
 use crate::models::clip::{Clip, MAX_LOGIT_SCALE, StructureBatch, TokenizedTexts};
 
-use super::optimizer::ModelOptimizer;
-use super::to_host;
+use super::fit::{Metrics, StepLoss, TrainStep};
+use super::{ReadError, to_host};
 
 /// The structures of the items `idx`: their vectors, or their graphs as one batch.
 pub fn structure_batch<B: Backend>(
@@ -47,27 +47,48 @@ pub fn clip_batch<B: Backend>(
     (structure_batch(set, idx, device), ids, pad)
 }
 
-/// One epoch of CLIP training. `on_step` sees each micro-batch's loss (detached) and the
-/// learning rate used, so a front end can show progress without the core reading tensors.
-pub fn train_clip_epoch<B: AutodiffBackend>(
-    mut model: Clip<B>,
-    optimizer: &mut ModelOptimizer<B, Clip<B>>,
-    set: &PairSet,
-    batches: &[Vec<usize>],
-    tokens: &TokenizedTexts,
-    device: &B::Device,
-    mut on_step: impl FnMut(Tensor<B::InnerBackend, 1>, f64),
-) -> Clip<B> {
-    for idx in batches {
-        let (structure, ids, pad) = clip_batch::<B>(set, idx, tokens, device);
+/// CLIP's part of [`super::fit`]: the contrastive loss of a batch of pairs of `set`, and
+/// retrieval over the validation pairs `val` (none: no validation).
+pub struct ClipStep<'a, B: Backend> {
+    pub set: &'a PairSet,
+    /// The set's texts, tokenized in order.
+    pub tokens: &'a TokenizedTexts,
+    pub val: &'a [usize],
+    pub batch_size: usize,
+    pub device: B::Device,
+}
+
+impl<B: AutodiffBackend> TrainStep<B> for ClipStep<'_, B> {
+    type Model = Clip<B>;
+    type Error = ReadError;
+
+    fn loss(
+        &self,
+        model: &Clip<B>,
+        items: &[usize],
+        _epoch: usize,
+        _batch: usize,
+    ) -> Result<StepLoss<B>, ReadError> {
+        let (structure, ids, pad) = clip_batch::<B>(self.set, items, self.tokens, &self.device);
         let s = model.encode_structures(structure);
         let t = model.text.forward(ids, pad);
-        let loss = model.loss(s, t);
-        let lr = optimizer.lr();
-        on_step(loss.clone().inner(), lr);
-        model = optimizer.backward(model, loss).0;
+        Ok(StepLoss::new(model.loss(s, t)))
     }
-    optimizer.flush(model)
+
+    fn validate(&self, model: &Clip<B::InnerBackend>) -> Result<Metrics, ReadError> {
+        if self.val.is_empty() {
+            return Ok(Vec::new());
+        }
+        let e = evaluate_clip(
+            model,
+            self.set,
+            self.val,
+            self.tokens,
+            self.batch_size,
+            &self.device,
+        )?;
+        Ok(e.metrics())
+    }
 }
 
 /// Unit embeddings of both sides for the items `idx`, in batches, without gradients.
@@ -98,6 +119,34 @@ pub struct ClipEvaluation {
     pub acc_t2g: f64,
     pub retrieval: RetrievalMetrics,
     pub logit_scale: f64,
+}
+
+impl ClipEvaluation {
+    /// The figures by the names a run records each epoch (see `spec::TRACKED_METRICS`).
+    pub fn metrics(&self) -> Metrics {
+        let r = &self.retrieval;
+        let (g, t) = (&r.structure_to_text, &r.text_to_structure);
+        [
+            ("val_loss", self.loss),
+            ("val_acc_g2t", self.acc_g2t),
+            ("val_acc_t2g", self.acc_t2g),
+            ("val_r1_g2t", g.recall_at_1),
+            ("val_r5_g2t", g.recall_at_5),
+            ("val_r10_g2t", g.recall_at_10),
+            ("val_mrr_g2t", g.mrr),
+            ("val_median_rank_g2t", g.median_rank),
+            ("val_r1_t2g", t.recall_at_1),
+            ("val_r5_t2g", t.recall_at_5),
+            ("val_r10_t2g", t.recall_at_10),
+            ("val_mrr_t2g", t.mrr),
+            ("val_median_rank_t2g", t.median_rank),
+            ("val_matched_cosine", r.matched_cosine_mean),
+            ("val_logit_scale", self.logit_scale),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect()
+    }
 }
 
 /// Evaluation from the full `n × n` cosine matrix (`sim[i][j]`: structure i, text j): loss and
@@ -148,16 +197,16 @@ pub fn evaluate_clip<B: Backend>(
     tokens: &TokenizedTexts,
     batch_size: usize,
     device: &B::Device,
-) -> ClipEvaluation {
+) -> Result<ClipEvaluation, ReadError> {
     let (s, t) = embed_pairs(model, set, idx, tokens, batch_size, device);
-    let sim = to_host(s.matmul(t.transpose()));
-    let scale = to_host(model.logit_scale.val());
-    evaluate_similarity(
+    let sim = to_host(s.matmul(t.transpose()))?;
+    let scale = to_host(model.logit_scale.val())?;
+    Ok(evaluate_similarity(
         &sim,
         idx.len(),
         scale.first().copied().unwrap_or(0.0) as f64,
         batch_size,
-    )
+    ))
 }
 
 fn log_sum_exp(x: &[f64]) -> f64 {

@@ -392,7 +392,10 @@ async fn read_loss<B: Backend>(loss: Tensor<B, 1>) -> Result<f64, FineTuneError>
         .into_data_async()
         .await
         .map_err(|e| FineTuneError::Run(format!("reading the loss: {e:?}")))?;
-    let values: Vec<f32> = data.convert::<f32>().to_vec().unwrap_or_default();
+    let values: Vec<f32> = data
+        .convert::<f32>()
+        .into_vec()
+        .map_err(|e| FineTuneError::Run(format!("reading the loss: {e}")))?;
     Ok(values.first().copied().unwrap_or(f32::NAN) as f64)
 }
 
@@ -597,18 +600,20 @@ mod tests {
         };
         let tokenizer = config().text.tokenizer();
         let mut tune = FineTune::new(model, tokenizer, pairs, Some(&index), settings).unwrap();
-        let loss_before = to_host(tune.evaluate())[0];
+        let loss_before = to_host(tune.evaluate()).unwrap()[0];
         while !tune.finished() {
-            assert!(to_host(tune.step())[0].is_finite());
+            assert!(to_host(tune.step()).unwrap()[0].is_finite());
         }
-        let loss_after = to_host(tune.evaluate())[0];
+        let loss_after = to_host(tune.evaluate()).unwrap()[0];
         assert!(
             loss_after < loss_before - 0.1,
             "{loss_before} → {loss_after}"
         );
         let after = tune.model();
         let x = Tensor::<NdArray, 2>::ones([2, 6], &device);
-        let same = |a: Tensor<NdArray, 2>, b: Tensor<NdArray, 2>| to_host(a) == to_host(b);
+        let same = |a: Tensor<NdArray, 2>, b: Tensor<NdArray, 2>| {
+            to_host(a).unwrap() == to_host(b).unwrap()
+        };
         assert!(same(
             before.structure.forward(x.clone()),
             after.structure.forward(x)
@@ -633,7 +638,7 @@ mod tests {
         struct All(Vec<Vec<f32>>);
         impl burn::module::ModuleVisitor<NdArray> for All {
             fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<NdArray, D>>) {
-                self.0.push(to_host(p.val()));
+                self.0.push(to_host(p.val()).unwrap());
             }
         }
         let mut all = All(Vec::new());

@@ -1,12 +1,14 @@
-//! The training loop every model uses, in core so that it also runs in a browser:
-//! [`optimizer`] (AdamW, accumulation, clipping, schedule), [`early_stopping`],
-//! [`checkpoint`] (bytes), [`spec`] (the JSON run configuration) and per-family drivers
-//! ([`clip`], [`tensor`], [`property`]).
+//! Training, in core so that it also runs in a browser: [`fit`] (the one loop every model
+//! trains through, with its [`fit::TrainStep`] per family), [`optimizer`] (AdamW,
+//! accumulation, clipping, schedule), [`early_stopping`], [`checkpoint`] (bytes), [`spec`]
+//! (the JSON run configuration) and each family's steps and evaluation ([`clip`], [`ssl`],
+//! [`tensor`], [`property`]; [`fine_tune`] is the browser's step-by-step CLIP fine-tune).
 
 pub mod checkpoint;
 pub mod clip;
 pub mod early_stopping;
 pub mod fine_tune;
+pub mod fit;
 pub mod optimizer;
 pub mod pca;
 pub mod property;
@@ -14,16 +16,22 @@ pub mod ridge;
 pub mod schedule;
 pub mod spec;
 pub mod ssl;
+pub mod ssl_probes;
 pub mod standardize;
 pub mod tensor;
 pub mod trainable;
 
 pub use checkpoint::{
-    CheckpointError, TrainState, model_from_bytes, model_to_bytes, pack_sections, unpack_sections,
+    Checkpoint, CheckpointError, TrainState, model_from_bytes, model_to_bytes, pack_sections,
+    unpack_sections,
 };
 pub use early_stopping::{EarlyStopping, Mode, Verdict};
 pub use fine_tune::{
     FineTune, FineTuneError, FineTunePairs, FineTuneReport, FineTuneSettings, parse_pairs_csv,
+};
+pub use fit::{
+    EpochEnd, FitObserver, FitSettings, Fitted, MemoryStore, Metrics, RunStore, StepLoss,
+    TrainStep, fit,
 };
 pub use optimizer::{ModelOptimizer, OptimizerSettings};
 pub use schedule::WarmupCosine;
@@ -31,7 +39,16 @@ pub use standardize::TargetScale;
 
 use burn::prelude::*;
 
-/// A tensor's values in host memory (a synchronous read: native front ends only).
-pub fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
-    x.into_data().convert::<f32>().to_vec().unwrap_or_default()
+/// A tensor whose values could not be read back from its device.
+#[derive(Debug, thiserror::Error)]
+#[error("reading a tensor back from the device failed: {0}")]
+pub struct ReadError(String);
+
+/// A tensor's values in host memory (a synchronous read: native front ends only). A failed
+/// read is an error, never an empty vector that later code would take for data.
+pub fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Vec<f32>, ReadError> {
+    let data = x.try_into_data().map_err(|e| ReadError(e.to_string()))?;
+    data.convert::<f32>()
+        .into_vec()
+        .map_err(|e| ReadError(e.to_string()))
 }

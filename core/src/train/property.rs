@@ -9,10 +9,10 @@ use crate::featurize::{CrystalGraph, ELEMENT_FEATURES, ElementTable, GraphBatch,
 use crate::models::property::PropertyModel;
 use crate::structure::elements::NUM_ELEMENTS;
 
-use super::optimizer::ModelOptimizer;
+use super::fit::{Metrics, StepLoss, TrainStep};
 use super::ridge::{RidgeError, Scaling, fit_ridge};
 use super::standardize::TargetScale;
-use super::to_host;
+use super::{ReadError, to_host};
 
 /// Structures with a target value each, and a split.
 #[derive(Debug, Clone)]
@@ -60,28 +60,63 @@ impl PropertyRows {
     }
 }
 
-/// One epoch; `on_step` sees each batch's loss (detached) and the learning rate.
-pub fn train_property_epoch<B: AutodiffBackend>(
-    mut model: PropertyModel<B>,
-    optimizer: &mut ModelOptimizer<B, PropertyModel<B>>,
-    rows: &PropertyRows,
-    batches: &[Vec<usize>],
-    scale: TargetScale,
-    device: &B::Device,
-    mut on_step: impl FnMut(Tensor<B::InnerBackend, 1>, f64),
-) -> Result<PropertyModel<B>, GraphError> {
-    for idx in batches {
-        let graph = rows.graphs::<B>(idx, device)?;
-        let y: Vec<f32> = idx
+/// A property model's part of [`super::fit`]: the L1 loss of a batch of graphs against the
+/// standardised target, and the validation MAE (`val_mae`, in the target's units) over `val`.
+pub struct PropertyStep<'a, B: Backend> {
+    pub rows: &'a PropertyRows,
+    pub scale: TargetScale,
+    pub val: &'a [usize],
+    pub batch_size: usize,
+    pub device: B::Device,
+}
+
+impl<B: AutodiffBackend> TrainStep<B> for PropertyStep<'_, B> {
+    type Model = PropertyModel<B>;
+    type Error = PredictError;
+
+    fn loss(
+        &self,
+        model: &PropertyModel<B>,
+        items: &[usize],
+        _epoch: usize,
+        _batch: usize,
+    ) -> Result<StepLoss<B>, PredictError> {
+        let graph = self.rows.graphs::<B>(items, &self.device)?;
+        let y: Vec<f32> = items
             .iter()
-            .map(|&i| scale.apply(rows.targets[i]) as f32)
+            .map(|&i| self.scale.apply(self.rows.targets[i]) as f32)
             .collect();
-        let y = Tensor::<B, 1>::from_data(TensorData::new(y, [idx.len()]), device);
-        let loss = (model.forward(&graph) - y).abs().mean();
-        on_step(loss.clone().inner(), optimizer.lr());
-        model = optimizer.backward(model, loss).0;
+        let y = Tensor::<B, 1>::from_data(TensorData::new(y, [items.len()]), &self.device);
+        Ok(StepLoss::new((model.forward(&graph) - y).abs().mean()))
     }
-    Ok(optimizer.flush(model))
+
+    fn validate(&self, model: &PropertyModel<B::InnerBackend>) -> Result<Metrics, PredictError> {
+        if self.val.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pred = predict_property(
+            model,
+            self.rows,
+            self.val,
+            self.batch_size,
+            self.scale,
+            &self.device,
+        )?;
+        let truth: Vec<f64> = self.val.iter().map(|&i| self.rows.targets[i]).collect();
+        Ok(vec![(
+            "val_mae".to_string(),
+            mean_absolute_error(&pred, &truth),
+        )])
+    }
+}
+
+/// Why predictions could not be made: a structure without a graph, or a failed read.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
 }
 
 /// Predictions in the target's units for the rows `idx` (a synchronous read: native only).
@@ -92,10 +127,10 @@ pub fn predict_property<B: Backend>(
     batch_size: usize,
     scale: TargetScale,
     device: &B::Device,
-) -> Result<Vec<f64>, GraphError> {
+) -> Result<Vec<f64>, PredictError> {
     let mut out = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(batch_size.max(1)) {
-        let y = to_host(model.forward(&rows.graphs::<B>(chunk, device)?));
+        let y = to_host(model.forward(&rows.graphs::<B>(chunk, device)?))?;
         out.extend(y.iter().map(|v| scale.invert(*v as f64)));
     }
     Ok(out)

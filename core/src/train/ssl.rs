@@ -1,5 +1,5 @@
 //! Training the FTCP self-supervised blocks: the rows (raw FTCP tensors, their training-row
-//! scaling, crystal systems, split), one epoch of one block on the shared optimiser, the
+//! scaling, crystal systems, split), a block's step of the shared loop ([`SslStep`]), the
 //! validation losses per pretext task (with a fixed masking, so epochs compare), and
 //! feature extraction from unmasked inputs in row order.
 //!
@@ -9,10 +9,12 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::optimizer::ModelOptimizer;
-use super::to_host;
-use crate::data::SeededRng;
+use super::fit::{Metrics, StepLoss, TrainStep};
+use super::spec::TrainingSpec;
+use super::{ReadError, to_host};
+use crate::data::{SeededRng, epoch_batches};
 use crate::featurize::{FtcpConfig, RowMinMax};
+use crate::models::ftcp_ssl::bottleneck::Bottleneck;
 use crate::models::ftcp_ssl::{BlockBatch, BlockKind, FtcpSample, SslBlock};
 use crate::structure::CrystalSystem;
 
@@ -207,41 +209,139 @@ fn mask_rng(seed: u64, epoch: usize, batch: usize) -> SeededRng {
     )
 }
 
-/// One epoch of one block; `on_step` sees each batch's losses and the learning rate.
-#[allow(clippy::too_many_arguments)]
-pub fn train_ssl_epoch<B: AutodiffBackend>(
-    mut model: SslBlock<B>,
-    optimizer: &mut ModelOptimizer<B, SslBlock<B>>,
-    data: &SslData,
-    batches: &[Vec<usize>],
-    weights: &[(String, f64)],
-    seed: u64,
-    epoch: usize,
-    device: &B::Device,
-    mut on_step: impl FnMut(&TaskLosses, f64),
-) -> SslBlock<B> {
-    let kind = model.kind();
-    for (k, idx) in batches.iter().enumerate() {
-        let mut rng = mask_rng(seed, epoch, k);
-        let batch = data.batch::<B>(kind, idx, Some(&mut rng), device);
-        let losses = model.pretext(&batch);
-        let total = losses.weighted(weights);
-        let read = TaskLosses {
-            total: scalar(total.clone().inner()),
-            tasks: losses
-                .tasks
-                .iter()
-                .map(|(n, l)| (n.to_string(), scalar(l.clone().inner())))
-                .collect(),
-        };
-        on_step(&read, optimizer.lr());
-        model = optimizer.backward(model, total).0;
-    }
-    optimizer.flush(model)
+/// A block's part of [`super::fit`]: the weighted pretext losses of a masked batch (the
+/// masking a function of (seed, epoch, batch)), each task's loss logged beside them, and
+/// validation with a masking that depends on `seed` alone.
+pub struct SslStep<'a, B: Backend> {
+    pub kind: BlockKind,
+    pub data: &'a SslData,
+    pub weights: &'a [(String, f64)],
+    pub val: &'a [usize],
+    pub batch_size: usize,
+    pub seed: u64,
+    pub device: B::Device,
 }
 
-fn scalar<B: Backend>(x: Tensor<B, 1>) -> f64 {
-    to_host(x).first().copied().unwrap_or(f32::NAN) as f64
+impl<B: AutodiffBackend> TrainStep<B> for SslStep<'_, B> {
+    type Model = SslBlock<B>;
+    type Error = ReadError;
+
+    /// Blocks 3 and 4 bucket each epoch's batches by site count.
+    fn batches(&self, epoch: usize, train: &[usize], t: &TrainingSpec) -> Vec<Vec<usize>> {
+        self.data.block_batches(
+            self.kind,
+            epoch_batches(train, t.batch_size, t.seed, epoch),
+            t.seed ^ epoch as u64,
+        )
+    }
+
+    fn loss(
+        &self,
+        model: &SslBlock<B>,
+        items: &[usize],
+        epoch: usize,
+        batch: usize,
+    ) -> Result<StepLoss<B>, ReadError> {
+        let mut rng = mask_rng(self.seed, epoch, batch);
+        let masked = self
+            .data
+            .batch::<B>(self.kind, items, Some(&mut rng), &self.device);
+        let losses = model.pretext(&masked);
+        Ok(StepLoss {
+            loss: losses.weighted(self.weights),
+            parts: losses
+                .tasks
+                .iter()
+                .map(|(name, l)| (name.to_string(), l.clone().inner()))
+                .collect(),
+        })
+    }
+
+    fn validate(&self, model: &SslBlock<B::InnerBackend>) -> Result<Metrics, ReadError> {
+        let losses = evaluate_ssl(
+            model,
+            self.data,
+            self.val,
+            self.weights,
+            self.batch_size,
+            self.seed,
+            &self.device,
+        )?;
+        Ok(losses.metrics())
+    }
+}
+
+/// The bottleneck's part of [`super::fit`]: the reconstruction MSE of rows of `x` (each `d`
+/// values), and its validation over `val` (`val_loss`).
+pub struct BottleneckStep<'a, B: Backend> {
+    pub x: &'a [f32],
+    pub d: usize,
+    pub val: &'a [usize],
+    pub device: B::Device,
+}
+
+impl<B: Backend> BottleneckStep<'_, B> {
+    /// The rows `idx` as one `[idx.len(), d]` tensor.
+    pub fn rows<Bk: Backend<Device = B::Device>>(&self, idx: &[usize]) -> Tensor<Bk, 2> {
+        let mut v = Vec::with_capacity(idx.len() * self.d);
+        for &i in idx {
+            v.extend_from_slice(&self.x[i * self.d..(i + 1) * self.d]);
+        }
+        Tensor::from_data(TensorData::new(v, [idx.len(), self.d]), &self.device)
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep<B> for BottleneckStep<'_, B> {
+    type Model = Bottleneck<B>;
+    type Error = ReadError;
+
+    fn loss(
+        &self,
+        model: &Bottleneck<B>,
+        items: &[usize],
+        _epoch: usize,
+        _batch: usize,
+    ) -> Result<StepLoss<B>, ReadError> {
+        Ok(StepLoss::new(model.forward(self.rows::<B>(items))))
+    }
+
+    fn validate(&self, model: &Bottleneck<B::InnerBackend>) -> Result<Metrics, ReadError> {
+        let mut val = 0.0;
+        for chunk in self.val.chunks(512) {
+            let l = to_host(model.forward(self.rows::<B::InnerBackend>(chunk)))?[0] as f64;
+            val += l * chunk.len() as f64 / self.val.len().max(1) as f64;
+        }
+        Ok(vec![("val_loss".to_string(), val)])
+    }
+}
+
+impl TaskLosses {
+    /// `val_loss` and `val_{task}`, as a run records them.
+    pub fn metrics(&self) -> Metrics {
+        std::iter::once(("val_loss".to_string(), self.total))
+            .chain(self.tasks.iter().map(|(n, l)| (format!("val_{n}"), *l)))
+            .collect()
+    }
+
+    /// The losses [`Self::metrics`] named.
+    pub fn from_metrics(metrics: &Metrics) -> Self {
+        let mut losses = Self {
+            total: f64::NAN,
+            tasks: Vec::new(),
+        };
+        for (name, value) in metrics {
+            match name.strip_prefix("val_") {
+                Some("loss") => losses.total = *value,
+                Some(task) => losses.tasks.push((task.to_string(), *value)),
+                None => {}
+            }
+        }
+        losses
+    }
+}
+
+fn scalar<B: Backend>(x: Tensor<B, 1>) -> Result<f64, ReadError> {
+    Ok(to_host(x)?.first().copied().unwrap_or(f32::NAN) as f64)
 }
 
 /// Mean pretext losses over the rows `idx` (batch-size weighted), with a masking that depends
@@ -254,7 +354,7 @@ pub fn evaluate_ssl<B: Backend>(
     batch_size: usize,
     seed: u64,
     device: &B::Device,
-) -> TaskLosses {
+) -> Result<TaskLosses, ReadError> {
     let kind = model.kind();
     let mut sums: Vec<(String, f64)> = kind
         .tasks()
@@ -267,12 +367,12 @@ pub fn evaluate_ssl<B: Backend>(
         let batch = data.batch::<B>(kind, chunk, Some(&mut rng), device);
         let losses = model.pretext(&batch);
         let share = chunk.len() as f64 / idx.len().max(1) as f64;
-        total += scalar(losses.weighted(weights)) * share;
+        total += scalar(losses.weighted(weights))? * share;
         for ((_, sum), (_, l)) in sums.iter_mut().zip(&losses.tasks) {
-            *sum += scalar(l.clone()) * share;
+            *sum += scalar(l.clone())? * share;
         }
     }
-    TaskLosses { total, tasks: sums }
+    Ok(TaskLosses { total, tasks: sums })
 }
 
 /// The block's features of the rows `idx`, unmasked, row-major `[idx.len(), output_dim]`
@@ -284,13 +384,13 @@ pub fn block_features<B: Backend>(
     batch_size: usize,
     device: &B::Device,
     mut on_batch: impl FnMut(usize),
-) -> Vec<f32> {
+) -> Result<Vec<f32>, ReadError> {
     let kind = model.kind();
     let mut out = Vec::with_capacity(idx.len() * kind.output_dim());
     for chunk in idx.chunks(batch_size.max(1)) {
         let batch = data.batch::<B>(kind, chunk, None, device);
-        out.extend(to_host(model.features(&batch)));
+        out.extend(to_host(model.features(&batch))?);
         on_batch(chunk.len());
     }
-    out
+    Ok(out)
 }

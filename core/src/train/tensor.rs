@@ -1,6 +1,7 @@
 //! Training tensor-regression heads over frozen CLIP embeddings: target selection and
 //! z-scoring (statistics from training rows only — the original used all rows, validation
-//! included), one epoch of optimisation, prediction and de-normalised metrics.
+//! included), a head's step of the shared loop ([`TensorStep`]), prediction and
+//! de-normalised metrics.
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -9,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{RegressionMetrics, regression_metrics};
 use crate::models::tensor_head::{RegressionLoss, TensorHead, TensorMode};
 
-use super::optimizer::ModelOptimizer;
+use super::fit::{Metrics, StepLoss, TrainStep};
 use super::standardize::TargetScale;
-use super::to_host;
+use super::{ReadError, to_host};
 
 /// How raw tensors become training targets and predictions become tensors again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,26 +118,58 @@ impl TensorRows {
     }
 }
 
-/// One epoch of head training; `on_step` sees each micro-batch's loss and learning rate.
-#[allow(clippy::too_many_arguments)]
-pub fn train_tensor_epoch<B: AutodiffBackend>(
-    mut head: TensorHead<B>,
-    optimizer: &mut ModelOptimizer<B, TensorHead<B>>,
-    rows: &TensorRows,
-    targets: &TensorTargets,
-    loss: RegressionLoss,
-    batches: &[Vec<usize>],
-    device: &B::Device,
-    mut on_step: impl FnMut(Tensor<B::InnerBackend, 1>, f64),
-) -> TensorHead<B> {
-    for idx in batches {
-        let (x, y) = rows.batch::<B>(idx, targets, device);
-        let l = loss.forward(head.forward(x), y);
-        let lr = optimizer.lr();
-        on_step(l.clone().inner(), lr);
-        head = optimizer.backward(head, l).0;
+/// A head's part of [`super::fit`]: the regression loss of a batch in normalised units, and
+/// validation in physical units (MAE, R², each component's) over `val`.
+pub struct TensorStep<'a, B: Backend> {
+    pub rows: &'a TensorRows,
+    pub targets: &'a TensorTargets,
+    pub loss: RegressionLoss,
+    pub val: &'a [usize],
+    pub batch_size: usize,
+    pub device: B::Device,
+}
+
+impl<B: AutodiffBackend> TrainStep<B> for TensorStep<'_, B> {
+    type Model = TensorHead<B>;
+    type Error = ReadError;
+
+    fn loss(
+        &self,
+        head: &TensorHead<B>,
+        items: &[usize],
+        _epoch: usize,
+        _batch: usize,
+    ) -> Result<StepLoss<B>, ReadError> {
+        let (x, y) = self.rows.batch::<B>(items, self.targets, &self.device);
+        Ok(StepLoss::new(self.loss.forward(head.forward(x), y)))
     }
-    optimizer.flush(head)
+
+    fn validate(&self, head: &TensorHead<B::InnerBackend>) -> Result<Metrics, ReadError> {
+        if self.val.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (e, _) = evaluate_head(
+            head,
+            self.rows,
+            self.val,
+            self.targets,
+            self.loss,
+            self.batch_size,
+            &self.device,
+        )?;
+        let m = &e.metrics;
+        let mut metrics = vec![
+            ("val_loss".to_string(), e.loss),
+            ("val_mae".to_string(), m.mae),
+            ("val_r2".to_string(), m.r2),
+            ("val_r2_pooled".to_string(), m.r2_pooled),
+        ];
+        for c in &m.components {
+            metrics.push((format!("val_mae_{}", c.name), c.mae));
+            metrics.push((format!("val_r2_{}", c.name), c.r2));
+        }
+        Ok(metrics)
+    }
 }
 
 /// Normalised predictions `[idx.len(), k]` and the loss against the targets, in batches.
@@ -178,10 +211,16 @@ pub fn evaluate_head<B: Backend>(
     loss: RegressionLoss,
     batch_size: usize,
     device: &B::Device,
-) -> (TensorEvaluation, Vec<f64>) {
+) -> Result<(TensorEvaluation, Vec<f64>), ReadError> {
     let (pred, loss) = predict_tensors(head, rows, idx, targets, loss, batch_size, device);
-    let loss = to_host(loss).first().copied().unwrap_or(f32::NAN) as f64;
-    evaluate_predictions(rows, idx, targets, &to_host(pred), loss)
+    let loss = to_host(loss)?.first().copied().unwrap_or(f32::NAN) as f64;
+    Ok(evaluate_predictions(
+        rows,
+        idx,
+        targets,
+        &to_host(pred)?,
+        loss,
+    ))
 }
 
 /// Metrics from host-side normalised predictions of the rows `idx`; returns the

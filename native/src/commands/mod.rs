@@ -1,20 +1,10 @@
-pub mod bench;
-mod bench_bundle;
-mod bench_clip;
-mod bench_graphs;
-mod bench_ssl;
-mod bench_structures;
-mod bench_text;
 pub mod bundle;
 pub mod cif;
 pub mod clip;
 pub mod devices;
-pub mod embed_structures;
-mod fine_tune;
 pub mod prepare;
 pub mod property;
 pub mod ssl;
-pub mod ssl_eval;
 pub mod tensor;
 pub mod text_model;
 
@@ -44,6 +34,21 @@ pub fn one_device(text: &str) -> anyhow::Result<DeviceSpec> {
         }
         .into()),
     }
+}
+
+/// A run configuration (`text` from `file`, with `--set` overrides); each key xtal accepts
+/// but does not act on is a warning on stderr.
+pub fn run_spec(
+    text: &str,
+    file: &str,
+    overrides: &[String],
+) -> anyhow::Result<xtal_core::train::spec::RunSpec> {
+    let (spec, ignored) = xtal_core::train::spec::RunSpec::from_json(text, file, overrides)
+        .map_err(|e| crate::exit::BadInput(e.to_string()))?;
+    for key in ignored {
+        eprintln!("warning: {file}: {key}");
+    }
+    Ok(spec)
 }
 
 /// A finite number above zero (NaN is not): what tolerances and cutoffs must be.

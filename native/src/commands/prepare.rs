@@ -258,6 +258,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(n) = &normalizer {
         staged.write("ftcp_normalizer.json", serde_json::to_string(n)?.as_bytes())?;
     }
+    // A table from --atom-init travels with the dataset (summary.json names it relative to
+    // the dataset), so that the dataset can move.
+    let element_table = match args.atom_init {
+        Some(_) => {
+            staged.write("atom_init.json", table.to_atom_init_json().as_bytes())?;
+            "atom_init.json".to_string()
+        }
+        None => table.source.clone(),
+    };
     let failed = rows.len() - ok.len();
     let summary = json!({
         "source": args.csv.display().to_string(),
@@ -271,7 +280,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "ftcp_shape": [rows_n, cols_n],
         "graphs": graphs.count(),
         "without_text": no_text,
-        "element_table": table.source,
+        "element_table": element_table,
         "config": config,
         "val_fraction": args.val_fraction,
         "seed": args.seed,

@@ -1,41 +1,39 @@
 //! `xtal train property`: a graph encoder (CGCNN or PaiNN) trained alone to predict one
 //! scalar property of a prepared dataset, with the held-out MAE reported next to a
 //! composition-only ridge baseline on the same split. The computing lives in
-//! `xtal_core::train::property`.
+//! `xtal_core::train::property`, the loop in `xtal_core::train::fit`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use xtal_core::data::epoch_batches;
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::property::{PropertyModel, PropertyModelConfig};
 use xtal_core::models::structure::{GraphBackbone, Readout, StructureEncoderConfig};
 use xtal_core::train::property::{
-    PropertyRows, composition_baseline, mean_absolute_error, predict_property, train_property_epoch,
+    PropertyRows, PropertyStep, composition_baseline, mean_absolute_error, predict_property,
 };
 use xtal_core::train::spec::TrainingSpec;
-use xtal_core::train::{ModelOptimizer, TargetScale, model_to_bytes};
+use xtal_core::train::{FitSettings, ModelOptimizer, TargetScale, fit, model_from_bytes};
 
 use crate::clip_data::{DataSource, checked_graph};
 use crate::exit::BadInput;
 use crate::plots::{self, Curves, ParityPlot};
-use crate::run_dir::{Checkpoint, RunDir};
+use crate::run_dir::{Bar, Progress, RunDir, RunPaths};
 
 #[derive(ClapArgs, Debug)]
 pub struct TrainArgs {
     /// A dataset directory written by `xtal prepare`.
-    #[arg(long, short)]
-    data: PathBuf,
+    #[arg(long, short, required_unless_present = "resume")]
+    data: Option<PathBuf>,
     /// The property to predict: a key of the records' `properties` (e.g. band_gap).
-    #[arg(long)]
-    target: String,
+    #[arg(long, required_unless_present = "resume")]
+    target: Option<String>,
     /// Only records of this `source` (a property means different things per source, so
     /// rows of several sources are refused unless one is chosen).
     #[arg(long)]
@@ -46,12 +44,22 @@ pub struct TrainArgs {
     /// Replace an existing run directory.
     #[arg(long)]
     force: bool,
+    /// Continue the run in --out from its last checkpoint, with its own data, model and
+    /// training settings (exactly as an uninterrupted run would have gone on).
+    #[arg(long, conflicts_with_all = ["force", "data", "target", "source"])]
+    resume: bool,
+    /// Stop when the validation MAE has not improved for this many epochs (0: never).
+    #[arg(long, default_value_t = 0)]
+    patience: usize,
+    /// Stop after this epoch (continue later with --resume).
+    #[arg(long, value_name = "EPOCH")]
+    stop_after: Option<usize>,
     /// Graph network: cgcnn or painn.
     #[arg(long, default_value = "cgcnn")]
-    backbone: String,
+    backbone: GraphBackbone,
     /// mean or attention.
     #[arg(long, default_value = "mean")]
-    readout: String,
+    readout: Readout,
     /// Atom feature width.
     #[arg(long, default_value_t = 64)]
     width: usize,
@@ -89,6 +97,15 @@ pub struct PropertyRunInfo {
     pub source: Option<String>,
     pub model: PropertyModelConfig,
     pub scale: TargetScale,
+    /// Epochs, batch, learning rate, seed and early stopping (a resume continues with them).
+    #[serde(default)]
+    pub training: TrainingSpec,
+}
+
+impl RunPaths for PropertyRunInfo {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        self.data.paths_mut()
+    }
 }
 
 impl PropertyRunInfo {
@@ -177,27 +194,16 @@ fn property_rows(
     Ok((rows, unusable))
 }
 
-pub fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let backbone = GraphBackbone::parse(&args.backbone).ok_or_else(|| {
-        BadInput(format!(
-            "--backbone {}: expected one of {}",
-            args.backbone,
-            GraphBackbone::NAMES
-        ))
-    })?;
-    let readout = Readout::parse(&args.readout).ok_or_else(|| {
-        BadInput(format!(
-            "--readout {}: expected mean or attention",
-            args.readout
-        ))
-    })?;
-    if !(args.baseline_alpha.is_finite() && args.baseline_alpha > 0.0) {
-        return Err(BadInput(format!(
-            "--baseline-alpha {}: must be positive",
-            args.baseline_alpha
-        ))
-        .into());
-    }
+/// A new run's description from the arguments (the run directory created, the data's
+/// element table adopted), written as `run.json`, with its rows and the count of structures
+/// without a usable graph.
+fn new_run(
+    args: &TrainArgs,
+    run: &RunDir,
+) -> anyhow::Result<(PropertyRunInfo, PropertyRows, usize)> {
+    let (Some(data), Some(target)) = (&args.data, &args.target) else {
+        return Err(BadInput("--data and --target are required (or --resume)".into()).into());
+    };
     if args.width == 0 || args.layers == 0 || args.embedding_dim == 0 || args.batch_size < 2 {
         return Err(BadInput(
             "--width, --layers and --embedding-dim must be positive, --batch-size at least 2"
@@ -208,7 +214,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if !(args.lr.is_finite() && args.lr > 0.0) {
         return Err(BadInput("--lr must be a positive number".into()).into());
     }
-    let mut graph = backbone.default_graph();
+    let mut graph = args.backbone.default_graph();
     if let Some(c) = args.cutoff {
         if !(c.is_finite() && (1.0..=20.0).contains(&c)) {
             return Err(BadInput("--cutoff must be between 1 and 20 Å".into()).into());
@@ -216,43 +222,79 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         graph.cutoff = c;
     }
     let config = PropertyModelConfig::new(
-        StructureEncoderConfig::new(backbone, graph)
+        StructureEncoderConfig::new(args.backbone, graph)
             .with_hidden(args.width)
             .with_layers(args.layers)
-            .with_readout(readout)
+            .with_readout(args.readout)
             .with_output_dim(args.embedding_dim),
     );
-    let data = DataSource::new(&args.data, None)?;
+    let data = DataSource::new(data, None)?;
+    let (rows, unusable) = property_rows(&data, target, args.source.as_deref(), &config.encoder)?;
+    run.create(args.force, " or --resume to continue it")?;
+    // The best checkpoint is the epoch of the lowest validation MAE.
+    let training = TrainingSpec {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        seed: args.seed,
+        weight_decay: 1e-4,
+        early_stopping: args.patience > 0,
+        early_stopping_patience: args.patience.max(1),
+        early_stopping_metric: "val_mae".into(),
+        ..TrainingSpec::default()
+    };
+    let info = PropertyRunInfo {
+        family: "property".into(),
+        data: data.adopted_by(&run.path)?,
+        target: target.clone(),
+        source: args.source.clone(),
+        model: config,
+        scale: rows.scale(),
+        training,
+    };
+    run.write_info("run.json", &info)?;
+    Ok((info, rows, unusable))
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    if !(args.baseline_alpha.is_finite() && args.baseline_alpha > 0.0) {
+        return Err(BadInput(format!(
+            "--baseline-alpha {}: must be positive",
+            args.baseline_alpha
+        ))
+        .into());
+    }
+    let run = RunDir::new(&args.out);
     let device = super::one_device(&args.device)?;
-    let (rows, unusable) =
-        property_rows(&data, &args.target, args.source.as_deref(), &config.encoder)?;
+    let (info, rows, unusable) = if args.resume {
+        let info = PropertyRunInfo::load(&run)?;
+        let (rows, unusable) = property_rows(
+            &info.data,
+            &info.target,
+            info.source.as_deref(),
+            &info.model.encoder,
+        )?;
+        (info, rows, unusable)
+    } else {
+        new_run(&args, &run)?
+    };
     let n_val = rows.indices(true).len();
     eprintln!(
         "data: {} structures with {} ({} train, {n_val} validation); {unusable} without a usable graph",
         rows.len(),
-        args.target,
+        info.target,
         rows.len() - n_val,
     );
-    let scale = rows.scale();
-    let run = RunDir::new(&args.out);
-    run.create(args.force, "")?;
-    let info = PropertyRunInfo {
-        family: "property".into(),
-        data: data.clone(),
-        target: args.target.clone(),
-        source: args.source.clone(),
-        model: config.clone(),
-        scale,
-    };
-    run.write_json("run.json", &info)?;
+    let scale = info.scale;
+    let backbone = info.model.encoder.backbone;
     let outcome = run_on(
         &device,
         TrainProperty {
-            args: &args,
-            config: &config,
+            info: &info,
             rows: &rows,
-            scale,
             run: &run,
+            resume: args.resume,
+            stop_after: args.stop_after,
         },
     )??;
 
@@ -265,7 +307,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     run.write_json(
         "summary.json",
         &json!({
-            "target": args.target, "source": args.source,
+            "target": info.target, "source": info.source,
             "train": rows.len() - val.len(), "validation": val.len(),
             "best_epoch": outcome.best_epoch,
             "validation_mae": model_mae,
@@ -281,7 +323,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let parity = |pred: &[f64]| truth.iter().copied().zip(pred.iter().copied()).collect();
     plots::save(
         &ParityPlot {
-            title: format!("{} on {} held-out structures", args.target, val.len()),
+            title: format!("{} on {} held-out structures", info.target, val.len()),
             names: vec![backbone.to_string(), "composition ridge".into()],
             panels: vec![
                 (parity(&outcome.predictions), format!("MAE {model_mae:.3}")),
@@ -294,9 +336,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     )?;
     plots::save(
         &Curves {
-            title: format!("{}: validation MAE per epoch", args.target),
+            title: format!("{}: validation MAE per epoch", info.target),
             x_label: "epoch".into(),
-            y_label: format!("MAE ({})", args.target),
+            y_label: format!("MAE ({})", info.target),
             series: vec![("graph encoder".into(), outcome.curve.clone())],
             references: vec![
                 ("composition ridge".into(), baseline_mae),
@@ -308,7 +350,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     )?;
     println!(
         "{} MAE on {} held-out structures: {:?} {model_mae:.4} (best epoch {}), composition baseline {baseline_mae:.4}, training mean {mean_mae:.4}",
-        args.target,
+        info.target,
         val.len(),
         backbone,
         outcome.best_epoch
@@ -318,11 +360,11 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 struct TrainProperty<'a> {
-    args: &'a TrainArgs,
-    config: &'a PropertyModelConfig,
+    info: &'a PropertyRunInfo,
     rows: &'a PropertyRows,
-    scale: TargetScale,
     run: &'a RunDir,
+    resume: bool,
+    stop_after: Option<usize>,
 }
 
 struct PropertyOutcome {
@@ -339,92 +381,78 @@ impl OnDevice for TrainProperty<'_> {
     type Output = anyhow::Result<PropertyOutcome>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let a = self.args;
-        let training = TrainingSpec {
-            epochs: a.epochs,
-            batch_size: a.batch_size,
-            learning_rate: a.lr,
-            seed: a.seed,
-            weight_decay: 1e-4,
-            ..TrainingSpec::default()
-        };
+        let training = &self.info.training;
         let train_idx = self.rows.indices(false);
         let val_idx = self.rows.indices(true);
-        B::seed(&device, a.seed);
-        let mut model: PropertyModel<B> = self.config.init(&device);
+        B::seed(&device, training.seed);
+        let model: PropertyModel<B> = self.info.model.init(&device);
         let parameters = model.num_params();
-        let settings = training.optimizer_settings(a.lr, train_idx.len());
-        let mut optimizer = ModelOptimizer::<B, PropertyModel<B>>::new(settings, []);
-        let mut log = self.run.metrics_log()?;
-        let (mut best, mut best_epoch, mut curve) = (f64::INFINITY, 0, Vec::new());
-        // The saved checkpoint's predictions, kept rather than recomputed at the end.
-        let mut best_predictions = Vec::new();
-        let truth: Vec<f64> = val_idx.iter().map(|&i| self.rows.targets[i]).collect();
-        let started = Instant::now();
-        let mut seen = 0usize;
-        for epoch in 1..=a.epochs {
-            let batches = epoch_batches(&train_idx, a.batch_size, a.seed, epoch);
-            let bar =
-                crate::run_dir::epoch_bar("epoch", batches.len(), format!("{epoch}/{}", a.epochs));
-            let (mut loss_sum, mut steps) = (0.0, 0usize);
-            model = train_property_epoch(
-                model,
-                &mut optimizer,
-                self.rows,
-                &batches,
-                self.scale,
-                &device,
-                |loss, lr| {
-                    let loss = loss.into_scalar().elem::<f64>();
-                    loss_sum += loss;
-                    steps += 1;
-                    bar.inc(1);
-                    bar.set_message(format!("L1 {loss:.4}  lr {lr:.2e}"));
-                },
+        let settings = training.optimizer_settings(training.learning_rate, train_idx.len());
+        let optimizer =
+            |m: PropertyModel<B>| (m, ModelOptimizer::<B, PropertyModel<B>>::new(settings, []));
+        let (model, mut optimizer, state) = if self.resume {
+            let resumed = self.run.resume(model, &device, optimizer)?;
+            eprintln!("resuming after epoch {}", resumed.2.epoch);
+            resumed
+        } else {
+            let (model, optimizer) = optimizer(model);
+            (model, optimizer, training.fresh_state())
+        };
+        let step = PropertyStep::<B> {
+            rows: self.rows,
+            scale: self.info.scale,
+            val: &val_idx,
+            batch_size: training.batch_size,
+            device: device.clone(),
+        };
+        let std = self.info.scale.std;
+        let mut progress = Progress::new("epoch", Bar::Batches, training, |end| {
+            let l = |k: &str| end.line[k].as_f64().unwrap_or(f64::NAN);
+            format!(
+                "epoch {}/{}: train MAE {:.4}, validation MAE {:.4}",
+                end.epoch,
+                end.epochs,
+                l("train_loss") * std,
+                l("val_mae")
             )
-            .map_err(|e| BadInput(e.to_string()))?;
-            bar.finish_and_clear();
-            seen += train_idx.len();
-            let valid = model.valid();
-            let pred = predict_property(
-                &valid,
-                self.rows,
-                &val_idx,
-                a.batch_size,
-                self.scale,
-                &device,
-            )
-            .map_err(|e| BadInput(e.to_string()))?;
-            let mae = mean_absolute_error(&pred, &truth);
-            let train_l1 = loss_sum / steps.max(1) as f64 * self.scale.std;
-            curve.push((epoch as f64, mae));
-            let improved = mae < best;
-            if improved {
-                best = mae;
-                best_epoch = epoch;
-                best_predictions = pred;
-                self.run.save_checkpoint(
-                    "best",
-                    &Checkpoint {
-                        state: training.fresh_state(),
-                        model: model_to_bytes(&valid)?,
-                        optimizer: Vec::new(),
-                    },
-                )?;
-            }
-            log.append(&json!({
-                "kind": "epoch", "epoch": epoch, "train_mae": train_l1, "val_mae": mae,
-                "lr": optimizer.lr(),
-            }))?;
-            eprintln!(
-                "epoch {epoch}/{}: train MAE {train_l1:.4}, validation MAE {mae:.4}{}",
-                a.epochs,
-                if improved { "  *best" } else { "" }
-            );
-        }
+        });
+        let (started, mut store) = (Instant::now(), self.run);
+        let fitted = fit::<_, _, _, _, anyhow::Error>(
+            &step,
+            model,
+            &mut optimizer,
+            FitSettings {
+                training,
+                train: &train_idx,
+                state,
+                stop_after: self.stop_after,
+            },
+            &mut store,
+            &mut progress,
+            &device,
+        )?;
+        let best_epoch = fitted
+            .state
+            .early_stopping
+            .as_ref()
+            .and_then(|e| e.best_epoch)
+            .unwrap_or(0);
+        let c = self.run.load_checkpoint("best")?;
+        let best: PropertyModel<B::InnerBackend> =
+            model_from_bytes(self.info.model.init(&device), c.model, &device)?;
+        let predictions = predict_property(
+            &best,
+            self.rows,
+            &val_idx,
+            training.batch_size,
+            self.info.scale,
+            &device,
+        )?;
+        let curve = self.run.epoch_curve("val_mae");
+        let seen = fitted.items_seen;
         let seconds = started.elapsed().as_secs_f64();
         Ok(PropertyOutcome {
-            predictions: best_predictions,
+            predictions,
             best_epoch,
             curve,
             parameters,

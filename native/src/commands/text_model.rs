@@ -12,7 +12,7 @@ use xtal_core::models::clip::{
     ClipConfig, HfTextConfig, TextTokenizer, TokenizedTexts, l2_normalize,
 };
 use xtal_core::models::hf::{HfError, HfFiles, HfLoaded, HfTokenizer, Pooling, load, read_folder};
-use xtal_core::train::spec::RunSpec;
+use xtal_core::train::spec::{RunSpec, TextBackend};
 
 use crate::exit::BadInput;
 
@@ -58,7 +58,7 @@ fn required(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// `text_backend: "huggingface"` the folder's architecture (from its config.json).
 pub fn hf_text_config(spec: &RunSpec) -> anyhow::Result<Option<HfTextConfig>> {
     let m = &spec.model;
-    if m.text_backend != "huggingface" {
+    if m.text_backend != TextBackend::Huggingface {
         return Ok(None);
     }
     let dir = Path::new(m.text_model_name.as_deref().unwrap_or_default());
@@ -68,7 +68,7 @@ pub fn hf_text_config(spec: &RunSpec) -> anyhow::Result<Option<HfTextConfig>> {
         dir.display().to_string(),
         model_type,
         encoder,
-        parse_pooling(&m.text_pooling)?,
+        m.text_pooling,
         spec.text_freezing(),
     )))
 }
@@ -91,17 +91,6 @@ pub fn tokenize(config: &ClipConfig, set: &PairSet) -> anyhow::Result<TokenizedT
     };
     let texts: Vec<&str> = set.texts.iter().map(String::as_str).collect();
     Ok(tokenizer.encode_all(&texts)?)
-}
-
-/// The pooling named on the command line or in a config.
-pub fn parse_pooling(name: &str) -> anyhow::Result<Pooling> {
-    Pooling::from_name(name).ok_or_else(|| {
-        BadInput(format!(
-            "unknown pooling `{name}` (expected {})",
-            Pooling::NAMES
-        ))
-        .into()
-    })
 }
 
 /// Embeds `texts` in batches of 32: `(vectors row-major, width)`.
@@ -143,7 +132,7 @@ impl OnDevice for EmbedTexts<'_> {
 pub fn embed(
     dir: &Path,
     texts: &[String],
-    pooling: &str,
+    pooling: Pooling,
     normalize: bool,
     max_len: usize,
     device: &str,
@@ -151,7 +140,7 @@ pub fn embed(
     let task = EmbedTexts {
         dir,
         texts,
-        pooling: parse_pooling(pooling)?,
+        pooling,
         normalize,
         max_len,
     };

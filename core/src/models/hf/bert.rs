@@ -7,7 +7,7 @@
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::loader::ConfigKeys;
+use super::config_keys::ConfigKeys;
 use super::{Activation, HfError, arange_ids, attend, merge_heads, split_heads};
 
 /// Our parameter paths → HF tensor names (without the `bert.`/`roberta.`/… prefix).

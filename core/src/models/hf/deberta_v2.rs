@@ -6,7 +6,7 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use super::loader::ConfigKeys;
+use super::config_keys::ConfigKeys;
 use super::{Activation, HfError, arange_ids, merge_heads, split_heads};
 
 /// Our parameter paths → HF tensor names (without the `deberta.` prefix).

@@ -3,7 +3,7 @@
 
 use super::HfError;
 use super::bert::BertConfig;
-use super::loader::ConfigKeys;
+use super::config_keys::ConfigKeys;
 
 /// Our parameter paths → HF tensor names (without the `distilbert.` prefix).
 pub const HF_NAMES: &[(&str, &str)] = &[

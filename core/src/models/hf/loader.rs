@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use burn::prelude::*;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 use safetensors::{Dtype, SafeTensors};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::config_keys::ConfigKeys;
 use super::{
-    Activation, HfEncoder, HfEncoderConfig, HfError, HfTokenizer, SUPPORTED_MODEL_TYPES,
-    bert::BertConfig, deberta_v2::DebertaV2Config, distilbert, t5::T5Config,
+    HfEncoder, HfEncoderConfig, HfError, HfTokenizer, SUPPORTED_MODEL_TYPES, bert::BertConfig,
+    deberta_v2::DebertaV2Config, distilbert, t5::T5Config,
 };
 
 /// Reads the files of one model folder: `read("config.json")` is `Ok(None)` when the file
@@ -88,7 +89,7 @@ pub fn parse_config(bytes: &[u8], file: &str) -> Result<(String, HfEncoderConfig
     let map = value
         .as_object()
         .ok_or_else(|| HfError::file(file, "expected a JSON object"))?;
-    let keys = ConfigKeys { file, map };
+    let keys = ConfigKeys::new(file, map);
     let model_type = keys.string("model_type", "")?;
     let config = match model_type.as_str() {
         "bert" | "roberta" | "xlm-roberta" | "electra" => {
@@ -285,11 +286,10 @@ pub fn load_weights<B: Backend>(
                 reason: format!("shape {shape:?}, but config.json implies {expected:?}"),
             });
         }
-        let data = TensorData::new(values, shape.clone());
         let data = if linear {
-            transpose(data, shape[0], shape[1])
+            TensorData::new(transpose(&values, shape[0], shape[1]), [shape[1], shape[0]])
         } else {
-            data
+            TensorData::new(values, shape.clone())
         };
         snapshots.push(TensorSnapshot::from_data(
             data,
@@ -312,111 +312,13 @@ pub fn load_weights<B: Backend>(
     Ok(encoder)
 }
 
-fn transpose(data: TensorData, rows: usize, cols: usize) -> TensorData {
-    let v: Vec<f32> = data.into_vec().unwrap_or_default();
+/// A row-major `rows × cols` matrix, transposed.
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0f32; v.len()];
     for r in 0..rows {
         for c in 0..cols {
             t[c * rows + r] = v[r * cols + c];
         }
     }
-    TensorData::new(t, [cols, rows])
-}
-
-/// Typed access to `config.json` with transformers' defaults and errors naming the field.
-pub(crate) struct ConfigKeys<'a> {
-    file: &'a str,
-    map: &'a Map<String, Value>,
-}
-
-impl ConfigKeys<'_> {
-    pub(crate) fn error(&self, reason: String) -> HfError {
-        HfError::file(self.file, reason)
-    }
-
-    fn field_error(&self, key: &str, expected: &str) -> HfError {
-        self.error(format!(
-            "field `{key}`: expected {expected}, found {}",
-            self.map
-                .get(key)
-                .map(|v| v.to_string())
-                .unwrap_or("nothing".into())
-        ))
-    }
-
-    fn present(&self, key: &str) -> Option<&Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    pub(crate) fn usize(&self, key: &str, default: Option<usize>) -> Result<usize, HfError> {
-        match self.present(key) {
-            Some(v) => v
-                .as_u64()
-                .map(|v| v as usize)
-                .ok_or_else(|| self.field_error(key, "a non-negative integer")),
-            None => default.ok_or_else(|| self.field_error(key, "a non-negative integer")),
-        }
-    }
-
-    pub(crate) fn i64(&self, key: &str, default: i64) -> Result<i64, HfError> {
-        match self.present(key) {
-            Some(v) => v
-                .as_i64()
-                .ok_or_else(|| self.field_error(key, "an integer")),
-            None => Ok(default),
-        }
-    }
-
-    pub(crate) fn f64(&self, key: &str, default: f64) -> Result<f64, HfError> {
-        match self.present(key) {
-            Some(v) => v.as_f64().ok_or_else(|| self.field_error(key, "a number")),
-            None => Ok(default),
-        }
-    }
-
-    pub(crate) fn bool(&self, key: &str, default: bool) -> Result<bool, HfError> {
-        match self.present(key) {
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.field_error(key, "true or false")),
-            None => Ok(default),
-        }
-    }
-
-    pub(crate) fn string(&self, key: &str, default: &str) -> Result<String, HfError> {
-        match self.present(key) {
-            Some(v) => v
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| self.field_error(key, "a string")),
-            None if default.is_empty() => Err(self.field_error(key, "a string")),
-            None => Ok(default.to_string()),
-        }
-    }
-
-    /// A list of strings, or one `a|b` string as older configs wrote it.
-    pub(crate) fn string_list(&self, key: &str) -> Result<Vec<String>, HfError> {
-        match self.present(key) {
-            None => Ok(Vec::new()),
-            Some(Value::String(s)) => Ok(s.split('|').map(|p| p.trim().to_string()).collect()),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| self.field_error(key, "a list of strings"))
-                })
-                .collect(),
-            Some(_) => Err(self.field_error(key, "a list of strings")),
-        }
-    }
-
-    pub(crate) fn activation(&self, key: &str, default: &str) -> Result<Activation, HfError> {
-        let name = self.string(key, default)?;
-        Activation::from_name(&name).ok_or_else(|| {
-            self.error(format!(
-                "field `{key}`: activation `{name}` is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)"
-            ))
-        })
-    }
+    t
 }

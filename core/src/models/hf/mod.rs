@@ -8,6 +8,7 @@
 //! table ([`HfEncoder::hf_name`]) and checks every shape against `config.json`.
 
 pub mod bert;
+mod config_keys;
 pub mod deberta_v2;
 pub mod distilbert;
 mod loader;

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use crate::models::clip::masked_mean;
+use crate::models::masked_mean;
 
 /// How a sequence of token states becomes one vector.
 #[derive(Config, Debug, Copy, PartialEq)]
@@ -15,6 +15,16 @@ pub enum Pooling {
     Last,
     /// Element-wise maximum over real tokens.
     Max,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = String;
+
+    /// A pooling by name, or an error listing the names (for the CLI and configurations).
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::from_name(name)
+            .ok_or_else(|| format!("unknown pooling `{name}`, expected one of {}", Self::NAMES))
+    }
 }
 
 impl Pooling {

@@ -5,7 +5,7 @@
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 
-use super::loader::ConfigKeys;
+use super::config_keys::ConfigKeys;
 use super::{Activation, HfError, attend, merge_heads, split_heads};
 
 /// Our parameter paths → HF tensor names; `a|b` = `a`, or else `b`.

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::HfError;
-use crate::models::clip::TokenizedTexts;
+use crate::models::tokens::TokenizedTexts;
 
 /// Token ids `[batch, len]` and the padding mask (true = pad).
 pub type TokenBatch<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Bool>);

@@ -26,7 +26,7 @@ use crate::featurize::graph::{GraphConfig, GraphTensors};
 
 use self::cgcnn::{Cgcnn, CgcnnConfig};
 use self::painn::{Painn, PainnConfig};
-use super::clip::masked_mean;
+use super::masked_mean;
 
 /// The message-passing network of a structure encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,16 +45,24 @@ impl std::fmt::Display for GraphBackbone {
     }
 }
 
-impl GraphBackbone {
-    pub const NAMES: &'static str = "cgcnn, painn";
+impl std::str::FromStr for GraphBackbone {
+    type Err = String;
 
-    pub fn parse(name: &str) -> Option<Self> {
+    /// A backbone by name (any case), or an error listing the names.
+    fn from_str(name: &str) -> Result<Self, String> {
         match name.to_ascii_lowercase().as_str() {
-            "cgcnn" => Some(Self::Cgcnn),
-            "painn" => Some(Self::Painn),
-            _ => None,
+            "cgcnn" => Ok(Self::Cgcnn),
+            "painn" => Ok(Self::Painn),
+            _ => Err(format!(
+                "unknown graph backbone `{name}`, expected one of {}",
+                Self::NAMES
+            )),
         }
     }
+}
+
+impl GraphBackbone {
+    pub const NAMES: &'static str = "cgcnn, painn";
 
     /// The backbone's own graph: CGCNN's 8 Å / 12 nearest; PaiNN's 5 Å, every neighbour.
     pub fn default_graph(self) -> GraphConfig {
@@ -79,12 +87,17 @@ pub enum Readout {
     Attention,
 }
 
-impl Readout {
-    pub fn parse(name: &str) -> Option<Self> {
+impl std::str::FromStr for Readout {
+    type Err = String;
+
+    /// A readout by name (any case), or an error listing the names.
+    fn from_str(name: &str) -> Result<Self, String> {
         match name.to_ascii_lowercase().as_str() {
-            "mean" => Some(Self::Mean),
-            "attention" => Some(Self::Attention),
-            _ => None,
+            "mean" => Ok(Self::Mean),
+            "attention" => Ok(Self::Attention),
+            _ => Err(format!(
+                "unknown readout `{name}`, expected one of mean, attention"
+            )),
         }
     }
 }

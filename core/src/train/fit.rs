@@ -1,0 +1,590 @@
+//! The training loop every model uses, in the shape of burn's own learner: a model family
+//! says what a batch's loss is and what validation measures ([`TrainStep`]); [`fit`] owns
+//! the rest — seeding, epoch batches, gradient accumulation and clipping (through the
+//! optimiser), the schedule, early stopping, checkpoints behind a [`RunStore`] (a run
+//! directory natively, memory in tests and the browser), exact resume, and progress events
+//! for the front end ([`FitObserver`]).
+
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use serde_json::{Value, json};
+
+use crate::data::epoch_batches;
+
+use super::checkpoint::{Checkpoint, CheckpointError, TrainState, model_to_bytes};
+use super::optimizer::{ModelOptimizer, OptimizerStateError};
+use super::spec::TrainingSpec;
+use super::{ReadError, to_host};
+
+/// Named figures: validation metrics (`val_loss`, …), a step's loss parts.
+pub type Metrics = Vec<(String, f64)>;
+
+/// The loss of one micro-batch, with named parts to log beside it (e.g. per-task losses).
+pub struct StepLoss<B: AutodiffBackend> {
+    pub loss: Tensor<B, 1>,
+    pub parts: Vec<(String, Tensor<B::InnerBackend, 1>)>,
+}
+
+impl<B: AutodiffBackend> StepLoss<B> {
+    pub fn new(loss: Tensor<B, 1>) -> Self {
+        Self {
+            loss,
+            parts: Vec::new(),
+        }
+    }
+}
+
+/// A model family's part of training: its batches, its loss, its validation.
+pub trait TrainStep<B: AutodiffBackend> {
+    type Model: AutodiffModule<B>;
+    type Error;
+
+    /// The micro-batches of `epoch` over the training items (default: a shuffle seeded by
+    /// (seed, epoch), cut into `batch_size` chunks).
+    fn batches(&self, epoch: usize, train: &[usize], t: &TrainingSpec) -> Vec<Vec<usize>> {
+        epoch_batches(train, t.batch_size, t.seed, epoch)
+    }
+
+    /// The loss of `items`, the `batch`-th micro-batch of `epoch` (for randomness that must
+    /// repeat on resume, such as masking).
+    fn loss(
+        &self,
+        model: &Self::Model,
+        items: &[usize],
+        epoch: usize,
+        batch: usize,
+    ) -> Result<StepLoss<B>, Self::Error>;
+
+    /// What validation measures, by name (the names early stopping may watch); empty when
+    /// the run has no validation.
+    fn validate(
+        &self,
+        model: &<Self::Model as AutodiffModule<B>>::InnerModule,
+    ) -> Result<Metrics, Self::Error>;
+}
+
+/// Where a run keeps its checkpoints (`last`, `best`) and metric lines.
+pub trait RunStore {
+    type Error;
+    /// Replaces the checkpoint `which`; an interrupted save leaves the old one.
+    fn save_checkpoint(&mut self, which: &str, bytes: &[u8]) -> Result<(), Self::Error>;
+    /// Makes `to` the checkpoint `from` is now.
+    fn copy_checkpoint(&mut self, from: &str, to: &str) -> Result<(), Self::Error>;
+    fn append_metrics(&mut self, lines: &[Value]) -> Result<(), Self::Error>;
+    /// Keeps the metric lines of epochs up to `epoch` (a resumed run continues after it).
+    fn truncate_metrics(&mut self, epoch: usize) -> Result<(), Self::Error>;
+}
+
+/// How an epoch ended, for the front end.
+pub struct EpochEnd<'a> {
+    pub epoch: usize,
+    pub epochs: usize,
+    /// The line written to the metrics (train and validation figures, `best`).
+    pub line: &'a Value,
+    /// The watched metric improved: this epoch's checkpoint is now `best`.
+    pub improved: bool,
+    /// Early stopping ends the run after this epoch.
+    pub stopped: bool,
+}
+
+/// What a front end sees of training: progress, and each finished epoch with its model.
+pub trait FitObserver<M> {
+    type Error;
+    fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
+    /// A micro-batch's loss (before its update) and the learning rate it was taken at.
+    fn step(&mut self, _loss: f64, _lr: f64) {}
+    /// The epoch's optimisation is done and validation follows; `line` may take figures of
+    /// the front end's (e.g. the seconds it took).
+    fn epoch_trained(&mut self, _line: &mut Value) {}
+    /// The epoch is recorded and checkpointed; `model` is its weights for inference.
+    fn epoch_end(&mut self, _end: &EpochEnd, _model: &M) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// The observer that sees nothing.
+impl<M> FitObserver<M> for () {
+    type Error = std::convert::Infallible;
+}
+
+/// What [`fit`] needs besides the model: the training settings, the items, where the run
+/// starts (a fresh [`TrainingSpec::fresh_state`] or a checkpoint's state) and an epoch to
+/// stop after (tests of resume).
+pub struct FitSettings<'a> {
+    pub training: &'a TrainingSpec,
+    pub train: &'a [usize],
+    pub state: TrainState,
+    pub stop_after: Option<usize>,
+}
+
+/// A finished (or stopped) [`fit`].
+pub struct Fitted<M> {
+    pub model: M,
+    pub state: TrainState,
+    /// The last epoch of this call whose watched metric improved, with its validation.
+    pub best: Option<(usize, Metrics)>,
+    /// Training items seen by this call.
+    pub items_seen: usize,
+}
+
+/// Trains `model` from `settings.state` to `training.epochs` (or early stopping). After each
+/// epoch: validation, the metrics line, early stopping on `training.early_stopping_metric`,
+/// `last` saved and copied to `best` when the metric improved (or when nothing is watched).
+/// A run resumed from its `last` checkpoint continues exactly: every random stream is a
+/// function of (seed, epoch). Errors come back as the front end's `E`, each with its kind.
+pub fn fit<B, S, St, O, E>(
+    step: &S,
+    mut model: S::Model,
+    optimizer: &mut ModelOptimizer<B, S::Model>,
+    settings: FitSettings,
+    store: &mut St,
+    observer: &mut O,
+    device: &B::Device,
+) -> Result<Fitted<S::Model>, E>
+where
+    B: AutodiffBackend,
+    S: TrainStep<B>,
+    St: RunStore,
+    O: FitObserver<<S::Model as AutodiffModule<B>>::InnerModule>,
+    E: From<S::Error>
+        + From<St::Error>
+        + From<O::Error>
+        + From<ReadError>
+        + From<CheckpointError>
+        + From<OptimizerStateError>,
+{
+    let t = settings.training;
+    let mut state = settings.state;
+    store.truncate_metrics(state.epoch)?;
+    let (mut best, mut items_seen) = (None, 0);
+    for epoch in state.epoch + 1..=t.epochs {
+        if state.stopped {
+            break;
+        }
+        // Dropout draws from the backend generator: re-seeded per epoch so that a resumed
+        // run sees the same stream.
+        B::seed(device, t.seed.wrapping_add(epoch as u64));
+        let batches = step.batches(epoch, settings.train, t);
+        observer.epoch_start(epoch, t.epochs, batches.len());
+        let mut steps = EpochSteps::new(epoch, optimizer.step, t, batches.len());
+        let mut part_sums: Vec<(String, f64)> = Vec::new();
+        for (k, items) in batches.iter().enumerate() {
+            let out = step.loss(&model, items, epoch, k)?;
+            let lr = optimizer.lr();
+            let loss = scalar(out.loss.clone().inner())?;
+            for (i, (name, part)) in out.parts.into_iter().enumerate() {
+                let value = scalar(part)?;
+                match part_sums.get_mut(i) {
+                    Some((_, sum)) => *sum += value,
+                    None => part_sums.push((name, value)),
+                }
+            }
+            steps.record(loss, lr);
+            observer.step(loss, lr);
+            model = optimizer.backward(model, out.loss).0;
+        }
+        model = optimizer.flush(model);
+        items_seen += batches.iter().map(Vec::len).sum::<usize>();
+        let mut line = json!({
+            "kind": "epoch", "epoch": epoch, "step": optimizer.step,
+            "train_loss": steps.mean_loss(), "lr": optimizer.lr(),
+        });
+        for (name, sum) in &part_sums {
+            line[format!("train_{name}")] = json!(sum / batches.len().max(1) as f64);
+        }
+        observer.epoch_trained(&mut line);
+        let valid = model.valid();
+        let metrics = step.validate(&valid)?;
+        for (name, value) in &metrics {
+            line[name.as_str()] = json!(value);
+        }
+        let improved =
+            end_epoch::<B, _, _, E>(store, t, &mut state, steps, &mut line, &model, optimizer)?;
+        if improved {
+            best = Some((epoch, metrics));
+        }
+        observer.epoch_end(
+            &EpochEnd {
+                epoch,
+                epochs: t.epochs,
+                line: &line,
+                improved,
+                stopped: state.stopped,
+            },
+            &valid,
+        )?;
+        if settings.stop_after == Some(epoch) {
+            break;
+        }
+    }
+    Ok(Fitted {
+        model,
+        state,
+        best,
+        items_seen,
+    })
+}
+
+fn scalar<B: Backend>(x: Tensor<B, 1>) -> Result<f64, ReadError> {
+    Ok(to_host(x)?.first().copied().unwrap_or(f32::NAN) as f64)
+}
+
+/// Ends an epoch: early stopping watches `line[early_stopping_metric]`; the step lines and
+/// `line` (marked `best` when it improved) go to the metrics; `last` is saved and becomes
+/// `best` when the metric improved or when nothing is watched. Returns whether it improved.
+fn end_epoch<B, M, St, E>(
+    store: &mut St,
+    t: &TrainingSpec,
+    state: &mut TrainState,
+    steps: EpochSteps,
+    line: &mut Value,
+    model: &M,
+    optimizer: &ModelOptimizer<B, M>,
+) -> Result<bool, E>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    St: RunStore,
+    E: From<St::Error> + From<CheckpointError> + From<OptimizerStateError>,
+{
+    state.epoch = steps.epoch;
+    state.step = optimizer.step;
+    let watched = line
+        .get(t.early_stopping_metric.as_str())
+        .and_then(Value::as_f64);
+    let mut improved = false;
+    if let (Some(es), Some(v)) = (state.early_stopping.as_mut(), watched) {
+        let verdict = es.update(steps.epoch, v);
+        improved = verdict.improved;
+        state.stopped = t.early_stopping && verdict.stop;
+    }
+    line["best"] = json!(improved);
+    let mut lines = steps.lines;
+    lines.push(line.clone());
+    store.append_metrics(&lines)?;
+    let checkpoint = Checkpoint {
+        state: state.clone(),
+        model: model_to_bytes(model)?,
+        optimizer: optimizer.to_bytes()?,
+    };
+    store.save_checkpoint("last", &checkpoint.to_bytes()?)?;
+    if improved || watched.is_none() {
+        store.copy_checkpoint("last", "best")?;
+    }
+    Ok(improved)
+}
+
+/// One epoch's micro-batch losses and the step lines due every `log_interval` optimiser
+/// steps.
+struct EpochSteps {
+    epoch: usize,
+    step_before: usize,
+    accumulation: usize,
+    log_interval: usize,
+    batches: usize,
+    loss_sum: f64,
+    micro: usize,
+    lines: Vec<Value>,
+}
+
+impl EpochSteps {
+    fn new(epoch: usize, step_before: usize, t: &TrainingSpec, batches: usize) -> Self {
+        Self {
+            epoch,
+            step_before,
+            accumulation: t.grad_accum_steps.max(1),
+            log_interval: t.log_interval.max(1),
+            batches,
+            loss_sum: 0.0,
+            micro: 0,
+            lines: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, loss: f64, lr: f64) {
+        self.loss_sum += loss;
+        self.micro += 1;
+        let step = self.step_before + self.micro.div_ceil(self.accumulation);
+        if self.micro.is_multiple_of(self.accumulation) && step.is_multiple_of(self.log_interval) {
+            self.lines.push(json!({
+                "kind": "step", "epoch": self.epoch, "step": step,
+                "epoch_progress": self.epoch as f64 - 1.0 + self.micro as f64 / self.batches.max(1) as f64,
+                "loss": loss, "lr": lr,
+            }));
+        }
+    }
+
+    /// Mean micro-batch loss of the epoch so far.
+    fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.micro.max(1) as f64
+    }
+}
+
+/// A run kept in memory (tests; a browser has no run directory).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    pub checkpoints: std::collections::BTreeMap<String, Vec<u8>>,
+    pub metrics: Vec<Value>,
+}
+
+impl RunStore for MemoryStore {
+    type Error = std::convert::Infallible;
+
+    fn save_checkpoint(&mut self, which: &str, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.checkpoints.insert(which.into(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn copy_checkpoint(&mut self, from: &str, to: &str) -> Result<(), Self::Error> {
+        if let Some(bytes) = self.checkpoints.get(from).cloned() {
+            self.checkpoints.insert(to.into(), bytes);
+        }
+        Ok(())
+    }
+
+    fn append_metrics(&mut self, lines: &[Value]) -> Result<(), Self::Error> {
+        self.metrics.extend_from_slice(lines);
+        Ok(())
+    }
+
+    fn truncate_metrics(&mut self, epoch: usize) -> Result<(), Self::Error> {
+        self.metrics
+            .retain(|l| l["epoch"].as_u64().is_some_and(|e| e as usize <= epoch));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Autodiff;
+    use burn::module::Module;
+    use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+
+    use super::*;
+    use crate::device::NdArray;
+    use crate::train::model_from_bytes;
+
+    type B = Autodiff<NdArray>;
+
+    #[derive(Module, Debug)]
+    struct Toy<B: Backend> {
+        linear: Linear<B>,
+        dropout: Dropout,
+    }
+
+    /// Regression of y = 2·x0 − x1 on 40 points, 10 of them for validation.
+    struct ToyStep {
+        x: Vec<[f32; 2]>,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct ToyError(String);
+
+    impl From<ReadError> for ToyError {
+        fn from(e: ReadError) -> Self {
+            Self(e.to_string())
+        }
+    }
+    impl From<CheckpointError> for ToyError {
+        fn from(e: CheckpointError) -> Self {
+            Self(e.to_string())
+        }
+    }
+    impl From<OptimizerStateError> for ToyError {
+        fn from(e: OptimizerStateError) -> Self {
+            Self(e.to_string())
+        }
+    }
+    impl From<std::convert::Infallible> for ToyError {
+        fn from(e: std::convert::Infallible) -> Self {
+            match e {}
+        }
+    }
+
+    impl ToyStep {
+        fn mse<Bk: Backend>(&self, model: &Toy<Bk>, items: &[usize]) -> Tensor<Bk, 1> {
+            let device = model.linear.weight.val().device();
+            let x: Vec<f32> = items.iter().flat_map(|&i| self.x[i]).collect();
+            let y: Vec<f32> = items
+                .iter()
+                .map(|&i| 2.0 * self.x[i][0] - self.x[i][1])
+                .collect();
+            let x = Tensor::<Bk, 2>::from_data(TensorData::new(x, [items.len(), 2]), &device);
+            let y = Tensor::<Bk, 2>::from_data(TensorData::new(y, [items.len(), 1]), &device);
+            let p = model.linear.forward(model.dropout.forward(x));
+            (p - y).powi_scalar(2).mean()
+        }
+    }
+
+    impl TrainStep<B> for ToyStep {
+        type Model = Toy<B>;
+        type Error = ToyError;
+
+        fn loss(
+            &self,
+            model: &Toy<B>,
+            items: &[usize],
+            _epoch: usize,
+            _batch: usize,
+        ) -> Result<StepLoss<B>, ToyError> {
+            let loss = self.mse(model, items);
+            let half = loss.clone().inner() * 0.5;
+            Ok(StepLoss {
+                loss,
+                parts: vec![("half".into(), half)],
+            })
+        }
+
+        fn validate(&self, model: &Toy<NdArray>) -> Result<Metrics, ToyError> {
+            let loss = self.mse(model, &(30..40).collect::<Vec<_>>());
+            Ok(vec![("val_loss".into(), scalar(loss)?)])
+        }
+    }
+
+    fn setup() -> (ToyStep, TrainingSpec, Vec<usize>) {
+        let x = (0..40)
+            .map(|i| [(i as f32 * 0.37).sin(), (i as f32 * 0.11).cos()])
+            .collect();
+        let training = TrainingSpec {
+            epochs: 6,
+            batch_size: 8,
+            learning_rate: 0.05,
+            grad_accum_steps: 2,
+            log_interval: 1,
+            ..TrainingSpec::default()
+        };
+        (ToyStep { x }, training, (0..30).collect())
+    }
+
+    fn init(t: &TrainingSpec) -> Toy<B> {
+        let device = Default::default();
+        B::seed(&device, t.seed);
+        Toy {
+            linear: LinearConfig::new(2, 1).init(&device),
+            dropout: DropoutConfig::new(0.1).init(),
+        }
+    }
+
+    fn run(stop_after: Option<usize>, resume: Option<&MemoryStore>) -> (MemoryStore, TrainState) {
+        let (step, t, train) = setup();
+        let device = Default::default();
+        let settings = t.optimizer_settings(t.learning_rate, train.len());
+        let mut model = init(&t);
+        let mut optimizer = ModelOptimizer::<B, Toy<B>>::new(settings, []);
+        let mut state = t.fresh_state();
+        let mut store = MemoryStore::default();
+        if let Some(previous) = resume {
+            store = previous.clone();
+            let c = Checkpoint::from_bytes(&store.checkpoints["last"]).unwrap();
+            model = model_from_bytes(model, c.model, &device).unwrap();
+            optimizer = optimizer.load_bytes(c.optimizer, &device).unwrap();
+            state = c.state;
+        }
+        let fitted = fit::<_, _, _, _, ToyError>(
+            &step,
+            model,
+            &mut optimizer,
+            FitSettings {
+                training: &t,
+                train: &train,
+                state,
+                stop_after,
+            },
+            &mut store,
+            &mut (),
+            &device,
+        )
+        .unwrap();
+        (store, fitted.state)
+    }
+
+    #[test]
+    fn a_resumed_fit_continues_exactly() {
+        let (whole, state) = run(None, None);
+        assert_eq!(state.epoch, 6);
+        // Two micro-batches per step, 30 items in batches of 8: 4 micro-batches, 2 steps.
+        assert_eq!(state.step, 12);
+        let (stopped, _) = run(Some(2), None);
+        let (resumed, _) = run(None, Some(&stopped));
+        assert_eq!(whole.metrics, resumed.metrics);
+        assert_eq!(whole.checkpoints["last"], resumed.checkpoints["last"]);
+        let epochs: Vec<&Value> = whole
+            .metrics
+            .iter()
+            .filter(|l| l["kind"] == "epoch")
+            .collect();
+        assert_eq!(epochs.len(), 6);
+        assert!(epochs[5]["val_loss"].as_f64().unwrap() < epochs[0]["val_loss"].as_f64().unwrap());
+        // The part is averaged over the epoch's micro-batches like the loss it halves.
+        for e in &epochs {
+            let (loss, half) = (
+                e["train_loss"].as_f64().unwrap(),
+                e["train_half"].as_f64().unwrap(),
+            );
+            assert!((half - loss / 2.0).abs() < 1e-6, "{e}");
+        }
+        // `best` is the checkpoint of the lowest validation loss.
+        let best_epoch = epochs
+            .iter()
+            .min_by(|a, b| {
+                a["val_loss"]
+                    .as_f64()
+                    .partial_cmp(&b["val_loss"].as_f64())
+                    .unwrap()
+            })
+            .unwrap()["epoch"]
+            .as_u64()
+            .unwrap() as usize;
+        let best = Checkpoint::from_bytes(&whole.checkpoints["best"]).unwrap();
+        assert_eq!(best.state.epoch, best_epoch);
+    }
+
+    #[test]
+    fn early_stopping_ends_the_run_and_a_resume_does_not_restart_it() {
+        let (step, mut t, train) = setup();
+        t.early_stopping = true;
+        t.early_stopping_patience = 1;
+        // A vanishing learning rate never improves by min_delta after the first epoch.
+        t.early_stopping_min_delta = 1e-3;
+        t.learning_rate = 1e-12;
+        let device = Default::default();
+        let mut optimizer =
+            ModelOptimizer::<B, Toy<B>>::new(t.optimizer_settings(t.learning_rate, 30), []);
+        let mut store = MemoryStore::default();
+        let fitted = fit::<_, _, _, _, ToyError>(
+            &step,
+            init(&t),
+            &mut optimizer,
+            FitSettings {
+                training: &t,
+                train: &train,
+                state: t.fresh_state(),
+                stop_after: None,
+            },
+            &mut store,
+            &mut (),
+            &device,
+        )
+        .unwrap();
+        assert!(fitted.state.stopped);
+        assert!(fitted.state.epoch < 6, "{}", fitted.state.epoch);
+        let again = fit::<_, _, _, _, ToyError>(
+            &step,
+            fitted.model,
+            &mut optimizer,
+            FitSettings {
+                training: &t,
+                train: &train,
+                state: fitted.state.clone(),
+                stop_after: None,
+            },
+            &mut store,
+            &mut (),
+            &device,
+        )
+        .unwrap();
+        assert_eq!(again.state, fitted.state);
+    }
+}

@@ -1,0 +1,42 @@
+//! What the workload benchmarks share: the PyTorch baseline runner and fixed inputs.
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Runs a Python baseline script (native/benches/*.py) and reads the JSON object it prints
+/// on its last line.
+pub fn python_baseline(
+    script: &Path,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+) -> anyhow::Result<serde_json::Value> {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run python3 {}", script.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or("");
+    serde_json::from_str(last).with_context(|| format!("{} printed {last:?}", script.display()))
+}
+
+/// `n` values in [-0.5, 0.5) from a seeded LCG: fixed benchmark inputs without a random crate.
+pub fn uniform_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}

@@ -1,0 +1,156 @@
+//! `xtal bundle inspect` and `xtal bundle verify`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::backend::AutodiffBackend;
+use serde_json::json;
+use xtal_core::bundle::Bundle;
+use xtal_core::device::{OnDevice, run_on};
+
+use super::common::{LimitArgs, human_bytes, open};
+use super::pack::f16_line;
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// The bundle file.
+    bundle: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let bundle = open(&args.bundle, &args.limits.limits())?;
+    let m = &bundle.manifest;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+        return Ok(());
+    }
+    let c = &m.model.config;
+    println!(
+        "{}  ({}, {} v{}, packed by xtal {} on {})",
+        args.bundle.display(),
+        human_bytes(bundle.size as u64),
+        m.format,
+        m.format_version,
+        m.xtal_version,
+        m.created
+    );
+    println!(
+        "model      {} — {} parameters ({}), {}-D embeddings",
+        m.model.kind, m.model.parameters, m.model.weights_dtype, m.model.embed_dim
+    );
+    println!(
+        "text       byte-level Transformer: width {}, {} layers, {} heads, {} bytes",
+        c.text.width, c.text.layers, c.text.heads, c.text.max_len
+    );
+    let s = &m.structure_input;
+    println!(
+        "structure  {}-D {} → {} projector{}",
+        s.dim,
+        match (s.kind.as_str(), &c.graph) {
+            ("ftcp", _) => "FTCP (embeds CIFs)".to_string(),
+            ("graph", Some(g)) => format!(
+                "{} graph encoder, {} layers of {} (embeds CIFs)",
+                g.backbone, g.layers, g.hidden
+            ),
+            _ => "precomputed vectors".to_string(),
+        },
+        if c.structure.hidden.is_empty() {
+            "linear".to_string()
+        } else {
+            format!("MLP {:?}", c.structure.hidden)
+        },
+        s.fitted_on
+            .map(|n| format!(", normalisers fitted on {n} rows"))
+            .unwrap_or_default()
+    );
+    match &m.index {
+        Some(i) => println!(
+            "index      {} entries ({}): {} embeddings{}{}",
+            i.entries,
+            i.dtype,
+            [("structure", i.structure), ("text", i.text)]
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(" and "),
+            if i.map { ", 2-D map" } else { "" },
+            i.dataset
+                .as_ref()
+                .map(|d| format!(", from {d}"))
+                .unwrap_or_default()
+        ),
+        None => println!("index      none"),
+    }
+    if let Some(check) = &m.f16_check {
+        println!("f16        {}", f16_line(check));
+    }
+    if let Some(src) = &m.source {
+        println!(
+            "source     run {} ({} checkpoint, epoch {})",
+            src["run"].as_str().unwrap_or("?"),
+            src["checkpoint"].as_str().unwrap_or("?"),
+            src["epoch"]
+        );
+    }
+    println!("entries");
+    for e in &m.entries {
+        println!(
+            "  {:<32} {:>10}  sha256 {}…",
+            e.name,
+            human_bytes(e.size),
+            &e.sha256[..16.min(e.sha256.len())]
+        );
+    }
+    if let Some(card) = &bundle.card {
+        println!("model card: {} lines (README.md)", card.lines().count());
+    }
+    Ok(())
+}
+
+struct BuildModel<'a>(&'a Bundle);
+
+impl OnDevice for BuildModel<'_> {
+    type Output = Result<usize, xtal_core::bundle::BundleError>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        Ok(burn::module::Module::num_params(
+            &self.0.model::<B::InnerBackend>(&device)?,
+        ))
+    }
+}
+
+pub(super) fn verify(args: InspectArgs) -> anyhow::Result<()> {
+    let bundle = open(&args.bundle, &args.limits.limits())?;
+    let params = run_on(&crate::commands::one_device("cpu")?, BuildModel(&bundle))?
+        .with_context(|| format!("{}", args.bundle.display()))?;
+    let m = &bundle.manifest;
+    let report = json!({
+        "bundle": args.bundle.display().to_string(),
+        "ok": true,
+        "entries_verified": m.entries.len(),
+        "tensors": bundle.tensors.len(),
+        "parameters": params,
+        "index_entries": m.index.as_ref().map(|i| i.entries),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "ok: {} — {} entries match their sizes and sha256; {} tensors ({} parameters) match the configuration{}",
+            args.bundle.display(),
+            m.entries.len(),
+            bundle.tensors.len(),
+            params,
+            m.index
+                .as_ref()
+                .map(|i| format!("; index of {} entries is consistent", i.entries))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! `xtal bundle pack`: a trained run (and an index of a dataset) into one portable bundle.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::tensor::backend::AutodiffBackend;
+use serde_json::json;
+use xtal_core::bundle::{
+    Bundle, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, RetrievalIndex, Side,
+    StructureInput, pack, rfc3339,
+};
+use xtal_core::data::{Layout, PairSet};
+use xtal_core::device::{OnDevice, run_on};
+use xtal_core::featurize::{FtcpConfig, RowMinMax};
+use xtal_core::models::clip::{Clip, ClipConfig};
+use xtal_core::train::clip::structure_batch;
+use xtal_core::train::{model_from_bytes, to_host};
+use xtal_core::viz::tsne::{TsneConfig, tsne};
+
+use super::common::human_bytes;
+use crate::commands::clip::{EmbedTask, LoadedRun, load_clip_run};
+use crate::exit::BadInput;
+use crate::output::write_atomic;
+
+#[derive(clap::Args)]
+pub struct PackArgs {
+    /// The CLIP run to pack.
+    #[arg(long)]
+    run: PathBuf,
+    /// Which checkpoint of the run.
+    #[arg(long, default_value = "best", value_parser = ["best", "last"])]
+    checkpoint: String,
+    /// Add a retrieval index of every pair of this dataset (e.g. the run's own).
+    #[arg(long, value_name = "DATASET")]
+    index: Option<PathBuf>,
+    /// Where the original layout's `.npy` embeddings of --index are (default: graph_emb/ beside it).
+    #[arg(long, requires = "index")]
+    graph_emb_dir: Option<PathBuf>,
+    /// Store weights and index as f16 (half the size); the accuracy change is measured and kept.
+    #[arg(long)]
+    f16: bool,
+    /// Leave out the index's 2-D map (t-SNE of its structure embeddings).
+    #[arg(long)]
+    no_map: bool,
+    /// A Markdown model card to include (default: one written from the run).
+    #[arg(long)]
+    card: Option<PathBuf>,
+    /// The bundle file to write.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Device that computes the index embeddings.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
+    if args.out.exists() && !args.force {
+        return Err(BadInput(format!(
+            "{} exists; pass --force to replace it",
+            args.out.display()
+        ))
+        .into());
+    }
+    let started = Instant::now();
+    let loaded = load_clip_run(
+        &args.run,
+        args.index.as_deref(),
+        args.graph_emb_dir.as_deref(),
+    )?;
+    if let Some(hf) = &loaded.info.model.text.huggingface {
+        return Err(BadInput(format!(
+            "{}: its text encoder is the HuggingFace model {} ({}); bundles carry byte-level text encoders only so far",
+            args.run.display(),
+            hf.model,
+            hf.model_type
+        ))
+        .into());
+    }
+    let checkpoint = loaded.run.load_checkpoint(&args.checkpoint)?;
+    let (structure_input, element_table) = structure_input(&loaded)?;
+    let device = crate::commands::one_device(&args.device)?;
+    let config = &loaded.info.model;
+
+    let all: Vec<usize> = (0..loaded.set.len()).collect();
+    let index = match &args.index {
+        None => None,
+        Some(dataset) => {
+            let (s, t) = run_on(
+                &device,
+                EmbedTask {
+                    config,
+                    weights: checkpoint.model.clone(),
+                    set: &loaded.set,
+                    idx: &all,
+                    batch_size: 256,
+                },
+            )??;
+            let map = (!args.no_map)
+                .then(|| index_map(&s, config.text.embed_dim))
+                .flatten();
+            let set = &loaded.set;
+            Some((
+                RetrievalIndex {
+                    records: IndexRecords {
+                        ids: set.ids.clone(),
+                        formulas: set.formulas.clone(),
+                        descriptions: set.texts.clone(),
+                    },
+                    dim: config.text.embed_dim,
+                    structure: Some(s),
+                    text: Some(t),
+                    map,
+                },
+                dataset.display().to_string(),
+            ))
+        }
+    };
+    let summary: serde_json::Value = std::fs::read(loaded.run.file("summary.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let source = json!({
+        "run": args.run.display().to_string(),
+        "checkpoint": args.checkpoint,
+        "epoch": checkpoint.state.epoch,
+        "data": loaded.info.data.jsonl.display().to_string(),
+        "validation": summary.get("validation").cloned().unwrap_or_default(),
+    });
+    let card = match &args.card {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?
+        }
+        None => model_card(&args, &loaded, config, checkpoint.state.epoch, &summary),
+    };
+    let created = rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    let packed = run_on(
+        &device,
+        PackTask {
+            weights: checkpoint.model,
+            config,
+            structure_input: &structure_input,
+            element_table,
+            // Graph inputs have no fitted normalisers.
+            fitted_on: config
+                .graph
+                .is_none()
+                .then(|| loaded.set.len() - loaded.set.is_val.iter().filter(|v| **v).count()),
+            index: index.as_ref().map(|(i, d)| (i, Some(d.clone()))),
+            card,
+            half: args.f16,
+            created,
+            source,
+            set: &loaded.set,
+        },
+    )??;
+    write_atomic(&args.out, &packed.bytes)?;
+    eprintln!(
+        "packed {} ({}, {} parameters{}{}) in {:.1} s",
+        args.out.display(),
+        human_bytes(packed.bytes.len() as u64),
+        config.parameter_count(),
+        if args.f16 { ", f16" } else { "" },
+        index
+            .as_ref()
+            .map(|(i, _)| format!(", index of {} entries", i.len()))
+            .unwrap_or_default(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(check) = packed.f16_check {
+        eprintln!("f16 check: {}", f16_line(&check));
+    }
+    Ok(())
+}
+
+/// The structure input of a run — the FTCP pipeline for `xtal prepare` data, else vectors —
+/// and where its element table came from.
+pub(super) fn structure_input(
+    loaded: &LoadedRun,
+) -> anyhow::Result<(StructureInput, Option<String>)> {
+    let scaler = loaded.info.scaler.clone();
+    if let (Some(g), Some(table)) = (&loaded.info.model.graph, &loaded.set.element_table) {
+        let input = StructureInput::Graph(GraphInput {
+            config: g.graph,
+            table: table.clone(),
+        });
+        return Ok((input, Some(table.source.clone())));
+    }
+    if loaded.set.layout != Layout::Prepared {
+        return Ok((StructureInput::Vector(scaler), None));
+    }
+    let data = &loaded.info.data;
+    let summary_path = data.summary_path();
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&summary_path)
+            .with_context(|| format!("{}: cannot read", summary_path.display()))?,
+    )
+    .map_err(|e| BadInput(format!("{}: {e}", summary_path.display())))?;
+    let config: FtcpConfig = serde_json::from_value(summary["config"]["ftcp"].clone())
+        .map_err(|e| BadInput(format!("{}: config.ftcp: {e}", summary_path.display())))?;
+    let norm_path = data.normalizer_path();
+    let minmax: RowMinMax = serde_json::from_slice(
+        &std::fs::read(&norm_path)
+            .with_context(|| format!("{}: cannot read", norm_path.display()))?,
+    )
+    .map_err(|e| BadInput(format!("{}: {e}", norm_path.display())))?;
+    let table = data.element_table()?;
+    let table_source = table.source.clone();
+    let input = StructureInput::Ftcp(
+        FtcpInput {
+            config,
+            table,
+            minmax,
+        },
+        scaler,
+    );
+    Ok((input, Some(table_source)))
+}
+
+/// t-SNE of the structure embeddings, for indexes small enough for exact t-SNE.
+fn index_map(structure: &[f32], dim: usize) -> Option<Vec<f32>> {
+    const MAX: usize = 5000;
+    let n = structure.len() / dim;
+    if n > MAX {
+        eprintln!("index map: {n} entries, more than exact t-SNE's {MAX}; left out");
+        return None;
+    }
+    let y = tsne(structure, n, dim, &TsneConfig::default());
+    Some(y.iter().flat_map(|p| [p[0] as f32, p[1] as f32]).collect())
+}
+
+fn model_card(
+    args: &PackArgs,
+    loaded: &LoadedRun,
+    config: &ClipConfig,
+    epoch: usize,
+    summary: &serde_json::Value,
+) -> String {
+    let r = &summary["validation"]["retrieval"];
+    let metric = |k: &str| r[k].as_f64().map_or("?".into(), |v| format!("{v:.3}"));
+    format!(
+        "# xtal structure–text CLIP\n\n\
+         Packed from run `{}` ({} checkpoint, epoch {epoch}), trained on `{}`.\n\n\
+         - Text encoder: byte-level Transformer, width {}, {} layers, {} heads, {} bytes\n\
+         - Structure input: {}-D {}\n\
+         - Embedding: {}-D, L2-normalised; cosine similarity compares them\n\n\
+         Validation retrieval at packing: structure → text Recall@1 {} / Recall@10 {}, \
+         text → structure Recall@1 {} / Recall@10 {}.\n",
+        args.run.display(),
+        args.checkpoint,
+        loaded.info.data.jsonl.display(),
+        config.text.width,
+        config.text.layers,
+        config.text.heads,
+        config.text.max_len,
+        config.structure.input_dim,
+        match (&config.graph, loaded.set.layout) {
+            (Some(g), _) => format!(
+                "{} graph encoder over crystal graphs ({} Å cutoff; the bundle embeds CIFs itself)",
+                g.backbone, g.graph.cutoff
+            ),
+            (None, Layout::Prepared) => "FTCP tensor (the bundle embeds CIFs itself)".into(),
+            (None, _) => "precomputed structure embedding".into(),
+        },
+        config.text.embed_dim,
+        metric("g2t_r1"),
+        metric("g2t_r10"),
+        metric("t2g_r1"),
+        metric("t2g_r10"),
+    )
+}
+
+struct Packed {
+    bytes: Vec<u8>,
+    f16_check: Option<serde_json::Value>,
+}
+
+struct PackTask<'a> {
+    weights: Vec<u8>,
+    config: &'a ClipConfig,
+    structure_input: &'a StructureInput,
+    element_table: Option<String>,
+    fitted_on: Option<usize>,
+    index: Option<(&'a RetrievalIndex, Option<String>)>,
+    card: String,
+    half: bool,
+    created: String,
+    source: serde_json::Value,
+    /// Pairs whose validation rows measure what f16 changes.
+    set: &'a PairSet,
+}
+
+impl OnDevice for PackTask<'_> {
+    type Output = anyhow::Result<Packed>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let model: Clip<B::InnerBackend> =
+            model_from_bytes(self.config.init(&device), self.weights, &device)?;
+        let bytes = |half: bool, f16_check: Option<serde_json::Value>| {
+            pack(PackInput {
+                model: &model,
+                config: self.config,
+                structure_input: self.structure_input,
+                element_table_source: self.element_table.clone(),
+                fitted_on: self.fitted_on,
+                index: self.index.clone(),
+                card: Some(self.card.clone()),
+                half,
+                created: self.created.clone(),
+                xtal_version: env!("CARGO_PKG_VERSION").into(),
+                source: Some(self.source.clone()),
+                f16_check,
+            })
+        };
+        if !self.half {
+            return Ok(Packed {
+                bytes: bytes(false, None)?,
+                f16_check: None,
+            });
+        }
+        // Measure what f16 storage changes: embeddings of the validation pairs (or all) and
+        // the top-10 of every text query against the index, f16 bundle vs f32 model.
+        let half = Bundle::from_bytes(&bytes(true, None)?, &Limits::default())?;
+        let half_model: Clip<B::InnerBackend> = half.model(&device)?;
+        let set = self.set;
+        let mut idx = set.indices(true);
+        if idx.len() < 2 {
+            idx = (0..set.len()).collect();
+        }
+        let texts: Vec<&str> = idx.iter().map(|&i| set.texts[i].as_str()).collect();
+        let t32 = to_host(half.embed_texts(&model, &texts, &device))?;
+        let t16 = to_host(half.embed_texts(&half_model, &texts, &device))?;
+        let s32 = to_host(model.encode_structures(structure_batch(set, &idx, &device)))?;
+        let s16 = to_host(half_model.encode_structures(structure_batch(set, &idx, &device)))?;
+        let diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+        };
+        let mut check = json!({
+            "rows": idx.len(),
+            "max_abs_diff_text": diff(&t32, &t16),
+            "max_abs_diff_structure": diff(&s32, &s16),
+        });
+        if let (Some((index32, _)), Some(index16)) = (&self.index, &half.index) {
+            let d = self.config.text.embed_dim;
+            let mut overlap = 0usize;
+            for (q32, q16) in t32.chunks(d).zip(t16.chunks(d)) {
+                let a = index32.search(q32, 10, Side::Structure)?;
+                let b = index16.search(q16, 10, Side::Structure)?;
+                overlap += a
+                    .iter()
+                    .filter(|h| b.iter().any(|g| g.row == h.row))
+                    .count();
+            }
+            let k = 10.min(index32.len());
+            check["top10_overlap"] = json!(overlap as f64 / (k * idx.len()) as f64);
+        }
+        Ok(Packed {
+            bytes: bytes(true, Some(check.clone()))?,
+            f16_check: Some(check),
+        })
+    }
+}
+
+pub(super) fn f16_line(check: &serde_json::Value) -> String {
+    format!(
+        "over {} validation pairs, max |Δ| of unit embeddings {:.2e} (text) / {:.2e} (structure){}",
+        check["rows"],
+        check["max_abs_diff_text"].as_f64().unwrap_or(f64::NAN),
+        check["max_abs_diff_structure"].as_f64().unwrap_or(f64::NAN),
+        check["top10_overlap"]
+            .as_f64()
+            .map(|o| format!("; text→structure top-10 shared with f32: {:.1}%", 100.0 * o))
+            .unwrap_or_default()
+    )
+}

@@ -1,0 +1,234 @@
+//! `xtal ssl bottleneck`: an autoencoder from the 2048-D features to K dimensions.
+
+use std::path::PathBuf;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use clap::Args as ClapArgs;
+use serde_json::json;
+use xtal_core::data::{decode_npy, validation_mask};
+use xtal_core::device::{OnDevice, run_on};
+use xtal_core::models::ftcp_ssl::bottleneck::{Bottleneck, BottleneckConfig};
+use xtal_core::train::spec::TrainingSpec;
+use xtal_core::train::ssl::BottleneckStep;
+use xtal_core::train::{FitSettings, ModelOptimizer, fit, model_from_bytes, to_host};
+
+use super::data::{ids_path, write_ids};
+use crate::exit::BadInput;
+use crate::output::write_npy;
+use crate::plots::{self, Curves};
+use crate::run_dir::{Bar, Progress, RunDir};
+
+#[derive(ClapArgs)]
+pub struct BottleneckArgs {
+    /// Features from `xtal ssl extract` (N × 2048), with their `.ids.txt` beside them.
+    #[arg(long)]
+    features: PathBuf,
+    /// Width of the code.
+    #[arg(long)]
+    dim: usize,
+    /// Output directory: features_K.npy (+ ids), metrics.jsonl, checkpoints, plots.
+    #[arg(long, short)]
+    out: PathBuf,
+    #[arg(long)]
+    force: bool,
+    #[arg(long, default_value_t = 50)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.features)
+        .map_err(|e| BadInput(format!("{}: cannot read ({e})", args.features.display())))?;
+    let npy =
+        decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", args.features.display())))?;
+    let &[n, d] = &npy.shape[..] else {
+        return Err(BadInput(format!(
+            "{}: shape {:?}, expected (N, D)",
+            args.features.display(),
+            npy.shape
+        ))
+        .into());
+    };
+    if n < 2 || d < 2 {
+        return Err(BadInput(format!(
+            "{}: shape {:?}; needs at least 2 rows and 2 columns",
+            args.features.display(),
+            npy.shape
+        ))
+        .into());
+    }
+    if args.dim == 0 || args.dim >= d {
+        return Err(BadInput(format!(
+            "--dim {}: must be between 1 and {}",
+            args.dim,
+            d - 1
+        ))
+        .into());
+    }
+    if let Some(k) = npy.data.iter().position(|v| !v.is_finite()) {
+        return Err(BadInput(format!(
+            "{}: row {}, column {} is not finite",
+            args.features.display(),
+            k / d,
+            k % d
+        ))
+        .into());
+    }
+    let ids_file = ids_path(&args.features);
+    let ids = std::fs::read_to_string(&ids_file)
+        .map_err(|e| BadInput(format!("{}: cannot read the ids ({e})", ids_file.display())))?;
+    let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
+    if ids.len() != n {
+        return Err(BadInput(format!(
+            "{}: {} ids for {n} rows",
+            ids_file.display(),
+            ids.len()
+        ))
+        .into());
+    }
+    let is_val = validation_mask(n, args.val_fraction, args.seed);
+    // Standardised with training-row statistics, so every column counts alike.
+    let (mut mean, mut std) = (vec![0f64; d], vec![0f64; d]);
+    let train: Vec<usize> = (0..n).filter(|&i| !is_val[i]).collect();
+    for c in 0..d {
+        let scale =
+            xtal_core::train::TargetScale::fit(train.iter().map(|&i| npy.data[i * d + c] as f64));
+        (mean[c], std[c]) = (scale.mean, scale.std);
+    }
+    let x: Vec<f32> = npy
+        .data
+        .iter()
+        .enumerate()
+        .map(|(k, v)| ((*v as f64 - mean[k % d]) / std[k % d]) as f32)
+        .collect();
+    let run = RunDir::new(&args.out);
+    run.create(args.force, "")?;
+    let device = crate::commands::one_device(&args.device)?;
+    let config = BottleneckConfig::new(args.dim).with_input_dim(d);
+    let (codes, best) = run_on(
+        &device,
+        TrainBottleneck {
+            args: &args,
+            config: &config,
+            x: &x,
+            d,
+            is_val: &is_val,
+            run: &run,
+        },
+    )??;
+    let out = args.out.join(format!("features_{}.npy", args.dim));
+    write_npy(&out, &[n as u64, args.dim as u64], &codes)?;
+    write_ids(&ids_path(&out), &ids)?;
+    run.write_json(
+        "summary.json",
+        &json!({"dim": args.dim, "input_dim": d, "rows": n, "best_val_mse": best,
+                "standardization": {"mean": mean, "std": std}, "model": config}),
+    )?;
+    eprintln!(
+        "bottleneck {d} → {}: validation reconstruction MSE {best:.4} (standardised units; predicting the mean scores 1) → {}",
+        args.dim,
+        out.display()
+    );
+    Ok(())
+}
+
+struct TrainBottleneck<'a> {
+    args: &'a BottleneckArgs,
+    config: &'a BottleneckConfig,
+    x: &'a [f32],
+    d: usize,
+    is_val: &'a [bool],
+    run: &'a RunDir,
+}
+
+impl OnDevice for TrainBottleneck<'_> {
+    type Output = anyhow::Result<(Vec<f32>, f64)>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let a = self.args;
+        let training = TrainingSpec {
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            learning_rate: a.lr,
+            weight_decay: 1e-5,
+            early_stopping: true,
+            early_stopping_patience: 5,
+            seed: a.seed,
+            ..TrainingSpec::default()
+        };
+        let train_idx = xtal_core::data::split_indices(self.is_val, false);
+        let val_idx = xtal_core::data::split_indices(self.is_val, true);
+        let step = BottleneckStep::<B> {
+            x: self.x,
+            d: self.d,
+            val: &val_idx,
+            device: device.clone(),
+        };
+        B::seed(&device, a.seed);
+        let model: Bottleneck<B> = self.config.init(&device);
+        let mut optimizer = ModelOptimizer::<B, Bottleneck<B>>::new(
+            training.optimizer_settings(a.lr, train_idx.len()),
+            [],
+        );
+        let mut progress = Progress::new("bottleneck", Bar::Batches, &training, |end| {
+            format!(
+                "epoch {}/{}: validation MSE {:.4}",
+                end.epoch,
+                end.epochs,
+                end.line["val_loss"].as_f64().unwrap_or(f64::NAN)
+            )
+        });
+        let mut store = self.run;
+        let fitted = fit::<_, _, _, _, anyhow::Error>(
+            &step,
+            model,
+            &mut optimizer,
+            FitSettings {
+                training: &training,
+                train: &train_idx,
+                state: training.fresh_state(),
+                stop_after: None,
+            },
+            &mut store,
+            &mut progress,
+            &device,
+        )?;
+        let state = fitted.state;
+        let curve = self.run.epoch_curve("val_loss");
+        plots::save(
+            &Curves {
+                title: format!("Bottleneck {} → {}: reconstruction", self.d, a.dim),
+                x_label: "epoch".into(),
+                y_label: "validation MSE (standardised)".into(),
+                series: vec![("validation".into(), curve)],
+                references: vec![("predict the mean".into(), 1.0)],
+            },
+            &self.run.plots(),
+            "reconstruction",
+        )?;
+        let c = self.run.load_checkpoint("best")?;
+        let best: Bottleneck<B> = model_from_bytes(self.config.init(&device), c.model, &device)?;
+        let best = best.valid();
+        let best_val = state
+            .early_stopping
+            .as_ref()
+            .and_then(|e| e.best)
+            .unwrap_or(f64::NAN);
+        let all: Vec<usize> = (0..self.is_val.len()).collect();
+        let mut codes = Vec::with_capacity(all.len() * a.dim);
+        for chunk in all.chunks(512) {
+            codes.extend(to_host(best.encode(step.rows(chunk)))?);
+        }
+        Ok((codes, best_val))
+    }
+}

@@ -1,0 +1,279 @@
+//! Where an SSL run's FTCP tensors come from (`SslSource`), the run's own description
+//! (`RUN/ssl.json`, `SslRunInfo`) and loading them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use xtal_core::data::{decode_npy, validation_mask};
+use xtal_core::featurize::{FtcpConfig, RowMinMax};
+use xtal_core::models::ftcp_ssl::{BlockKind, SslBlockConfig};
+use xtal_core::structure::CrystalSystem;
+use xtal_core::train::spec::TrainingSpec;
+use xtal_core::train::ssl::SslData;
+
+use crate::exit::BadInput;
+use crate::output::write_atomic;
+use crate::run_dir::{RunDir, RunPaths};
+
+/// Where the FTCP tensors come from (recorded in the run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SslSource {
+    /// A prepared dataset directory, or an `.npy` of FTCP tensors with `ids`.
+    pub data: PathBuf,
+    pub ids: Option<PathBuf>,
+    /// With an `.npy`: the validation fraction and the seed of the split.
+    pub val_fraction: f64,
+    pub split_seed: u64,
+}
+
+/// What a loader reads: ids, layout, raw tensors, their scaling, crystal systems, split and
+/// dataset records, one entry per tensor.
+type Columns = (
+    Vec<String>,
+    FtcpConfig,
+    Vec<f32>,
+    RowMinMax,
+    Vec<Option<CrystalSystem>>,
+    Vec<bool>,
+    Vec<Option<Value>>,
+);
+
+/// The loaded rows plus each row's dataset record (properties, source) when there is one.
+pub struct LoadedData {
+    pub data: SslData,
+    pub records: Vec<Option<Value>>,
+}
+
+impl SslSource {
+    /// Reads the tensors; `normalizer` (a trained run's) replaces the data's own scaling.
+    pub fn load(&self, normalizer: Option<&RowMinMax>) -> anyhow::Result<LoadedData> {
+        let (ids, layout, raw, own, systems, is_val, records) = if self.data.is_dir() {
+            self.load_prepared()?
+        } else {
+            self.load_npy()?
+        };
+        let normalizer = normalizer.cloned().unwrap_or(own);
+        let data = SslData::new(ids, layout, raw, normalizer, systems, is_val)
+            .map_err(|e| BadInput(format!("{}: {e}", self.data.display())))?;
+        if data.indices(false).len() < 2 || data.indices(true).is_empty() {
+            return Err(BadInput(format!(
+                "{}: {} training and {} validation tensors; need at least 2 and 1",
+                self.data.display(),
+                data.indices(false).len(),
+                data.indices(true).len()
+            ))
+            .into());
+        }
+        Ok(LoadedData { data, records })
+    }
+
+    fn load_prepared(&self) -> anyhow::Result<Columns> {
+        let dir = &self.data;
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read(&p).map_err(|e| BadInput(format!("{}: cannot read ({e})", p.display())))
+        };
+        let summary: Value = serde_json::from_slice(&read("summary.json")?)
+            .map_err(|e| BadInput(format!("{}: {e}", dir.join("summary.json").display())))?;
+        let layout: FtcpConfig = serde_json::from_value(summary["config"]["ftcp"].clone())
+            .map_err(|e| {
+                BadInput(format!(
+                    "{}: config.ftcp: {e}",
+                    dir.join("summary.json").display()
+                ))
+            })?;
+        let normalizer: RowMinMax = serde_json::from_slice(&read("ftcp_normalizer.json")?)
+            .map_err(|e| {
+                BadInput(format!(
+                    "{}: {e}",
+                    dir.join("ftcp_normalizer.json").display()
+                ))
+            })?;
+        let npy_path = dir.join("ftcp.npy");
+        let npy = decode_npy(&read("ftcp.npy")?)
+            .map_err(|e| BadInput(format!("{}: {e}", npy_path.display())))?;
+        let per = layout.rows() * layout.cols();
+        if npy.shape
+            != [
+                npy.shape.first().copied().unwrap_or(0),
+                layout.rows(),
+                layout.cols(),
+            ]
+        {
+            return Err(BadInput(format!(
+                "{}: shape {:?}, expected (N, {}, {}) for the dataset's FTCP layout",
+                npy_path.display(),
+                npy.shape,
+                layout.rows(),
+                layout.cols()
+            ))
+            .into());
+        }
+        let count = npy.shape[0];
+        let jsonl = dir.join("dataset.jsonl");
+        let text = String::from_utf8(read("dataset.jsonl")?)
+            .map_err(|e| BadInput(format!("{}: {e}", jsonl.display())))?;
+        let (mut ids, mut raw, mut systems, mut is_val, mut records) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for (line, l) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let at = |m: String| BadInput(format!("{}:{}: {m}", jsonl.display(), line + 1));
+            let r: Value = serde_json::from_str(l).map_err(|e| at(e.to_string()))?;
+            let Some(k) = r.get("ftcp_index").and_then(Value::as_u64) else {
+                continue;
+            };
+            let k = k as usize;
+            if k >= count {
+                return Err(at(format!(
+                    "ftcp_index {k} is past the {count} tensors of ftcp.npy"
+                ))
+                .into());
+            }
+            let group = r.get("group").and_then(Value::as_str);
+            let system = group.and_then(|g| CrystalSystem::ALL.into_iter().find(|c| c.name() == g));
+            if group.is_some() && system.is_none() {
+                return Err(at(format!("group {group:?} is not a crystal system")).into());
+            }
+            ids.push(
+                r.get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            raw.extend_from_slice(&npy.data[k * per..(k + 1) * per]);
+            systems.push(system);
+            is_val.push(r.get("split").and_then(Value::as_str) == Some("val"));
+            records.push(Some(r));
+        }
+        Ok((ids, layout, raw, normalizer, systems, is_val, records))
+    }
+
+    fn load_npy(&self) -> anyhow::Result<Columns> {
+        let path = &self.data;
+        let Some(ids_path) = &self.ids else {
+            return Err(BadInput(format!(
+                "{}: an .npy of FTCP tensors needs --ids (one id per line, in row order)",
+                path.display()
+            ))
+            .into());
+        };
+        let bytes = std::fs::read(path)
+            .map_err(|e| BadInput(format!("{}: cannot read ({e})", path.display())))?;
+        let npy = decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+        let layout = FtcpConfig::default();
+        if npy.shape.len() != 3 || npy.shape[1] != layout.rows() || npy.shape[2] != layout.cols() {
+            return Err(BadInput(format!(
+                "{}: shape {:?}, expected (N, {}, {})",
+                path.display(),
+                npy.shape,
+                layout.rows(),
+                layout.cols()
+            ))
+            .into());
+        }
+        let ids: Vec<String> = std::fs::read_to_string(ids_path)
+            .map_err(|e| BadInput(format!("{}: cannot read ({e})", ids_path.display())))?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if ids.len() != npy.shape[0] {
+            return Err(BadInput(format!(
+                "{}: {} ids for the {} tensors of {}",
+                ids_path.display(),
+                ids.len(),
+                npy.shape[0],
+                path.display()
+            ))
+            .into());
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return Err(BadInput("--val-fraction must be in [0, 1)".into()).into());
+        }
+        let is_val = validation_mask(ids.len(), self.val_fraction, self.split_seed);
+        let per = layout.rows() * layout.cols();
+        let normalizer = RowMinMax::fit(
+            layout.rows(),
+            layout.cols(),
+            (0..ids.len())
+                .filter(|&i| !is_val[i])
+                .map(|i| &npy.data[i * per..(i + 1) * per]),
+        )
+        .ok_or_else(|| BadInput(format!("{}: no training rows", path.display())))?;
+        let n = ids.len();
+        Ok((
+            ids,
+            layout,
+            npy.data,
+            normalizer,
+            vec![None; n],
+            is_val,
+            vec![None; n],
+        ))
+    }
+}
+
+impl RunPaths for SslRunInfo {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths = vec![&mut self.source.data];
+        paths.extend(self.source.ids.as_mut());
+        paths
+    }
+}
+
+/// `RUN/ssl.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SslRunInfo {
+    pub family: String,
+    pub source: SslSource,
+    pub layout: FtcpConfig,
+    /// The scaling every later input goes through (fitted on this run's training rows).
+    pub normalizer: RowMinMax,
+    pub blocks: Vec<SslBlockConfig>,
+    pub weights: BTreeMap<String, f64>,
+    pub training: TrainingSpec,
+    /// `--limit`: the seeded sample of training rows every block of the run trains on.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+impl SslRunInfo {
+    pub fn load(run: &Path) -> anyhow::Result<Self> {
+        let p = run.join("ssl.json");
+        let info: Self = RunDir::new(run).read_info("ssl.json", None, "not an SSL run")?;
+        for b in &info.blocks {
+            b.check()
+                .map_err(|e| BadInput(format!("{}: {e}", p.display())))?;
+        }
+        Ok(info)
+    }
+
+    pub fn block_dir(run: &Path, kind: BlockKind) -> RunDir {
+        RunDir::new(&run.join(format!("block{}_{}", kind.number(), kind.name())))
+    }
+
+    pub fn config(&self, kind: BlockKind) -> SslBlockConfig {
+        self.blocks
+            .iter()
+            .find(|b| b.kind == kind)
+            .cloned()
+            .unwrap_or_else(|| SslBlockConfig::new(kind))
+    }
+}
+
+/// Writes feature ids, one a line (beside a features `.npy`).
+pub fn write_ids(path: &Path, ids: &[&str]) -> anyhow::Result<()> {
+    let mut text = ids.join("\n");
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// The ids file of the features file `npy`.
+pub fn ids_path(npy: &Path) -> PathBuf {
+    npy.with_extension("ids.txt")
+}

@@ -1,0 +1,421 @@
+//! `xtal ssl train`: each block through the shared training loop, in its own run directory.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::backend::AutodiffBackend;
+use clap::Args as ClapArgs;
+use serde::Serialize;
+use xtal_core::device::{OnDevice, run_on};
+use xtal_core::models::ftcp_ssl::{BlockKind, SslBlock, SslBlockConfig};
+use xtal_core::train::spec::TrainingSpec;
+use xtal_core::train::ssl::{SslData, SslStep, TaskLosses, task_weights};
+use xtal_core::train::{EpochEnd, FitSettings, ModelOptimizer, TrainStep, fit, model_from_bytes};
+
+use super::data::{SslRunInfo, SslSource};
+use crate::exit::BadInput;
+use crate::plots::{self, Curves};
+use crate::run_dir::{Bar, Progress, RunDir};
+
+#[derive(ClapArgs)]
+pub struct TrainArgs {
+    /// A dataset directory from `xtal prepare`, or an `.npy` of FTCP tensors (N, 400, 63) as
+    /// the original system stored them (then --ids is required). Not with --resume.
+    #[arg(long, short)]
+    data: Option<PathBuf>,
+    /// With an `.npy`: a text file of N ids, one per line, row i naming tensor i.
+    #[arg(long)]
+    ids: Option<PathBuf>,
+    /// With an `.npy`: the fraction of rows held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    #[arg(long, default_value_t = 42)]
+    split_seed: u64,
+    /// SSL run directory.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Block number (1–6) or `all`.
+    #[arg(long, default_value = "all")]
+    block: String,
+    #[arg(long)]
+    force: bool,
+    /// Continue a run from each block's last checkpoint, up to --epochs.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate (AdamW, warm-up then cosine); 1e-3 made Block 5 diverge.
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 1e-5)]
+    weight_decay: f64,
+    /// Epochs without a better validation loss before a block stops.
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
+    #[arg(long, default_value_t = 64)]
+    width: usize,
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Train on a seeded sample of at most this many training rows (a quick look; validation
+    /// is kept whole).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// A pretext task's loss weight, `task=weight` (repeatable), e.g. crystal_system=1.
+    #[arg(long = "task-weight")]
+    task_weights: Vec<String>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn parse_blocks(text: &str) -> anyhow::Result<Vec<BlockKind>> {
+    if text == "all" {
+        return Ok(BlockKind::ALL.to_vec());
+    }
+    text.split(',')
+        .map(|t| {
+            t.trim()
+                .parse::<usize>()
+                .ok()
+                .and_then(BlockKind::from_number)
+                .ok_or_else(|| {
+                    BadInput(format!(
+                        "--block {text}: expected 1–6, a list like 2,5, or all"
+                    ))
+                    .into()
+                })
+        })
+        .collect()
+}
+
+fn parse_weights(items: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
+    let known: Vec<&str> = BlockKind::ALL
+        .iter()
+        .flat_map(|k| k.tasks().iter().map(|(n, _)| *n))
+        .collect();
+    let mut out = BTreeMap::new();
+    for item in items {
+        let parsed = item
+            .split_once('=')
+            .and_then(|(n, w)| Some((n.trim(), w.trim().parse::<f64>().ok()?)));
+        match parsed {
+            Some((n, w)) if known.contains(&n) && w.is_finite() && w >= 0.0 => {
+                out.insert(n.to_string(), w);
+            }
+            _ => {
+                return Err(BadInput(format!(
+                    "--task-weight {item}: expected task=weight (≥ 0) with a task of {}",
+                    known.join(", ")
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let blocks = parse_blocks(&args.block)?;
+    if args.epochs == 0 || args.batch_size < 2 || !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(BadInput(
+            "--epochs must be positive, --batch-size at least 2 and --lr positive".into(),
+        )
+        .into());
+    }
+    let device = crate::commands::one_device(&args.device)?;
+    let info = if args.resume {
+        if args.data.is_some() {
+            return Err(
+                BadInput("--resume continues on the run's own data; drop --data".into()).into(),
+            );
+        }
+        let mut info = SslRunInfo::load(&args.out)?;
+        // A resumed block must see the rows and losses it started with.
+        if args.limit.is_some() && args.limit != info.limit {
+            return Err(BadInput(format!(
+                "--limit: the run trains on {}; a resume keeps it (drop --limit)",
+                info.limit
+                    .map_or("every training row".into(), |l| format!("--limit {l}"))
+            ))
+            .into());
+        }
+        if !args.task_weights.is_empty() {
+            return Err(BadInput(
+                "--task-weight: a resume keeps the run's weights (edit `weights` in its ssl.json)"
+                    .into(),
+            )
+            .into());
+        }
+        info.training.epochs = args.epochs;
+        RunDir::new(&args.out).write_info("ssl.json", &info)?;
+        info
+    } else {
+        let weights = parse_weights(&args.task_weights)?;
+        let Some(data) = args.data.clone() else {
+            return Err(
+                BadInput("--data is required (or --resume to continue a run)".into()).into(),
+            );
+        };
+        let source = SslSource {
+            data,
+            ids: args.ids.clone(),
+            val_fraction: args.val_fraction,
+            split_seed: args.split_seed,
+        };
+        let loaded = source.load(None)?;
+        let configs: Vec<SslBlockConfig> = BlockKind::ALL
+            .iter()
+            .map(|&k| {
+                SslBlockConfig::new(k)
+                    .with_width(args.width)
+                    .with_layers(args.layers)
+                    .with_element_columns(loaded.data.layout.element_columns())
+            })
+            .collect();
+        for c in &configs {
+            c.check()
+                .map_err(|e| BadInput(format!("--width/--layers: {e}")))?;
+        }
+        let training = TrainingSpec {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: args.lr,
+            weight_decay: args.weight_decay,
+            early_stopping: true,
+            early_stopping_patience: args.patience,
+            early_stopping_metric: "val_loss".into(),
+            seed: args.seed,
+            ..TrainingSpec::default()
+        };
+        RunDir::new(&args.out).create(args.force, " or --resume to continue it")?;
+        let info = SslRunInfo {
+            family: "ssl".into(),
+            source,
+            layout: loaded.data.layout,
+            normalizer: loaded.data.normalizer.clone(),
+            blocks: configs,
+            weights,
+            training,
+            limit: args.limit,
+        };
+        RunDir::new(&args.out).write_info("ssl.json", &info)?;
+        info
+    };
+    let loaded = info.source.load(Some(&info.normalizer))?;
+    let data = loaded.data;
+    eprintln!(
+        "data: {} FTCP tensors ({} train, {} validation), {} with a crystal system",
+        data.len(),
+        data.indices(false).len(),
+        data.indices(true).len(),
+        data.crystal_systems.iter().filter(|c| c.is_some()).count()
+    );
+    for kind in blocks {
+        let dir = SslRunInfo::block_dir(&args.out, kind);
+        let resume = args.resume && dir.checkpoint_path("last").is_file();
+        if !resume {
+            dir.create(true, "")?;
+        }
+        let weights = task_weights(
+            kind,
+            &info
+                .weights
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect::<Vec<_>>(),
+        );
+        eprintln!(
+            "block {} ({}): tasks {}",
+            kind.number(),
+            kind.name(),
+            weights
+                .iter()
+                .map(|(n, w)| format!("{n} ×{w}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let outcome = run_on(
+            &device,
+            TrainBlock {
+                config: info.config(kind),
+                training: &info.training,
+                data: &data,
+                weights: &weights,
+                dir: &dir,
+                resume,
+                limit: info.limit,
+            },
+        )??;
+        dir.write_json("summary.json", &outcome)?;
+        let mut series = vec![
+            ("train".to_string(), dir.epoch_curve("train_loss")),
+            ("validation".to_string(), dir.epoch_curve("val_loss")),
+        ];
+        for (task, _) in &weights {
+            series.push((
+                format!("val {task}"),
+                dir.epoch_curve(&format!("val_{task}")),
+            ));
+        }
+        plots::save(
+            &Curves {
+                title: format!("Block {} ({}): pretext losses", kind.number(), kind.name()),
+                x_label: "epoch".into(),
+                y_label: "loss".into(),
+                series,
+                references: vec![],
+            },
+            &dir.plots(),
+            "losses",
+        )?;
+        eprintln!(
+            "block {}: best validation loss {:.4} at epoch {} ({:.0} samples/s) → {}",
+            kind.number(),
+            outcome.best_val_loss,
+            outcome.best_epoch,
+            outcome.samples_per_second,
+            dir.path.display()
+        );
+    }
+    Ok(())
+}
+
+struct TrainBlock<'a> {
+    config: SslBlockConfig,
+    training: &'a TrainingSpec,
+    data: &'a SslData,
+    weights: &'a [(String, f64)],
+    dir: &'a RunDir,
+    resume: bool,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct BlockOutcome {
+    block: usize,
+    name: &'static str,
+    parameters: usize,
+    /// Rows trained on, and the `--limit` that sampled them (none: every training row).
+    train_rows: usize,
+    limit: Option<usize>,
+    best_epoch: usize,
+    best_val_loss: f64,
+    /// The best epoch's validation loss per task (unweighted).
+    best_val_tasks: Vec<(String, f64)>,
+    epochs_run: usize,
+    seconds: f64,
+    samples_per_second: f64,
+}
+
+impl OnDevice for TrainBlock<'_> {
+    type Output = anyhow::Result<BlockOutcome>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let t = self.training;
+        let kind = self.config.kind;
+        let mut train_idx = self.data.indices(false);
+        if let Some(limit) = self.limit {
+            // A seeded sample, not the first rows: datasets are often grouped by source.
+            xtal_core::data::seeded_shuffle(&mut train_idx, t.seed);
+            train_idx.truncate(limit.max(2));
+            train_idx.sort_unstable();
+        }
+        let val_idx = self.data.indices(true);
+        B::seed(&device, t.seed);
+        let model: SslBlock<B> = self.config.init(&device);
+        let parameters = model.num_params();
+        let settings = t.optimizer_settings(t.learning_rate, train_idx.len());
+        let optimizer = |m: SslBlock<B>| (m, ModelOptimizer::<B, SslBlock<B>>::new(settings, []));
+        let (model, mut optimizer, state) = if self.resume {
+            let resumed = self.dir.resume(model, &device, optimizer)?;
+            eprintln!(
+                "resuming block {} after epoch {}",
+                kind.number(),
+                resumed.2.epoch
+            );
+            resumed
+        } else {
+            let (model, optimizer) = optimizer(model);
+            (model, optimizer, t.fresh_state())
+        };
+        let step = SslStep::<B> {
+            kind,
+            data: self.data,
+            weights: self.weights,
+            val: &val_idx,
+            batch_size: t.batch_size,
+            seed: t.seed,
+            device: device.clone(),
+        };
+        let summary = |end: &EpochEnd| {
+            let l = |k: &str| end.line[k].as_f64().unwrap_or(f64::NAN);
+            let tasks: Vec<String> = self
+                .weights
+                .iter()
+                .map(|(n, _)| format!("{n} {:.4}", l(&format!("val_{n}"))))
+                .collect();
+            format!(
+                "block {} epoch {}/{}: validation {:.4} ({})",
+                kind.number(),
+                end.epoch,
+                end.epochs,
+                l("val_loss"),
+                tasks.join(", ")
+            )
+        };
+        let mut progress = Progress::new(
+            &format!("block {}", kind.number()),
+            Bar::Batches,
+            t,
+            summary,
+        );
+        let (started, mut store) = (Instant::now(), self.dir);
+        let fitted = fit::<_, _, _, _, anyhow::Error>(
+            &step,
+            model,
+            &mut optimizer,
+            FitSettings {
+                training: t,
+                train: &train_idx,
+                state,
+                stop_after: None,
+            },
+            &mut store,
+            &mut progress,
+            &device,
+        )?;
+        let seconds = started.elapsed().as_secs_f64();
+        let (best_epoch, best_val) = match fitted.best {
+            Some((epoch, metrics)) => (epoch, TaskLosses::from_metrics(&metrics)),
+            // No epoch of this invocation improved (a resumed run): the best checkpoint's.
+            None => {
+                let c = self.dir.load_checkpoint("best")?;
+                let m: SslBlock<B::InnerBackend> =
+                    model_from_bytes(self.config.init(&device), c.model, &device)?;
+                let metrics = TrainStep::<B>::validate(&step, &m)?;
+                (c.state.epoch, TaskLosses::from_metrics(&metrics))
+            }
+        };
+        let state = fitted.state;
+        let seen = fitted.items_seen;
+        Ok(BlockOutcome {
+            block: kind.number(),
+            name: kind.name(),
+            parameters,
+            train_rows: train_idx.len(),
+            limit: self.limit,
+            best_epoch,
+            best_val_loss: best_val.total,
+            best_val_tasks: best_val.tasks,
+            epochs_run: state.epoch,
+            seconds,
+            samples_per_second: seen as f64 / seconds.max(1e-9),
+        })
+    }
+}

@@ -1,0 +1,668 @@
+//! `xtal train clip`, `xtal eval clip` and `xtal visualize` end to end on a small dataset in
+//! the original system's layout (dataset.jsonl + graph_emb/*.npy), texts from data/sample.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{TINY_CLIP, epoch_lines, scratch, stderr, xtal};
+use serde_json::Value;
+
+fn write_npy(path: &Path, data: &[f32]) {
+    use npyz::WriterBuilder;
+    let mut out = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[data.len() as u64])
+        .writer(&mut out)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+/// 40 records with real descriptions: 38 with a 16-D embedding found by one of the three
+/// lookup rules, 2 without; plus a line without text. All but records 10 and 11 carry a
+/// 3×3 tensor that depends on the embedding.
+fn dataset(dir: &Path) {
+    let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv");
+    let mut reader = csv::Reader::from_path(csv).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (id_c, text_c, formula_c) = (col("id"), col("description"), col("formula"));
+    std::fs::create_dir_all(dir.join("graph_emb")).unwrap();
+    std::fs::create_dir_all(dir.join("custom")).unwrap();
+    let mut lines = Vec::new();
+    let mut state = 1u64;
+    for (i, row) in reader.records().take(40).enumerate() {
+        let row = row.unwrap();
+        let (id, formula) = (row[id_c].to_string(), row[formula_c].to_string());
+        let emb: Vec<f32> = (0..16)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect();
+        let mut rec = serde_json::json!({"id": id, "text": &row[text_c], "formula": formula});
+        if i != 10 && i != 11 {
+            let t: Vec<f32> = (0..9)
+                .map(|k| 100.0 + 40.0 * emb[k] - 10.0 * emb[k + 7])
+                .collect();
+            rec["tensor"] = t.into();
+        }
+        match i % 4 {
+            0 => {
+                write_npy(&dir.join(format!("custom/{i}.npy")), &emb);
+                rec["graph_emb"] = format!("custom/{i}.npy").into();
+            }
+            1 => write_npy(&dir.join(format!("graph_emb/{id}.npy")), &emb),
+            _ if i == 6 || i == 7 => {} // no embedding anywhere
+            _ => write_npy(&dir.join(format!("graph_emb/{formula}_{id}.npy")), &emb),
+        }
+        lines.push(rec.to_string());
+    }
+    lines.insert(3, r#"{"id": "no-text", "formula": "X"}"#.into());
+    std::fs::write(dir.join("dataset.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "clip",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(TINY_CLIP);
+    args.extend_from_slice(extra);
+    xtal(&args)
+}
+
+#[test]
+fn trains_reports_missing_embeddings_plots_and_resumes_exactly() {
+    let dir = scratch("clip-full");
+    dataset(&dir.join("data"));
+    let data = dir.join("data");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+
+    let out = train(&data, &a, &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Recall@10") && stdout.contains("chance"),
+        "{stdout}"
+    );
+    assert!(
+        stderr(&out).contains("2 records without a structure"),
+        "{}",
+        stderr(&out)
+    );
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("data_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["pairs"], 38);
+    assert_eq!(report["missing_structure"], 2);
+    assert_eq!(report["skipped_lines"], 1);
+    assert_eq!(report["skipped"][0]["line"], 4);
+    assert_eq!(report["missing"][0]["tried"].as_array().unwrap().len(), 2);
+
+    // Interrupted after epoch 1, resumed: the same numbers as the uninterrupted run.
+    let out = train(&data, &b, &["--no-plots", "--stop-after", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        epoch_lines(&b)
+            .iter()
+            .filter(|l| l["kind"] == "epoch")
+            .count(),
+        1
+    );
+    let out = xtal(&[
+        "train",
+        "clip",
+        "--out",
+        b.to_str().unwrap(),
+        "--resume",
+        "--no-plots",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(epoch_lines(&a), epoch_lines(&b));
+
+    // eval reproduces the summary of the best checkpoint.
+    let out = xtal(&["eval", "clip", "--run", a.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let eval: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    for dir in ["structure_to_text", "text_to_structure"] {
+        assert_eq!(
+            eval["evaluation"]["retrieval"][dir],
+            summary["validation"]["retrieval"][dir]
+        );
+    }
+    assert_eq!(eval["evaluation"]["retrieval"]["n"], 10);
+
+    let out = xtal(&["visualize", "--run", a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for name in [
+        "loss",
+        "retrieval",
+        "tsne_pairs",
+        "similarity_heatmap",
+        "cosine_histogram",
+    ] {
+        let png = std::fs::read(a.join(format!("plots/{name}.png"))).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{name}.png");
+        let svg = std::fs::read_to_string(a.join(format!("plots/{name}.svg"))).unwrap();
+        assert!(svg.contains("<svg"), "{name}.svg");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configuration_and_data_are_named() {
+    let dir = scratch("clip-bad");
+    dataset(&dir.join("data"));
+    let data = dir.join("data");
+
+    let config = dir.join("c.json");
+    std::fs::write(&config, r#"{"model": {"max_seq_len": 512}}"#).unwrap();
+    let out = xtal(&[
+        "train",
+        "clip",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("max_seq_len") && stderr(&out).contains("c.json"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.join("r").exists(),
+        "nothing written for a rejected configuration"
+    );
+
+    // A mistyped choice names the key and the choices; it never trains without the encoder
+    // it meant.
+    let out = train(
+        &data,
+        &dir.join("r"),
+        &["--set", "model.graph_backbone=painnn"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("model.graph_backbone") && stderr(&out).contains("painn"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("r").exists());
+
+    // A key xtal cannot honour trains with a warning naming it.
+    let out = train(
+        &data,
+        &dir.join("w"),
+        &["--no-plots", "--set", "training.use_wandb=true"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: ")
+            && stderr(&out).contains("training.use_wandb is ignored: Weights & Biases"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A 15-D embedding among 16-D ones.
+    let first = std::fs::read_dir(data.join("graph_emb"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    write_npy(&first, &[0.0; 15]);
+    let out = train(&data, &dir.join("r"), &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("15-D"), "{}", stderr(&out));
+    std::fs::write(&first, b"not npy").unwrap();
+    let out = train(&data, &dir.join("r"), &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&first.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn corrupt_checkpoints_and_existing_runs_are_refused() {
+    let dir = scratch("clip-ckpt");
+    dataset(&dir.join("data"));
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    let out = train(&data, &run, &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = train(&data, &run, &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+
+    let ckpt = run.join("checkpoints/best.ckpt");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
+    let out = xtal(&["eval", "clip", "--run", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("best.ckpt"), "{}", stderr(&out));
+
+    // The run's data changed width since: resuming is refused, not a panic.
+    for e in std::fs::read_dir(data.join("graph_emb")).unwrap() {
+        write_npy(&e.unwrap().path(), &[0.5; 15]);
+    }
+    for e in std::fs::read_dir(data.join("custom")).unwrap() {
+        write_npy(&e.unwrap().path(), &[0.5; 15]);
+    }
+    let out = xtal(&[
+        "train",
+        "clip",
+        "--out",
+        run.to_str().unwrap(),
+        "--resume",
+        "--no-plots",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("trained on 16-D"), "{}", stderr(&out));
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tensor_heads_train_on_frozen_embeddings_evaluate_and_name_bad_input() {
+    let dir = scratch("clip-tensor");
+    dataset(&dir.join("data"));
+    let clip = dir.join("clip");
+    let out = train(&dir.join("data"), &clip, &["--no-plots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let head = dir.join("head");
+    let tensor = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "tensor",
+            "--clip-run",
+            clip.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "20",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.01",
+            "--set",
+            "tensor_regression.head_hidden_dims=[32]",
+        ];
+        args.extend_from_slice(extra);
+        xtal(&args)
+    };
+    let out = tensor(&head, &["--mode", "voigt2d"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in ["C11", "C22", "C12", "C66", "C16", "C26", "R²"] {
+        assert!(stdout.contains(name), "{name}: {stdout}");
+    }
+    assert!(stderr(&out).contains("2 without"), "{}", stderr(&out));
+    let read = |p: PathBuf| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let report = read(head.join("data_report.json"));
+    assert_eq!(report["rows_with_tensor"], 36);
+    assert_eq!(report["without_tensor"]["count"], 2);
+    let summary = read(head.join("summary.json"));
+    assert_eq!(
+        summary["validation"]["metrics"]["components"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(summary["epochs_completed"], 20);
+    let predictions = std::fs::read_to_string(head.join("predictions.csv")).unwrap();
+    let mut lines = predictions.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("id,split,true_C11,true_C22,true_C12,true_C66")
+    );
+    assert_eq!(lines.count(), 36);
+    for name in ["parity", "loss", "r2"] {
+        let png = std::fs::read(head.join(format!("plots/{name}.png"))).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{name}.png");
+        assert!(
+            std::fs::read_to_string(head.join(format!("plots/{name}.svg")))
+                .unwrap()
+                .contains("<svg")
+        );
+    }
+
+    // eval recomputes the embeddings and reproduces the summary.
+    let out = xtal(&["eval", "tensor", "--run", head.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let eval: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // (JSON parsing may differ in the last bit: compare numbers closely, not exactly.)
+    let (e, s) = (
+        &eval["evaluation"]["metrics"],
+        &summary["validation"]["metrics"],
+    );
+    assert_eq!(e["n"], s["n"]);
+    for (a, b) in e["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(s["components"].as_array().unwrap())
+    {
+        assert_eq!(a["name"], b["name"]);
+        for k in ["mae", "r2"] {
+            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{k}: {x} vs {y}");
+        }
+    }
+
+    // A head stopped after epoch 8 and resumed trains as the uninterrupted one did.
+    let resumed = dir.join("resumed");
+    let out = tensor(&resumed, &["--mode", "voigt2d", "--stop-after", "8"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = xtal(&[
+        "train",
+        "tensor",
+        "--out",
+        resumed.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("resuming after epoch 8"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(epoch_lines(&resumed), epoch_lines(&head));
+
+    // Text embeddings feed a head the same way.
+    let out = tensor(
+        &dir.join("text"),
+        &["--modality", "text", "--set", "training.epochs=2"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(read(dir.join("text/run.json"))["modality"], "text");
+
+    // Bad input: exit 2 with the cause named, nothing written.
+    let bad = dir.join("bad");
+    for (extra, named) in [
+        (
+            vec!["--set", "tensor_regression.task=elastic_2d_symmetry"],
+            "elastic_2d_symmetry",
+        ),
+        (
+            vec!["--set", "tensor_regression.freeze_clip=false"],
+            "freeze_clip",
+        ),
+        (vec!["--set", "tensor_regression.loss_fn=l2"], "`l2`"),
+    ] {
+        let out = tensor(&bad, &extra);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        assert!(stderr(&out).contains(named), "{}", stderr(&out));
+        assert!(!bad.exists());
+    }
+    let out = xtal(&[
+        "train",
+        "tensor",
+        "--clip-run",
+        head.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("a tensor run, not a clip run"),
+        "{}",
+        stderr(&out)
+    );
+    let plain = dir.join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let text = std::fs::read_to_string(dir.join("data/dataset.jsonl")).unwrap();
+    let stripped: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("tensor");
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(plain.join("dataset.jsonl"), stripped.join("\n")).unwrap();
+    let emb = dir.join("data/graph_emb");
+    let out = tensor(
+        &bad,
+        &[
+            "--data",
+            plain.to_str().unwrap(),
+            "--graph-emb-dir",
+            emb.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no record has a `tensor`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = tensor(&head, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn hf_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/hf")
+        .join(name)
+}
+
+/// Values per tensor of a fixture's model.safetensors, by its HF names.
+fn hf_tensor_sizes(dir: &Path) -> Vec<(String, usize)> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let shape = v["shape"].as_array().unwrap();
+            (
+                k.clone(),
+                shape.iter().map(|d| d.as_u64().unwrap() as usize).product(),
+            )
+        })
+        .collect()
+}
+
+/// CLIP with a pretrained HF text side (the tiny BERT fixture): trains its top layer, pooler
+/// and projections only, evaluates, and is refused by `bundle pack` with a reason.
+#[test]
+fn clip_trains_with_a_huggingface_text_encoder() {
+    let dir = scratch("clip-hf");
+    dataset(&dir.join("data"));
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    let bert = hf_fixture("bert");
+    let model = format!("model.text_model_name={}", bert.display());
+    let out = train(
+        &data,
+        &run,
+        &[
+            "--no-plots",
+            "--set",
+            "model.text_backend=huggingface",
+            "--set",
+            &model,
+            "--set",
+            "model.text_pooling=first",
+            "--set",
+            "model.train_top_n_layers=1",
+            "--set",
+            "model.train_text_layernorm_only=false",
+            "--set",
+            "training.learning_rate=0.01",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Top BERT layer + pooler (by the checkpoint's own names), text projection 32→16,
+    // structure projection 16→16, temperature.
+    let top: usize = hf_tensor_sizes(&bert)
+        .iter()
+        .filter(|(n, _)| n.starts_with("encoder.layer.1.") || n.starts_with("pooler."))
+        .map(|(_, s)| s)
+        .sum();
+    let expected = top + (32 * 16 + 16) + (16 * 16 + 16) + 1;
+    assert!(
+        stderr(&out).contains(&format!("trainable: {expected} of ")),
+        "expected {expected} trainable: {}",
+        stderr(&out)
+    );
+    let epochs: Vec<Value> = epoch_lines(&run)
+        .into_iter()
+        .filter(|l| l["kind"] == "epoch")
+        .collect();
+    let first = epochs[0]["train_loss"].as_f64().unwrap();
+    let last = epochs.last().unwrap()["train_loss"].as_f64().unwrap();
+    assert!(last < first, "train loss {first} → {last}");
+
+    let out = xtal(&["eval", "clip", "--run", run.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        run.to_str().unwrap(),
+        "-o",
+        dir.join("b.xtal").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("HuggingFace"), "{}", stderr(&out));
+    assert!(!dir.join("b.xtal").exists());
+
+    // A folder that is not there, and an unknown pooling, are named.
+    let out = train(
+        &data,
+        &dir.join("run2"),
+        &[
+            "--set",
+            "model.text_backend=huggingface",
+            "--set",
+            "model.text_model_name=/no/such/model",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/no/such/model"), "{}", stderr(&out));
+    let out = train(
+        &data,
+        &dir.join("run3"),
+        &[
+            "--set",
+            "model.text_backend=huggingface",
+            "--set",
+            &model,
+            "--set",
+            "model.text_pooling=median",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("text_pooling"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `xtal embed text --model DIR`: transformers' pooled vectors (fixture), as JSON and `.npy`.
+#[test]
+fn embed_text_with_a_model_folder_matches_transformers() {
+    let bert = hf_fixture("bert");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(bert.join("xtal_reference.json")).unwrap())
+            .unwrap();
+    let sentences: Vec<&str> = reference["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for (pooling, key) in [
+        ("mean", "pooled_mean"),
+        ("max", "pooled_max"),
+        ("last", "pooled_last"),
+    ] {
+        let mut args = vec![
+            "embed",
+            "text",
+            "--model",
+            bert.to_str().unwrap(),
+            "--pooling",
+            pooling,
+            "--json",
+        ];
+        args.extend(&sentences);
+        let out = xtal(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let got: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+        let want = reference[key].as_array().unwrap();
+        assert_eq!(got.len(), sentences.len());
+        for (g, w) in got.iter().zip(want) {
+            for (a, b) in g.iter().zip(w.as_array().unwrap()) {
+                assert!(
+                    (a - b.as_f64().unwrap()).abs() <= 1e-4,
+                    "{pooling}: {a} vs {b}"
+                );
+            }
+        }
+    }
+    let dir = scratch("clip-embed-model");
+    let npy = dir.join("e.npy");
+    let mut args = vec![
+        "embed",
+        "text",
+        "--model",
+        bert.to_str().unwrap(),
+        "--normalize",
+        "--out",
+        npy.to_str().unwrap(),
+    ];
+    args.extend(&sentences);
+    let out = xtal(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let bytes = std::fs::read(&npy).unwrap();
+    let array = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(array.shape(), &[4, 32]);
+    let values: Vec<f32> = array.into_vec().unwrap();
+    for row in values.chunks(32) {
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+    }
+    // A folder without weights: exit 2 naming the file.
+    let broken = dir.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(bert.join(f), broken.join(f)).unwrap();
+    }
+    let out = xtal(&["embed", "text", "--model", broken.to_str().unwrap(), "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("model.safetensors"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,415 @@
+//! Graph encoders end to end: `xtal train property` (held-out MAE next to the composition
+//! baseline), CLIP with `model.graph_backbone`, `xtal embed --run … cif` and `embed dataset`
+//! into the original `graph_emb/` layout that the precomputed-embedding path then trains on.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{TINY_CLIP, epoch_lines, scratch, stderr, xtal};
+
+fn sample_csv() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv")
+}
+
+/// The sample data prepared into `dir/data`.
+fn prepared(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    let o = xtal(&[
+        "prepare",
+        sample_csv().to_str().unwrap(),
+        "-o",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    data
+}
+
+/// The CIF of the first `source` row of the sample, written to `dir/ID.cif`.
+fn sample_cif(dir: &Path, source: &str) -> (String, PathBuf) {
+    let mut r = csv::Reader::from_path(sample_csv()).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let rec = r
+        .records()
+        .map(Result::unwrap)
+        .find(|rec| &rec[col("source")] == source)
+        .unwrap();
+    let path = dir.join(format!("{}.cif", &rec[col("id")]));
+    std::fs::write(&path, &rec[col("cif")]).unwrap();
+    (rec[col("id")].to_string(), path)
+}
+
+const TINY_GRAPH: &[&str] = &[
+    "--width",
+    "16",
+    "--layers",
+    "2",
+    "--embedding-dim",
+    "12",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+];
+
+fn vectors(json: &[u8]) -> Vec<Vec<f32>> {
+    serde_json::from_slice(json).unwrap()
+}
+
+#[test]
+fn property_regression_reports_mae_and_embeds_structures() {
+    let dir = scratch("graph-property");
+    let data = prepared(&dir);
+    let run = dir.join("run");
+    let mut args = vec![
+        "train",
+        "property",
+        "--data",
+        data.to_str().unwrap(),
+        "--target",
+        "band_gap",
+        "--source",
+        "mp40",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    args.extend(TINY_GRAPH);
+    let o = xtal(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("composition baseline"), "{out}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    for key in ["validation_mae", "composition_baseline_mae"] {
+        let mae = summary[key].as_f64().unwrap();
+        assert!(mae.is_finite() && mae > 0.0, "{key} = {mae}");
+    }
+    // The sample's mp40 rows (619) split by `xtal prepare`'s 10 %.
+    let (train, val) = (
+        summary["train"].as_u64().unwrap(),
+        summary["validation"].as_u64().unwrap(),
+    );
+    assert_eq!(train + val, 619);
+    for f in ["parity.png", "parity.svg", "mae.png"] {
+        assert!(run.join("plots").join(f).is_file(), "{f}");
+    }
+    // Through the shared loop: `best` is the lowest validation MAE, and a run stopped after
+    // epoch 1 and resumed gives the uninterrupted run's numbers.
+    let lines = epoch_lines(&run);
+    let best_mae = lines
+        .iter()
+        .filter(|l| l["kind"] == "epoch")
+        .filter_map(|l| l["val_mae"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert!((summary["validation_mae"].as_f64().unwrap() - best_mae).abs() < 1e-9);
+    let resumed = dir.join("resumed");
+    let mut args = vec![
+        "train",
+        "property",
+        "--data",
+        data.to_str().unwrap(),
+        "--target",
+        "band_gap",
+        "--source",
+        "mp40",
+        "--out",
+        resumed.to_str().unwrap(),
+        "--stop-after",
+        "1",
+    ];
+    args.extend(TINY_GRAPH);
+    let o = xtal(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = xtal(&[
+        "train",
+        "property",
+        "--out",
+        resumed.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resuming after epoch 1"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(epoch_lines(&resumed), lines);
+
+    // A CIF file and the same structure from the dataset embed alike.
+    let (id, cif) = sample_cif(&dir, "mp40");
+    let o = xtal(&[
+        "embed",
+        "--run",
+        run.to_str().unwrap(),
+        "--json",
+        "cif",
+        cif.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_cif = vectors(&o.stdout).remove(0);
+    assert_eq!(from_cif.len(), 12);
+    let emb = dir.join("emb");
+    let o = xtal(&[
+        "embed",
+        "--run",
+        run.to_str().unwrap(),
+        "dataset",
+        data.to_str().unwrap(),
+        "-o",
+        emb.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let npy = std::fs::read(emb.join("graph_emb").join(format!("{id}.npy"))).unwrap();
+    let arr = npyz::NpyFile::new(&npy[..]).unwrap();
+    assert_eq!(arr.shape(), &[12]);
+    let from_dataset: Vec<f32> = arr.into_vec().unwrap();
+    let d = from_cif
+        .iter()
+        .zip(&from_dataset)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(d <= 1e-5, "CIF and dataset embeddings differ by {d}");
+    let lines = std::fs::read_to_string(emb.join("dataset.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 833);
+
+    // The original layout trains CLIP on the precomputed 12-D vectors.
+    let clip = dir.join("clip");
+    let mut args = vec![
+        "train",
+        "clip",
+        "--data",
+        emb.to_str().unwrap(),
+        "--out",
+        clip.to_str().unwrap(),
+        "--no-plots",
+    ];
+    args.extend(TINY_CLIP);
+    let o = xtal(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("12-D structure"), "{}", stderr(&o));
+}
+
+#[test]
+fn clip_trains_a_graph_encoder_end_to_end() {
+    let dir = scratch("graph-clip");
+    let data = prepared(&dir);
+    let run = dir.join("run");
+    let mut args = vec![
+        "train",
+        "clip",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--no-plots",
+        "--set",
+        "model.graph_backbone=painn",
+        "--set",
+        "model.graph_width=16",
+        "--set",
+        "model.graph_layers=1",
+        "--set",
+        "model.graph_readout=attention",
+        "--set",
+        "model.graph_embedding_dim=24",
+    ];
+    args.extend(TINY_CLIP);
+    let o = xtal(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Every sample structure has a graph, while 73 have no FTCP tensor.
+    assert!(stderr(&o).contains("833 pairs"), "{}", stderr(&o));
+    let (id, cif) = sample_cif(&dir, "perov5");
+    let o = xtal(&[
+        "embed",
+        "--run",
+        run.to_str().unwrap(),
+        "--json",
+        "cif",
+        cif.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = vectors(&o.stdout).remove(0);
+    assert_eq!(v.len(), 16, "the joint space (clip_dim)");
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "unit vector, norm {norm}");
+    let o = xtal(&["eval", "clip", "--run", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_run = v;
+
+    // Packed, the bundle embeds the CIF itself as the run does.
+    let bundle = dir.join("b.xtal");
+    let o = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        run.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = bundle.to_str().unwrap();
+    let o = xtal(&["bundle", "verify", b]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = xtal(&["bundle", "inspect", b]);
+    let shown = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(shown.contains("PaiNN graph encoder"), "{shown}");
+    let o = xtal(&[
+        "embed",
+        "--bundle",
+        b,
+        "--json",
+        "cif",
+        cif.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_bundle = vectors(&o.stdout).remove(0);
+    let d = from_run
+        .iter()
+        .zip(&from_bundle)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(d <= 1e-5, "bundle vs run: {d:e}");
+
+    // f16 with an index: the packer measures what f16 changes on the graph side, and the
+    // CIF finds its own structure first.
+    let half = dir.join("half.xtal");
+    let o = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        run.to_str().unwrap(),
+        "--index",
+        data.to_str().unwrap(),
+        "--no-map",
+        "--f16",
+        "-o",
+        half.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = xtal(&["bundle", "inspect", "--json", half.to_str().unwrap()]);
+    let manifest: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(manifest["structure_input"]["kind"], "graph");
+    let check = manifest["f16_check"]["max_abs_diff_structure"]
+        .as_f64()
+        .unwrap();
+    assert!(check > 0.0 && check < 5e-3, "f16 structure |Δ| {check}");
+    let o = xtal(&[
+        "search",
+        "--bundle",
+        half.to_str().unwrap(),
+        "--against",
+        "structure",
+        "-k",
+        "3",
+        "--json",
+        "--cif",
+        cif.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let found: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let hits = found["results"].as_array().unwrap();
+    assert_eq!(hits[0]["id"].as_str(), Some(id.as_str()), "{hits:?}");
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.99, "{hits:?}");
+}
+
+#[test]
+fn bad_inputs_exit_2_with_a_reason() {
+    let dir = scratch("graph-errors");
+    let data = prepared(&dir);
+    let run = dir.join("run");
+    let train = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "property",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--force",
+        ];
+        a.extend(extra);
+        a.extend(TINY_GRAPH);
+        xtal(&a)
+    };
+    // band_gap of several sources is not pooled silently.
+    let o = train(&["--target", "band_gap"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("several sources") && stderr(&o).contains("mp40"),
+        "{}",
+        stderr(&o)
+    );
+    let o = train(&["--target", "colour", "--source", "mp40"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no record has a property `colour`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = train(&[
+        "--target",
+        "band_gap",
+        "--source",
+        "mp40",
+        "--backbone",
+        "schnet",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cgcnn, painn"), "{}", stderr(&o));
+
+    // A duplicated site is named, not turned into NaN embeddings.
+    let o = train(&["--target", "band_gap", "--source", "mp40"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dup = dir.join("dup.cif");
+    std::fs::write(
+        &dup,
+        "data_d\n_cell_length_a 4\n_cell_length_b 4\n_cell_length_c 4\n_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa 0 0 0\nCl 0.5 0.5 0.5\nCl 0.5 0.5 0.501\n",
+    )
+    .unwrap();
+    let o = xtal(&[
+        "embed",
+        "--run",
+        run.to_str().unwrap(),
+        "cif",
+        dup.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("dup.cif") && stderr(&o).contains("duplicated site"),
+        "{}",
+        stderr(&o)
+    );
+    let missing = dir.join("missing.cif");
+    let o = xtal(&[
+        "embed",
+        "--run",
+        run.to_str().unwrap(),
+        "cif",
+        missing.to_str().unwrap(),
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("missing.cif"), "{}", stderr(&o));
+
+    // A CLIP run over precomputed vectors has no structure encoder to embed with.
+    let clip = dir.join("ftcp-clip");
+    let mut a = vec![
+        "train",
+        "clip",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        clip.to_str().unwrap(),
+        "--no-plots",
+    ];
+    a.extend(TINY_CLIP);
+    let o = xtal(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = xtal(&[
+        "embed",
+        "--run",
+        clip.to_str().unwrap(),
+        "cif",
+        dup.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("graph encoder"), "{}", stderr(&o));
+}

@@ -1,0 +1,12 @@
+//! The CLI's end-to-end tests, one binary (each file a module): running the built `xtal` the
+//! way a user does.
+
+mod common;
+
+mod bundle;
+mod clip;
+mod graph;
+mod relocation;
+mod ssl;
+mod structures;
+mod usage;
