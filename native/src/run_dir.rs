@@ -375,11 +375,12 @@ impl<M> FitObserver<M> for Progress<'_, M> {
         self.current = Some(bar);
     }
 
-    fn step(&mut self, loss: f64, lr: f64) {
+    fn step(&mut self, loss: f64, lr: f64) -> anyhow::Result<()> {
         if let (Some(bar), Bar::Batches) = (&self.current, self.bar) {
             bar.inc(1);
             bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}"));
         }
+        Ok(())
     }
 
     fn epoch_trained(&mut self, line: &mut Value) {

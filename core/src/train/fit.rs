@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use crate::data::epoch_batches;
 
+use super::ReadError;
 use super::checkpoint::{Checkpoint, CheckpointError, TrainState, model_to_bytes};
 use super::optimizer::{ModelOptimizer, OptimizerStateError};
 use super::spec::TrainingSpec;
-use super::{ReadError, to_host};
 
 /// Named figures: validation metrics (`val_loss`, …), a step's loss parts.
 pub type Metrics = Vec<(String, f64)>;
@@ -74,6 +74,11 @@ pub trait RunStore {
     fn append_metrics(&mut self, lines: &[Value]) -> Result<(), Self::Error>;
     /// Keeps the metric lines of epochs up to `epoch` (a resumed run continues after it).
     fn truncate_metrics(&mut self, epoch: usize) -> Result<(), Self::Error>;
+    /// Whether checkpoints are wanted at all: when not, [`fit`] does not serialise the model
+    /// (a browser fine-tune, whose result is the model it returns).
+    fn keeps_checkpoints(&self) -> bool {
+        true
+    }
 }
 
 /// How an epoch ended, for the front end.
@@ -92,8 +97,11 @@ pub struct EpochEnd<'a> {
 pub trait FitObserver<M> {
     type Error;
     fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
-    /// A micro-batch's loss (before its update) and the learning rate it was taken at.
-    fn step(&mut self, _loss: f64, _lr: f64) {}
+    /// A micro-batch's loss (before its update) and the learning rate it was taken at; an
+    /// error stops the run (e.g. a browser's step callback threw).
+    fn step(&mut self, _loss: f64, _lr: f64) -> Result<(), Self::Error> {
+        Ok(())
+    }
     /// The epoch's optimisation is done and validation follows; `line` may take figures of
     /// the front end's (e.g. the seconds it took).
     fn epoch_trained(&mut self, _line: &mut Value) {}
@@ -133,11 +141,41 @@ pub struct Fitted<M> {
 /// `last` saved and copied to `best` when the metric improved (or when nothing is watched).
 /// A run resumed from its `last` checkpoint continues exactly: every random stream is a
 /// function of (seed, epoch). Errors come back as the front end's `E`, each with its kind.
+#[cfg(not(target_family = "wasm"))]
 pub fn fit<B, S, St, O, E>(
+    step: &S,
+    model: S::Model,
+    optimizer: &mut ModelOptimizer<B, S::Model>,
+    settings: FitSettings,
+    store: &mut St,
+    observer: &mut O,
+    device: &B::Device,
+) -> Result<Fitted<S::Model>, E>
+where
+    B: AutodiffBackend,
+    S: TrainStep<B>,
+    St: RunStore,
+    O: FitObserver<<S::Model as AutodiffModule<B>>::InnerModule>,
+    E: From<S::Error>
+        + From<St::Error>
+        + From<O::Error>
+        + From<ReadError>
+        + From<CheckpointError>
+        + From<OptimizerStateError>,
+{
+    futures_lite::future::block_on(fit_async(
+        step, model, optimizer, settings, store, observer, device,
+    ))
+}
+
+/// [`fit`], reading losses back asynchronously: a browser cannot wait for WebGPU. Validation
+/// and checkpoints read synchronously, so in a browser the step has no validation and the
+/// store keeps no checkpoints ([`RunStore::keeps_checkpoints`]).
+pub async fn fit_async<B, S, St, O, E>(
     step: &S,
     mut model: S::Model,
     optimizer: &mut ModelOptimizer<B, S::Model>,
-    settings: FitSettings,
+    settings: FitSettings<'_>,
     store: &mut St,
     observer: &mut O,
     device: &B::Device,
@@ -172,17 +210,20 @@ where
         for (k, items) in batches.iter().enumerate() {
             let out = step.loss(&model, items, epoch, k)?;
             let lr = optimizer.lr();
-            let loss = scalar(out.loss.clone().inner())?;
+            let detached = out.loss.clone().inner();
+            // The update is queued before the loss is read, so the device is not left idle
+            // waiting for the host.
+            model = optimizer.backward(model, out.loss).0;
+            let loss = scalar(detached).await?;
             for (i, (name, part)) in out.parts.into_iter().enumerate() {
-                let value = scalar(part)?;
+                let value = scalar(part).await?;
                 match part_sums.get_mut(i) {
                     Some((_, sum)) => *sum += value,
                     None => part_sums.push((name, value)),
                 }
             }
             steps.record(loss, lr);
-            observer.step(loss, lr);
-            model = optimizer.backward(model, out.loss).0;
+            observer.step(loss, lr)?;
         }
         model = optimizer.flush(model);
         items_seen += batches.iter().map(Vec::len).sum::<usize>();
@@ -226,8 +267,17 @@ where
     })
 }
 
-fn scalar<B: Backend>(x: Tensor<B, 1>) -> Result<f64, ReadError> {
-    Ok(to_host(x)?.first().copied().unwrap_or(f32::NAN) as f64)
+/// The first value of `x`, read back without blocking.
+pub(crate) async fn scalar<B: Backend>(x: Tensor<B, 1>) -> Result<f64, ReadError> {
+    let data = x
+        .into_data_async()
+        .await
+        .map_err(|e| ReadError(format!("{e:?}")))?;
+    let values: Vec<f32> = data
+        .convert::<f32>()
+        .into_vec()
+        .map_err(|e| ReadError(e.to_string()))?;
+    Ok(values.first().copied().unwrap_or(f32::NAN) as f64)
 }
 
 /// Ends an epoch: early stopping watches `line[early_stopping_metric]`; the step lines and
@@ -263,6 +313,9 @@ where
     let mut lines = steps.lines;
     lines.push(line.clone());
     store.append_metrics(&lines)?;
+    if !store.keeps_checkpoints() {
+        return Ok(improved);
+    }
     let checkpoint = Checkpoint {
         state: state.clone(),
         model: model_to_bytes(model)?,
@@ -321,11 +374,23 @@ impl EpochSteps {
     }
 }
 
-/// A run kept in memory (tests; a browser has no run directory).
+/// A run kept in memory: tests, and fine-tunes, whose result is the model [`fit`] returns
+/// ([`MemoryStore::metrics_only`]).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     pub checkpoints: std::collections::BTreeMap<String, Vec<u8>>,
     pub metrics: Vec<Value>,
+    /// No checkpoints are made: the model is never serialised.
+    pub metrics_only: bool,
+}
+
+impl MemoryStore {
+    pub fn metrics_only() -> Self {
+        Self {
+            metrics_only: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl RunStore for MemoryStore {
@@ -353,6 +418,10 @@ impl RunStore for MemoryStore {
             .retain(|l| l["epoch"].as_u64().is_some_and(|e| e as usize <= epoch));
         Ok(())
     }
+
+    fn keeps_checkpoints(&self) -> bool {
+        !self.metrics_only
+    }
 }
 
 #[cfg(test)]
@@ -363,7 +432,7 @@ mod tests {
 
     use super::*;
     use crate::device::NdArray;
-    use crate::train::model_from_bytes;
+    use crate::train::{model_from_bytes, to_host};
 
     type B = Autodiff<NdArray>;
 
@@ -439,7 +508,7 @@ mod tests {
 
         fn validate(&self, model: &Toy<NdArray>) -> Result<Metrics, ToyError> {
             let loss = self.mse(model, &(30..40).collect::<Vec<_>>());
-            Ok(vec![("val_loss".into(), scalar(loss)?)])
+            Ok(vec![("val_loss".into(), to_host(loss)?[0] as f64)])
         }
     }
 
@@ -467,8 +536,13 @@ mod tests {
         }
     }
 
-    fn run(stop_after: Option<usize>, resume: Option<&MemoryStore>) -> (MemoryStore, TrainState) {
-        let (step, t, train) = setup();
+    fn run(
+        epochs: usize,
+        stop_after: Option<usize>,
+        resume: Option<&MemoryStore>,
+    ) -> (MemoryStore, TrainState) {
+        let (step, mut t, train) = setup();
+        t.epochs = epochs;
         let device = Default::default();
         let settings = t.optimizer_settings(t.learning_rate, train.len());
         let mut model = init(&t);
@@ -500,16 +574,43 @@ mod tests {
         (store, fitted.state)
     }
 
+    /// A checkpoint's state and weights, by value.
+    fn saved(bytes: &[u8]) -> (TrainState, Vec<f32>) {
+        let (_, t, _) = setup();
+        let device = Default::default();
+        let c = Checkpoint::from_bytes(bytes).unwrap();
+        let model = model_from_bytes(init(&t), c.model, &device).unwrap();
+        let weights = [model.linear.weight.val().flatten::<1>(0, 1)]
+            .into_iter()
+            .chain(model.linear.bias.as_ref().map(|b| b.val()))
+            .flat_map(|p| to_host(p).unwrap())
+            .collect();
+        (c.state, weights)
+    }
+
     #[test]
     fn a_resumed_fit_continues_exactly() {
-        let (whole, state) = run(None, None);
+        let _rng = crate::train::backend_rng_lock();
+        let (whole, state) = run(6, None, None);
         assert_eq!(state.epoch, 6);
         // Two micro-batches per step, 30 items in batches of 8: 4 micro-batches, 2 steps.
         assert_eq!(state.step, 12);
-        let (stopped, _) = run(Some(2), None);
-        let (resumed, _) = run(None, Some(&stopped));
+        let (stopped, _) = run(6, Some(2), None);
+        let (resumed, _) = run(6, None, Some(&stopped));
         assert_eq!(whole.metrics, resumed.metrics);
-        assert_eq!(whole.checkpoints["last"], resumed.checkpoints["last"]);
+        // Parameter ids are drawn anew by each initialisation: compare what they name.
+        assert_eq!(
+            saved(&whole.checkpoints["last"]),
+            saved(&resumed.checkpoints["last"])
+        );
+        // The AdamW moments too: one more epoch from either checkpoint is the same epoch.
+        let (more_whole, _) = run(7, None, Some(&whole));
+        let (more_resumed, _) = run(7, None, Some(&resumed));
+        assert_eq!(more_whole.metrics, more_resumed.metrics);
+        assert_eq!(
+            saved(&more_whole.checkpoints["last"]),
+            saved(&more_resumed.checkpoints["last"])
+        );
         let epochs: Vec<&Value> = whole
             .metrics
             .iter()
@@ -543,6 +644,7 @@ mod tests {
 
     #[test]
     fn early_stopping_ends_the_run_and_a_resume_does_not_restart_it() {
+        let _rng = crate::train::backend_rng_lock();
         let (step, mut t, train) = setup();
         t.early_stopping = true;
         t.early_stopping_patience = 1;

@@ -26,12 +26,22 @@ pub use checkpoint::{
     unpack_sections,
 };
 pub use early_stopping::{EarlyStopping, Mode, Verdict};
+/// Held by unit tests that seed or draw from the backend's one global generator (model
+/// initialisation, dropout), which tests running in parallel would otherwise interleave.
+#[cfg(test)]
+pub(crate) fn backend_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub use fine_tune::{
     FineTune, FineTuneError, FineTunePairs, FineTuneReport, FineTuneSettings, parse_pairs_csv,
 };
+#[cfg(not(target_family = "wasm"))]
+pub use fit::fit;
 pub use fit::{
     EpochEnd, FitObserver, FitSettings, Fitted, MemoryStore, Metrics, RunStore, StepLoss,
-    TrainStep, fit,
+    TrainStep, fit_async,
 };
 pub use optimizer::{ModelOptimizer, OptimizerSettings};
 pub use schedule::WarmupCosine;

@@ -92,7 +92,8 @@ fn mistyped_choices_are_errors_naming_the_key_and_the_choices() {
 #[test]
 fn a_configuration_written_back_parses_to_itself_without_warnings() {
     let (s, _) = RunSpec::from_json(
-        r#"{"model": {"text_pooling": "cls", "graph_backbone": "cgcnn"},
+        r#"{"model": {"text_backend": "huggingface", "text_model_name": "models/bert",
+                      "text_pooling": "cls", "graph_backbone": "cgcnn"},
             "training": {"use_wandb": true}, "tensor_regression": {"loss_fn": "l1"}}"#,
         "c.json",
         &[],
