@@ -200,7 +200,7 @@ fn a_trained_head_beats_ridge_on_real_metric_tensors() {
         loss: RegressionLoss::Mse,
         val: &val_idx,
         batch_size: 64,
-        device: device.clone(),
+        device,
     };
     let fitted = fit::<_, _, _, _, Box<dyn std::error::Error>>(
         &step,

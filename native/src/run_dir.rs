@@ -227,6 +227,31 @@ impl RunDir {
         Ok((model, optimizer, c.state))
     }
 
+    /// Where a run starts: with `resume`, [`RunDir::resume`] (said on stderr, naming `what`,
+    /// e.g. " block 2"); otherwise `model` as it is, `prepare`d, before its first epoch.
+    pub fn start<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+        resume: bool,
+        what: &str,
+        model: M,
+        device: &B::Device,
+        training: &TrainingSpec,
+        prepare: impl FnOnce(M) -> (M, ModelOptimizer<B, M>),
+    ) -> anyhow::Result<(M, ModelOptimizer<B, M>, TrainState)> {
+        if resume {
+            let resumed = self.resume(model, device, prepare)?;
+            let state = &resumed.2;
+            eprintln!(
+                "resuming{what} after epoch {} (step {})",
+                state.epoch, state.step
+            );
+            Ok(resumed)
+        } else {
+            let (model, optimizer) = prepare(model);
+            Ok((model, optimizer, training.fresh_state()))
+        }
+    }
+
     pub fn read_metrics(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.file("metrics.jsonl"))
             .unwrap_or_default()
@@ -418,10 +443,10 @@ impl<M> FitObserver<M> for Progress<'_, M> {
                 end.epoch, self.stopping
             ));
         }
-        if end.epoch == end.epochs || end.stopped {
-            if let Some(bar) = self.current.take() {
-                bar.finish_and_clear();
-            }
+        if (end.epoch == end.epochs || end.stopped)
+            && let Some(bar) = self.current.take()
+        {
+            bar.finish_and_clear();
         }
         Ok(())
     }

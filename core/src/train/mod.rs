@@ -40,7 +40,7 @@ pub use fine_tune::{
 #[cfg(not(target_family = "wasm"))]
 pub use fit::fit;
 pub use fit::{
-    EpochEnd, FitObserver, FitSettings, Fitted, MemoryStore, Metrics, RunStore, StepLoss,
+    EpochEnd, FitError, FitObserver, FitSettings, Fitted, MemoryStore, Metrics, RunStore, StepLoss,
     TrainStep, fit_async,
 };
 pub use optimizer::{ModelOptimizer, OptimizerSettings};

@@ -183,7 +183,7 @@ fn ridge<R: AsRef<[f64]>>(
     scaling: Scaling,
 ) -> Result<LinearModel, RidgeError> {
     let (path, alpha) = ridge_path(x, y, folds, scaling)?;
-    Ok(path.at(alpha)?)
+    path.at(alpha)
 }
 
 fn predict<R: AsRef<[f64]>>(model: &LinearModel, x: &[R]) -> Vec<f64> {

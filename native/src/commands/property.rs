@@ -390,14 +390,9 @@ impl OnDevice for TrainProperty<'_> {
         let settings = training.optimizer_settings(training.learning_rate, train_idx.len());
         let optimizer =
             |m: PropertyModel<B>| (m, ModelOptimizer::<B, PropertyModel<B>>::new(settings, []));
-        let (model, mut optimizer, state) = if self.resume {
-            let resumed = self.run.resume(model, &device, optimizer)?;
-            eprintln!("resuming after epoch {}", resumed.2.epoch);
-            resumed
-        } else {
-            let (model, optimizer) = optimizer(model);
-            (model, optimizer, training.fresh_state())
-        };
+        let (model, mut optimizer, state) =
+            self.run
+                .start(self.resume, "", model, &device, training, optimizer)?;
         let step = PropertyStep::<B> {
             rows: self.rows,
             scale: self.info.scale,

@@ -299,7 +299,7 @@ impl OnDevice for TrainTask<'_> {
         }
         let mut progress = progress.after_epoch(|end: &EpochEnd, valid: &Clip<B::InnerBackend>| {
             if !(t.visualize_during_training
-                && end.epoch % t.visualize_interval.max(1) == 0
+                && end.epoch.is_multiple_of(t.visualize_interval.max(1))
                 && !val_idx.is_empty())
             {
                 return Ok(());

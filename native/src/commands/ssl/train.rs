@@ -332,18 +332,14 @@ impl OnDevice for TrainBlock<'_> {
         let parameters = model.num_params();
         let settings = t.optimizer_settings(t.learning_rate, train_idx.len());
         let optimizer = |m: SslBlock<B>| (m, ModelOptimizer::<B, SslBlock<B>>::new(settings, []));
-        let (model, mut optimizer, state) = if self.resume {
-            let resumed = self.dir.resume(model, &device, optimizer)?;
-            eprintln!(
-                "resuming block {} after epoch {}",
-                kind.number(),
-                resumed.2.epoch
-            );
-            resumed
-        } else {
-            let (model, optimizer) = optimizer(model);
-            (model, optimizer, t.fresh_state())
-        };
+        let (model, mut optimizer, state) = self.dir.start(
+            self.resume,
+            &format!(" block {}", kind.number()),
+            model,
+            &device,
+            t,
+            optimizer,
+        )?;
         let step = SslStep::<B> {
             kind,
             data: self.data,

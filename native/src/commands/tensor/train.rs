@@ -438,14 +438,9 @@ impl OnDevice for HeadTrainTask<'_> {
         let head: TensorHead<B> = self.info.head.init(&device);
         let optimizer =
             |h: TensorHead<B>| (h, ModelOptimizer::<B, TensorHead<B>>::new(settings, []));
-        let (head, mut optimizer, state) = if self.resume {
-            let resumed = self.run.resume(head, &device, optimizer)?;
-            eprintln!("resuming after epoch {}", resumed.2.epoch);
-            resumed
-        } else {
-            let (head, optimizer) = optimizer(head);
-            (head, optimizer, t.fresh_state())
-        };
+        let (head, mut optimizer, state) =
+            self.run
+                .start(self.resume, "", head, &device, t, optimizer)?;
         let step = TensorStep::<B> {
             rows,
             targets: &self.info.targets,
