@@ -1,8 +1,8 @@
 //! `xtal`: prepare crystal data, train and evaluate models on CPU or GPU, pack bundles.
 
 mod bench;
-mod clip_data;
 mod commands;
+mod data;
 mod exit;
 mod output;
 mod plots;

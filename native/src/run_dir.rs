@@ -24,7 +24,7 @@ use xtal_core::train::{
     Checkpoint, EpochEnd, FitObserver, ModelOptimizer, RunStore, TrainState, model_from_bytes,
 };
 
-use crate::clip_data::DataSource;
+use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
 use crate::output::write_atomic;
 

@@ -16,7 +16,7 @@ use xtal_core::models::structure::{GraphBackbone, StructureEncoderConfig};
 use xtal_core::train::ModelOptimizer;
 use xtal_core::train::spec::TrainingSpec;
 
-use crate::clip_data::{DataSource, checked_graph};
+use crate::data::pairs::{DataSource, checked_graph};
 use crate::exit::BadInput;
 
 pub struct GraphBench<'a> {

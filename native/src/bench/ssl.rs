@@ -17,7 +17,7 @@ use xtal_core::train::ModelOptimizer;
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::ssl::SslData;
 
-use crate::commands::ssl::SslSource;
+use crate::data::ftcp::SslSource;
 
 pub struct SslBench<'a> {
     pub data: &'a Path,

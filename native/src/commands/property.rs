@@ -21,7 +21,7 @@ use xtal_core::train::property::{
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::{FitSettings, ModelOptimizer, TargetScale, fit, model_from_bytes};
 
-use crate::clip_data::{DataSource, checked_graph};
+use crate::data::pairs::{DataSource, checked_graph};
 use crate::exit::BadInput;
 use crate::plots::{self, Curves, ParityPlot};
 use crate::run_dir::{Bar, Progress, RunDir, RunPaths};

@@ -15,7 +15,7 @@ use xtal_core::models::property::PropertyModel;
 use xtal_core::structure::{CifOptions, Structure, read_cif};
 use xtal_core::train::{model_from_bytes, to_host};
 
-use crate::clip_data::{DataSource, checked_graph};
+use crate::data::pairs::{DataSource, checked_graph};
 use crate::exit::BadInput;
 use crate::output::{StagedDir, write_npy};
 use crate::run_dir::RunDir;

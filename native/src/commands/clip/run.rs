@@ -13,7 +13,7 @@ use xtal_core::train::clip::embed_pairs;
 use xtal_core::train::spec::RunSpec;
 use xtal_core::train::{model_from_bytes, to_host};
 
-use crate::clip_data::{DataReport, DataSource};
+use crate::data::pairs::{DataReport, DataSource};
 use crate::exit::BadInput;
 use crate::run_dir::{RunDir, RunInfo};
 

@@ -22,7 +22,7 @@ use xtal_core::train::{
 use super::eval::print_retrieval;
 use super::plots::{embedding_plots, plotted_subset, write_all_plots};
 use super::run::{SpecOverrides, check_structure_dim};
-use crate::clip_data::{DataReport, DataSource};
+use crate::data::pairs::{DataReport, DataSource};
 use crate::exit::BadInput;
 use crate::run_dir::{Bar, Progress, RunDir, RunInfo};
 

@@ -13,7 +13,7 @@ use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::ssl::BottleneckStep;
 use xtal_core::train::{FitSettings, ModelOptimizer, fit, model_from_bytes, to_host};
 
-use super::data::{ids_path, write_ids};
+use super::run_info::{ids_path, write_ids};
 use crate::exit::BadInput;
 use crate::output::write_npy;
 use crate::plots::{self, Curves};

@@ -17,8 +17,8 @@ use xtal_core::train::ssl_probes::{
     mean_sd, scaled_flat,
 };
 
-use super::data::SslRunInfo;
 use super::extract::{OtherData, extract_features};
+use super::run_info::SslRunInfo;
 use crate::exit::BadInput;
 use crate::plots::{self, Bars, Curves};
 use crate::run_dir::RunDir;

@@ -12,7 +12,8 @@ use xtal_core::models::ftcp_ssl::{BlockKind, FEATURE_DIM, SslBlock, SslBlockConf
 use xtal_core::train::model_from_bytes;
 use xtal_core::train::ssl::{SslData, block_features};
 
-use super::data::{SslRunInfo, SslSource, ids_path, write_ids};
+use super::run_info::{SslRunInfo, ids_path, write_ids};
+use crate::data::ftcp::SslSource;
 use crate::exit::BadInput;
 use crate::output::write_npy;
 use crate::run_dir::RunDir;

@@ -10,14 +10,12 @@
 //! ```
 
 mod bottleneck;
-mod data;
 mod eval;
 mod extract;
+mod run_info;
 mod train;
 
 use clap::Subcommand;
-
-pub use data::SslSource;
 
 #[derive(Subcommand)]
 pub enum Command {

@@ -14,7 +14,8 @@ use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::ssl::{SslData, SslStep, TaskLosses, task_weights};
 use xtal_core::train::{EpochEnd, FitSettings, ModelOptimizer, TrainStep, fit, model_from_bytes};
 
-use super::data::{SslRunInfo, SslSource};
+use super::run_info::SslRunInfo;
+use crate::data::ftcp::SslSource;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves};
 use crate::run_dir::{Bar, Progress, RunDir};

@@ -12,8 +12,8 @@ use xtal_core::train::model_from_bytes;
 use xtal_core::train::spec::Modality;
 use xtal_core::train::tensor::{TensorEvaluation, TensorRows, TensorTargets, evaluate_head};
 
-use crate::clip_data::DataSource;
 use crate::commands::clip::{EmbedTask, LoadedRun, load_clip_run};
+use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
 use crate::run_dir::RunPaths;
 

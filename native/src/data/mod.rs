@@ -1,0 +1,6 @@
+//! Datasets read from disk, one module per layout: `pairs` (structure–text pairs: the
+//! original CLIP `dataset.jsonl` with `.npy` embeddings, or a dataset from `xtal prepare` with
+//! FTCP tensors or crystal graphs) and `ftcp` (FTCP tensors for the self-supervised blocks).
+
+pub mod ftcp;
+pub mod pairs;
