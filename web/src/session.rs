@@ -395,6 +395,6 @@ impl Session {
             })
             .await
             .map_err(js)?;
-        Ok((tune.model(), report))
+        Ok((tune.model().map_err(js)?, report))
     }
 }

@@ -272,11 +272,11 @@ impl<B: AutodiffBackend> FineTune<B> {
 
     /// Loss over every pair (the first 512) in one block, without gradients: comparable
     /// before and after the fine-tune.
-    pub fn evaluate(&self) -> Tensor<B::InnerBackend, 1> {
-        let model = self.model();
+    pub fn evaluate(&self) -> Result<Tensor<B::InnerBackend, 1>, FineTuneError> {
+        let model = self.model()?;
         let s = &self.step;
         let idx: Vec<usize> = (0..s.pairs.len().min(512)).collect();
-        pairs_loss(&model, &s.pairs, &s.targets, &idx, &s.tokenizer)
+        Ok(pairs_loss(&model, &s.pairs, &s.targets, &idx, &s.tokenizer))
     }
 
     /// Runs the fine-tune: the loss over the pairs before and after, each step's loss to
@@ -287,7 +287,7 @@ impl<B: AutodiffBackend> FineTune<B> {
         base_weights_sha256: Option<String>,
         on_step: impl FnMut(usize, f64) -> Result<(), String>,
     ) -> Result<FineTuneReport, FineTuneError> {
-        let loss_before = scalar(self.evaluate()).await?;
+        let loss_before = scalar(self.evaluate()?).await?;
         let model = self
             .model
             .take()
@@ -315,7 +315,7 @@ impl<B: AutodiffBackend> FineTune<B> {
         )
         .await?;
         self.model = Some(fitted.model);
-        let loss_after = scalar(self.evaluate()).await?;
+        let loss_after = scalar(self.evaluate()?).await?;
         Ok(self.report(
             loss_before,
             observer.losses,
@@ -355,12 +355,16 @@ impl<B: AutodiffBackend> FineTune<B> {
         }
     }
 
-    /// The model as it is now, for inference.
-    pub fn model(&self) -> Clip<B::InnerBackend> {
+    /// The model as it is now, for inference; gone when a run failed (the loop had it).
+    pub fn model(&self) -> Result<Clip<B::InnerBackend>, FineTuneError> {
         self.model
             .as_ref()
-            .expect("the model is put back after every run")
-            .valid()
+            .map(AutodiffModule::valid)
+            .ok_or_else(|| {
+                FineTuneError::Run(
+                    "a run of this fine-tune failed and took its model with it".into(),
+                )
+            })
     }
 }
 

@@ -146,8 +146,11 @@ fn fine_tune_lowers_the_loss_and_changes_only_trainable_values() {
         loss_after < loss_before - 0.1,
         "{loss_before} → {loss_after}"
     );
-    assert_eq!(loss_after, to_host(tune.evaluate()).unwrap()[0] as f64);
-    let after = tune.model();
+    assert_eq!(
+        loss_after,
+        to_host(tune.evaluate().unwrap()).unwrap()[0] as f64
+    );
+    let after = tune.model().unwrap();
     let x = Tensor::<NdArray, 2>::ones([2, 6], &device);
     let same =
         |a: Tensor<NdArray, 2>, b: Tensor<NdArray, 2>| to_host(a).unwrap() == to_host(b).unwrap();
@@ -197,7 +200,8 @@ fn fine_tune_takes_exactly_its_steps_and_stops_when_told() {
     // 12 pairs in batches of 5: 2 steps an epoch (the short third batch is dropped).
     let report = tune(7).run_blocking(None, |_, _| Ok(())).unwrap();
     assert_eq!(report.losses.len(), 7);
-    let err = tune(7)
+    let mut stopped = tune(7);
+    let err = stopped
         .run_blocking(None, |step, _| {
             if step == 3 {
                 Err("stopped by the page".into())
@@ -207,6 +211,8 @@ fn fine_tune_takes_exactly_its_steps_and_stops_when_told() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("stopped by the page"), "{err}");
+    // The failed run took the model: asking for it is an error, not a panic.
+    assert!(stopped.model().is_err() && stopped.evaluate().is_err());
 }
 
 fn parameters(model: &Clip<NdArray>) -> Vec<Vec<f32>> {

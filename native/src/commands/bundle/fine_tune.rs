@@ -127,7 +127,7 @@ impl OnDevice for Task<'_> {
             }
             Ok(())
         })?;
-        let model = tune.model();
+        let model = tune.model()?;
         let index = match bundle.index.as_ref() {
             Some(index) => {
                 let texts: Vec<&str> = index
