@@ -4,6 +4,7 @@
 
 mod backends;
 mod bundle;
+mod cif_corpus;
 mod clip;
 mod clip_training;
 mod graph_encoders;

@@ -4,11 +4,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use xtal_core::featurize::{CrystalGraph, ElementTable, FtcpConfig, GraphConfig, ftcp};
-use xtal_core::structure::{CifOptions, StructureSummary, SymmetryTolerance, read_cif};
+use xtal_core::structure::{CifOptions, StructureSummary, SymmetryTolerance, read_cif_bytes};
 
 fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let Ok(structures) = read_cif(&text, &CifOptions::default()) else {
+    // Bytes as a file holds them: UTF-8, Latin-1, CR line ends, Ctrl-Z.
+    let Ok(structures) = read_cif_bytes(data, &CifOptions::default()) else {
         return;
     };
     let table = ElementTable::default_table();

@@ -5,6 +5,7 @@ mod commands;
 mod data;
 mod exit;
 mod output;
+mod panic_guard;
 mod plots;
 mod run_dir;
 

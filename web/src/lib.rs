@@ -135,7 +135,8 @@ pub async fn linear_step_check(device: String, case_json: String) -> Result<Stri
 
 /// Reads CIF text (every data block with atom sites) and returns a JSON list of structure
 /// summaries — `a b c alpha beta gamma volume density nsites reduced_formula spacegroup_number
-/// spacegroup_symbol crystal_system block` — the same reader and symmetry search as `xtal cif`.
+/// spacegroup_symbol crystal_system block warnings` — the same reader and symmetry search as
+/// `xtal cif`; `warnings` lists what the reader assumed (`{line, message}`).
 /// A malformed file throws an error naming the line.
 #[wasm_bindgen(js_name = readCif)]
 pub fn read_cif(text: String) -> Result<String, JsError> {
@@ -148,6 +149,8 @@ pub fn read_cif(text: String) -> Result<String, JsError> {
             .map_err(|e| JsError::new(&format!("data_{}: {e}", s.block)))?;
         let mut value = serde_json::to_value(summary).map_err(|e| JsError::new(&e.to_string()))?;
         value["block"] = s.block.into();
+        value["warnings"] =
+            serde_json::to_value(&s.warnings).map_err(|e| JsError::new(&e.to_string()))?;
         out.push(value);
     }
     Ok(serde_json::Value::Array(out).to_string())

@@ -347,6 +347,7 @@ mod tests {
                 1.0,
             )],
             label: "Fe".into(),
+            magmom: None,
         };
         // Body-centred cubic Fe as a two-atom cubic cell.
         Structure {

@@ -259,6 +259,7 @@ mod tests {
             frac: [0.0; 3],
             species: vec![(Species { z, oxidation: None }, 1.0)],
             label: "X".into(),
+            magmom: None,
         };
         Structure {
             lattice: Lattice::from_parameters(a, a, a, 90.0, 90.0, 90.0),

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::element_table::ElementTable;
 use super::ftcp::{Ftcp, FtcpConfig, ftcp};
 use super::graph::{CrystalGraph, GraphConfig};
-use crate::structure::{CifOptions, Structure, StructureSummary, SymmetryTolerance, read_cif};
+use crate::structure::{
+    CifOptions, CifWarning, Structure, StructureSummary, SymmetryTolerance, read_cif,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct FeaturizeConfig {
@@ -23,6 +25,8 @@ pub struct Featurized {
     /// Err: why this structure has no FTCP tensor (too many elements or sites, disorder).
     pub ftcp: Result<Ftcp, String>,
     pub graph: Result<CrystalGraph, String>,
+    /// What the CIF reader assumed to read this structure.
+    pub warnings: Vec<CifWarning>,
 }
 
 /// Reads the first structure of a CIF and featurizes it. Err: why the CIF is unusable.
@@ -31,13 +35,15 @@ pub fn featurize_cif(
     config: &FeaturizeConfig,
     table: &ElementTable,
 ) -> Result<Featurized, String> {
-    let structures = read_cif(text, &CifOptions::default()).map_err(|e| format!("CIF {e}"))?;
-    let structure = &structures[0].structure;
+    let mut structures = read_cif(text, &CifOptions::default()).map_err(|e| format!("CIF {e}"))?;
+    let first = structures.swap_remove(0);
+    let structure = &first.structure;
     let summary = StructureSummary::of(structure, config.symmetry).map_err(|e| e.to_string())?;
     Ok(Featurized {
         summary,
         ftcp: ftcp(structure, &config.ftcp, table).map_err(|e| format!("FTCP: {e}")),
         graph: CrystalGraph::build(structure, &config.graph).map_err(|e| format!("graph: {e}")),
-        structure: structure.clone(),
+        structure: first.structure.clone(),
+        warnings: first.warnings,
     })
 }

@@ -45,6 +45,10 @@ pub struct Site {
     pub frac: [f64; 3],
     pub species: Vec<(Species, f64)>,
     pub label: String,
+    /// Magnetic moment in μB, Cartesian (as pymatgen's `magmom` site property), from a
+    /// magnetic CIF's `_atom_site_moment` loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub magmom: Option<[f64; 3]>,
 }
 
 impl Site {

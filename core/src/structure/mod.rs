@@ -8,7 +8,7 @@ pub mod lattice;
 mod summary;
 pub mod symmetry;
 
-pub use cif::{CifError, CifOptions, CifStructure, read_cif};
+pub use cif::{CifError, CifOptions, CifStructure, CifWarning, read_cif, read_cif_bytes};
 pub use crystal::{DisorderedSite, Site, Species, Structure};
 pub use lattice::Lattice;
 pub use summary::StructureSummary;

@@ -3,9 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use xtal_core::structure::{CifOptions, StructureSummary, SymmetryTolerance, read_cif};
+use xtal_core::structure::{
+    CifOptions, CifWarning, StructureSummary, SymmetryTolerance, read_cif_bytes,
+};
 
 use crate::exit::BadInput;
+use crate::panic_guard::guarded;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,8 +38,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for file in &args.files {
         match summarize(file, tolerance) {
             Ok(list) => {
-                for (block, s) in list {
-                    print_one(file, &block, &s, args.json);
+                for (block, s, warnings) in list {
+                    print_one(file, &block, &s, &warnings, args.json);
                 }
             }
             Err(e) => {
@@ -58,33 +61,43 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-fn summarize(
-    file: &PathBuf,
-    tolerance: SymmetryTolerance,
-) -> anyhow::Result<Vec<(String, StructureSummary)>> {
+type Summaries = Vec<(String, StructureSummary, Vec<CifWarning>)>;
+
+fn summarize(file: &PathBuf, tolerance: SymmetryTolerance) -> anyhow::Result<Summaries> {
     let bytes = std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let structures = read_cif(&text, &CifOptions::default())
-        .map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
-    structures
-        .into_iter()
-        .map(|s| {
-            let summary = StructureSummary::of(&s.structure, tolerance)
-                .map_err(|e| BadInput(format!("{} (data_{}): {e}", file.display(), s.block)))?;
-            Ok((s.block, summary))
-        })
-        .collect()
+    // A panic anywhere below is this file's error, not the end of the command.
+    let summaries = guarded(|| {
+        let structures = read_cif_bytes(&bytes, &CifOptions::default())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        structures
+            .into_iter()
+            .map(|s| {
+                let summary = StructureSummary::of(&s.structure, tolerance)
+                    .map_err(|e| format!("{} (data_{}): {e}", file.display(), s.block))?;
+                Ok((s.block, summary, s.warnings))
+            })
+            .collect()
+    });
+    summaries.map_err(|e| BadInput(e).into())
 }
 
-fn print_one(file: &Path, block: &str, s: &StructureSummary, json: bool) {
+fn print_one(file: &Path, block: &str, s: &StructureSummary, warnings: &[CifWarning], json: bool) {
     if json {
         let mut value = serde_json::to_value(s).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
             map.insert("file".into(), file.display().to_string().into());
             map.insert("block".into(), block.into());
+            map.insert(
+                "warnings".into(),
+                serde_json::to_value(warnings).unwrap_or_default(),
+            );
         }
         println!("{value}");
     } else {
+        // Every assumption the reader made, on stderr, before the structure it concerns.
+        for w in warnings {
+            eprintln!("warning: {} data_{block}: {w}", file.display());
+        }
         println!(
             "{} data_{block}: {} | a {:.4} b {:.4} c {:.4} Å | α {:.3} β {:.3} γ {:.3}° | V {:.3} Å³ | ρ {:.4} g/cm³ | {} sites | {} (No. {}) {}",
             file.display(),

@@ -14,10 +14,12 @@ use xtal_core::featurize::{
     CrystalGraph, FeaturizeConfig, FtcpConfig, GraphConfig, RowMinMax, StructureFactor,
     featurize_cif,
 };
-use xtal_core::structure::{Structure, StructureSummary};
+use xtal_core::structure::cif::syntax::decode;
+use xtal_core::structure::{CifWarning, Structure, StructureSummary};
 
 use crate::exit::BadInput;
 use crate::output::{StagedDir, write_npy};
+use crate::panic_guard::{QuietPanics, guarded};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -95,6 +97,7 @@ struct Prepared {
     ftcp: Result<Vec<f32>, String>,
     graph: Result<CrystalGraph, String>,
     structure: Structure,
+    warnings: Vec<CifWarning>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -145,16 +148,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .progress_chars("=> "),
     );
     let start = Instant::now();
+    let quiet = QuietPanics::install();
     let results: Vec<Result<Prepared, String>> = pool.install(|| {
         rows.par_iter()
             .map(|row| {
                 let out = row.cif.clone().and_then(|cif| {
-                    let f = featurize_cif(&cif, &config, &table)?;
-                    Ok(Prepared {
-                        summary: f.summary,
-                        ftcp: f.ftcp.map(|t| t.data.iter().map(|v| *v as f32).collect()),
-                        graph: f.graph,
-                        structure: f.structure,
+                    // A failure anywhere in one row, a dependency's panic included, is that
+                    // row's entry in failures.csv; the other rows are written.
+                    guarded(|| {
+                        let f = featurize_cif(&cif, &config, &table)?;
+                        Ok(Prepared {
+                            summary: f.summary,
+                            ftcp: f.ftcp.map(|t| t.data.iter().map(|v| *v as f32).collect()),
+                            graph: f.graph,
+                            structure: f.structure,
+                            warnings: f.warnings,
+                        })
                     })
                 });
                 bar.inc(1);
@@ -162,6 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect()
     });
+    drop(quiet);
     bar.finish_and_clear();
     let featurize_seconds = start.elapsed().as_secs_f64();
 
@@ -182,6 +192,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut records = String::new();
     let mut failures = csv::Writer::from_writer(Vec::new());
     failures.write_record(["id", "reason"])?;
+    // What the CIF reader assumed, row by row: the report of a preparation keeps it.
+    let mut cif_warnings = csv::Writer::from_writer(Vec::new());
+    cif_warnings.write_record(["id", "line", "warning"])?;
+    let mut rows_with_warnings = 0usize;
     let mut no_text = 0usize;
     for (i, (row, result)) in rows.iter().zip(&results).enumerate() {
         let p = match result {
@@ -191,6 +205,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 continue;
             }
         };
+        if !p.warnings.is_empty() {
+            rows_with_warnings += 1;
+        }
+        for w in &p.warnings {
+            cif_warnings.write_record([row.id.as_str(), &w.line.to_string(), &w.message])?;
+        }
         let split = if val.contains(&i) { "val" } else { "train" };
         let ftcp_index = match &p.ftcp {
             Ok(t) => {
@@ -255,6 +275,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     staged.write("structures.jsonl", structures.as_bytes())?;
     staged.write("dataset.jsonl", records.as_bytes())?;
     staged.write("failures.csv", &failures.into_inner()?)?;
+    staged.write("cif_warnings.csv", &cif_warnings.into_inner()?)?;
     if let Some(n) = &normalizer {
         staged.write("ftcp_normalizer.json", serde_json::to_string(n)?.as_bytes())?;
     }
@@ -273,6 +294,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "rows": rows.len(),
         "structures": ok.len(),
         "failed": failed,
+        "rows_with_cif_warnings": rows_with_warnings,
         "train": ok.len() - n_val,
         "val": n_val,
         "ftcp_tensors": ftcp_count,
@@ -294,7 +316,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let out = staged.commit()?;
     eprintln!(
-        "prepared {} of {} rows in {:.1}s ({:.0}/s): {} FTCP tensors, {} graphs, {} failed (see failures.csv), {} without text → {}",
+        "prepared {} of {} rows in {:.1}s ({:.0}/s): {} FTCP tensors, {} graphs, {} failed (see failures.csv), {} read with CIF warnings (see cif_warnings.csv), {} without text → {}",
         ok.len(),
         rows.len(),
         featurize_seconds,
@@ -302,6 +324,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ftcp_count,
         graphs.count(),
         failed,
+        rows_with_warnings,
         no_text,
         out.display()
     );
@@ -460,7 +483,7 @@ fn read_cif_file(dir: &Path, id: &str) -> Result<String, String> {
     }
     let p = dir.join(format!("{id}.cif"));
     std::fs::read(&p)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map(|b| decode(&b).0.into_owned())
         .map_err(|e| format!("{}: {e}", p.display()))
 }
 

@@ -73,7 +73,7 @@ fn small_csv(dir: &Path) -> (PathBuf, Vec<String>) {
         "broken",
         "x",
         "",
-        "data_b\n_cell_length_a 1\nloop_\n_a\n_b\n1\n",
+        "data_b\n_cell_length_a 1\nloop_\n_atom_site_label\n_atom_site_fract_x\n1\n",
     ])
     .unwrap();
     let five = "data_f\n_cell_length_a 5\n_cell_length_b 5\n_cell_length_c 5\n_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa 0 0 0\nK 0.5 0 0\nCl 0 0.5 0\nBr 0 0 0.5\nI 0.5 0.5 0.5\n";
@@ -292,4 +292,112 @@ fn prepare_copies_a_tensor_column_and_names_a_malformed_one() {
     );
     assert!(!out_dir.exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cif_corpus/files")
+}
+
+/// Rows that once crashed or hung `prepare` (moyo's Hall-symbol parser: an assertion on `'P 3
+/// 2"x'`-style leftovers, an unwrap on `'P -'`, an endless enumeration of `'P 4 3x'`'s infinite
+/// group) land in failures.csv with their line; the other rows are written, and what the reader
+/// assumed for a legacy file is kept in cif_warnings.csv.
+#[test]
+fn prepare_survives_rows_that_once_crashed_it_and_keeps_the_readers_warnings() {
+    let dir = scratch("structures-prepare-survives");
+    let cell = "_cell_length_a 4\n_cell_length_b 4\n_cell_length_c 4\n_cell_angle_alpha 90\n\
+                _cell_angle_beta 90\n_cell_angle_gamma 90\n";
+    let sites = "loop_\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n\
+                 _atom_site_fract_z\nNa 0 0 0\nCl 0.5 0.5 0.5\n";
+    let with_hall =
+        |h: &str| format!("data_h\n{cell}_symmetry_space_group_name_Hall '{h}'\n{sites}");
+    let legacy = format!(
+        "% from an old program\ndata_NaCl rock salt\n{cell}_symmetry_space_group_name_H-M F m 3 m\n{sites}"
+    );
+    let magnetic = std::fs::read_to_string(corpus().join("pymatgen/LaMnO3_magnetic.mcif")).unwrap();
+    let rows = [
+        ("hall-assert", with_hall("P 3 2\"x")),
+        ("hall-unwrap", with_hall("P -")),
+        ("hall-infinite", with_hall("P 4 3x")),
+        ("legacy", legacy),
+        ("magnetic", magnetic),
+    ];
+    let csv_path = dir.join("rows.csv");
+    let mut w = csv::Writer::from_path(&csv_path).unwrap();
+    w.write_record(["id", "description", "cif"]).unwrap();
+    for (id, cif) in &rows {
+        w.write_record([id, "a crystal", cif.as_str()]).unwrap();
+    }
+    w.flush().unwrap();
+    let out_dir = dir.join("ds");
+    let out = xtal(&[
+        "prepare",
+        csv_path.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let failures = std::fs::read_to_string(out_dir.join("failures.csv")).unwrap();
+    for id in ["hall-assert", "hall-unwrap", "hall-infinite"] {
+        let line = failures
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not in failures.csv:\n{failures}"));
+        assert!(line.contains("line 8") && line.contains("Hall"), "{line}");
+    }
+    let dataset = std::fs::read_to_string(out_dir.join("dataset.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = dataset
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_id = |id: &str| records.iter().find(|r| r["id"] == id).unwrap();
+    // F m 3 m (the old notation, unquoted) expands the two sites to rock salt's eight.
+    assert_eq!(by_id("legacy")["nsites"], 8);
+    assert_eq!(by_id("legacy")["spacegroup_number"], 225);
+    // The magnetic operations expand LaMnO3 to pymatgen's 20 sites, not the asymmetric unit.
+    assert_eq!(by_id("magnetic")["nsites"], 20);
+    assert_eq!(by_id("magnetic")["formula"], "LaMnO3");
+    let warnings = std::fs::read_to_string(out_dir.join("cif_warnings.csv")).unwrap();
+    let legacy_lines: Vec<&str> = warnings
+        .lines()
+        .filter(|l| l.starts_with("legacy,"))
+        .collect();
+    for needle in [
+        "legacy,1,",
+        "legacy,2,",
+        "old cubic notation",
+        "unquoted value",
+    ] {
+        assert!(
+            legacy_lines.iter().any(|l| l.contains(needle)),
+            "{needle} not in cif_warnings.csv:\n{warnings}"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["failed"], 3);
+    assert_eq!(summary["rows_with_cif_warnings"], 1);
+}
+
+/// `xtal cif` says what it assumed, line by line, on stderr and in `--json`.
+#[test]
+fn cif_prints_the_readers_warnings() {
+    let file = corpus().join("variants/Fe--missing_angles.cif");
+    let legacy = corpus().join("diffpy/LiCl-bad.cif");
+    let out = xtal(&["cif", legacy.to_str().unwrap(), file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: ") && err.contains("LiCl-bad.cif") && err.contains("line "),
+        "{err}"
+    );
+    assert!(
+        err.contains("_cell_angle_alpha is missing: 90° assumed"),
+        "{err}"
+    );
+    let out = xtal(&["cif", "--json", legacy.to_str().unwrap()]);
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings = got["warnings"].as_array().unwrap();
+    assert!(!warnings.is_empty() && warnings[0]["line"].as_u64().unwrap() > 0);
 }

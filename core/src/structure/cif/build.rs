@@ -2,15 +2,17 @@
 //! site counts, order and coordinates agree with it: sites related by a symmetry operation in
 //! the asymmetric unit share one position (mixed occupancy), every position is expanded by all
 //! operations and wrapped into [0, 1), duplicates within `site_tolerance` are merged, and sites
-//! are finally sorted by electronegativity.
+//! are finally sorted by electronegativity. What the reader assumes on the way (a default cell
+//! angle, a symbol variant, legacy syntax) is a [`CifWarning`] on the structure.
 
-use super::CifError;
-use super::symop::SymOp;
-use super::syntax::{Block, Value, parse};
+use std::cell::RefCell;
+
+use super::operations::{BlockOperations, operations};
+use super::syntax::{Block, Value, decode, parse};
+use super::values::{parse_number, parse_species};
+use super::{CifError, CifWarning};
 use crate::structure::crystal::{Site, Species, Structure};
-use crate::structure::elements::atomic_number;
 use crate::structure::lattice::{Lattice, dot};
-use crate::structure::symmetry;
 
 /// A cell with more sites than this is refused (expansion and dedup grow with its square).
 pub const MAX_SITES: usize = 20_000;
@@ -38,11 +40,12 @@ impl Default for CifOptions {
     }
 }
 
-/// A structure and the data block it came from.
+/// A structure, the data block it came from, and what was assumed to read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CifStructure {
     pub block: String,
     pub structure: Structure,
+    pub warnings: Vec<CifWarning>,
 }
 
 /// Reads every data block of a CIF that holds atom sites. Blocks without sites (publication or
@@ -54,10 +57,11 @@ pub fn read_cif(text: &str, options: &CifOptions) -> Result<Vec<CifStructure>, C
         if !has_sites(block) {
             continue;
         }
-        let structure = structure_from_block(block, options)?;
+        let (structure, warnings) = structure_from_block(block, options)?;
         out.push(CifStructure {
             block: block.name.clone(),
             structure,
+            warnings,
         });
     }
     if out.is_empty() {
@@ -72,20 +76,50 @@ pub fn read_cif(text: &str, options: &CifOptions) -> Result<Vec<CifStructure>, C
     Ok(out)
 }
 
-fn has_sites(block: &Block) -> bool {
-    block.values("_atom_site_fract_x").is_some() || block.values("_atom_site_cartn_x").is_some()
+/// [`read_cif`] on a file's bytes: UTF-8, or Latin-1 with a warning.
+pub fn read_cif_bytes(bytes: &[u8], options: &CifOptions) -> Result<Vec<CifStructure>, CifError> {
+    let (text, warning) = decode(bytes);
+    let mut out = read_cif(&text, options)?;
+    if let Some(w) = warning {
+        for s in &mut out {
+            s.warnings.insert(0, w.clone());
+        }
+    }
+    Ok(out)
 }
 
-struct Ctx<'a> {
-    block: &'a Block,
+/// A block with at least one atom-site row that gives a coordinate (rows of `?` placeholders,
+/// as the Pauling File writes for cells it has no sites for, are not sites).
+fn has_sites(block: &Block) -> bool {
+    ["_atom_site_fract_x", "_atom_site_cartn_x"]
+        .iter()
+        .any(|tag| {
+            block
+                .values(tag)
+                .is_some_and(|v| v.iter().any(|x| !(x.is_missing() && x.text == "?")))
+        })
+}
+
+/// One block being read: its values, and the warnings gathered on the way.
+pub(super) struct Ctx<'a> {
+    pub block: &'a Block,
+    warnings: RefCell<Vec<CifWarning>>,
 }
 
 impl Ctx<'_> {
-    fn err(&self, line: usize, message: String) -> CifError {
+    pub fn err(&self, line: usize, message: String) -> CifError {
         CifError::Content {
             block: self.block.name.clone(),
             line,
             message,
+        }
+    }
+
+    pub fn warn(&self, line: usize, message: String) {
+        let mut warnings = self.warnings.borrow_mut();
+        let w = CifWarning { line, message };
+        if !warnings.contains(&w) {
+            warnings.push(w);
         }
     }
 
@@ -94,43 +128,115 @@ impl Ctx<'_> {
             .ok_or_else(|| self.err(v.line, format!("{tag}: '{}' is not a number", v.text)))
     }
 
-    fn required(&self, tag: &str) -> Result<f64, CifError> {
+    /// A number the file must give, or `None` when the tag is absent altogether.
+    fn optional(&self, tag: &str) -> Result<Option<f64>, CifError> {
         match self.block.value(tag) {
-            Some(v) if !v.is_missing() => self.number(v, tag),
+            Some(v) if !v.is_missing() => self.number(v, tag).map(Some),
             Some(v) => Err(self.err(v.line, format!("{tag} is unknown ('{}')", v.text))),
-            None => Err(self.err(self.block.line, format!("{tag} is missing"))),
+            None => Ok(None),
         }
+    }
+
+    fn line_of(&self, tag: &str) -> usize {
+        self.block.value(tag).map_or(self.block.line, |v| v.line)
     }
 }
 
-/// A CIF number: `5.4310(2)` → 5.431, `-.5` → -0.5; `?`, `.` and text are not numbers.
-pub fn parse_number(text: &str) -> Option<f64> {
-    let t = text.trim();
-    let t = match t.find('(') {
-        Some(i) if t.ends_with(')') => &t[..i],
-        _ => t,
+fn structure_from_block(
+    block: &Block,
+    options: &CifOptions,
+) -> Result<(Structure, Vec<CifWarning>), CifError> {
+    let ctx = Ctx {
+        block,
+        warnings: RefCell::new(block.warnings.clone()),
     };
-    t.parse::<f64>().ok().filter(|v| v.is_finite())
+    refuse_modulated(&ctx)?;
+    let cell = CellParameters::read(&ctx)?;
+    let BlockOperations {
+        ops,
+        time_reversal,
+        origin_choice_1,
+    } = operations(&ctx, cell.rhombohedral())?;
+    let lattice = cell.lattice(&ctx, &ops)?;
+    let rows = site_rows(&ctx, &lattice, options)?;
+    let mut sites = expand(&ctx, &rows, &ops, &time_reversal, &lattice, options)?;
+    if let Some(ops_1) = origin_choice_1 {
+        // The symbol leaves the origin open. Under the wrong one, atoms on special positions
+        // land on general ones: more sites, some too close. Keep the choice with fewer sites,
+        // then the one with atoms further apart, then the standard (2).
+        let plain = vec![1.0; ops_1.len()];
+        // An expansion that fails under origin choice 1 (occupancies over 1) rules it out.
+        let sites_1 = expand(&ctx, &rows, &ops_1, &plain, &lattice, options).unwrap_or_default();
+        let (n2, n1) = (sites.len(), sites_1.len());
+        let use_1 = n1 > 0
+            && match n1.cmp(&n2) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                // All-pairs distances: only for cells small enough to afford them.
+                std::cmp::Ordering::Equal => {
+                    n1 <= 2_000 && closest_pair(&lattice, &sites_1) > closest_pair(&lattice, &sites)
+                }
+            };
+        let line = rows.first().map_or(block.line, |r| r.line);
+        if use_1 {
+            sites = sites_1;
+            ctx.warn(line, format!("the space-group symbol does not say which origin choice: origin choice 1 is used, under which the sites expand to {n1} positions ({n2} under origin choice 2)"));
+        } else {
+            ctx.warn(line, format!("the space-group symbol does not say which origin choice: origin choice 2 (the standard) is used, under which the sites expand to {n2} positions ({n1} under origin choice 1)"));
+        }
+    }
+    let mut structure = Structure { lattice, sites };
+    structure.sort_sites();
+    Ok((structure, ctx.warnings.into_inner()))
 }
 
-fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure, CifError> {
-    let ctx = Ctx { block };
-    let lattice = lattice(&ctx)?;
-    let ops = operations(&ctx)?;
+/// An incommensurately modulated structure (a superspace group, wave vectors) has no periodic
+/// cell of its own: reading only its average structure would be a wrong answer, so it is refused.
+fn refuse_modulated(ctx: &Ctx) -> Result<(), CifError> {
+    let dimension = ctx
+        .block
+        .value("_cell_modulation_dimension")
+        .and_then(|v| parse_number(&v.text).map(|d| (v.line, d)));
+    let wave = ctx
+        .block
+        .looped("_cell_wave_vector_x")
+        .map(|(l, _)| (l.line, 1.0));
+    match dimension.or(wave) {
+        Some((line, d)) if d > 0.0 => Err(ctx.err(
+            line,
+            "an incommensurately modulated structure (superspace group): xtal reads periodic \
+             crystals only, and its average structure would not be this one"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The sites of the cell: the asymmetric unit's rows merged where an operation relates them
+/// (mixed occupancy), then expanded by every operation.
+fn expand(
+    ctx: &Ctx,
+    rows: &[AsymSite],
+    ops: &[super::SymOp],
+    time_reversal: &[f64],
+    lattice: &Lattice,
+    options: &CifOptions,
+) -> Result<Vec<Site>, CifError> {
     // Asymmetric unit: rows whose positions are related by an operation share a site.
     let mut asym: Vec<AsymSite> = Vec::new();
-    for row in site_rows(&ctx, &lattice, options)? {
+    for row in rows {
         let matched = asym.iter_mut().find(|a| {
             ops.iter()
                 .any(|op| close_pbc(&op.apply(row.frac), &a.frac, options.site_tolerance))
         });
         match matched {
             Some(site) => {
-                for (species, occupancy) in row.species {
-                    add_species(&mut site.species, species, occupancy);
+                for (species, occupancy) in &row.species {
+                    add_species(&mut site.species, *species, *occupancy);
                 }
+                site.moment = site.moment.or(row.moment);
             }
-            None => asym.push(row),
+            None => asym.push(row.clone()),
         }
     }
 
@@ -141,19 +247,19 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
         if done[i] {
             continue;
         }
-        let mut generated: Vec<([f64; 3], usize)> = Vec::new();
+        let mut generated: Vec<([f64; 3], usize, usize)> = Vec::new();
         for j in i..asym.len() {
             if done[j] || !same_composition(&asym[j].species, &asym[i].species) {
                 continue;
             }
             done[j] = true;
-            for op in &ops {
+            for (k, op) in ops.iter().enumerate() {
                 let c = op.apply(asym[j].frac).map(|x| x - x.floor());
                 if !generated
                     .iter()
-                    .any(|(g, _)| close_pbc(&c, g, options.site_tolerance))
+                    .any(|(g, _, _)| close_pbc(&c, g, options.site_tolerance))
                 {
-                    generated.push((c, j));
+                    generated.push((c, j, k));
                     if sites.len() + generated.len() > MAX_SITES {
                         let message = format!(
                             "more than {MAX_SITES} sites after applying the symmetry operations"
@@ -163,11 +269,12 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
                 }
             }
         }
-        for (frac, j) in generated {
+        for (frac, j, k) in generated {
             let AsymSite {
                 species,
                 label,
                 line,
+                moment,
                 ..
             } = &asym[j];
             let total: f64 = species.iter().map(|(_, o)| o).sum();
@@ -182,23 +289,47 @@ fn structure_from_block(block: &Block, options: &CifOptions) -> Result<Structure
                 frac,
                 species: species.iter().map(|(s, o)| (*s, o * scale)).collect(),
                 label: label.clone(),
+                magmom: moment.map(|m| {
+                    let rotated = rotate_moment(lattice, &ops[k].rotation, m);
+                    cartesian_moment(lattice, rotated.map(|x| x * time_reversal[k]))
+                }),
             });
         }
     }
     if sites.is_empty() {
-        return Err(ctx.err(block.line, "no occupied atom sites".into()));
+        return Err(ctx.err(ctx.block.line, "no occupied atom sites".into()));
     }
-    let mut structure = Structure { lattice, sites };
-    structure.sort_sites();
-    Ok(structure)
+    Ok(sites)
+}
+
+/// The shortest distance between two sites (Å), over neighbouring cells; infinity for one site.
+fn closest_pair(lattice: &Lattice, sites: &[Site]) -> f64 {
+    let mut best = f64::INFINITY;
+    for (i, a) in sites.iter().enumerate() {
+        for b in &sites[i + 1..] {
+            for shift in 0..27 {
+                let cell = [shift / 9, shift / 3 % 3, shift % 3].map(|c| c as f64 - 1.0);
+                let d: [f64; 3] = std::array::from_fn(|k| {
+                    let x = b.frac[k] - a.frac[k];
+                    x - x.round() + cell[k]
+                });
+                let cart = lattice.to_cartesian(d);
+                best = best.min(dot(cart, cart).sqrt());
+            }
+        }
+    }
+    best
 }
 
 /// A position of the asymmetric unit and what occupies it, with the CIF line it came from.
+#[derive(Clone)]
 struct AsymSite {
     frac: [f64; 3],
     species: Vec<(Species, f64)>,
     label: String,
     line: usize,
+    /// Magnetic moment along the unit cell axes (μB), as `_atom_site_moment` gives it.
+    moment: Option<[f64; 3]>,
 }
 
 fn add_species(species: &mut Vec<(Species, f64)>, s: Species, occupancy: f64) {
@@ -221,140 +352,170 @@ fn close_pbc(a: &[f64; 3], b: &[f64; 3], tol: f64) -> bool {
     })
 }
 
-fn lattice(ctx: &Ctx) -> Result<Lattice, CifError> {
-    let a = ctx.required("_cell_length_a")?;
-    let b = ctx.required("_cell_length_b")?;
-    let c = ctx.required("_cell_length_c")?;
-    let alpha = ctx.required("_cell_angle_alpha")?;
-    let beta = ctx.required("_cell_angle_beta")?;
-    let gamma = ctx.required("_cell_angle_gamma")?;
-    let line = |tag: &str| ctx.block.value(tag).map_or(ctx.block.line, |v| v.line);
-    for (tag, v) in [
-        ("_cell_length_a", a),
-        ("_cell_length_b", b),
-        ("_cell_length_c", c),
-    ] {
-        if v <= 0.0 {
-            return Err(ctx.err(line(tag), format!("{tag} must be positive, got {v}")));
-        }
-    }
-    for (tag, v) in [
-        ("_cell_angle_alpha", alpha),
-        ("_cell_angle_beta", beta),
-        ("_cell_angle_gamma", gamma),
-    ] {
-        if !(v > 0.0 && v < 180.0) {
-            return Err(ctx.err(
-                line(tag),
-                format!("{tag} must lie between 0 and 180 degrees, got {v}"),
-            ));
-        }
-    }
-    let lattice = Lattice::from_parameters(a, b, c, alpha, beta, gamma);
-    let volume = lattice.volume();
-    if volume.is_nan() || volume <= 1e-3 * a * b * c {
-        return Err(ctx.err(
-            line("_cell_angle_gamma"),
-            format!("the cell angles {alpha}, {beta}, {gamma} give a degenerate cell (volume {volume:.3e} Å³)"),
-        ));
-    }
-    // As pymatgen's CifParser: a cell thinner than this is a typo, and would make every
-    // neighbour search explode.
-    let thinnest = lattice
-        .plane_spacings()
-        .into_iter()
-        .fold(f64::INFINITY, f64::min);
-    if thinnest < 0.01 {
-        return Err(ctx.err(
-            line("_cell_angle_gamma"),
-            format!("the cell is only {thinnest:.2e} Å thick between lattice planes"),
-        ));
-    }
-    Ok(lattice)
+/// An axial vector given along the unit cell axes, moved by a rotation that acts on fractional
+/// coordinates: in lattice coefficients it is R·m, times det R (a moment is axial).
+fn rotate_moment(lattice: &Lattice, rotation: &[[f64; 3]; 3], m: [f64; 3]) -> [f64; 3] {
+    let lengths = lattice.lengths();
+    let coeff: [f64; 3] = std::array::from_fn(|i| m[i] / lengths[i]);
+    let det = crate::structure::lattice::det(rotation);
+    std::array::from_fn(|i| det * dot(rotation[i], coeff) * lengths[i])
 }
 
-/// Tags that list operations as triplets, in the order pymatgen looks for them.
-const SYMOP_TAGS: [&str; 6] = [
-    "_symmetry_equiv_pos_as_xyz",
-    "_symmetry_equiv_pos_as_xyz_",
-    "_space_group_symop_operation_xyz",
-    "_space_group_symop_operation_xyz_",
-    "_space_group_symop.operation_xyz",
-    "_symmetry_equiv.pos_as_xyz",
-];
-const HALL_TAGS: [&str; 3] = [
-    "_symmetry_space_group_name_hall",
-    "_space_group_name_hall",
-    "_space_group.name_hall",
-];
-const HM_TAGS: [&str; 5] = [
-    "_symmetry_space_group_name_h-m",
-    "_space_group_name_h-m_alt",
-    "_space_group_name_h-m",
-    "_space_group.name_h-m_alt",
-    "_symmetry_space_group_name_h-m_alt",
-];
-const NUMBER_TAGS: [&str; 4] = [
-    "_space_group_it_number",
-    "_symmetry_int_tables_number",
-    "_space_group.it_number",
-    "_space_group_it_number_",
-];
+/// Components along the unit cell axes (μB) → Cartesian, as pymatgen's
+/// `Magmom.from_moment_relative_to_crystal_axes`.
+fn cartesian_moment(lattice: &Lattice, m: [f64; 3]) -> [f64; 3] {
+    let lengths = lattice.lengths();
+    std::array::from_fn(|j| {
+        (0..3)
+            .map(|i| m[i] * lattice.matrix[i][j] / lengths[i])
+            .sum()
+    })
+}
 
-fn operations(ctx: &Ctx) -> Result<Vec<SymOp>, CifError> {
-    for tag in SYMOP_TAGS {
-        if let Some(values) = ctx.block.values(tag) {
-            let mut ops = Vec::with_capacity(values.len());
-            for v in values {
-                // Some writers put the site id in the same value: "1 x,y,z".
-                let text = v.text.trim();
-                let text = match text.split_once(char::is_whitespace) {
-                    Some((id, rest)) if id.chars().all(|c| c.is_ascii_digit()) => rest,
-                    _ => text,
-                };
-                ops.push(SymOp::parse(text).map_err(|e| ctx.err(v.line, format!("{tag}: {e}")))?);
+/// The cell as the file gives it; angles it leaves out are filled in (with a warning) once the
+/// operations are known.
+struct CellParameters {
+    lengths: [f64; 3],
+    angles: [Option<f64>; 3],
+}
+
+const LENGTH_TAGS: [&str; 3] = ["_cell_length_a", "_cell_length_b", "_cell_length_c"];
+const ANGLE_TAGS: [&str; 3] = ["_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma"];
+
+impl CellParameters {
+    fn read(ctx: &Ctx) -> Result<Self, CifError> {
+        let mut lengths = [0.0; 3];
+        for (k, tag) in LENGTH_TAGS.iter().enumerate() {
+            let v = ctx
+                .optional(tag)?
+                .ok_or_else(|| ctx.err(ctx.block.line, format!("{tag} is missing")))?;
+            if v <= 0.0 {
+                return Err(ctx.err(ctx.line_of(tag), format!("{tag} must be positive, got {v}")));
             }
-            if !ops.is_empty() {
-                return Ok(ops);
+            lengths[k] = v;
+        }
+        let mut angles = [None; 3];
+        for (k, tag) in ANGLE_TAGS.iter().enumerate() {
+            if let Some(v) = ctx.optional(tag)? {
+                if !(v > 0.0 && v < 180.0) {
+                    return Err(ctx.err(
+                        ctx.line_of(tag),
+                        format!("{tag} must lie between 0 and 180 degrees, got {v}"),
+                    ));
+                }
+                angles[k] = Some(v);
             }
         }
+        Ok(Self { lengths, angles })
     }
+
+    /// a = b = c and α = β = γ ≠ 90°: a rhombohedral cell on rhombohedral axes.
+    fn rhombohedral(&self) -> bool {
+        let [a, b, c] = self.lengths;
+        let same = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(y.abs());
+        match self.angles {
+            [Some(al), Some(be), Some(ga)] => {
+                same(a, b) && same(b, c) && same(al, be) && same(be, ga) && (al - 90.0).abs() > 1e-3
+            }
+            _ => false,
+        }
+    }
+
+    fn lattice(&self, ctx: &Ctx, ops: &[super::SymOp]) -> Result<Lattice, CifError> {
+        // A threefold axis along c in hexagonal axes maps a to b: then γ is 120°, else 90°.
+        let hexagonal = ops.iter().any(|op| {
+            let r = op.rotation;
+            r[2] == [0.0, 0.0, 1.0] && r[0] == [0.0, -1.0, 0.0] && r[1] == [1.0, -1.0, 0.0]
+        });
+        let mut angles = [0.0; 3];
+        for (k, tag) in ANGLE_TAGS.iter().enumerate() {
+            angles[k] = match self.angles[k] {
+                Some(v) => v,
+                None => {
+                    let v = if k == 2 && hexagonal { 120.0 } else { 90.0 };
+                    let why = if v == 120.0 {
+                        "the space group has hexagonal axes"
+                    } else {
+                        "as pymatgen assumes"
+                    };
+                    ctx.warn(
+                        ctx.block.line,
+                        format!("{tag} is missing: {v}° assumed ({why})"),
+                    );
+                    v
+                }
+            };
+        }
+        let [a, b, c] = self.lengths;
+        let [alpha, beta, gamma] = angles;
+        let lattice = Lattice::from_parameters(a, b, c, alpha, beta, gamma);
+        let line = ctx.line_of("_cell_angle_gamma");
+        let volume = lattice.volume();
+        if volume.is_nan() || volume <= 1e-3 * a * b * c {
+            return Err(ctx.err(
+                line,
+                format!("the cell angles {alpha}, {beta}, {gamma} give a degenerate cell (volume {volume:.3e} Å³)"),
+            ));
+        }
+        // As pymatgen's CifParser: a cell thinner than this is a typo, and would make every
+        // neighbour search explode.
+        let thinnest = lattice
+            .plane_spacings()
+            .into_iter()
+            .fold(f64::INFINITY, f64::min);
+        if thinnest < 0.01 {
+            return Err(ctx.err(
+                line,
+                format!("the cell is only {thinnest:.2e} Å thick between lattice planes"),
+            ));
+        }
+        Ok(lattice)
+    }
+}
+
+/// `_atom_site_moment` rows (new `.` and old `_` tag forms): label → moment along the axes.
+fn moments(ctx: &Ctx) -> Result<Vec<(String, [f64; 3])>, CifError> {
     let block = ctx.block;
-    let present = |tags: &[&'static str]| -> Option<(&'static str, &Value)> {
-        tags.iter()
-            .find_map(|t| block.value(t).filter(|v| !v.is_missing()).map(|v| (*t, v)))
+    let find = |names: &[&str]| -> Option<(String, Vec<&Value>)> {
+        names
+            .iter()
+            .find_map(|t| block.values(t).map(|v| (t.to_string(), v)))
     };
-    if let Some((tag, v)) = present(&HALL_TAGS) {
-        return symmetry::operations_of_hall_symbol(&v.text)
-            .ok_or_else(|| ctx.err(v.line, format!("{tag}: unknown Hall symbol '{}'", v.text)));
-    }
-    if let Some((tag, v)) = present(&HM_TAGS) {
-        if let Some(ops) = symmetry::operations_of_hm_symbol(&v.text) {
-            return Ok(ops);
+    let Some((_, labels)) = find(&["_atom_site_moment.label", "_atom_site_moment_label"]) else {
+        return Ok(Vec::new());
+    };
+    let mut axes = Vec::new();
+    for axis in ["x", "y", "z"] {
+        let names = [
+            format!("_atom_site_moment.crystalaxis_{axis}"),
+            format!("_atom_site_moment_crystalaxis_{axis}"),
+            format!("_atom_site_moment.crystalaxis_m{axis}"),
+            format!("_atom_site_moment_crystalaxis_m{axis}"),
+        ];
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        match find(&names) {
+            Some((tag, v)) if v.len() == labels.len() => axes.push((tag, v)),
+            _ => {
+                let line = labels.first().map_or(block.line, |v| v.line);
+                return Err(ctx.err(
+                    line,
+                    format!("_atom_site_moment: no crystal-axis {axis} component for every label"),
+                ));
+            }
         }
-        if present(&NUMBER_TAGS).is_none() {
-            return Err(ctx.err(
-                v.line,
-                format!("{tag}: unknown space-group symbol '{}'", v.text),
-            ));
+    }
+    let mut out = Vec::with_capacity(labels.len());
+    for (i, label) in labels.iter().enumerate() {
+        let mut m = [0.0; 3];
+        for (k, (tag, values)) in axes.iter().enumerate() {
+            m[k] = ctx.number(values[i], tag)?;
         }
+        out.push((label.text.clone(), m));
     }
-    if let Some((tag, v)) = present(&NUMBER_TAGS) {
-        let n = parse_number(&v.text).filter(|n| n.fract() == 0.0 && (1.0..=230.0).contains(n));
-        return n
-            .and_then(|n| symmetry::operations_of_number(n as u16))
-            .ok_or_else(|| {
-                ctx.err(
-                    v.line,
-                    format!("{tag}: '{}' is not a space-group number 1–230", v.text),
-                )
-            });
-    }
-    // No symmetry given at all: the sites are the whole cell (P1), as pymatgen assumes.
-    Ok(vec![SymOp::IDENTITY])
+    Ok(out)
 }
 
-/// The occupied rows of the atom-site loop, one species each, in file order.
+/// The occupied rows of the atom-site loop, in file order.
 fn site_rows(
     ctx: &Ctx,
     lattice: &Lattice,
@@ -405,27 +566,23 @@ fn site_rows(
             "the x, y and z coordinate columns differ in length".into(),
         ));
     }
+    let moments = moments(ctx)?;
     let reciprocal = lattice.reciprocal_crystallographic();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let line = coords[0][i].line;
-        let label = labels.as_ref().map(|l| l[i].text.clone());
-        let symbol_value = types
+        let label = labels
             .as_ref()
-            .map(|t| t[i])
-            .or(labels.as_ref().map(|l| l[i]));
-        let Some(symbol_value) = symbol_value else {
-            return Err(ctx.err(
-                line,
-                "sites have neither _atom_site_type_symbol nor _atom_site_label".into(),
-            ));
-        };
-        let species = parse_species(&symbol_value.text).ok_or_else(|| {
-            ctx.err(
-                symbol_value.line,
-                format!("'{}' does not name a chemical element", symbol_value.text),
-            )
-        })?;
+            .map(|l| &l[i])
+            .filter(|v| !v.is_missing())
+            .map(|v| v.text.clone());
+        let name = label.as_deref().unwrap_or("?");
+        let species = site_species(
+            ctx,
+            types.as_ref().map(|t| t[i]),
+            labels.as_ref().map(|l| l[i]),
+            line,
+        )?;
         let occupancy = match occupancies.as_ref().map(|o| o[i]) {
             Some(v) if !v.is_missing() => ctx.number(v, "_atom_site_occupancy")?,
             _ => 1.0,
@@ -433,10 +590,7 @@ fn site_rows(
         if occupancy > 1.0 + 1e-6 {
             return Err(ctx.err(
                 line,
-                format!(
-                    "occupancy {occupancy} of site {} is above 1",
-                    label.as_deref().unwrap_or("?")
-                ),
+                format!("occupancy {occupancy} of site {name} is above 1"),
             ));
         }
         if occupancy <= 0.0 {
@@ -445,17 +599,18 @@ fn site_rows(
         let mut xyz = [0.0; 3];
         for (k, axis) in axes.iter().enumerate() {
             let v = coords[k][i];
-            if v.is_missing() {
+            xyz[k] = if v.is_missing() && v.text == "." {
+                // pymatgen reads '.' (not applicable) as 0.
+                ctx.warn(v.line, format!("{axis} of site {name} is '.': read as 0"));
+                0.0
+            } else if v.is_missing() {
                 return Err(ctx.err(
                     v.line,
-                    format!(
-                        "{axis} of site {} is unknown ('{}')",
-                        label.as_deref().unwrap_or("?"),
-                        v.text
-                    ),
+                    format!("{axis} of site {name} is unknown ('{}')", v.text),
                 ));
-            }
-            xyz[k] = ctx.number(v, axis)?;
+            } else {
+                ctx.number(v, axis)?
+            };
         }
         if cartesian {
             xyz = std::array::from_fn(|j| dot(xyz, reciprocal.matrix[j]));
@@ -468,91 +623,72 @@ fn site_rows(
                 }
             }
         }
+        let fallback_label = species
+            .first()
+            .map_or_else(String::new, |(s, _)| s.symbol().to_string());
+        let moment = label
+            .as_ref()
+            .and_then(|l| moments.iter().find(|(m, _)| m == l).map(|(_, m)| *m));
         out.push(AsymSite {
             frac: xyz,
-            species: vec![(species, occupancy)],
-            label: label.unwrap_or_else(|| species.symbol().to_string()),
+            species: species
+                .into_iter()
+                .map(|(s, o)| (s, o * occupancy))
+                .collect(),
+            label: label.unwrap_or(fallback_label),
             line,
+            moment,
         });
     }
     Ok(out)
 }
 
-/// "Fe", "Fe2+", "O2-", "Cl-", "Fe1" (a label), "FE", "D" (deuterium) → species.
-pub fn parse_species(text: &str) -> Option<Species> {
-    let letters: String = text
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect();
-    let rest = &text[letters.len()..];
-    let mut chars = letters.chars();
-    let first = chars.next()?.to_ascii_uppercase();
-    let second = chars.next().map(|c| c.to_ascii_lowercase());
-    let candidates = [
-        second.map(|s| format!("{first}{s}")),
-        Some(first.to_string()),
-    ];
-    let z = candidates
-        .into_iter()
-        .flatten()
-        .find_map(|s| match s.as_str() {
-            "D" | "T" => Some(1),
-            s => atomic_number(s),
-        })?;
-    let oxidation = if letters.len() <= 2 {
-        parse_oxidation(rest)
-    } else {
-        None
+/// The species of one row: its type symbol, or its label where the type symbol is absent or
+/// `?`/`.` (with a warning in that case).
+fn site_species(
+    ctx: &Ctx,
+    type_symbol: Option<&Value>,
+    label: Option<&Value>,
+    line: usize,
+) -> Result<Vec<(Species, f64)>, CifError> {
+    let label = label.filter(|v| !v.is_missing());
+    let value = match type_symbol {
+        Some(t) if !t.is_missing() => t,
+        Some(t) => {
+            let Some(l) = label else {
+                return Err(ctx.err(t.line, format!("type symbol '{}' and no label", t.text)));
+            };
+            ctx.warn(
+                t.line,
+                format!(
+                    "type symbol '{}': the element is read from label '{}'",
+                    t.text, l.text
+                ),
+            );
+            l
+        }
+        None => label.ok_or_else(|| {
+            ctx.err(
+                line,
+                "sites have neither _atom_site_type_symbol nor _atom_site_label".into(),
+            )
+        })?,
     };
-    Some(Species { z, oxidation })
-}
-
-/// "2+", "3-", "+", "-", "+2", "0.5+"; anything else (site numbers of labels) is no charge.
-fn parse_oxidation(s: &str) -> Option<f64> {
-    let (num, sign) = if let Some(n) = s.strip_suffix('+') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('-') {
-        (n, -1.0)
-    } else if let Some(n) = s.strip_prefix('+') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_prefix('-') {
-        (n, -1.0)
-    } else {
-        return None;
-    };
-    if num.is_empty() {
-        return Some(sign);
+    let parsed = parse_species(&value.text).ok_or_else(|| {
+        ctx.err(
+            value.line,
+            format!("'{}' does not name a chemical element", value.text),
+        )
+    })?;
+    if let Some(note) = parsed.note {
+        ctx.warn(value.line, note);
     }
-    num.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .map(|v| sign * v)
+    Ok(parsed.species)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn species_symbols() {
-        let s = |t: &str| parse_species(t).map(|s| (s.z, s.oxidation));
-        assert_eq!(s("Fe2+"), Some((26, Some(2.0))));
-        assert_eq!(s("O2-"), Some((8, Some(-2.0))));
-        assert_eq!(s("Cl-"), Some((17, Some(-1.0))));
-        assert_eq!(s("Fe1"), Some((26, None)));
-        assert_eq!(s("Ca1A"), Some((20, None)));
-        assert_eq!(s("FE"), Some((26, None)));
-        assert_eq!(s("Xx"), None);
-        assert_eq!(s("12"), None);
-    }
-
-    #[test]
-    fn numbers_with_uncertainty() {
-        assert_eq!(parse_number("5.4310(2)"), Some(5.431));
-        assert_eq!(parse_number("-.5"), Some(-0.5));
-        assert_eq!(parse_number("?"), None);
-        assert_eq!(parse_number("1e400"), None);
-    }
 
     const ROCKSALT: &str = "data_NaCl\n_cell_length_a 5.64(1)\n_cell_length_b 5.64\n_cell_length_c 5.64\n\
         _cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n\

@@ -20,6 +20,37 @@ impl SymOp {
         })
     }
 
+    /// `self` after `first`: x → R·(R₁·x + t₁) + t.
+    pub fn after(&self, first: &SymOp) -> SymOp {
+        let r = &self.rotation;
+        let rotation = std::array::from_fn(|i| {
+            std::array::from_fn(|j| (0..3).map(|k| r[i][k] * first.rotation[k][j]).sum())
+        });
+        let moved = SymOp {
+            rotation: self.rotation,
+            translation: [0.0; 3],
+        }
+        .apply(first.translation);
+        SymOp {
+            rotation,
+            translation: std::array::from_fn(|i| moved[i] + self.translation[i]),
+        }
+    }
+
+    /// A magnetic operation, "x,y,z,+1" or "-x,-y,z,-1": the operation and its time reversal
+    /// (+1 or -1).
+    pub fn parse_magnetic(text: &str) -> Result<(SymOp, f64), String> {
+        let (triplet, theta) = text
+            .rsplit_once(',')
+            .ok_or_else(|| format!("'{text}' is not x,y,z,±1"))?;
+        let theta = match theta.trim() {
+            "+1" | "1" => 1.0,
+            "-1" => -1.0,
+            other => return Err(format!("'{text}': time reversal '{other}' is not +1 or -1")),
+        };
+        Ok((SymOp::parse(triplet)?, theta))
+    }
+
     /// Parses one triplet; the error says what is wrong with it.
     pub fn parse(text: &str) -> Result<SymOp, String> {
         let parts: Vec<&str> = text.split(',').collect();
@@ -132,5 +163,17 @@ mod tests {
         assert!(SymOp::parse("x,x,z").is_err());
         assert!(SymOp::parse("x,q,z").is_err());
         assert!(SymOp::parse("x,y,z+1/0").is_err());
+    }
+
+    #[test]
+    fn magnetic_operations_and_composition() {
+        let (op, theta) = SymOp::parse_magnetic("-x,y+1/2,-z,-1").unwrap();
+        assert_eq!(theta, -1.0);
+        assert_eq!(op.translation, [0.0, 0.5, 0.0]);
+        assert!(SymOp::parse_magnetic("x,y,z").is_err());
+        assert!(SymOp::parse_magnetic("x,y,z,+2").is_err());
+        let centring = SymOp::parse("x+1/2,y+1/2,z").unwrap();
+        let both = centring.after(&op);
+        assert_eq!(both.apply([0.1, 0.2, 0.3]), [0.4, 1.2, -0.3]);
     }
 }

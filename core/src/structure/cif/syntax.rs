@@ -1,10 +1,14 @@
-//! CIF 1.1 syntax: data blocks, tag–value pairs and loops, with the line of every value.
+//! CIF syntax: data blocks, tag–value pairs and loops, with the line of every value.
 //!
-//! Accepts what real files contain: comments, single- and double-quoted values (a quote only
-//! closes before whitespace, so `'O'Neil'` works), semicolon text fields, `?` and `.`, several
-//! blocks per file, `save_` frames (skipped), and CRLF line ends.
+//! CIF 1.1 and 2.0 as real files write them: comments, single- and double-quoted values (in
+//! CIF 1.1 a quote only closes before whitespace, so `'O'Neil'` works), triple-quoted values
+//! (CIF 2.0), semicolon text fields, `?` and `.`, several blocks per file, `save_` frames
+//! (skipped), CRLF or CR line ends, tabs and a trailing Ctrl-Z. Legacy forms that pymatgen
+//! tolerates are read too, each with a [`CifWarning`] naming its line: lines starting with `%`,
+//! block names with spaces, quoted values over several lines or never closed, values without a
+//! tag and tags without a value.
 
-use super::CifError;
+use super::{CifError, CifWarning};
 
 /// One value and where it stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +49,8 @@ pub struct Block {
     /// Tag (lower case) → value, in file order.
     pub items: Vec<(String, Value)>,
     pub loops: Vec<Loop>,
+    /// What the syntax layer assumed while reading this block.
+    pub warnings: Vec<CifWarning>,
 }
 
 impl Block {
@@ -91,10 +97,16 @@ enum Token {
     Skip,
 }
 
+/// Lines a quoted value may run over before an unclosed quote is taken as plain text.
+const MAX_QUOTED_LINES: usize = 20;
+
 struct Lexer<'a> {
     src: &'a str,
     pos: usize,
     line: usize,
+    /// CIF 2.0 (`#\#CIF_2.0` header): triple quotes, and a quote closes at the next match.
+    cif2: bool,
+    warnings: Vec<CifWarning>,
 }
 
 impl<'a> Lexer<'a> {
@@ -102,11 +114,35 @@ impl<'a> Lexer<'a> {
         self.pos == 0 || self.src.as_bytes()[self.pos - 1] == b'\n'
     }
 
+    /// Only blanks stand between the line start and `pos`.
+    fn first_on_line(&self) -> bool {
+        let before = &self.src.as_bytes()[..self.pos];
+        before
+            .iter()
+            .rev()
+            .take_while(|&&b| b != b'\n')
+            .all(|b| b.is_ascii_whitespace())
+    }
+
+    fn warn(&mut self, line: usize, message: String) {
+        self.warnings.push(CifWarning { line, message });
+    }
+
+    fn skip_line(&mut self) {
+        let bytes = self.src.as_bytes();
+        while self.pos < bytes.len() && bytes[self.pos] != b'\n' {
+            self.pos += 1;
+        }
+    }
+
     fn next_token(&mut self) -> Result<Option<(Token, usize)>, CifError> {
         let bytes = self.src.as_bytes();
         loop {
-            // Whitespace and comments.
-            while self.pos < bytes.len() && bytes[self.pos].is_ascii_whitespace() {
+            // Whitespace (Ctrl-Z, which DOS editors leave at the end, counts as such), comments,
+            // and legacy lines starting with '%'.
+            while self.pos < bytes.len()
+                && (bytes[self.pos].is_ascii_whitespace() || bytes[self.pos] == 0x1a)
+            {
                 if bytes[self.pos] == b'\n' {
                     self.line += 1;
                 }
@@ -116,9 +152,15 @@ impl<'a> Lexer<'a> {
                 return Ok(None);
             }
             if bytes[self.pos] == b'#' {
-                while self.pos < bytes.len() && bytes[self.pos] != b'\n' {
-                    self.pos += 1;
-                }
+                self.skip_line();
+                continue;
+            }
+            if bytes[self.pos] == b'%' && self.first_on_line() {
+                self.warn(
+                    self.line,
+                    "line starting with '%' skipped as a comment".into(),
+                );
+                self.skip_line();
                 continue;
             }
             break;
@@ -129,7 +171,12 @@ impl<'a> Lexer<'a> {
             return self.text_field(line).map(Some);
         }
         if c == b'\'' || c == b'"' {
-            return self.quoted(c, line).map(Some);
+            if let Some(token) = self.quoted(c, line) {
+                return Ok(Some(token));
+            }
+            // An unbalanced quote: read on as plain text, as pymatgen does.
+            self.pos += 1;
+            return self.next_token();
         }
         let start = self.pos;
         while self.pos < bytes.len() && !bytes[self.pos].is_ascii_whitespace() {
@@ -138,7 +185,18 @@ impl<'a> Lexer<'a> {
         let word = &self.src[start..self.pos];
         let lower = word.to_ascii_lowercase();
         let token = if lower.starts_with("data_") {
-            Token::DataBlock(word[5..].to_string())
+            // The name is the rest of the line: some writers put spaces in it.
+            let rest_start = self.pos;
+            self.skip_line();
+            let rest = self.src[rest_start..self.pos].trim();
+            let name = if rest.is_empty() || rest.starts_with('#') {
+                word[5..].to_string()
+            } else {
+                let name = format!("{} {rest}", &word[5..]);
+                self.warn(line, format!("data block name with spaces: '{name}'"));
+                name
+            };
+            Token::DataBlock(name)
         } else if lower == "loop_" {
             Token::Loop
         } else if lower.starts_with("save_") || lower == "global_" || lower == "stop_" {
@@ -155,24 +213,83 @@ impl<'a> Lexer<'a> {
         Ok(Some((token, line)))
     }
 
-    fn quoted(&mut self, quote: u8, line: usize) -> Result<(Token, usize), CifError> {
+    /// A quoted value starting at `pos`, or `None` when the quote never closes (the caller then
+    /// reads it as plain text).
+    fn quoted(&mut self, quote: u8, line: usize) -> Option<(Token, usize)> {
         let bytes = self.src.as_bytes();
+        if self.cif2 && bytes[self.pos..].starts_with(&[quote; 3]) {
+            return self.triple_quoted(quote, line);
+        }
+        // CIF 1.1: a quote closes only before whitespace; CIF 2.0: at the next match.
+        let closes = |i: usize| {
+            bytes[i] == quote
+                && (self.cif2 || i + 1 == bytes.len() || bytes[i + 1].is_ascii_whitespace())
+        };
         let start = self.pos + 1;
         let mut i = start;
-        while i < bytes.len() {
-            if bytes[i] == b'\n' || bytes[i] == b'\r' {
-                break;
-            }
-            if bytes[i] == quote && (i + 1 == bytes.len() || bytes[i + 1].is_ascii_whitespace()) {
+        while i < bytes.len() && bytes[i] != b'\n' {
+            if closes(i) {
                 self.pos = i + 1;
-                return Ok(quoted_value(self.src[start..i].to_string(), line));
+                return Some(quoted_value(self.src[start..i].to_string(), line));
             }
             i += 1;
         }
-        Err(CifError::syntax(
+        // Not closed on its line. Legacy files run quoted text over a few lines: accept that
+        // when a later line ends the quote before anything that starts a new item.
+        let mut lines = 0;
+        let mut current_line = line;
+        while i < bytes.len() && lines < MAX_QUOTED_LINES {
+            // `i` is at a '\n': look at the next line.
+            i += 1;
+            current_line += 1;
+            lines += 1;
+            let rest = &self.src[i..];
+            let next = rest.trim_start_matches([' ', '\t']);
+            if next.starts_with(['_', ';', '#'])
+                || next.to_ascii_lowercase().starts_with("loop_")
+                || next.to_ascii_lowercase().starts_with("data_")
+            {
+                break;
+            }
+            while i < bytes.len() && bytes[i] != b'\n' {
+                if closes(i) {
+                    let text = self.src[start..i]
+                        .lines()
+                        .map(str::trim)
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    self.warn(
+                        line,
+                        format!(
+                            "quoted value runs over lines {line}–{current_line} (CIF allows \
+                             several lines only in a ;-text field): read as one value"
+                        ),
+                    );
+                    self.line = current_line;
+                    self.pos = i + 1;
+                    return Some(quoted_value(text, line));
+                }
+                i += 1;
+            }
+        }
+        self.warn(
             line,
-            format!("unterminated {} quote", quote as char),
-        ))
+            format!(
+                "unbalanced {} quote: the text after it is read as plain words",
+                quote as char
+            ),
+        );
+        None
+    }
+
+    fn triple_quoted(&mut self, quote: u8, line: usize) -> Option<(Token, usize)> {
+        let start = self.pos + 3;
+        let delimiter = std::str::from_utf8(&[quote; 3]).ok()?.to_string();
+        let end = self.src[start..].find(&delimiter)? + start;
+        let text = self.src[start..end].to_string();
+        self.line += text.matches('\n').count();
+        self.pos = end + 3;
+        Some(quoted_value(text, line))
     }
 
     fn text_field(&mut self, line: usize) -> Result<(Token, usize), CifError> {
@@ -184,7 +301,7 @@ impl<'a> Lexer<'a> {
             if bytes[i] == b'\n' {
                 self.line += 1;
                 if i + 1 < bytes.len() && bytes[i + 1] == b';' {
-                    let text = self.src[start..i].trim_end_matches('\r').trim().to_string();
+                    let text = self.src[start..i].trim().to_string();
                     self.pos = i + 2;
                     return Ok(quoted_value(text, line));
                 }
@@ -209,17 +326,50 @@ fn quoted_value(text: String, line: usize) -> (Token, usize) {
     )
 }
 
-/// Parses CIF text into its data blocks.
+/// CIF bytes as text: UTF-8, or Latin-1 (older files from Windows tools) with a warning naming
+/// the first line that is not UTF-8.
+pub fn decode(bytes: &[u8]) -> (std::borrow::Cow<'_, str>, Option<CifWarning>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.into(), None),
+        Err(e) => {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+            let warning = CifWarning {
+                line,
+                message: "the file is not UTF-8: read as Latin-1".into(),
+            };
+            (text.into(), Some(warning))
+        }
+    }
+}
+
+/// Parses CIF text into its data blocks; each block carries the warnings of its lines (and of
+/// the lines before the first block).
 pub fn parse(src: &str) -> Result<Vec<Block>, CifError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    // One line end: CRLF and old Mac CR become LF, so line numbers match what editors show.
+    let normalised;
+    let src = if src.contains('\r') {
+        normalised = src.replace("\r\n", "\n").replace('\r', "\n");
+        normalised.as_str()
+    } else {
+        src
+    };
     let mut lexer = Lexer {
         src,
         pos: 0,
         line: 1,
+        cif2: src.starts_with("#\\#CIF_2.0"),
+        warnings: Vec::new(),
     };
     let mut blocks: Vec<Block> = Vec::new();
     let mut pending: Option<(Token, usize)> = None;
     let mut in_save_frame = false;
+    // The last tag–value item, so that words after it on its line can join it.
+    let mut last_item: Option<(usize, usize)> = None;
     loop {
         let next = match pending.take() {
             Some(t) => Some(t),
@@ -233,6 +383,9 @@ pub fn parse(src: &str) -> Result<Vec<Block>, CifError> {
             }
             continue;
         }
+        if !matches!(token, Token::Value(_)) {
+            last_item = None;
+        }
         match token {
             Token::DataBlock(name) => blocks.push(Block {
                 name,
@@ -244,10 +397,17 @@ pub fn parse(src: &str) -> Result<Vec<Block>, CifError> {
             }
             Token::Tag(tag) => {
                 current(&mut blocks, line)?;
-                let Some((Token::Value(v), _)) = lexer.next_token()? else {
-                    return Err(CifError::syntax(line, format!("tag {tag} has no value")));
-                };
-                current(&mut blocks, line)?.items.push((tag, v));
+                match lexer.next_token()? {
+                    Some((Token::Value(v), _)) => {
+                        // Words can join only an unquoted value, on its own line.
+                        last_item = (!v.quoted).then_some((blocks.len() - 1, v.line));
+                        current(&mut blocks, line)?.items.push((tag, v));
+                    }
+                    other => {
+                        lexer.warn(line, format!("tag {tag} has no value: ignored"));
+                        pending = other;
+                    }
+                }
             }
             Token::Loop => {
                 current(&mut blocks, line)?;
@@ -268,15 +428,19 @@ pub fn parse(src: &str) -> Result<Vec<Block>, CifError> {
                 }
                 if values.len() % tags.len() != 0 {
                     let last = values.last().map_or(line, |v| v.line);
-                    return Err(CifError::syntax(
-                        last,
-                        format!(
-                            "loop starting at line {line} has {} values for {} columns ({}), not a whole number of rows",
-                            values.len(),
-                            tags.len(),
-                            tags.join(" ")
-                        ),
-                    ));
+                    let message = format!(
+                        "loop starting at line {line} has {} values for {} columns ({}), not a whole number of rows",
+                        values.len(),
+                        tags.len(),
+                        tags.join(" ")
+                    );
+                    // A broken loop of what a structure is made of is an error; one of other
+                    // data (a powder pattern, say) is skipped, as pymatgen reads past it.
+                    if tags.iter().any(|t| structural_tag(t)) {
+                        return Err(CifError::syntax(last, message));
+                    }
+                    lexer.warn(line, format!("{message}: skipped"));
+                    continue;
                 }
                 let rows = values.chunks(tags.len()).map(<[Value]>::to_vec).collect();
                 current(&mut blocks, line)?
@@ -284,17 +448,48 @@ pub fn parse(src: &str) -> Result<Vec<Block>, CifError> {
                     .push(Loop { tags, rows, line });
             }
             Token::Value(v) => {
-                return Err(CifError::syntax(
-                    v.line,
-                    format!("value '{}' without a tag", v.text),
-                ));
+                // Legacy files leave values with spaces unquoted (`_symmetry_space_group_name_H-M
+                // P 21/c`): words on the item's own line join its value; others are skipped, as
+                // pymatgen skips them.
+                match last_item {
+                    Some((b, item_line)) if item_line == v.line && !v.quoted => {
+                        if let Some((tag, value)) = blocks[b].items.last_mut() {
+                            value.text.push(' ');
+                            value.text.push_str(&v.text);
+                            let message = format!(
+                                "unquoted value with spaces: {tag} read as '{}'",
+                                value.text
+                            );
+                            lexer.warn(v.line, message);
+                        }
+                    }
+                    _ => {
+                        last_item = None;
+                        lexer.warn(v.line, format!("value '{}' without a tag: ignored", v.text));
+                    }
+                }
             }
         }
     }
     if blocks.is_empty() {
         return Err(CifError::syntax(1, "no data_ block: not a CIF file".into()));
     }
+    // Each warning goes to the block holding its line; those before the first block to all.
+    let starts: Vec<usize> = blocks.iter().map(|b| b.line).collect();
+    for w in lexer.warnings {
+        match starts.iter().rposition(|&s| s <= w.line) {
+            Some(k) => blocks[k].warnings.push(w),
+            None => blocks.iter_mut().for_each(|b| b.warnings.push(w.clone())),
+        }
+    }
     Ok(blocks)
+}
+
+/// Tags a structure is read from: cell, symmetry, atom sites.
+fn structural_tag(tag: &str) -> bool {
+    ["_cell", "_atom_site", "_symmetry", "_space_group"]
+        .iter()
+        .any(|p| tag.starts_with(p))
 }
 
 fn current(blocks: &mut [Block], line: usize) -> Result<&mut Block, CifError> {
@@ -322,18 +517,66 @@ mod tests {
         assert!(l.rows[1][c].is_missing());
         assert_eq!(l.rows[1][c].line, 14);
         assert!(blocks[1].value("_x").unwrap().is_missing());
+        assert!(blocks.iter().all(|b| b.warnings.is_empty()));
     }
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse("data_a\nloop_\n_a\n_b\n1 2\n3\n").unwrap_err();
+        let e = parse("data_a\nloop_\n_atom_site_a\n_atom_site_b\n1 2\n3\n").unwrap_err();
         assert_eq!(e.line(), 6);
-        let e = parse("data_a\n_a 'open\n").unwrap_err();
-        assert_eq!(e.line(), 2);
+        // A ragged loop of other data is skipped with a warning.
+        let b = &parse("data_a\nloop_\n_pd_a\n_pd_b\n1 2\n3\n_x 1\n").unwrap()[0];
+        assert!(b.loops.is_empty() && b.value("_x").is_some());
+        assert_eq!(b.warnings[0].line, 2);
         let e = parse("data_a\n_t\n;\nnever closed\n").unwrap_err();
         assert_eq!(e.line(), 3);
         let e = parse("_a 1\n").unwrap_err();
         assert_eq!(e.line(), 1);
         assert!(parse("").is_err());
+    }
+
+    fn warnings_of(cif: &str) -> Vec<(usize, String)> {
+        parse(cif).unwrap()[0]
+            .warnings
+            .iter()
+            .map(|w| (w.line, w.message.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn legacy_syntax_is_read_with_a_warning_naming_its_line() {
+        // '%' lines, a block name with spaces, CR line ends, tabs and a trailing Ctrl-Z.
+        let cif = "% written by an old tool\rdata_Na3PO4 phase II\r_a\t1\r_b 'two\r  lines'\r\x1a";
+        let blocks = parse(cif).unwrap();
+        assert_eq!(blocks[0].name, "Na3PO4 phase II");
+        assert_eq!(blocks[0].value("_a").unwrap().text, "1");
+        assert_eq!(blocks[0].value("_b").unwrap().text, "two lines");
+        let lines: Vec<usize> = blocks[0].warnings.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [1, 2, 4], "{:?}", blocks[0].warnings);
+
+        // An unbalanced quote is plain text; an unquoted symbol with spaces joins its value;
+        // stray words and valueless tags are skipped.
+        let cif = "data_a\n_a 'open\n_sg P 21/c\n_c\n_d 'q'\nstray\n";
+        let w = warnings_of(cif);
+        let b = &parse(cif).unwrap()[0];
+        assert_eq!(b.value("_a").unwrap().text, "open");
+        assert_eq!(b.value("_sg").unwrap().text, "P 21/c");
+        assert!(b.value("_c").is_none());
+        assert_eq!(b.value("_d").unwrap().text, "q");
+        let lines: Vec<usize> = w.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [2, 3, 4, 6], "{w:?}");
+    }
+
+    #[test]
+    fn cif2_triple_quotes_and_latin1() {
+        let b = &parse("#\\#CIF_2.0\ndata_a\n_t \"\"\"x\ny\"\"\"\n_v 1\n").unwrap()[0];
+        assert_eq!(b.value("_t").unwrap().text, "x\ny");
+        assert_eq!(b.value("_v").unwrap().line, 5);
+        let (text, warning) = decode(b"data_a\n_name 'M\xfcller'\n");
+        assert_eq!(warning.unwrap().line, 2);
+        assert_eq!(
+            parse(&text).unwrap()[0].value("_name").unwrap().text,
+            "M\u{fc}ller"
+        );
     }
 }

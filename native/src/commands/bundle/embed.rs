@@ -114,8 +114,11 @@ pub(super) fn read_cifs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String
     files
         .iter()
         .map(|f| {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("{}: cannot read", f.display()))?;
+            let bytes =
+                std::fs::read(f).with_context(|| format!("{}: cannot read", f.display()))?;
+            let text = xtal_core::structure::cif::syntax::decode(&bytes)
+                .0
+                .into_owned();
             Ok((f.display().to_string(), text))
         })
         .collect()

@@ -66,6 +66,9 @@ impl HallSymbol {
                 .map(|e| e.rem_euclid(1.0));
             generators.push(Operation::new(rotation, translation_mod1));
         }
+        if !rotations_form_finite_group(generators.iter().map(|g| g.rotation)) {
+            return None;
+        }
 
         Some(Self {
             hall_symbol: hall_symbol.to_string(),
@@ -175,6 +178,9 @@ impl MagneticHallSymbol {
                 translation_mod1,
                 time_reversal,
             ));
+        }
+        if !rotations_form_finite_group(generators.iter().map(|g| g.operation.rotation)) {
+            return None;
         }
 
         Some(Self {
@@ -318,6 +324,31 @@ fn upcase_layer_lattice_letter(s: &str) -> Option<String> {
     Some(out)
 }
 
+/// Whether the rotations generate a crystallographic point group: at most 48 elements, each with
+/// entries in {-1, 0, 1} (true of every Hall setting). A symbol that combines axes no lattice
+/// allows (`P 3 2=x`) generates an infinite group, which `traverse` would enumerate forever.
+fn rotations_form_finite_group(generators: impl Iterator<Item = Rotation>) -> bool {
+    let generators: Vec<Rotation> = generators.collect();
+    let mut seen = vec![Rotation::identity()];
+    let mut queue = VecDeque::from([Rotation::identity()]);
+    while let Some(lhs) = queue.pop_front() {
+        for rhs in &generators {
+            let product = lhs * rhs;
+            if product.iter().any(|e| e.abs() > 1) {
+                return false;
+            }
+            if !seen.contains(&product) {
+                if seen.len() == 48 {
+                    return false;
+                }
+                seen.push(product);
+                queue.push_back(product);
+            }
+        }
+    }
+    true
+}
+
 /// Tokenize string by whitespaces
 fn tokenize(hall_symbol: &str) -> Vec<&str> {
     hall_symbol
@@ -335,7 +366,7 @@ fn parse(
     Vec<(Rotation, Translation, TimeReversal)>,
     OriginShift,
 )> {
-    let (inversion_at_origin, lattice_symbol) = parse_lattice(tokens[0])?;
+    let (inversion_at_origin, lattice_symbol) = parse_lattice(tokens.first()?)?;
 
     let mut ns = vec![];
     let mut rotation_count = 0;
@@ -365,14 +396,14 @@ fn parse(
 
 fn parse_lattice(token: &str) -> Option<(bool, Centering)> {
     let mut pos = 0;
-    let inversion_at_origin = match token.chars().nth(pos).unwrap() {
+    let inversion_at_origin = match token.chars().nth(pos)? {
         '-' => {
             pos += 1;
             true
         }
         _ => false,
     };
-    let lattice_symbol = match token.chars().nth(pos).unwrap() {
+    let lattice_symbol = match token.chars().nth(pos)? {
         'P' => Centering::P,
         'A' => Centering::A,
         'B' => Centering::B,
@@ -392,8 +423,8 @@ fn parse_origin_shift(tokens: Vec<&str>) -> Option<Vector3<f64>> {
         .map(|s| {
             if let Some(stripped) = s.strip_prefix('(') {
                 stripped
-            } else if s.chars().nth(s.len() - 1).unwrap() == ')' {
-                &s[..s.len() - 1]
+            } else if let Some(stripped) = s.strip_suffix(')') {
+                stripped
             } else {
                 s
             }
@@ -404,9 +435,9 @@ fn parse_origin_shift(tokens: Vec<&str>) -> Option<Vector3<f64>> {
         return None;
     }
     let origin_shift = Vector3::<f64>::new(
-        tokens[0].parse::<f64>().unwrap() / MAX_DENOMINATOR as f64,
-        tokens[1].parse::<f64>().unwrap() / MAX_DENOMINATOR as f64,
-        tokens[2].parse::<f64>().unwrap() / MAX_DENOMINATOR as f64,
+        tokens[0].parse::<f64>().ok()? / MAX_DENOMINATOR as f64,
+        tokens[1].parse::<f64>().ok()? / MAX_DENOMINATOR as f64,
+        tokens[2].parse::<f64>().ok()? / MAX_DENOMINATOR as f64,
     );
     Some(origin_shift)
 }
@@ -417,9 +448,12 @@ fn parse_operation(
     prev_nfold: String,
     prev_axis: String,
 ) -> Option<(Rotation, Translation, TimeReversal, String, String)> {
+    // Positions below count characters: a token is not assumed to be ASCII.
+    let chars: Vec<char> = token.chars().collect();
+    let token_len = chars.len();
     let mut pos = 0;
 
-    let improper = match token.chars().nth(pos).unwrap() {
+    let improper = match *chars.get(pos)? {
         '-' => {
             pos += 1;
             true
@@ -427,22 +461,24 @@ fn parse_operation(
         _ => false,
     };
 
-    let nfold = token.chars().nth(pos).unwrap().to_string();
+    let nfold = chars.get(pos)?.to_string();
     pos += 1;
 
     let mut axis = String::new();
-    if pos < token.len() {
-        if token.chars().nth(pos).unwrap() == '^' {
+    if pos < token_len {
+        // ITB writes the primed axes ' and "; moyo spells them ^ and = (a ' after the axis is
+        // time reversal in magnetic Hall symbols).
+        if chars[pos] == '^' {
             axis += "p";
             pos += 1;
-        } else if token.chars().nth(pos).unwrap() == '=' {
+        } else if chars[pos] == '=' || chars[pos] == '"' {
             axis += "pp";
             pos += 1;
         }
     }
 
-    if pos < token.len() {
-        let c = token.chars().nth(pos).unwrap();
+    if pos < token_len {
+        let c = chars[pos];
         if (c == 'x') || (c == 'y') || (c == 'z') || (c == '*') {
             axis.push(c);
             pos += 1;
@@ -500,15 +536,15 @@ fn parse_operation(
     let mut translation = Translation::zeros();
     let mut time_reversal = false;
 
-    while pos < token.len() {
-        let c = token.chars().nth(pos).unwrap();
+    while pos < token_len {
+        let c = chars[pos];
         // translations are applied additively
         if "123456".contains(c) {
             // always along z-axis!
             translation = Translation::new(
                 0.0,
                 0.0,
-                c.to_string().parse::<f64>().unwrap() / nfold.parse::<f64>().unwrap(),
+                c.to_digit(10)? as f64 / nfold.parse::<f64>().ok()?,
             );
         } else if "abcnuvwd".contains(c) {
             translation += parse_translation_vector(c)?;
@@ -520,7 +556,10 @@ fn parse_operation(
         pos += 1;
     }
 
-    assert_eq!(pos, token.len());
+    // Anything left over is not part of a Hall symbol: reject the symbol instead of panicking.
+    if pos != token_len {
+        return None;
+    }
     Some((
         rotation,
         translation,
