@@ -751,4 +751,23 @@ mod tests {
             8
         );
     }
+
+    /// Operations written with rounded decimals (`0.66667`) mean thirds; reading them as written
+    /// would leave sites 1e-5 apart from their images.
+    #[test]
+    fn decimal_translations_are_read_as_thirds_and_said() {
+        let cif = "data_x\n_cell_length_a 3\n_cell_length_b 3\n_cell_length_c 9\n_cell_angle_alpha 90\n\
+            _cell_angle_beta 90\n_cell_angle_gamma 120\nloop_\n_symmetry_equiv_pos_as_xyz\nx,y,z\n\
+            x+0.66667,y+0.33333,z+0.33333\nx+0.33333,y+0.66667,z+0.66667\nloop_\n_atom_site_label\n\
+            _atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nC1 0 0 0\n";
+        let read = &read_cif(cif, &CifOptions::default()).unwrap()[0];
+        assert_eq!(read.structure.sites.len(), 3);
+        let thirds = read.structure.sites.iter().any(|site| {
+            (site.frac[0] - 2.0 / 3.0).abs() < 1e-12 && (site.frac[2] - 1.0 / 3.0).abs() < 1e-12
+        });
+        assert!(thirds, "{:?}", read.structure.sites);
+        let lines: Vec<usize> = read.warnings.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [11, 12], "{:?}", read.warnings);
+        assert!(read.warnings[0].message.contains("1/24"));
+    }
 }

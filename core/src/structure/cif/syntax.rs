@@ -370,6 +370,8 @@ pub fn parse(src: &str) -> Result<Vec<Block>, CifError> {
     let mut in_save_frame = false;
     // The last tag–value item, so that words after it on its line can join it.
     let mut last_item: Option<(usize, usize)> = None;
+    // Words without a tag on one line, gathered into one warning: (line, warning index, text).
+    let mut stray: Option<(usize, usize, String)> = None;
     loop {
         let next = match pending.take() {
             Some(t) => Some(t),
@@ -460,12 +462,35 @@ pub fn parse(src: &str) -> Result<Vec<Block>, CifError> {
                                 "unquoted value with spaces: {tag} read as '{}'",
                                 value.text
                             );
-                            lexer.warn(v.line, message);
+                            // One warning per line, not one per word.
+                            match lexer.warnings.last_mut() {
+                                Some(w)
+                                    if w.line == v.line
+                                        && w.message.starts_with("unquoted value with spaces") =>
+                                {
+                                    w.message = message
+                                }
+                                _ => lexer.warn(v.line, message),
+                            }
                         }
                     }
                     _ => {
                         last_item = None;
-                        lexer.warn(v.line, format!("value '{}' without a tag: ignored", v.text));
+                        let stray_message =
+                            |text: &str| format!("text without a tag ignored: '{text}'");
+                        match &mut stray {
+                            Some((line, index, text))
+                                if *line == v.line && *index + 1 == lexer.warnings.len() =>
+                            {
+                                text.push(' ');
+                                text.push_str(&v.text);
+                                lexer.warnings[*index].message = stray_message(text);
+                            }
+                            _ => {
+                                lexer.warn(v.line, stray_message(&v.text));
+                                stray = Some((v.line, lexer.warnings.len() - 1, v.text.clone()));
+                            }
+                        }
                     }
                 }
             }
@@ -556,15 +581,16 @@ mod tests {
 
         // An unbalanced quote is plain text; an unquoted symbol with spaces joins its value;
         // stray words and valueless tags are skipped.
-        let cif = "data_a\n_a 'open\n_sg P 21/c\n_c\n_d 'q'\nstray\n";
+        let cif = "data_a\n_a 'open\n_sg P 1 21/c 1\n_c\n_d 'q'\nstray words\n";
         let w = warnings_of(cif);
         let b = &parse(cif).unwrap()[0];
         assert_eq!(b.value("_a").unwrap().text, "open");
-        assert_eq!(b.value("_sg").unwrap().text, "P 21/c");
+        assert_eq!(b.value("_sg").unwrap().text, "P 1 21/c 1");
         assert!(b.value("_c").is_none());
         assert_eq!(b.value("_d").unwrap().text, "q");
         let lines: Vec<usize> = w.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, [2, 3, 4, 6], "{w:?}");
+        assert!(w[1].1.contains("'P 1 21/c 1'") && w[3].1.contains("'stray words'"));
     }
 
     #[test]
