@@ -10,10 +10,13 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+/// A panic hook, as `std::panic::take_hook` returns it.
+type PanicHook = Box<dyn Fn(&panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
 /// Replaces the panic hook for the guard's lifetime: a caught panic is recorded rather than
 /// printed over the progress bar. The previous hook comes back on drop.
 pub struct QuietPanics {
-    previous: Option<Box<dyn Fn(&panic::PanicHookInfo<'_>) + Sync + Send + 'static>>,
+    previous: Option<PanicHook>,
 }
 
 impl QuietPanics {

@@ -120,7 +120,7 @@ fn parse_mixture(text: &str) -> Option<ParsedSpecies> {
         let split = part.find(|c: char| c.is_ascii_alphabetic())?;
         let amount = parse_number(&part[..split])?;
         let s = parse_element(&part[split..])?;
-        if !(amount > 0.0) {
+        if amount.is_nan() || amount <= 0.0 {
             return None;
         }
         species.push((s, amount));
