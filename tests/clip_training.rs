@@ -8,7 +8,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use serde_json::Value;
 use xtal_core::device::NdArray;
-use xtal_core::train::clip::evaluate_similarity;
+use xtal_core::train::clip::in_batch_figures;
 use xtal_core::train::{ModelOptimizer, OptimizerSettings, WarmupCosine};
 use xtal_core::viz::{TsneConfig, joint_probabilities, tsne};
 
@@ -170,12 +170,17 @@ fn tsne_keeps_clusters_apart_and_is_seeded() {
 #[test]
 fn block_loss_and_in_batch_accuracy_match_numpy() {
     let f = &fixture()["blocks"];
-    let e = evaluate_similarity(
-        &floats(&f["sim"]),
-        40,
-        f["logit_scale"].as_f64().unwrap(),
-        16,
-    );
+    // The fixture's 40 × 40 matrix, cut into the batches of 16 the reference used.
+    let sim = floats(&f["sim"]);
+    let batches: Vec<Vec<f32>> = [(0, 16), (16, 32), (32, 40)]
+        .into_iter()
+        .map(|(a, b)| {
+            (a..b)
+                .flat_map(|i| sim[i * 40 + a..i * 40 + b].to_vec())
+                .collect()
+        })
+        .collect();
+    let e = in_batch_figures(&batches, f["logit_scale"].as_f64().unwrap());
     assert!(
         (e.loss - f["loss"].as_f64().unwrap()).abs() < 1e-4,
         "{}",

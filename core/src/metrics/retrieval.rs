@@ -2,7 +2,10 @@
 //! other. Ranks count how many candidates score strictly higher than the match, plus one, so
 //! ties never flatter the model.
 
+use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::train::{ReadError, to_host};
 
 /// One direction (queries from one side, candidates from the other).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,37 +34,125 @@ pub struct RetrievalMetrics {
     pub unmatched_cosine_std: f64,
 }
 
-/// Metrics of a row-major `n × n` similarity matrix (`sim[i][j]`: structure i vs text j).
-pub fn retrieval_metrics(sim: &[f32], n: usize) -> RetrievalMetrics {
-    assert_eq!(sim.len(), n * n, "similarity matrix must be n × n");
-    let at = |i: usize, j: usize| sim[i * n + j] as f64;
-    let ranks_rows: Vec<usize> = (0..n)
-        .map(|i| 1 + (0..n).filter(|&j| at(i, j) > at(i, i)).count())
-        .collect();
-    let ranks_cols: Vec<usize> = (0..n)
-        .map(|j| 1 + (0..n).filter(|&i| at(i, j) > at(j, j)).count())
-        .collect();
-    let (mut matched, mut unmatched) = (Vec::with_capacity(n), Vec::with_capacity(n * n));
-    for i in 0..n {
-        for j in 0..n {
-            if i == j {
-                matched.push(at(i, j))
-            } else {
-                unmatched.push(at(i, j))
-            }
-        }
-    }
-    let (mm, ms) = mean_std(&matched);
-    let (um, us) = mean_std(&unmatched);
-    RetrievalMetrics {
+/// Similarities computed at once, at most: 8 Mi floats (32 MiB; a few times that with the
+/// comparisons and moments taken from them) whatever the number of pairs — at 129k pairs the
+/// full matrix would take 67 GB.
+pub const BLOCK_ELEMENTS: usize = 1 << 23;
+
+/// Retrieval between paired unit embeddings (`structures[i]` matches `texts[i]`, both
+/// `n × d`), computed on their device in blocks of rows of the similarity matrix: exact ranks,
+/// with host memory linear in `n`.
+pub fn retrieval_metrics<B: Backend>(
+    structures: Tensor<B, 2>,
+    texts: Tensor<B, 2>,
+) -> Result<RetrievalMetrics, ReadError> {
+    let n = structures.dims()[0].max(1);
+    retrieval_metrics_in_blocks(structures, texts, (BLOCK_ELEMENTS / n).max(1))
+}
+
+/// [`retrieval_metrics`] with `block_rows` rows of the similarity matrix at a time.
+pub fn retrieval_metrics_in_blocks<B: Backend>(
+    structures: Tensor<B, 2>,
+    texts: Tensor<B, 2>,
+    block_rows: usize,
+) -> Result<RetrievalMetrics, ReadError> {
+    let n = structures.dims()[0];
+    // Structure queries rank the rows of S·Tᵀ, text queries the rows of T·Sᵀ (its columns).
+    let by_structure = rank_in_blocks(&structures, &texts, block_rows)?;
+    let by_text = rank_in_blocks(&texts, &structures, block_rows)?;
+    let (mm, ms) = mean_std(&by_structure.matched);
+    let (um, us) = by_structure.unmatched.mean_std();
+    Ok(RetrievalMetrics {
         n,
-        structure_to_text: direction(&ranks_rows),
-        text_to_structure: direction(&ranks_cols),
+        structure_to_text: direction(&by_structure.ranks),
+        text_to_structure: direction(&by_text.ranks),
         matched_cosine_mean: mm,
         matched_cosine_std: ms,
         unmatched_cosine_mean: um,
         unmatched_cosine_std: us,
+    })
+}
+
+/// One direction of retrieval, gathered block by block.
+struct Ranked {
+    /// 1 + the candidates scoring strictly above the match, per query.
+    ranks: Vec<usize>,
+    /// The match's similarity, per query.
+    matched: Vec<f64>,
+    unmatched: ShiftedMoments,
+}
+
+/// Sum and sum of squares of values minus a shift near their mean, so that the variance does not
+/// come from the difference of two large numbers.
+struct ShiftedMoments {
+    shift: f64,
+    count: f64,
+    sum: f64,
+    sum_sq: f64,
+}
+
+impl ShiftedMoments {
+    fn mean_std(&self) -> (f64, f64) {
+        if self.count == 0.0 {
+            return (f64::NAN, f64::NAN);
+        }
+        let m = self.sum / self.count;
+        let var = (self.sum_sq / self.count - m * m).max(0.0);
+        (self.shift + m, var.sqrt())
     }
+}
+
+fn rank_in_blocks<B: Backend>(
+    queries: &Tensor<B, 2>,
+    candidates: &Tensor<B, 2>,
+    block_rows: usize,
+) -> Result<Ranked, ReadError> {
+    let n = queries.dims()[0];
+    let device = queries.device();
+    let candidates_t = candidates.clone().transpose();
+    let mut out = Ranked {
+        ranks: Vec::with_capacity(n),
+        matched: Vec::with_capacity(n),
+        unmatched: ShiftedMoments {
+            shift: 0.0,
+            count: (n * n.saturating_sub(1)) as f64,
+            sum: 0.0,
+            sum_sq: 0.0,
+        },
+    };
+    let mut start = 0;
+    while start < n {
+        let end = (start + block_rows.max(1)).min(n);
+        let b = end - start;
+        let sim = queries
+            .clone()
+            .slice(start..end)
+            .matmul(candidates_t.clone());
+        // The match's own score, taken from the same product, so that it never outranks itself.
+        let own = (sim.clone().slice([0..b, start..end]) * Tensor::eye(b, &device)).sum_dim(1);
+        let above = sim
+            .clone()
+            .greater(own.clone().expand([b, n]))
+            .float()
+            .sum_dim(1);
+        if start == 0 {
+            out.unmatched.shift = to_host(sim.clone().mean())?[0] as f64;
+        }
+        let shifted = sim.sub_scalar(out.unmatched.shift);
+        let row_sum = to_host(shifted.clone().sum_dim(1))?;
+        let row_sum_sq = to_host(shifted.powi_scalar(2).sum_dim(1))?;
+        let own = to_host(own)?;
+        for (k, above) in to_host(above)?.into_iter().enumerate() {
+            out.ranks.push(1 + above as usize);
+            let m = own[k] as f64;
+            let d = m - out.unmatched.shift;
+            out.matched.push(m);
+            out.unmatched.sum += row_sum[k] as f64 - d;
+            out.unmatched.sum_sq += row_sum_sq[k] as f64 - d * d;
+        }
+        start = end;
+    }
+    Ok(out)
 }
 
 fn direction(ranks: &[usize]) -> DirectionMetrics {

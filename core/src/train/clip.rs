@@ -1,5 +1,5 @@
 //! Training and evaluating structure–text CLIP on a [`PairSet`]: batching, one epoch of
-//! optimisation, and validation metrics from one similarity matrix.
+//! optimisation, and validation metrics computed on the device in blocks.
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -149,21 +149,22 @@ impl ClipEvaluation {
     }
 }
 
-/// Evaluation from the full `n × n` cosine matrix (`sim[i][j]`: structure i, text j): loss and
-/// in-batch accuracy averaged over consecutive blocks of `batch_size`, as the original did.
-pub fn evaluate_similarity(
-    sim: &[f32],
-    n: usize,
-    logit_scale: f64,
-    batch_size: usize,
-) -> ClipEvaluation {
+/// The original's validation figures: contrastive loss and in-batch top-1 accuracies averaged
+/// over consecutive batches, each from its own `m × m` cosines (`sim[i * m + j]`: structure i,
+/// text j).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InBatchFigures {
+    pub loss: f64,
+    pub acc_g2t: f64,
+    pub acc_t2g: f64,
+}
+
+pub fn in_batch_figures(batches: &[Vec<f32>], logit_scale: f64) -> InBatchFigures {
     let scale = logit_scale.min(MAX_LOGIT_SCALE as f64).exp();
-    let (mut loss, mut acc_g2t, mut acc_t2g, mut batches) = (0.0, 0.0, 0.0, 0usize);
-    let mut start = 0;
-    while start < n {
-        let end = (start + batch_size.max(1)).min(n);
-        let m = end - start;
-        let at = |i: usize, j: usize| scale * sim[(start + i) * n + start + j] as f64;
+    let (mut loss, mut acc_g2t, mut acc_t2g) = (0.0, 0.0, 0.0);
+    for sim in batches {
+        let m = sim.len().isqrt();
+        let at = |i: usize, j: usize| scale * sim[i * m + j] as f64;
         let (mut rows, mut cols, mut hit_r, mut hit_c) = (0.0, 0.0, 0usize, 0usize);
         for i in 0..m {
             let row: Vec<f64> = (0..m).map(|j| at(i, j)).collect();
@@ -173,23 +174,21 @@ pub fn evaluate_similarity(
             hit_r += usize::from(argmax(&row) == i);
             hit_c += usize::from(argmax(&col) == i);
         }
-        loss += (rows + cols) / (2.0 * m as f64);
-        acc_g2t += hit_r as f64 / m as f64;
-        acc_t2g += hit_c as f64 / m as f64;
-        batches += 1;
-        start = end;
+        let m = m.max(1) as f64;
+        loss += (rows + cols) / (2.0 * m);
+        acc_g2t += hit_r as f64 / m;
+        acc_t2g += hit_c as f64 / m;
     }
-    let b = batches.max(1) as f64;
-    ClipEvaluation {
+    let b = batches.len().max(1) as f64;
+    InBatchFigures {
         loss: loss / b,
         acc_g2t: acc_g2t / b,
         acc_t2g: acc_t2g / b,
-        retrieval: retrieval_metrics(sim, n),
-        logit_scale,
     }
 }
 
-/// Embeds the items `idx` and evaluates them (reads the similarity matrix back).
+/// Embeds the items `idx` and evaluates them on their device: only each batch's own
+/// similarities and per-query counts come back to the host, never the `n × n` matrix.
 pub fn evaluate_clip<B: Backend>(
     model: &Clip<B>,
     set: &PairSet,
@@ -199,14 +198,25 @@ pub fn evaluate_clip<B: Backend>(
     device: &B::Device,
 ) -> Result<ClipEvaluation, ReadError> {
     let (s, t) = embed_pairs(model, set, idx, tokens, batch_size, device);
-    let sim = to_host(s.matmul(t.transpose()))?;
+    let mut batches = Vec::new();
+    let mut start = 0;
+    while start < idx.len() {
+        let end = (start + batch_size.max(1)).min(idx.len());
+        let own_s = s.clone().slice(start..end);
+        let own_t = t.clone().slice(start..end);
+        batches.push(to_host(own_s.matmul(own_t.transpose()))?);
+        start = end;
+    }
     let scale = to_host(model.logit_scale.val())?;
-    Ok(evaluate_similarity(
-        &sim,
-        idx.len(),
-        scale.first().copied().unwrap_or(0.0) as f64,
-        batch_size,
-    ))
+    let logit_scale = scale.first().copied().unwrap_or(0.0) as f64;
+    let figures = in_batch_figures(&batches, logit_scale);
+    Ok(ClipEvaluation {
+        loss: figures.loss,
+        acc_g2t: figures.acc_g2t,
+        acc_t2g: figures.acc_t2g,
+        retrieval: retrieval_metrics(s, t)?,
+        logit_scale,
+    })
 }
 
 fn log_sum_exp(x: &[f64]) -> f64 {

@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use anyhow::Context;
+use burn::prelude::*;
 use serde_json::Value;
 use xtal_core::data::PairSet;
-use xtal_core::device::{DeviceSpec, run_on};
+use xtal_core::device::{DeviceSpec, Flex, run_on};
 use xtal_core::metrics::retrieval_metrics;
 use xtal_core::models::clip::ClipConfig;
 use xtal_core::train::spec::RunSpec;
@@ -25,6 +26,9 @@ pub(super) fn plotted_subset(idx: &[usize], spec: &RunSpec, n: usize) -> Vec<usi
     order
 }
 
+/// Unmatched cosines in the histogram, at most: 32 MB of f64 whatever the validation size.
+const HISTOGRAM_PAIRS: usize = 1 << 22;
+
 /// t-SNE map, heatmap, histogram and `similarity_metrics.json` of paired unit embeddings.
 pub(super) fn embedding_plots(
     s: &[f32],
@@ -35,13 +39,10 @@ pub(super) fn embedding_plots(
     label: &str,
 ) -> anyhow::Result<usize> {
     let n = s.len() / d.max(1);
-    let mut sim = vec![0f32; n * n];
-    for i in 0..n {
-        for j in 0..n {
-            sim[i * n + j] = (0..d).map(|k| s[i * d + k] * t[j * d + k]).sum();
-        }
-    }
-    let metrics = retrieval_metrics(&sim, n);
+    let device = Default::default();
+    let on_cpu =
+        |x: &[f32]| Tensor::<Flex, 2>::from_data(TensorData::new(x.to_vec(), [n, d]), &device);
+    let metrics = retrieval_metrics(on_cpu(s), on_cpu(t))?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut text = serde_json::to_string_pretty(&metrics)?;
     text.push('\n');
@@ -70,11 +71,12 @@ pub(super) fn embedding_plots(
         dir,
         "tsne_pairs",
     )?;
+    let cosine = |i: usize, j: usize| -> f32 { (0..d).map(|c| s[i * d + c] * t[j * d + c]).sum() };
     let k = v.heatmap_size.min(n);
-    let mut block = Vec::with_capacity(k * k);
-    for i in 0..k {
-        block.extend_from_slice(&sim[i * n..i * n + k]);
-    }
+    let block: Vec<f32> = (0..k)
+        .flat_map(|i| (0..k).map(move |j| (i, j)))
+        .map(|(i, j)| cosine(i, j))
+        .collect();
     files.extend(plots::save(
         &Heatmap {
             title: format!("cosine similarity, first {k} validation pairs ({label})"),
@@ -84,10 +86,13 @@ pub(super) fn embedding_plots(
         dir,
         "similarity_heatmap",
     )?);
-    let matched: Vec<f64> = (0..n).map(|i| sim[i * n + i] as f64).collect();
-    let unmatched: Vec<f64> = (0..n)
+    let matched: Vec<f64> = (0..n).map(|i| cosine(i, i) as f64).collect();
+    // Every unmatched pair up to HISTOGRAM_PAIRS; past that, all pairs of the first rows (the
+    // validation pairs are in shuffled order, so those rows are a random sample of queries).
+    let rows = (HISTOGRAM_PAIRS / n.saturating_sub(1).max(1)).clamp(1, n);
+    let unmatched: Vec<f64> = (0..rows)
         .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-        .map(|(i, j)| sim[i * n + j] as f64)
+        .map(|(i, j)| cosine(i, j) as f64)
         .collect();
     files.extend(plots::save(
         &CosineHistogram {
