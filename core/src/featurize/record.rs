@@ -7,7 +7,7 @@ use super::element_table::ElementTable;
 use super::ftcp::{Ftcp, FtcpConfig, ftcp};
 use super::graph::{CrystalGraph, GraphConfig};
 use crate::structure::{
-    CifOptions, CifWarning, Structure, StructureSummary, SymmetryTolerance, read_cif,
+    CifOptions, CifWarning, Structure, StructureSummary, SymmetryTolerance, read_cif_bytes,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
@@ -29,13 +29,15 @@ pub struct Featurized {
     pub warnings: Vec<CifWarning>,
 }
 
-/// Reads the first structure of a CIF and featurizes it. Err: why the CIF is unusable.
+/// Reads the first structure of a CIF (its bytes: UTF-8, or Latin-1 with a warning) and
+/// featurizes it. Err: why the CIF is unusable.
 pub fn featurize_cif(
-    text: &str,
+    cif: &[u8],
     config: &FeaturizeConfig,
     table: &ElementTable,
 ) -> Result<Featurized, String> {
-    let mut structures = read_cif(text, &CifOptions::default()).map_err(|e| format!("CIF {e}"))?;
+    let mut structures =
+        read_cif_bytes(cif, &CifOptions::default()).map_err(|e| format!("CIF {e}"))?;
     let first = structures.swap_remove(0);
     let structure = &first.structure;
     let summary = StructureSummary::of(structure, config.symmetry).map_err(|e| e.to_string())?;
@@ -43,7 +45,7 @@ pub fn featurize_cif(
         summary,
         ftcp: ftcp(structure, &config.ftcp, table).map_err(|e| format!("FTCP: {e}")),
         graph: CrystalGraph::build(structure, &config.graph).map_err(|e| format!("graph: {e}")),
-        structure: first.structure.clone(),
+        structure: first.structure,
         warnings: first.warnings,
     })
 }

@@ -14,7 +14,6 @@ use xtal_core::featurize::{
     CrystalGraph, FeaturizeConfig, FtcpConfig, GraphConfig, RowMinMax, StructureFactor,
     featurize_cif,
 };
-use xtal_core::structure::cif::syntax::decode;
 use xtal_core::structure::{CifWarning, Structure, StructureSummary};
 
 use crate::exit::BadInput;
@@ -89,7 +88,9 @@ struct Row {
     text: Option<String>,
     properties: BTreeMap<String, Option<f64>>,
     tensor: Option<[f64; 9]>,
-    cif: Result<String, String>,
+    /// The CIF's bytes as the file or the CSV cell holds them; the reader decodes them (and
+    /// says so when a file is not UTF-8).
+    cif: Result<Vec<u8>, String>,
 }
 
 struct Prepared {
@@ -152,11 +153,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let results: Vec<Result<Prepared, String>> = pool.install(|| {
         rows.par_iter()
             .map(|row| {
-                let out = row.cif.clone().and_then(|cif| {
+                let out = row.cif.as_ref().map_err(Clone::clone).and_then(|cif| {
                     // A failure anywhere in one row, a dependency's panic included, is that
                     // row's entry in failures.csv; the other rows are written.
                     guarded(|| {
-                        let f = featurize_cif(&cif, &config, &table)?;
+                        let f = featurize_cif(cif, &config, &table)?;
                         Ok(Prepared {
                             summary: f.summary,
                             ftcp: f.ftcp.map(|t| t.data.iter().map(|v| *v as f32).collect()),
@@ -420,13 +421,13 @@ fn read_rows(args: &Args) -> anyhow::Result<Vec<Row>> {
             };
             props.insert(headers[c].to_string(), parsed.filter(|x| x.is_finite()));
         }
-        let cif_text = match (&args.cif_dir, cif) {
+        let cif_bytes = match (&args.cif_dir, cif) {
             (Some(dir), _) => read_cif_file(dir, &id_value),
             (None, Some(c)) => Ok(rec.get(c).unwrap_or("").to_string()).and_then(|t| {
                 if t.trim().is_empty() {
                     Err("empty cif column".to_string())
                 } else {
-                    Ok(t)
+                    Ok(t.into_bytes())
                 }
             }),
             (None, None) => unreachable!("checked above"),
@@ -460,7 +461,7 @@ fn read_rows(args: &Args) -> anyhow::Result<Vec<Row>> {
                 .filter(|t| !t.is_empty())
                 .map(String::from),
             properties: props,
-            cif: cif_text,
+            cif: cif_bytes,
         });
     }
     let mut seen = std::collections::HashSet::new();
@@ -477,14 +478,12 @@ fn read_rows(args: &Args) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn read_cif_file(dir: &Path, id: &str) -> Result<String, String> {
+fn read_cif_file(dir: &Path, id: &str) -> Result<Vec<u8>, String> {
     if id.contains('/') || id.contains('\\') || id == ".." {
         return Err(format!("id '{id}' cannot name a file"));
     }
     let p = dir.join(format!("{id}.cif"));
-    std::fs::read(&p)
-        .map(|b| decode(&b).0.into_owned())
-        .map_err(|e| format!("{}: {e}", p.display()))
+    std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// Concatenated graphs: node and edge arrays plus per-graph offsets.

@@ -380,6 +380,42 @@ fn prepare_survives_rows_that_once_crashed_it_and_keeps_the_readers_warnings() {
     assert_eq!(summary["rows_with_cif_warnings"], 1);
 }
 
+/// A CIF file in Latin-1 (as older Windows tools write them) is read, and the report of the
+/// preparation says so: the decoding is an assumption like any other.
+#[test]
+fn prepare_reads_latin1_cif_files_and_says_so() {
+    let dir = scratch("structures-prepare-latin1");
+    let cifs = dir.join("cifs");
+    std::fs::create_dir_all(&cifs).unwrap();
+    let latin1 = std::fs::read(corpus().join("variants/Fe3O4--latin1.cif")).unwrap();
+    assert!(
+        std::str::from_utf8(&latin1).is_err(),
+        "the fixture must not be UTF-8"
+    );
+    std::fs::write(cifs.join("fe3o4.cif"), &latin1).unwrap();
+    let csv_path = dir.join("rows.csv");
+    std::fs::write(&csv_path, "id,description\nfe3o4,magnetite\n").unwrap();
+    let out_dir = dir.join("ds");
+    let out = xtal(&[
+        "prepare",
+        csv_path.to_str().unwrap(),
+        "--cif-dir",
+        cifs.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let warnings = std::fs::read_to_string(out_dir.join("cif_warnings.csv")).unwrap();
+    assert!(
+        warnings
+            .lines()
+            .any(|l| l.starts_with("fe3o4,") && l.contains("not UTF-8: read as Latin-1")),
+        "{warnings}"
+    );
+    let dataset = std::fs::read_to_string(out_dir.join("dataset.jsonl")).unwrap();
+    assert!(dataset.contains("\"formula\":\"Fe3O4\""), "{dataset}");
+}
+
 /// `xtal cif` says what it assumed, line by line, on stderr and in `--json`.
 #[test]
 fn cif_prints_the_readers_warnings() {
