@@ -151,3 +151,112 @@ pub fn temp_sibling(path: &Path, suffix: &str) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     path.with_file_name(format!(".{name}.tmp-{}{suffix}", std::process::id()))
 }
+
+/// An element type `NpyAppender` writes, with its numpy `descr`.
+pub trait NpyElement: Copy {
+    const DESCR: &'static str;
+    fn put(self, out: &mut impl std::io::Write) -> std::io::Result<()>;
+}
+
+macro_rules! npy_element {
+    ($($t:ty => $d:literal),*) => {$(
+        impl NpyElement for $t {
+            const DESCR: &'static str = $d;
+            fn put(self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+                out.write_all(&self.to_le_bytes())
+            }
+        }
+    )*};
+}
+npy_element!(f32 => "<f4", u8 => "|u1", u32 => "<u4", i32 => "<i4", i64 => "<i8");
+
+/// Header bytes of every `NpyAppender` file: room for any first dimension, a multiple of 64
+/// as the format asks.
+const NPY_HEADER_BYTES: usize = 128;
+
+/// A `.npy` written as its rows arrive, in constant memory: the header is written with room
+/// to spare and rewritten with the final row count by `finish`.
+pub struct NpyAppender<T: NpyElement> {
+    path: PathBuf,
+    out: BufWriter<File>,
+    /// Shape after the first dimension, and the values per row.
+    tail: Vec<u64>,
+    per_row: usize,
+    rows: u64,
+    _element: std::marker::PhantomData<T>,
+}
+
+impl<T: NpyElement> NpyAppender<T> {
+    pub fn create(path: &Path, tail: &[u64]) -> anyhow::Result<Self> {
+        let mut out = BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        use std::io::Write;
+        out.write_all(&npy_header(T::DESCR, 0, tail)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            out,
+            per_row: tail.iter().product::<u64>() as usize,
+            tail: tail.to_vec(),
+            rows: 0,
+            _element: std::marker::PhantomData,
+        })
+    }
+
+    /// Appends whole rows (`values.len()` a multiple of the row size).
+    pub fn extend(&mut self, values: &[T]) -> anyhow::Result<()> {
+        debug_assert!(self.per_row == 0 || values.len() % self.per_row == 0);
+        use std::io::Write;
+        let mut bytes = Vec::with_capacity(std::mem::size_of_val(values));
+        for v in values {
+            v.put(&mut bytes)?;
+        }
+        self.out
+            .write_all(&bytes)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.rows += (values.len() / self.per_row.max(1)) as u64;
+        Ok(())
+    }
+
+    /// Writes the real row count into the header.
+    pub fn finish(self) -> anyhow::Result<u64> {
+        use std::io::{Seek, SeekFrom, Write};
+        let rows = self.rows;
+        let header = npy_header(T::DESCR, rows, &self.tail)?;
+        let mut file = self
+            .out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(&header))
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        Ok(rows)
+    }
+}
+
+/// A version-1.0 `.npy` header of exactly `NPY_HEADER_BYTES` bytes.
+fn npy_header(descr: &str, rows: u64, tail: &[u64]) -> anyhow::Result<Vec<u8>> {
+    let shape = std::iter::once(rows)
+        .chain(tail.iter().copied())
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>();
+    let shape = if shape.len() == 1 {
+        format!("({},)", shape[0])
+    } else {
+        format!("({})", shape.join(", "))
+    };
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let room = NPY_HEADER_BYTES - 10;
+    anyhow::ensure!(
+        dict.len() < room,
+        "shape {shape} too long for a .npy header"
+    );
+    let mut header = b"\x93NUMPY\x01\x00".to_vec();
+    header.extend((room as u16).to_le_bytes());
+    header.extend(dict.bytes());
+    header.resize(NPY_HEADER_BYTES - 1, b' ');
+    header.push(b'\n');
+    Ok(header)
+}

@@ -18,25 +18,43 @@ impl RowMinMax {
         cols: usize,
         samples: impl IntoIterator<Item = &'a [T]>,
     ) -> Option<Self> {
-        let mut min = vec![f64::INFINITY; rows];
-        let mut max = vec![f64::NEG_INFINITY; rows];
-        let mut seen = false;
+        let mut fitted: Option<Self> = None;
         for s in samples {
-            seen = true;
-            for r in 0..rows {
-                for v in &s[r * cols..(r + 1) * cols] {
-                    let v: f64 = (*v).into();
-                    min[r] = min[r].min(v);
-                    max[r] = max[r].max(v);
-                }
-            }
+            fitted
+                .get_or_insert_with(|| Self::empty(rows, cols))
+                .update(s);
         }
-        seen.then_some(Self {
+        fitted
+    }
+
+    /// No samples yet: every row's range is empty (min +∞, max −∞) until `update`.
+    fn empty(rows: usize, cols: usize) -> Self {
+        Self {
             rows,
             cols,
-            min,
-            max,
-        })
+            min: vec![f64::INFINITY; rows],
+            max: vec![f64::NEG_INFINITY; rows],
+        }
+    }
+
+    /// Takes one more training sample into the fit (a streaming pass over the data).
+    pub fn update<T: Copy + Into<f64>>(&mut self, sample: &[T]) {
+        for r in 0..self.rows {
+            for v in &sample[r * self.cols..(r + 1) * self.cols] {
+                let v: f64 = (*v).into();
+                self.min[r] = self.min[r].min(v);
+                self.max[r] = self.max[r].max(v);
+            }
+        }
+    }
+
+    /// The fit over both sets of samples (shards fitted apart, then joined). Minima and
+    /// maxima join exactly, so the result does not depend on how the data was split.
+    pub fn merge(&mut self, other: &Self) {
+        for r in 0..self.rows.min(other.rows) {
+            self.min[r] = self.min[r].min(other.min[r]);
+            self.max[r] = self.max[r].max(other.max[r]);
+        }
     }
 
     /// Scales in place; a row that was constant in training is shifted only (scale 1, as sklearn).
@@ -69,5 +87,9 @@ mod tests {
         n.transform(&mut x);
         assert_eq!(x, [1.0, 0.25, 0.0, 0.0]);
         assert!(RowMinMax::fit::<f64>(2, 2, std::iter::empty()).is_none());
+        // Fitting shards apart and merging equals fitting everything at once.
+        let mut first = RowMinMax::fit(2, 2, [&a[..]]).unwrap();
+        first.merge(&RowMinMax::fit(2, 2, [&b[..]]).unwrap());
+        assert_eq!(first, n);
     }
 }

@@ -86,64 +86,75 @@ impl SslSource {
                     dir.join("ftcp_normalizer.json").display()
                 ))
             })?;
-        let npy_path = dir.join("ftcp.npy");
-        let npy = decode_npy(&read("ftcp.npy")?)
-            .map_err(|e| BadInput(format!("{}: {e}", npy_path.display())))?;
-        let per = layout.rows() * layout.cols();
-        if npy.shape
-            != [
-                npy.shape.first().copied().unwrap_or(0),
-                layout.rows(),
-                layout.cols(),
-            ]
-        {
-            return Err(BadInput(format!(
-                "{}: shape {:?}, expected (N, {}, {}) for the dataset's FTCP layout",
-                npy_path.display(),
-                npy.shape,
-                layout.rows(),
-                layout.cols()
-            ))
-            .into());
-        }
-        let count = npy.shape[0];
-        let jsonl = dir.join("dataset.jsonl");
-        let text = String::from_utf8(read("dataset.jsonl")?)
-            .map_err(|e| BadInput(format!("{}: {e}", jsonl.display())))?;
         let (mut ids, mut raw, mut systems, mut is_val, mut records) =
             (vec![], vec![], vec![], vec![], vec![]);
-        for (line, l) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let at = |m: String| BadInput(format!("{}:{}: {m}", jsonl.display(), line + 1));
-            let r: Value = serde_json::from_str(l).map_err(|e| at(e.to_string()))?;
-            let Some(k) = r.get("ftcp_index").and_then(Value::as_u64) else {
-                continue;
+        // A dataset prepared in shards reads shard by shard, in order.
+        for part in super::shards::parts(dir)? {
+            let read = |name: &str| {
+                let p = part.dir.join(name);
+                std::fs::read(&p)
+                    .map_err(|e| BadInput(format!("{}: cannot read ({e})", p.display())))
             };
-            let k = k as usize;
-            if k >= count {
-                return Err(at(format!(
-                    "ftcp_index {k} is past the {count} tensors of ftcp.npy"
+            let npy_path = part.dir.join("ftcp.npy");
+            let npy = decode_npy(&read("ftcp.npy")?)
+                .map_err(|e| BadInput(format!("{}: {e}", npy_path.display())))?;
+            let per = layout.rows() * layout.cols();
+            if npy.shape
+                != [
+                    npy.shape.first().copied().unwrap_or(0),
+                    layout.rows(),
+                    layout.cols(),
+                ]
+            {
+                return Err(BadInput(format!(
+                    "{}: shape {:?}, expected (N, {}, {}) for the dataset's FTCP layout",
+                    npy_path.display(),
+                    npy.shape,
+                    layout.rows(),
+                    layout.cols()
                 ))
                 .into());
             }
-            let group = r.get("group").and_then(Value::as_str);
-            let system = group.and_then(|g| CrystalSystem::ALL.into_iter().find(|c| c.name() == g));
-            if group.is_some() && system.is_none() {
-                return Err(at(format!("group {group:?} is not a crystal system")).into());
+            let count = npy.shape[0];
+            let jsonl = part.dir.join("dataset.jsonl");
+            let text = String::from_utf8(read("dataset.jsonl")?)
+                .map_err(|e| BadInput(format!("{}: {e}", jsonl.display())))?;
+            for (line, l) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let at = |m: String| BadInput(format!("{}:{}: {m}", jsonl.display(), line + 1));
+                let r: Value = serde_json::from_str(l).map_err(|e| at(e.to_string()))?;
+                let Some(k) = r.get("ftcp_index").and_then(Value::as_u64) else {
+                    continue;
+                };
+                let k = k as usize;
+                if k >= count {
+                    return Err(at(format!(
+                        "ftcp_index {k} is past the {count} tensors of ftcp.npy"
+                    ))
+                    .into());
+                }
+                let group = r.get("group").and_then(Value::as_str);
+                let system =
+                    group.and_then(|g| CrystalSystem::ALL.into_iter().find(|c| c.name() == g));
+                if group.is_some() && system.is_none() {
+                    return Err(at(format!("group {group:?} is not a crystal system")).into());
+                }
+                ids.push(
+                    r.get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                );
+                raw.extend_from_slice(&npy.data[k * per..(k + 1) * per]);
+                systems.push(system);
+                is_val.push(r.get("split").and_then(Value::as_str) == Some("val"));
+                let mut r = r;
+                super::shards::offset_indices(&mut r, &part);
+                records.push(Some(r));
             }
-            ids.push(
-                r.get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            );
-            raw.extend_from_slice(&npy.data[k * per..(k + 1) * per]);
-            systems.push(system);
-            is_val.push(r.get("split").and_then(Value::as_str) == Some("val"));
-            records.push(Some(r));
         }
         Ok((ids, layout, raw, normalizer, systems, is_val, records))
     }

@@ -1,6 +1,8 @@
 //! Datasets read from disk, one module per layout: `pairs` (structure–text pairs: the
 //! original CLIP `dataset.jsonl` with `.npy` embeddings, or a dataset from `xtal prepare` with
-//! FTCP tensors or crystal graphs) and `ftcp` (FTCP tensors for the self-supervised blocks).
+//! FTCP tensors or crystal graphs) and `ftcp` (FTCP tensors for the self-supervised blocks);
+//! `shards` makes a dataset prepared in shards read as one.
 
 pub mod ftcp;
 pub mod pairs;
+pub mod shards;

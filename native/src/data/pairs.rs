@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
-use xtal_core::data::{Layout, PairRecord, PairSet, StructureItem, decode_npy, parse_jsonl};
+use xtal_core::data::{
+    Layout, PairRecord, PairSet, Records, StructureItem, decode_npy, parse_jsonl,
+};
 use xtal_core::featurize::{CrystalGraph, ElementTable, GraphConfig, RowMinMax};
 use xtal_core::structure::Structure;
 
+use super::shards::{self, MANIFEST, Part};
 use crate::exit::BadInput;
 use crate::output::write_atomic;
 
@@ -21,7 +24,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Where a run's pairs come from; recorded in the run so that `eval` can find them again.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DataSource {
-    /// The dataset.jsonl.
+    /// The dataset.jsonl, or the shards.json of a dataset prepared in shards.
     pub jsonl: PathBuf,
     /// Directory of `.npy` embeddings (original layout).
     pub embedding_dir: PathBuf,
@@ -43,7 +46,13 @@ impl DataSource {
     /// beside it.
     pub fn new(path: &Path, embedding_dir: Option<&Path>) -> anyhow::Result<Self> {
         let jsonl = if path.is_dir() {
-            path.join("dataset.jsonl")
+            if path.join(MANIFEST).is_file() {
+                path.join(MANIFEST)
+            } else {
+                // A directory of unfinished shards says which are missing.
+                shards::parts(path)?;
+                path.join("dataset.jsonl")
+            }
         } else {
             path.to_path_buf()
         };
@@ -136,6 +145,50 @@ impl DataSource {
         self.jsonl.parent().unwrap_or(Path::new("."))
     }
 
+    /// Each part's records file and offsets: the dataset itself, or its shards in order.
+    fn parts(&self) -> anyhow::Result<Vec<(PathBuf, Part)>> {
+        if self.jsonl.file_name().is_some_and(|n| n == MANIFEST) {
+            return Ok(shards::parts(self.dir())?
+                .into_iter()
+                .map(|p| (p.dir.join("dataset.jsonl"), p))
+                .collect());
+        }
+        Ok(vec![(
+            self.jsonl.clone(),
+            Part {
+                dir: self.dir().to_path_buf(),
+                ftcp_offset: 0,
+                graph_offset: 0,
+            },
+        )])
+    }
+
+    /// Every part's records, one list, indices offset to the whole dataset.
+    fn records(&self) -> anyhow::Result<Records> {
+        let mut all: Option<Records> = None;
+        for (jsonl, part) in self.parts()? {
+            let name = jsonl.display().to_string();
+            let text =
+                std::fs::read_to_string(&jsonl).with_context(|| format!("{name}: cannot read"))?;
+            let mut records = parse_jsonl(&text, &name).map_err(|e| BadInput(e.to_string()))?;
+            for r in &mut records.records {
+                r.ftcp_index = r.ftcp_index.map(|k| k + part.ftcp_offset);
+                r.graph_index = r.graph_index.map(|k| k + part.graph_offset);
+            }
+            match &mut all {
+                None => all = Some(records),
+                Some(all) => {
+                    if records.layout == Layout::Prepared {
+                        all.layout = Layout::Prepared;
+                    }
+                    all.records.append(&mut records.records);
+                    all.skipped.append(&mut records.skipped);
+                }
+            }
+        }
+        all.ok_or_else(|| BadInput(format!("{}: no parts", self.jsonl.display())).into())
+    }
+
     /// Reads the pairs; the original layout is split by (`val_fraction`, `seed`). With
     /// `graph`, the structure side is each record's crystal graph built with those settings.
     pub fn load(
@@ -145,9 +198,7 @@ impl DataSource {
         graph: Option<&GraphConfig>,
     ) -> anyhow::Result<PairSet> {
         let name = self.jsonl.display().to_string();
-        let text =
-            std::fs::read_to_string(&self.jsonl).with_context(|| format!("{name}: cannot read"))?;
-        let records = parse_jsonl(&text, &name).map_err(|e| BadInput(e.to_string()))?;
+        let records = self.records()?;
         if let Some(config) = graph {
             if records.layout != Layout::Prepared {
                 return Err(BadInput(format!(
@@ -208,39 +259,47 @@ impl DataSource {
         }
     }
 
-    /// Every record of the dataset as JSON, with its 1-based line (for commands that read
-    /// fields the pair reader does not keep: properties, source). Invalid JSON names the line.
+    /// Every record of the dataset as JSON, with its 1-based line in its part's file (for
+    /// commands that read fields the pair reader does not keep: properties, source); indices
+    /// count in the whole dataset. Invalid JSON names the file and line.
     pub fn json_records(&self) -> anyhow::Result<Vec<(usize, serde_json::Value)>> {
-        let path = &self.jsonl;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| BadInput(format!("{}: cannot read ({e})", path.display())))?;
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, line)| {
-                serde_json::from_str(line)
-                    .map(|v| (i + 1, v))
-                    .map_err(|e| BadInput(format!("{}:{}: {e}", path.display(), i + 1)).into())
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (path, part) in self.parts()? {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| BadInput(format!("{}: cannot read ({e})", path.display())))?;
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let mut v: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| BadInput(format!("{}:{}: {e}", path.display(), i + 1)))?;
+                shards::offset_indices(&mut v, &part);
+                out.push((i + 1, v));
+            }
+        }
+        Ok(out)
     }
 
-    /// The structures of the dataset (`structures.jsonl`, line k = graph k).
+    /// The structures of the dataset (`structures.jsonl`, line k = graph k; the shards' in
+    /// order).
     pub fn structures(&self) -> anyhow::Result<Vec<Structure>> {
-        let p = self.dir().join("structures.jsonl");
-        let text = std::fs::read_to_string(&p).map_err(|e| {
-            BadInput(format!(
-                "{}: cannot read ({e}); datasets prepared before graph encoders lack it — run `xtal prepare` again",
-                p.display()
-            ))
-        })?;
-        text.lines()
-            .enumerate()
-            .map(|(i, line)| {
-                serde_json::from_str(line)
-                    .map_err(|e| BadInput(format!("{}:{}: {e}", p.display(), i + 1)).into())
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (_, part) in self.parts()? {
+            let p = part.dir.join("structures.jsonl");
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                BadInput(format!(
+                    "{}: cannot read ({e}); datasets prepared before graph encoders lack it — run `xtal prepare` again",
+                    p.display()
+                ))
+            })?;
+            for (i, line) in text.lines().enumerate() {
+                out.push(
+                    serde_json::from_str(line)
+                        .map_err(|e| BadInput(format!("{}:{}: {e}", p.display(), i + 1)))?,
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Each record's crystal graph; a structure whose graph cannot be built is left out with
@@ -298,37 +357,54 @@ impl DataSource {
         &self,
         records: &[xtal_core::data::PairRecord],
     ) -> anyhow::Result<Vec<Result<Vec<f32>, Vec<String>>>> {
-        let npy_path = self.dir().join("ftcp.npy");
         let norm_path = self.normalizer_path();
-        let bytes = std::fs::read(&npy_path)
-            .map_err(|e| BadInput(format!("{}: cannot read ({e})", npy_path.display())))?;
-        let ftcp =
-            decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", npy_path.display())))?;
-        drop(bytes);
         let norm_text = std::fs::read_to_string(&norm_path)
             .map_err(|e| BadInput(format!("{}: cannot read ({e})", norm_path.display())))?;
         let norm: RowMinMax = serde_json::from_str(&norm_text)
             .map_err(|e| BadInput(format!("{}: {e}", norm_path.display())))?;
         let per = norm.rows * norm.cols;
-        if ftcp.shape.len() != 3 || ftcp.shape[1] * ftcp.shape[2] != per {
-            return Err(BadInput(format!(
-                "{}: shape {:?} does not match the normaliser's {} × {}",
-                npy_path.display(),
-                ftcp.shape,
-                norm.rows,
-                norm.cols
-            ))
-            .into());
+        // Each part's tensors, with the first index it holds.
+        let mut arrays = Vec::new();
+        let mut count = 0usize;
+        for (_, part) in self.parts()? {
+            let npy_path = part.dir.join("ftcp.npy");
+            let bytes = std::fs::read(&npy_path)
+                .map_err(|e| BadInput(format!("{}: cannot read ({e})", npy_path.display())))?;
+            let ftcp =
+                decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", npy_path.display())))?;
+            drop(bytes);
+            if ftcp.shape.len() != 3 || ftcp.shape[1] * ftcp.shape[2] != per {
+                return Err(BadInput(format!(
+                    "{}: shape {:?} does not match the normaliser's {} × {}",
+                    npy_path.display(),
+                    ftcp.shape,
+                    norm.rows,
+                    norm.cols
+                ))
+                .into());
+            }
+            if part.ftcp_offset != count {
+                return Err(BadInput(format!(
+                    "{}: the shards before it hold {count} FTCP tensors, {} says {}",
+                    npy_path.display(),
+                    self.jsonl.display(),
+                    part.ftcp_offset
+                ))
+                .into());
+            }
+            count += ftcp.shape[0];
+            arrays.push((part.ftcp_offset, ftcp));
         }
-        let count = ftcp.shape[0];
+        let tensor = |k: usize| {
+            let at = arrays.partition_point(|(first, _)| *first <= k) - 1;
+            let (first, a) = &arrays[at];
+            &a.data[(k - first) * per..(k - first + 1) * per]
+        };
         Ok(records
             .iter()
             .map(|r| match r.ftcp_index {
                 Some(k) if k < count => {
-                    let mut row: Vec<f64> = ftcp.data[k * per..(k + 1) * per]
-                        .iter()
-                        .map(|&x| x as f64)
-                        .collect();
+                    let mut row: Vec<f64> = tensor(k).iter().map(|&x| x as f64).collect();
                     norm.transform(&mut row);
                     Ok(row.into_iter().map(|x| x as f32).collect())
                 }

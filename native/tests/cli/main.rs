@@ -7,6 +7,7 @@ mod bundle;
 mod clip;
 mod graph;
 mod relocation;
+mod shards;
 mod ssl;
 mod structures;
 mod usage;

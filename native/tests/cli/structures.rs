@@ -125,10 +125,11 @@ fn prepare_writes_a_dataset_numpy_can_read_and_ftcp_matches_the_original() {
     );
     let five = records.iter().find(|r| r["id"] == "five").unwrap();
     assert!(five["ftcp_index"].is_null() && five["graph_index"].is_number());
-    assert_eq!(
-        records.iter().filter(|r| r["split"] == "val").count(),
-        ((ids.len() + 1) as f64 * 0.1).round() as usize
-    );
+    // Validation rows are drawn among the CSV's 22 rows before featurising (so that shards
+    // agree); the broken row leaves whichever split it drew.
+    let drawn = ((ids.len() + 2) as f64 * 0.1).round() as usize;
+    let val = records.iter().filter(|r| r["split"] == "val").count();
+    assert!(val == drawn || val + 1 == drawn, "{val} of {drawn}");
 
     // FTCP rows equal the original code's tensors.
     let bytes = std::fs::read(out_dir.join("ftcp.npy")).unwrap();

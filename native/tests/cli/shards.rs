@@ -1,0 +1,348 @@
+//! `xtal prepare --shard K/N` / `--shards N`: shards prepared apart read as the one
+//! preparation of the same rows, train alike, and an interrupted preparation resumes keeping
+//! its finished shards.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::{TINY_CLIP, scratch, stderr, xtal};
+
+fn sample_csv() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv")
+}
+
+fn prepare(out: &Path, extra: &[&str]) -> std::process::Output {
+    let csv = sample_csv();
+    let mut args = vec![
+        "prepare",
+        csv.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--limit",
+        "240",
+    ];
+    args.extend(extra);
+    xtal(&args)
+}
+
+fn ok(o: std::process::Output) -> String {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    stderr(&o)
+}
+
+/// Shape and values of a `.npy`.
+fn npy<T: npyz::Deserialize>(path: &Path) -> (Vec<u64>, Vec<T>) {
+    let bytes = std::fs::read(path).unwrap();
+    let f = npyz::NpyFile::new(&bytes[..]).unwrap();
+    (f.shape().to_vec(), f.into_vec().unwrap())
+}
+
+fn shard_dirs(dir: &Path, n: usize) -> Vec<PathBuf> {
+    (1..=n)
+        .map(|k| dir.join(format!("shard-{k}-of-{n}")))
+        .collect()
+}
+
+/// Every array of the shards, joined as one preparation would hold it.
+fn assert_same_as_one_preparation(whole: &Path, sharded: &Path, n: usize) {
+    let parts = shard_dirs(sharded, n);
+    assert_eq!(
+        std::fs::read(whole.join("ftcp_normalizer.json")).unwrap(),
+        std::fs::read(sharded.join("ftcp_normalizer.json")).unwrap(),
+        "the normaliser joined from the shards' statistics is the one fitted on all rows"
+    );
+    fn joined<T: npyz::Deserialize>(parts: &[PathBuf], name: &str) -> (Vec<u64>, Vec<T>) {
+        let mut shape: Vec<u64> = Vec::new();
+        let mut data = Vec::new();
+        for p in parts {
+            let (s, mut d) = npy::<T>(&p.join(name));
+            if shape.is_empty() {
+                shape = s;
+            } else {
+                assert_eq!(shape[1..], s[1..], "{name}");
+                shape[0] += s[0];
+            }
+            data.append(&mut d);
+        }
+        (shape, data)
+    }
+    assert_eq!(
+        npy::<f32>(&whole.join("ftcp.npy")),
+        joined::<f32>(&parts, "ftcp.npy")
+    );
+    assert_eq!(
+        npy::<f32>(&whole.join("graph_distances.npy")),
+        joined::<f32>(&parts, "graph_distances.npy")
+    );
+    assert_eq!(
+        npy::<f32>(&whole.join("graph_vectors.npy")),
+        joined::<f32>(&parts, "graph_vectors.npy")
+    );
+    assert_eq!(
+        npy::<u32>(&whole.join("graph_edges.npy")),
+        joined::<u32>(&parts, "graph_edges.npy")
+    );
+    assert_eq!(
+        npy::<i32>(&whole.join("graph_images.npy")),
+        joined::<i32>(&parts, "graph_images.npy")
+    );
+    assert_eq!(
+        npy::<u8>(&whole.join("graph_atomic_numbers.npy")),
+        joined::<u8>(&parts, "graph_atomic_numbers.npy")
+    );
+    // Offsets: each shard counts from 0; joined, they continue from the shards before.
+    for name in ["graph_node_offsets.npy", "graph_edge_offsets.npy"] {
+        let mut all = vec![0i64];
+        for p in &parts {
+            let base = *all.last().unwrap();
+            all.extend(npy::<i64>(&p.join(name)).1[1..].iter().map(|o| o + base));
+        }
+        assert_eq!(npy::<i64>(&whole.join(name)).1, all, "{name}");
+    }
+    // Records: the same lines, with indices counted from the shards before.
+    let mut records: Vec<Value> = Vec::new();
+    let (mut ftcp, mut graphs) = (0u64, 0u64);
+    for p in &parts {
+        let part: Value =
+            serde_json::from_slice(&std::fs::read(p.join("part.json")).unwrap()).unwrap();
+        for line in std::fs::read_to_string(p.join("dataset.jsonl"))
+            .unwrap()
+            .lines()
+        {
+            let mut r: Value = serde_json::from_str(line).unwrap();
+            for (key, offset) in [("ftcp_index", ftcp), ("graph_index", graphs)] {
+                if let Some(k) = r[key].as_u64() {
+                    r[key] = (k + offset).into();
+                }
+            }
+            records.push(r);
+        }
+        ftcp += part["counts"]["ftcp_tensors"].as_u64().unwrap();
+        graphs += part["counts"]["graphs"].as_u64().unwrap();
+    }
+    let whole_records: Vec<Value> = std::fs::read_to_string(whole.join("dataset.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(whole_records, records);
+    let structures: String = parts
+        .iter()
+        .map(|p| std::fs::read_to_string(p.join("structures.jsonl")).unwrap())
+        .collect();
+    assert_eq!(
+        std::fs::read_to_string(whole.join("structures.jsonl")).unwrap(),
+        structures
+    );
+}
+
+/// A run's per-step and per-epoch figures without its timings.
+fn figures(run: &Path, file: &str) -> Vec<Value> {
+    std::fs::read_to_string(run.join(file))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if let Value::Object(m) = &mut v {
+                m.retain(|k, _| {
+                    !(k.contains("second") || k.contains("time") || k.contains("per_s"))
+                });
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn shards_prepared_apart_read_and_train_as_one_preparation() {
+    let dir = scratch("shards-equal");
+    let whole = dir.join("whole");
+    ok(prepare(&whole, &[]));
+    // Three processes, in any order.
+    let sharded = dir.join("sharded");
+    let log = ok(prepare(&sharded, &["--shard", "3/3"]));
+    assert!(log.contains("1/3, 2/3"), "{log}");
+    ok(prepare(&sharded, &["--shard", "1/3"]));
+    // Not a dataset until every shard is there: training says which shard is missing.
+    let run = dir.join("early");
+    let o = xtal(&[
+        "train",
+        "clip",
+        "--data",
+        sharded.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not finished yet: 2/3"),
+        "{}",
+        stderr(&o)
+    );
+    ok(prepare(&sharded, &["--shard", "2/3"]));
+    assert!(sharded.join("shards.json").is_file());
+    assert_same_as_one_preparation(&whole, &sharded, 3);
+
+    // Training reads the shards in place, and trains as on the one preparation: CLIP on FTCP
+    // tensors, an SSL block, and a graph model (structures and records).
+    for data in [&whole, &sharded] {
+        let d = data.to_str().unwrap();
+        let name = data.file_name().unwrap().to_str().unwrap();
+        let clip = dir.join(format!("clip-{name}"));
+        let mut args = vec![
+            "train",
+            "clip",
+            "--data",
+            d,
+            "--out",
+            clip.to_str().unwrap(),
+        ];
+        args.extend(TINY_CLIP);
+        ok(xtal(&args));
+        let ssl = dir.join(format!("ssl-{name}"));
+        ok(xtal(&[
+            "ssl",
+            "train",
+            "--data",
+            d,
+            "--out",
+            ssl.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--block",
+            "2",
+            "--width",
+            "16",
+            "--layers",
+            "1",
+            "--batch-size",
+            "16",
+        ]));
+        let property = dir.join(format!("property-{name}"));
+        ok(xtal(&[
+            "train",
+            "property",
+            "--data",
+            d,
+            "--target",
+            "band_gap",
+            "--source",
+            "mp40",
+            "--out",
+            property.to_str().unwrap(),
+            "--width",
+            "16",
+            "--layers",
+            "1",
+            "--embedding-dim",
+            "8",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+        ]));
+    }
+    for (a, b, file) in [
+        ("clip-whole", "clip-sharded", "metrics.jsonl"),
+        ("ssl-whole", "ssl-sharded", "block2_lattice/metrics.jsonl"),
+        ("property-whole", "property-sharded", "metrics.jsonl"),
+    ] {
+        let whole_figures = figures(&dir.join(a), file);
+        assert!(!whole_figures.is_empty(), "{a}/{file}");
+        assert_eq!(whole_figures, figures(&dir.join(b), file), "{a} vs {b}");
+    }
+
+    // A damaged shard is an error naming its file, never a crash.
+    let ftcp = sharded.join("shard-2-of-3/ftcp.npy");
+    let bytes = std::fs::read(&ftcp).unwrap();
+    std::fs::write(&ftcp, &bytes[..bytes.len() / 2]).unwrap();
+    let o = xtal(&[
+        "ssl",
+        "train",
+        "--data",
+        sharded.to_str().unwrap(),
+        "--out",
+        dir.join("damaged").to_str().unwrap(),
+        "--block",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("shard-2-of-3/ftcp.npy"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_interrupted_sharded_preparation_resumes_keeping_finished_shards() {
+    let dir = scratch("shards-resume");
+    let reference = dir.join("reference");
+    ok(prepare(&reference, &["--shards", "3"]));
+    let out = dir.join("resumed");
+    ok(prepare(&out, &["--shards", "3"]));
+    // Stopped while shard 2 was written: shard 2 never appeared (it is written aside and
+    // moved into place whole), its half-written copy is left beside it, and the dataset was
+    // not joined yet.
+    std::fs::remove_dir_all(out.join("shard-2-of-3")).unwrap();
+    std::fs::remove_file(out.join("shards.json")).unwrap();
+    let leftover = out.join(".shard-2-of-3.partial-1");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("ftcp.npy"), b"half").unwrap();
+    let modified = |k: usize| {
+        std::fs::metadata(out.join(format!("shard-{k}-of-3/ftcp.npy")))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let (first, third) = (modified(1), modified(3));
+    let log = ok(prepare(&out, &["--shards", "3"]));
+    assert!(log.contains("shard 1/3: already prepared"), "{log}");
+    assert!(log.contains("shard 3/3: already prepared"), "{log}");
+    assert_eq!(
+        (modified(1), modified(3)),
+        (first, third),
+        "finished shards kept"
+    );
+    assert!(!leftover.exists());
+    assert!(out.join("shards.json").is_file());
+    for file in ["ftcp_normalizer.json", "shards.json"] {
+        assert_eq!(
+            std::fs::read(reference.join(file)).unwrap(),
+            std::fs::read(out.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    for k in 1..=3 {
+        let part = format!("shard-{k}-of-3");
+        for file in ["ftcp.npy", "dataset.jsonl", "graph_edges.npy"] {
+            assert_eq!(
+                std::fs::read(reference.join(&part).join(file)).unwrap(),
+                std::fs::read(out.join(&part).join(file)).unwrap(),
+                "{part}/{file}"
+            );
+        }
+    }
+
+    // Shards of other settings, of another count, or a bad K/N are refused by name.
+    let refused = |extra: &[&str], needle: &str| {
+        let o = prepare(&out, extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{extra:?}: {}", stderr(&o));
+    };
+    refused(
+        &["--shards", "3", "--seed", "7"],
+        "prepared from other data or settings",
+    );
+    refused(&["--shards", "2"], "a split into 3, not 2");
+    refused(&["--shard", "4/3"], "between 1 and N");
+    refused(&["--shard", "two"], "K/N");
+    // The refusals changed nothing.
+    assert_eq!(
+        std::fs::read(reference.join("shards.json")).unwrap(),
+        std::fs::read(out.join("shards.json")).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
