@@ -48,13 +48,40 @@ pub enum SslError {
     },
 }
 
+/// Where the raw FTCP tensors live: in memory, or in storage the caller maps (a
+/// memory-mapped `.npy` natively), read a row at a time as batches are built.
+pub trait TensorRows: Send + Sync + std::fmt::Debug {
+    /// Tensor `i`, `rows × cols` values row-major.
+    fn row(&self, i: usize) -> &[f32];
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Tensors held in memory, `len × per` values.
+#[derive(Debug)]
+struct OwnedRows {
+    values: Vec<f32>,
+    per: usize,
+}
+
+impl TensorRows for OwnedRows {
+    fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.per..(i + 1) * self.per]
+    }
+    fn len(&self) -> usize {
+        self.values.len() / self.per
+    }
+}
+
 /// The materials the blocks train on, in input order.
 #[derive(Debug, Clone)]
 pub struct SslData {
     pub ids: Vec<String>,
     pub layout: FtcpConfig,
-    /// `len × rows × cols`, raw as stored.
-    pub raw: Vec<f32>,
+    /// The raw tensors, as stored.
+    raw: std::sync::Arc<dyn TensorRows>,
     pub normalizer: RowMinMax,
     pub crystal_systems: Vec<Option<CrystalSystem>>,
     pub is_val: Vec<bool>,
@@ -81,6 +108,29 @@ impl SslData {
                 cols,
             });
         }
+        let raw = std::sync::Arc::new(OwnedRows { values: raw, per });
+        Self::from_rows(ids, layout, raw, normalizer, crystal_systems, is_val)
+    }
+
+    /// As [`Self::new`], over tensors stored elsewhere (each row must hold `rows × cols`
+    /// values). Every tensor is read once here, to check its values and count its sites.
+    pub fn from_rows(
+        ids: Vec<String>,
+        layout: FtcpConfig,
+        raw: std::sync::Arc<dyn TensorRows>,
+        normalizer: RowMinMax,
+        crystal_systems: Vec<Option<CrystalSystem>>,
+        is_val: Vec<bool>,
+    ) -> Result<Self, SslError> {
+        let (rows, cols) = (layout.rows(), layout.cols());
+        let per = rows * cols;
+        if let Some(bad) = (0..raw.len()).find(|&i| raw.row(i).len() != per) {
+            return Err(SslError::Shape {
+                values: raw.row(bad).len(),
+                rows,
+                cols,
+            });
+        }
         if normalizer.rows != rows || normalizer.cols != cols {
             return Err(SslError::Normalizer {
                 n_rows: normalizer.rows,
@@ -89,7 +139,7 @@ impl SslData {
                 cols,
             });
         }
-        let n = raw.len() / per;
+        let n = raw.len();
         for (what, found) in [
             ("ids", ids.len()),
             ("crystal systems", crystal_systems.len()),
@@ -103,14 +153,15 @@ impl SslData {
                 });
             }
         }
-        if let Some(k) = raw.iter().position(|v| !v.is_finite()) {
-            let row = k / per;
-            return Err(SslError::NonFinite {
-                row,
-                id: ids[row].clone(),
-                r: (k % per) / cols,
-                c: k % cols,
-            });
+        for row in 0..n {
+            if let Some(k) = raw.row(row).iter().position(|v| !v.is_finite()) {
+                return Err(SslError::NonFinite {
+                    row,
+                    id: ids[row].clone(),
+                    r: k / cols,
+                    c: k % cols,
+                });
+            }
         }
         let mut data = Self {
             ids,
@@ -157,9 +208,8 @@ impl SslData {
     }
 
     pub fn sample(&self, i: usize) -> FtcpSample<'_> {
-        let per = self.layout.rows() * self.layout.cols();
         FtcpSample {
-            raw: &self.raw[i * per..(i + 1) * per],
+            raw: self.raw.row(i),
             normalizer: &self.normalizer,
             layout: &self.layout,
             crystal_system: self.crystal_systems[i],

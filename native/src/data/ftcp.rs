@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use xtal_core::data::{decode_npy, validation_mask};
+use xtal_core::data::validation_mask;
 use xtal_core::featurize::{FtcpConfig, RowMinMax};
 use xtal_core::structure::CrystalSystem;
-use xtal_core::train::ssl::SslData;
+use xtal_core::train::ssl::{SslData, TensorRows};
+
+use super::mapped::{NpyTensors, SelectedRows};
 
 use crate::exit::BadInput;
 
@@ -23,12 +25,12 @@ pub struct SslSource {
     pub split_seed: u64,
 }
 
-/// What a loader reads: ids, layout, raw tensors, their scaling, crystal systems, split and
-/// dataset records, one entry per tensor.
+/// What a loader reads: ids, layout, raw tensors (mapped, not loaded), their scaling,
+/// crystal systems, split and dataset records, one entry per tensor.
 type Columns = (
     Vec<String>,
     FtcpConfig,
-    Vec<f32>,
+    std::sync::Arc<dyn TensorRows>,
     RowMinMax,
     Vec<Option<CrystalSystem>>,
     Vec<bool>,
@@ -50,7 +52,7 @@ impl SslSource {
             self.load_npy()?
         };
         let normalizer = normalizer.cloned().unwrap_or(own);
-        let data = SslData::new(ids, layout, raw, normalizer, systems, is_val)
+        let data = SslData::from_rows(ids, layout, raw, normalizer, systems, is_val)
             .map_err(|e| BadInput(format!("{}: {e}", self.data.display())))?;
         if data.indices(false).len() < 2 || data.indices(true).is_empty() {
             return Err(BadInput(format!(
@@ -86,8 +88,9 @@ impl SslSource {
                     dir.join("ftcp_normalizer.json").display()
                 ))
             })?;
-        let (mut ids, mut raw, mut systems, mut is_val, mut records) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        let per = layout.rows() * layout.cols();
+        let mut raw = SelectedRows::new(per);
+        let (mut ids, mut systems, mut is_val, mut records) = (vec![], vec![], vec![], vec![]);
         // A dataset prepared in shards reads shard by shard, in order.
         for part in super::shards::parts(dir)? {
             let read = |name: &str| {
@@ -96,9 +99,7 @@ impl SslSource {
                     .map_err(|e| BadInput(format!("{}: cannot read ({e})", p.display())))
             };
             let npy_path = part.dir.join("ftcp.npy");
-            let npy = decode_npy(&read("ftcp.npy")?)
-                .map_err(|e| BadInput(format!("{}: {e}", npy_path.display())))?;
-            let per = layout.rows() * layout.cols();
+            let npy = NpyTensors::open(&npy_path)?;
             if npy.shape
                 != [
                     npy.shape.first().copied().unwrap_or(0),
@@ -116,6 +117,7 @@ impl SslSource {
                 .into());
             }
             let count = npy.shape[0];
+            let file = raw.add_file(npy);
             let jsonl = part.dir.join("dataset.jsonl");
             let text = String::from_utf8(read("dataset.jsonl")?)
                 .map_err(|e| BadInput(format!("{}: {e}", jsonl.display())))?;
@@ -148,7 +150,7 @@ impl SslSource {
                         .unwrap_or("")
                         .to_string(),
                 );
-                raw.extend_from_slice(&npy.data[k * per..(k + 1) * per]);
+                raw.select(file, k);
                 systems.push(system);
                 is_val.push(r.get("split").and_then(Value::as_str) == Some("val"));
                 let mut r = r;
@@ -156,7 +158,15 @@ impl SslSource {
                 records.push(Some(r));
             }
         }
-        Ok((ids, layout, raw, normalizer, systems, is_val, records))
+        Ok((
+            ids,
+            layout,
+            raw.into_shared(),
+            normalizer,
+            systems,
+            is_val,
+            records,
+        ))
     }
 
     fn load_npy(&self) -> anyhow::Result<Columns> {
@@ -168,9 +178,7 @@ impl SslSource {
             ))
             .into());
         };
-        let bytes = std::fs::read(path)
-            .map_err(|e| BadInput(format!("{}: cannot read ({e})", path.display())))?;
-        let npy = decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+        let npy = NpyTensors::open(path)?;
         let layout = FtcpConfig::default();
         if npy.shape.len() != 3 || npy.shape[1] != layout.rows() || npy.shape[2] != layout.cols() {
             return Err(BadInput(format!(
@@ -202,20 +210,23 @@ impl SslSource {
             return Err(BadInput("--val-fraction must be in [0, 1)".into()).into());
         }
         let is_val = validation_mask(ids.len(), self.val_fraction, self.split_seed);
-        let per = layout.rows() * layout.cols();
+        let n = ids.len();
+        let mut raw = SelectedRows::new(layout.rows() * layout.cols());
+        let file = raw.add_file(npy);
+        for k in 0..n {
+            raw.select(file, k);
+        }
+        let raw = raw.into_shared();
         let normalizer = RowMinMax::fit(
             layout.rows(),
             layout.cols(),
-            (0..ids.len())
-                .filter(|&i| !is_val[i])
-                .map(|i| &npy.data[i * per..(i + 1) * per]),
+            (0..n).filter(|&i| !is_val[i]).map(|i| raw.row(i)),
         )
         .ok_or_else(|| BadInput(format!("{}: no training rows", path.display())))?;
-        let n = ids.len();
         Ok((
             ids,
             layout,
-            npy.data,
+            raw,
             normalizer,
             vec![None; n],
             is_val,

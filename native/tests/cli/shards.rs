@@ -273,6 +273,33 @@ fn shards_prepared_apart_read_and_train_as_one_preparation() {
         "{}",
         stderr(&o)
     );
+    assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
+    // Whole again, but another shard's tensors have the wrong shape.
+    std::fs::write(&ftcp, &bytes).unwrap();
+    let third = sharded.join("shard-3-of-3/ftcp.npy");
+    let mut bytes = std::fs::read(&third).unwrap();
+    let header = String::from_utf8_lossy(&bytes[..128]).to_string();
+    let at = header.find("400, 63").unwrap();
+    bytes[at..at + 7].copy_from_slice(b"63, 400");
+    std::fs::write(&third, &bytes).unwrap();
+    for command in [&["ssl", "train"][..], &["train", "clip"][..]] {
+        let mut args = command.to_vec();
+        let out = dir.join("wrong-shape");
+        args.extend([
+            "--data",
+            sharded.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let o = xtal(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("shard-3-of-3/ftcp.npy"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("shape"), "{}", stderr(&o));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
