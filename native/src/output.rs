@@ -206,7 +206,7 @@ impl<T: NpyElement> NpyAppender<T> {
 
     /// Appends whole rows (`values.len()` a multiple of the row size).
     pub fn extend(&mut self, values: &[T]) -> anyhow::Result<()> {
-        debug_assert!(self.per_row == 0 || values.len() % self.per_row == 0);
+        debug_assert!(self.per_row == 0 || values.len().is_multiple_of(self.per_row));
         use std::io::Write;
         let mut bytes = Vec::with_capacity(std::mem::size_of_val(values));
         for v in values {

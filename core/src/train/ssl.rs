@@ -153,11 +153,11 @@ impl SslData {
                 });
             }
         }
-        for row in 0..n {
+        for (row, id) in ids.iter().enumerate() {
             if let Some(k) = raw.row(row).iter().position(|v| !v.is_finite()) {
                 return Err(SslError::NonFinite {
                     row,
-                    id: ids[row].clone(),
+                    id: id.clone(),
                     r: k / cols,
                     c: k % cols,
                 });

@@ -7,6 +7,7 @@ mod baseline;
 mod bundle;
 mod clip;
 mod graphs;
+mod scale;
 mod ssl;
 mod structures;
 mod text;
@@ -83,6 +84,17 @@ pub struct Args {
     /// Measure the FTCP self-supervised blocks (training samples/s) on this prepared dataset.
     #[arg(long, value_name = "DATASET")]
     ssl: Option<std::path::PathBuf>,
+    /// Measure the data path at scale instead: this CSV replicated (distinct ids, strained
+    /// cells) to each of --sizes rows, then `prepare` and one SSL block epoch, each timed with
+    /// its peak memory.
+    #[arg(long, value_name = "CSV")]
+    scale: Option<std::path::PathBuf>,
+    /// Row counts for --scale.
+    #[arg(long, value_delimiter = ',', default_values_t = [12_017usize, 48_068, 129_473])]
+    sizes: Vec<usize>,
+    /// Working directory for --scale (about 100 KB per row of disk).
+    #[arg(long, default_value = "runs/bench-scale")]
+    work: std::path::PathBuf,
     /// Timed runs per measurement (median; batch 1 runs five times as many).
     #[arg(long, default_value_t = 10)]
     runs: usize,
@@ -205,6 +217,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.bundle {
         return bundle::run(args.json);
+    }
+    if let Some(csv) = &args.scale {
+        return scale::run(scale::ScaleBench {
+            csv,
+            sizes: &args.sizes,
+            work: &args.work,
+            json: args.json,
+        });
     }
     if let Some(model) = &args.text_model {
         return text::run(text::TextBench {

@@ -37,7 +37,8 @@ type Columns = (
     Vec<Option<Value>>,
 );
 
-/// The loaded rows plus each row's dataset record (properties, source) when there is one.
+/// The loaded rows plus each row's `source` and `properties` from the dataset, when it has
+/// records.
 pub struct LoadedData {
     pub data: SslData,
     pub records: Vec<Option<Value>>,
@@ -93,11 +94,6 @@ impl SslSource {
         let (mut ids, mut systems, mut is_val, mut records) = (vec![], vec![], vec![], vec![]);
         // A dataset prepared in shards reads shard by shard, in order.
         for part in super::shards::parts(dir)? {
-            let read = |name: &str| {
-                let p = part.dir.join(name);
-                std::fs::read(&p)
-                    .map_err(|e| BadInput(format!("{}: cannot read ({e})", p.display())))
-            };
             let npy_path = part.dir.join("ftcp.npy");
             let npy = NpyTensors::open(&npy_path)?;
             if npy.shape
@@ -119,15 +115,16 @@ impl SslSource {
             let count = npy.shape[0];
             let file = raw.add_file(npy);
             let jsonl = part.dir.join("dataset.jsonl");
-            let text = String::from_utf8(read("dataset.jsonl")?)
-                .map_err(|e| BadInput(format!("{}: {e}", jsonl.display())))?;
-            for (line, l) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
+            // Line by line: the records of 129k materials are hundreds of MB of text.
+            let lines = std::fs::File::open(&jsonl)
+                .map_err(|e| BadInput(format!("{}: cannot read ({e})", jsonl.display())))?;
+            for (line, l) in std::io::BufRead::lines(std::io::BufReader::new(lines)).enumerate() {
                 let at = |m: String| BadInput(format!("{}:{}: {m}", jsonl.display(), line + 1));
-                let r: Value = serde_json::from_str(l).map_err(|e| at(e.to_string()))?;
+                let l = l.map_err(|e| at(e.to_string()))?;
+                if l.trim().is_empty() {
+                    continue;
+                }
+                let r: Value = serde_json::from_str(&l).map_err(|e| at(e.to_string()))?;
                 let Some(k) = r.get("ftcp_index").and_then(Value::as_u64) else {
                     continue;
                 };
@@ -153,9 +150,12 @@ impl SslSource {
                 raw.select(file, k);
                 systems.push(system);
                 is_val.push(r.get("split").and_then(Value::as_str) == Some("val"));
-                let mut r = r;
-                super::shards::offset_indices(&mut r, &part);
-                records.push(Some(r));
+                // Only what the probes read: whole records (structure summaries and all) of
+                // 129k materials would take a gigabyte.
+                records.push(Some(serde_json::json!({
+                    "source": r.get("source"),
+                    "properties": r.get("properties"),
+                })));
             }
         }
         Ok((

@@ -48,7 +48,7 @@ impl NpyTensors {
             if t.type_char() == TypeChar::Float && t.size_field() == 4 && t.endianness() == npyz::Endianness::Little)
             && cfg!(target_endian = "little")
             && header.order() == Order::C;
-        if !plain_f32 || offset % 4 != 0 {
+        if !plain_f32 || !offset.is_multiple_of(4) {
             // Rare layouts: decoded into memory as before.
             let array = decode_npy(&map).map_err(bad)?;
             return Ok(Self {
