@@ -51,14 +51,17 @@ fn status_kb(text: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Runs this `xtal` with `args`, sampling its memory until it exits.
-fn measure(args: &[&str]) -> anyhow::Result<Measured> {
+/// Runs this `xtal` with `args`, sampling its memory until it exits; its messages go to `log`
+/// (a file, not a pipe: a pipe nobody reads until the end would stall a talkative child).
+fn measure(args: &[&str], log: &Path) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe().context("cannot find the xtal executable")?;
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let start = Instant::now();
     let mut child = Command::new(exe)
         .args(args)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(log_file)
         .spawn()
         .context("cannot start xtal")?;
     let status_path = format!("/proc/{}/status", child.id());
@@ -75,11 +78,7 @@ fn measure(args: &[&str]) -> anyhow::Result<Measured> {
     };
     let seconds = start.elapsed().as_secs_f64();
     if !status.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
+        let err = std::fs::read_to_string(log).unwrap_or_default();
         anyhow::bail!("xtal {} failed: {err}", args.join(" "));
     }
     Ok(Measured {
@@ -169,7 +168,7 @@ pub fn run(b: ScaleBench) -> anyhow::Result<()> {
         for (name, args) in plan {
             let _ = std::fs::remove_dir_all(&run_dir);
             eprintln!("{rows} rows: {name}");
-            let m = measure(&args)?;
+            let m = measure(&args, &b.work.join(format!("{rows}-{}.log", args[0])))?;
             steps.push(Step {
                 rows,
                 step: name.to_string(),
