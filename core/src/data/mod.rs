@@ -3,13 +3,15 @@
 
 pub mod npy;
 pub mod pairs;
+mod rows;
 mod shuffle;
 
 pub use npy::{NpyArray, decode_npy};
 pub use pairs::{
     DataError, FeatureScaler, Layout, MissingStructure, PairRecord, PairSet, Records, SkippedLine,
-    StructureItem, is_plain_name, parse_jsonl, parse_tensor,
+    StructureItem, StructureVectors, VectorStore, is_plain_name, parse_jsonl, parse_tensor,
 };
+pub use rows::{OwnedRows, TensorRows};
 pub use shuffle::{
     SeededRng, batches_per_epoch, bucket_by_size, epoch_batches, seeded_shuffle, split_indices,
     validation_mask,

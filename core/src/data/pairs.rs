@@ -13,12 +13,14 @@
 //! structure representation are listed with the reason.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use super::rows::{OwnedRows, TensorRows};
 use super::shuffle::validation_mask;
-use crate::featurize::{CrystalGraph, ElementTable};
+use crate::featurize::{CrystalGraph, ElementTable, RowMinMax};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -259,6 +261,48 @@ impl From<CrystalGraph> for StructureItem {
     }
 }
 
+/// Structure vectors stored elsewhere (a memory-mapped `.npy` natively), with the scaling a
+/// prepared dataset's FTCP rows take as they are read.
+#[derive(Debug, Clone)]
+pub struct VectorStore {
+    pub rows: Arc<dyn TensorRows>,
+    /// The prepared dataset's FTCP row min–max (fitted on its training split).
+    pub minmax: Option<RowMinMax>,
+}
+
+/// The structure vectors of a pair set, read a row at a time as batches are built: a
+/// dataset's vectors are never all copied (129k FTCP tensors are 13 GB). Row scaling and the
+/// model's standardisation are applied on the way.
+#[derive(Debug, Clone)]
+pub struct StructureVectors {
+    store: VectorStore,
+    /// Item `i` is stored row `index[i]`.
+    index: Vec<usize>,
+    dim: usize,
+    scaler: Option<FeatureScaler>,
+}
+
+impl StructureVectors {
+    /// Item `i`'s vector, as the model reads it, appended to `out`.
+    pub fn read_into(&self, i: usize, out: &mut Vec<f32>) {
+        let raw = self.store.rows.row(self.index[i]);
+        let start = out.len();
+        match &self.store.minmax {
+            Some(minmax) => {
+                let mut row: Vec<f64> = raw.iter().map(|&x| x as f64).collect();
+                minmax.transform(&mut row);
+                out.extend(row.into_iter().map(|x| x as f32));
+            }
+            None => out.extend_from_slice(raw),
+        }
+        if let Some(scaler) = &self.scaler {
+            for ((x, m), s) in out[start..].iter_mut().zip(&scaler.mean).zip(&scaler.std) {
+                *x = (*x - m) / s;
+            }
+        }
+    }
+}
+
 /// Pairs ready for training: one structure (vector or graph) and one text per item, a split,
 /// and the report of what was left out.
 #[derive(Debug, Clone)]
@@ -268,8 +312,9 @@ pub struct PairSet {
     pub formulas: Vec<Option<String>>,
     pub groups: Vec<String>,
     pub tensors: Vec<Option<[f64; 9]>>,
-    /// Row-major `[len, feature_dim]` (empty for graphs).
-    pub features: Vec<f32>,
+    /// The items' structure vectors (none for graphs).
+    pub vectors: Option<StructureVectors>,
+    /// Width of the structure vectors (0 for graphs).
     pub feature_dim: usize,
     /// One crystal graph per item, for graph encoders (empty for vectors).
     pub graphs: Vec<CrystalGraph>,
@@ -281,9 +326,16 @@ pub struct PairSet {
     pub missing: Vec<MissingStructure>,
 }
 
+/// One kept item's structure while a set is assembled.
+enum Kept {
+    Item(StructureItem),
+    Stored(usize),
+}
+
 impl PairSet {
-    /// Joins records with their structure vectors (`None` = not found, with where it was
-    /// looked for). Original layout: a seeded split of the kept records; prepared: its own.
+    /// Joins records with their structure vectors or graphs (`None` = not found, with where
+    /// it was looked for). Original layout: a seeded split of the kept records; prepared: its
+    /// own.
     pub fn assemble<S: Into<StructureItem>>(
         file: &str,
         records: Records,
@@ -292,14 +344,52 @@ impl PairSet {
         val_fraction: f64,
         seed: u64,
     ) -> Result<Self, DataError> {
-        assert_eq!(records.records.len(), features.len());
+        let items = features
+            .into_iter()
+            .map(|f| f.map(|s| Kept::Item(s.into())))
+            .collect();
+        Self::assemble_kept(file, records, items, None, source_name, val_fraction, seed)
+    }
+
+    /// As [`Self::assemble`], each record's vector being a row of `store` (read in place).
+    pub fn assemble_stored(
+        file: &str,
+        records: Records,
+        rows: Vec<Result<usize, Vec<String>>>,
+        store: VectorStore,
+        source_name: &str,
+        val_fraction: f64,
+        seed: u64,
+    ) -> Result<Self, DataError> {
+        let items = rows.into_iter().map(|r| r.map(Kept::Stored)).collect();
+        Self::assemble_kept(
+            file,
+            records,
+            items,
+            Some(store),
+            source_name,
+            val_fraction,
+            seed,
+        )
+    }
+
+    fn assemble_kept(
+        file: &str,
+        records: Records,
+        items: Vec<Result<Kept, Vec<String>>>,
+        store: Option<VectorStore>,
+        source_name: &str,
+        val_fraction: f64,
+        seed: u64,
+    ) -> Result<Self, DataError> {
+        assert_eq!(records.records.len(), items.len());
         let mut set = PairSet {
             ids: Vec::new(),
             texts: Vec::new(),
             formulas: Vec::new(),
             groups: Vec::new(),
             tensors: Vec::new(),
-            features: Vec::new(),
+            vectors: None,
             feature_dim: 0,
             graphs: Vec::new(),
             element_table: None,
@@ -308,10 +398,12 @@ impl PairSet {
             skipped: records.skipped,
             missing: Vec::new(),
         };
+        let mut owned: Vec<f32> = Vec::new();
+        let mut stored: Vec<usize> = Vec::new();
         let mut own_split = Vec::new();
-        for (r, f) in records.records.into_iter().zip(features) {
-            let f = match f {
-                Ok(f) => f.into(),
+        for (r, item) in records.records.into_iter().zip(items) {
+            let item = match item {
+                Ok(item) => item,
                 Err(tried) => {
                     set.missing.push(MissingStructure {
                         id: r.id,
@@ -321,10 +413,10 @@ impl PairSet {
                     continue;
                 }
             };
-            match f {
-                StructureItem::Graph(g) => set.graphs.push(g),
-                StructureItem::Vector(f) => {
-                    if set.features.is_empty() {
+            match item {
+                Kept::Item(StructureItem::Graph(g)) => set.graphs.push(g),
+                Kept::Item(StructureItem::Vector(f)) => {
+                    if owned.is_empty() {
                         set.feature_dim = f.len();
                     } else if f.len() != set.feature_dim {
                         return Err(DataError::Dimension {
@@ -334,14 +426,9 @@ impl PairSet {
                             found: f.len(),
                         });
                     }
-                    if f.iter().any(|x| !x.is_finite()) {
-                        return Err(DataError::NotFinite {
-                            id: r.id,
-                            source_name: source_name.into(),
-                        });
-                    }
-                    set.features.extend_from_slice(&f);
+                    owned.extend_from_slice(&f);
                 }
+                Kept::Stored(k) => stored.push(k),
             }
             own_split.push(r.is_val);
             set.ids.push(r.id);
@@ -350,14 +437,71 @@ impl PairSet {
             set.groups.push(r.group);
             set.tensors.push(r.tensor);
         }
-        let mixed = !set.graphs.is_empty() && !set.features.is_empty();
-        if set.ids.is_empty() || (set.graphs.is_empty() && set.feature_dim == 0) || mixed {
-            return Err(DataError::Empty {
-                file: file.into(),
-                skipped: set.skipped.len(),
-                missing: set.missing.len(),
-            });
+        let kinds = [
+            !set.graphs.is_empty(),
+            !owned.is_empty(),
+            !stored.is_empty(),
+        ];
+        let empty = |set: &PairSet| DataError::Empty {
+            file: file.into(),
+            skipped: set.skipped.len(),
+            missing: set.missing.len(),
+        };
+        if set.ids.is_empty() || kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(empty(&set));
         }
+        let vectors = if !owned.is_empty() {
+            if set.feature_dim == 0 {
+                return Err(empty(&set));
+            }
+            let n = set.len();
+            Some(StructureVectors {
+                store: VectorStore {
+                    rows: Arc::new(OwnedRows::new(owned, set.feature_dim)),
+                    minmax: None,
+                },
+                index: (0..n).collect(),
+                dim: set.feature_dim,
+                scaler: None,
+            })
+        } else if let Some(store) = store.filter(|_| !stored.is_empty()) {
+            let dim = store.rows.row(stored[0]).len();
+            if dim == 0 {
+                return Err(empty(&set));
+            }
+            set.feature_dim = dim;
+            Some(StructureVectors {
+                store,
+                index: stored,
+                dim,
+                scaler: None,
+            })
+        } else {
+            None
+        };
+        if let Some(v) = &vectors {
+            // Every vector is read once, as training will read it.
+            let mut row = Vec::with_capacity(v.dim);
+            for i in 0..set.len() {
+                row.clear();
+                v.read_into(i, &mut row);
+                if row.len() != v.dim {
+                    return Err(DataError::Dimension {
+                        id: set.ids[i].clone(),
+                        source_name: source_name.into(),
+                        expected: v.dim,
+                        found: row.len(),
+                    });
+                }
+                if row.iter().any(|x| !x.is_finite()) {
+                    return Err(DataError::NotFinite {
+                        id: set.ids[i].clone(),
+                        source_name: source_name.into(),
+                    });
+                }
+            }
+        }
+        set.vectors = vectors;
         set.is_val = match set.layout {
             Layout::Prepared if own_split.iter().all(Option::is_some) => {
                 own_split.into_iter().map(|v| v.unwrap_or(false)).collect()
@@ -365,6 +509,41 @@ impl PairSet {
             _ => validation_mask(set.len(), val_fraction, seed),
         };
         Ok(set)
+    }
+
+    /// Vectors held in memory, `values` row-major `[ids.len(), dim]`, every item training
+    /// data (benchmarks and tests).
+    pub fn from_vectors(
+        ids: Vec<String>,
+        texts: Vec<String>,
+        values: Vec<f32>,
+        dim: usize,
+    ) -> Self {
+        let n = ids.len();
+        assert_eq!(values.len(), n * dim, "values are not ids × dim");
+        PairSet {
+            formulas: vec![None; n],
+            groups: vec![String::new(); n],
+            tensors: vec![None; n],
+            vectors: Some(StructureVectors {
+                store: VectorStore {
+                    rows: Arc::new(OwnedRows::new(values, dim)),
+                    minmax: None,
+                },
+                index: (0..n).collect(),
+                dim,
+                scaler: None,
+            }),
+            feature_dim: dim,
+            graphs: Vec::new(),
+            element_table: None,
+            is_val: vec![false; n],
+            layout: Layout::Original,
+            skipped: Vec::new(),
+            missing: Vec::new(),
+            ids,
+            texts,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -379,8 +558,24 @@ impl PairSet {
         super::split_indices(&self.is_val, validation)
     }
 
-    pub fn feature(&self, i: usize) -> &[f32] {
-        &self.features[i * self.feature_dim..(i + 1) * self.feature_dim]
+    /// Item `i`'s structure vector as the model reads it (empty for graphs).
+    pub fn feature(&self, i: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.feature_dim);
+        if let Some(v) = &self.vectors {
+            v.read_into(i, &mut out);
+        }
+        out
+    }
+
+    /// The structure vectors of the items `idx`, row-major.
+    pub fn features_of(&self, idx: &[usize]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(idx.len() * self.feature_dim);
+        if let Some(v) = &self.vectors {
+            for &i in idx {
+                v.read_into(i, &mut out);
+            }
+        }
+        out
     }
 }
 
@@ -405,16 +600,30 @@ impl FeatureScaler {
             rows
         };
         let n = rows.len().max(1) as f64;
+        // Statistics of the vectors as stored (and row-scaled), not of an earlier scaler.
+        let mut unscaled = set.vectors.clone();
+        if let Some(v) = &mut unscaled {
+            v.scaler = None;
+        }
+        let mut row = Vec::with_capacity(d);
+        let read = |i: usize, row: &mut Vec<f32>| {
+            row.clear();
+            if let Some(v) = &unscaled {
+                v.read_into(i, row);
+            }
+        };
         let mut mean = vec![0f64; d];
         for &i in &rows {
-            for (m, x) in mean.iter_mut().zip(set.feature(i)) {
+            read(i, &mut row);
+            for (m, x) in mean.iter_mut().zip(&row) {
                 *m += *x as f64;
             }
         }
         mean.iter_mut().for_each(|m| *m /= n);
         let mut var = vec![0f64; d];
         for &i in &rows {
-            for ((v, x), m) in var.iter_mut().zip(set.feature(i)).zip(&mean) {
+            read(i, &mut row);
+            for ((v, x), m) in var.iter_mut().zip(&row).zip(&mean) {
                 *v += (*x as f64 - m).powi(2);
             }
         }
@@ -431,17 +640,16 @@ impl FeatureScaler {
         }
     }
 
-    /// Standardises every row of `set`; the dimensions must match.
+    /// Makes `set` read every vector standardised (in place of any earlier scaler); the
+    /// dimensions must match.
     pub fn apply(&self, set: &mut PairSet) {
-        let d = set.feature_dim;
-        assert_eq!(self.mean.len(), d, "scaler and data dimensions differ");
-        if d == 0 {
-            return; // graphs: nothing to scale
-        }
-        for row in set.features.chunks_mut(d) {
-            for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
-                *x = (*x - m) / s;
-            }
+        assert_eq!(
+            self.mean.len(),
+            set.feature_dim,
+            "scaler and data dimensions differ"
+        );
+        if let Some(v) = &mut set.vectors {
+            v.scaler = Some(self.clone());
         }
     }
 }
@@ -537,6 +745,6 @@ mod tests {
             (vec![2.0, 5.0], vec![1.0, 1.0])
         );
         scaler.apply(&mut set);
-        assert_eq!(set.features, vec![-1.0, 0.0, 1.0, 0.0]);
+        assert_eq!(set.features_of(&[0, 1]), vec![-1.0, 0.0, 1.0, 0.0]);
     }
 }

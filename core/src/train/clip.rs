@@ -28,11 +28,7 @@ pub fn structure_batch<B: Backend>(
         return StructureBatch::graphs(&graphs, table, device)
             .expect("graph elements are in the table");
     }
-    let mut features = Vec::with_capacity(idx.len() * set.feature_dim);
-    for &i in idx {
-        features.extend_from_slice(set.feature(i));
-    }
-    StructureBatch::vectors(features, set.feature_dim, device)
+    StructureBatch::vectors(set.features_of(idx), set.feature_dim, device)
 }
 
 /// Structures, token ids and padding mask of the items `idx`; `tokens` holds the set's texts

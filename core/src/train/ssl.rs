@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::fit::{Metrics, StepLoss, TrainStep};
 use super::spec::TrainingSpec;
 use super::{ReadError, to_host};
-use crate::data::{SeededRng, epoch_batches};
+use crate::data::{OwnedRows, SeededRng, TensorRows, epoch_batches};
 use crate::featurize::{FtcpConfig, RowMinMax};
 use crate::models::ftcp_ssl::bottleneck::Bottleneck;
 use crate::models::ftcp_ssl::{BlockBatch, BlockKind, FtcpSample, SslBlock};
@@ -48,33 +48,6 @@ pub enum SslError {
     },
 }
 
-/// Where the raw FTCP tensors live: in memory, or in storage the caller maps (a
-/// memory-mapped `.npy` natively), read a row at a time as batches are built.
-pub trait TensorRows: Send + Sync + std::fmt::Debug {
-    /// Tensor `i`, `rows × cols` values row-major.
-    fn row(&self, i: usize) -> &[f32];
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Tensors held in memory, `len × per` values.
-#[derive(Debug)]
-struct OwnedRows {
-    values: Vec<f32>,
-    per: usize,
-}
-
-impl TensorRows for OwnedRows {
-    fn row(&self, i: usize) -> &[f32] {
-        &self.values[i * self.per..(i + 1) * self.per]
-    }
-    fn len(&self) -> usize {
-        self.values.len() / self.per
-    }
-}
-
 /// The materials the blocks train on, in input order.
 #[derive(Debug, Clone)]
 pub struct SslData {
@@ -108,7 +81,7 @@ impl SslData {
                 cols,
             });
         }
-        let raw = std::sync::Arc::new(OwnedRows { values: raw, per });
+        let raw = std::sync::Arc::new(OwnedRows::new(raw, per));
         Self::from_rows(ids, layout, raw, normalizer, crystal_systems, is_val)
     }
 

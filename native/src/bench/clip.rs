@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use xtal_core::data::{Layout, PairSet};
+use xtal_core::data::PairSet;
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::clip::{Clip, TextTokenizer};
 use xtal_core::train::TrainStep;
@@ -56,21 +56,12 @@ fn pairs(n: usize) -> PairSet {
     let features = super::baseline::uniform_values(n * STRUCTURE_DIM, 7);
     let text =
         |i: usize| format!("Material {i} crystallizes in the cubic Fm-3m space group. ").repeat(8);
-    PairSet {
-        ids: (0..n).map(|i| i.to_string()).collect(),
-        texts: (0..n).map(text).collect(),
-        formulas: vec![None; n],
-        groups: vec![String::new(); n],
-        tensors: vec![None; n],
+    PairSet::from_vectors(
+        (0..n).map(|i| i.to_string()).collect(),
+        (0..n).map(text).collect(),
         features,
-        feature_dim: STRUCTURE_DIM,
-        graphs: Vec::new(),
-        element_table: None,
-        is_val: vec![false; n],
-        layout: Layout::Original,
-        skipped: Vec::new(),
-        missing: Vec::new(),
-    }
+        STRUCTURE_DIM,
+    )
 }
 
 struct Throughput<'a> {

@@ -85,10 +85,13 @@ pub struct Args {
     #[arg(long, value_name = "DATASET")]
     ssl: Option<std::path::PathBuf>,
     /// Measure the data path at scale instead: this CSV replicated (distinct ids, strained
-    /// cells) to each of --sizes rows, then `prepare` and one SSL block epoch, each timed with
-    /// its peak memory.
+    /// cells) to each of --sizes rows, then `prepare`, one SSL block epoch, one CLIP epoch on
+    /// FTCP and a retrieval evaluation of every pair, each timed with its peak memory.
     #[arg(long, value_name = "CSV")]
     scale: Option<std::path::PathBuf>,
+    /// With --scale: also one CLIP epoch with a CGCNN structure encoder.
+    #[arg(long)]
+    scale_graphs: bool,
     /// Row counts for --scale.
     #[arg(long, value_delimiter = ',', default_values_t = [12_017usize, 48_068, 129_473])]
     sizes: Vec<usize>,
@@ -224,6 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             sizes: &args.sizes,
             work: &args.work,
             json: args.json,
+            graphs: args.scale_graphs,
         });
     }
     if let Some(model) = &args.text_model {

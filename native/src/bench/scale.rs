@@ -17,12 +17,38 @@ use xtal_core::data::SeededRng;
 
 use crate::exit::BadInput;
 
+/// The CLIP model of the scale steps: the sample configuration's structure side with a
+/// smaller text encoder, so that an epoch of 129k pairs fits a CPU benchmark; one epoch, 10 %
+/// of the pairs for validation after it.
+const CLIP_SETTINGS: &[&str] = &[
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--set",
+    "model.text_width=64",
+    "--set",
+    "model.text_layers=2",
+    "--set",
+    "model.text_heads=4",
+    "--set",
+    "model.max_seq_length=64",
+    "--set",
+    "model.clip_dim=64",
+    "--set",
+    "model.graph_hidden_dims=[256]",
+    "--set",
+    "training.val_split=0.1",
+];
+
 pub struct ScaleBench<'a> {
     pub csv: &'a Path,
     pub sizes: &'a [usize],
     /// Where the synthetic CSVs and datasets go (they are large: about 100 KB a row).
     pub work: &'a Path,
     pub json: bool,
+    /// Also a CGCNN CLIP epoch (graphs are built from the structures as the run starts).
+    pub graphs: bool,
 }
 
 #[derive(Serialize)]
@@ -154,21 +180,45 @@ pub fn run(b: ScaleBench) -> anyhow::Result<()> {
         eprintln!("{rows} rows: writing {}", csv.display());
         synthetic_csv(b.csv, rows, &csv)?;
         let (c, d) = (path_str(&csv)?, path_str(&data)?);
-        let run_dir = b.work.join(format!("ssl-{rows}"));
-        let r = path_str(&run_dir)?;
-        let plan: [(&str, Vec<&str>); 2] = [
+        let (ssl_dir, clip_dir, graph_dir) = (
+            b.work.join(format!("ssl-{rows}")),
+            b.work.join(format!("clip-{rows}")),
+            b.work.join(format!("clip-cgcnn-{rows}")),
+        );
+        let (s, r, g) = (
+            path_str(&ssl_dir)?,
+            path_str(&clip_dir)?,
+            path_str(&graph_dir)?,
+        );
+        let mut plan: Vec<(&str, Vec<&str>)> = vec![
             ("prepare", vec!["prepare", c, "-o", d, "--force"]),
             (
                 "ssl block 2, one epoch",
                 vec![
-                    "ssl", "train", "--data", d, "--out", r, "--block", "2", "--epochs", "1",
+                    "ssl", "train", "--data", d, "--out", s, "--block", "2", "--epochs", "1",
                 ],
             ),
+            ("clip ftcp, one epoch", clip_args(d, r)),
+            (
+                "clip eval, every pair",
+                vec!["eval", "clip", "--run", r, "--split", "all", "--json"],
+            ),
         ];
+        if b.graphs {
+            let mut a = clip_args(d, g);
+            a.extend(["--set", "model.graph_backbone=cgcnn"]);
+            plan.push(("clip cgcnn, one epoch", a));
+        }
         for (name, args) in plan {
-            let _ = std::fs::remove_dir_all(&run_dir);
+            for dir in [&ssl_dir, &graph_dir] {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            if args[0] != "eval" {
+                let _ = std::fs::remove_dir_all(&clip_dir);
+            }
             eprintln!("{rows} rows: {name}");
-            let m = measure(&args, &b.work.join(format!("{rows}-{}.log", args[0])))?;
+            let log = name.split([',', ' ']).take(2).collect::<Vec<_>>().join("-");
+            let m = measure(&args, &b.work.join(format!("{rows}-{log}.log")))?;
             steps.push(Step {
                 rows,
                 step: name.to_string(),
@@ -208,6 +258,12 @@ pub fn run(b: ScaleBench) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+fn clip_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["train", "clip", "--data", data, "--out", out, "--no-plots"];
+    args.extend(CLIP_SETTINGS);
+    args
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use xtal_core::data::TensorRows;
 use xtal_core::data::validation_mask;
 use xtal_core::featurize::{FtcpConfig, RowMinMax};
 use xtal_core::structure::CrystalSystem;
-use xtal_core::train::ssl::{SslData, TensorRows};
+use xtal_core::train::ssl::SslData;
 
 use super::mapped::{NpyTensors, SelectedRows};
 
@@ -95,23 +96,7 @@ impl SslSource {
         // A dataset prepared in shards reads shard by shard, in order.
         for part in super::shards::parts(dir)? {
             let npy_path = part.dir.join("ftcp.npy");
-            let npy = NpyTensors::open(&npy_path)?;
-            if npy.shape
-                != [
-                    npy.shape.first().copied().unwrap_or(0),
-                    layout.rows(),
-                    layout.cols(),
-                ]
-            {
-                return Err(BadInput(format!(
-                    "{}: shape {:?}, expected (N, {}, {}) for the dataset's FTCP layout",
-                    npy_path.display(),
-                    npy.shape,
-                    layout.rows(),
-                    layout.cols()
-                ))
-                .into());
-            }
+            let npy = NpyTensors::open_tensors(&npy_path, layout.rows(), layout.cols())?;
             let count = npy.shape[0];
             let file = raw.add_file(npy);
             let jsonl = part.dir.join("dataset.jsonl");
@@ -178,18 +163,8 @@ impl SslSource {
             ))
             .into());
         };
-        let npy = NpyTensors::open(path)?;
         let layout = FtcpConfig::default();
-        if npy.shape.len() != 3 || npy.shape[1] != layout.rows() || npy.shape[2] != layout.cols() {
-            return Err(BadInput(format!(
-                "{}: shape {:?}, expected (N, {}, {})",
-                path.display(),
-                npy.shape,
-                layout.rows(),
-                layout.cols()
-            ))
-            .into());
-        }
+        let npy = NpyTensors::open_tensors(path, layout.rows(), layout.cols())?;
         let ids: Vec<String> = std::fs::read_to_string(ids_path)
             .map_err(|e| BadInput(format!("{}: cannot read ({e})", ids_path.display())))?
             .lines()
@@ -212,10 +187,7 @@ impl SslSource {
         let is_val = validation_mask(ids.len(), self.val_fraction, self.split_seed);
         let n = ids.len();
         let mut raw = SelectedRows::new(layout.rows() * layout.cols());
-        let file = raw.add_file(npy);
-        for k in 0..n {
-            raw.select(file, k);
-        }
+        raw.add_all(npy);
         let raw = raw.into_shared();
         let normalizer = RowMinMax::fit(
             layout.rows(),

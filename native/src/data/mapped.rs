@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 use npyz::{DType, NpyHeader, Order, TypeChar};
+use xtal_core::data::TensorRows;
 use xtal_core::data::decode_npy;
-use xtal_core::train::ssl::TensorRows;
 
 use crate::exit::BadInput;
 
@@ -73,6 +73,20 @@ impl NpyTensors {
         })
     }
 
+    /// [`Self::open`], the file holding `N × rows × cols` tensors.
+    pub fn open_tensors(path: &Path, rows: usize, cols: usize) -> anyhow::Result<Self> {
+        let npy = Self::open(path)?;
+        if npy.shape.len() != 3 || npy.shape[1] != rows || npy.shape[2] != cols {
+            return Err(BadInput(format!(
+                "{}: shape {:?}, expected (N, {rows}, {cols}) for the dataset's FTCP layout",
+                path.display(),
+                npy.shape,
+            ))
+            .into());
+        }
+        Ok(npy)
+    }
+
     /// Every value, row-major.
     pub fn values(&self) -> &[f32] {
         match &self.store {
@@ -112,6 +126,13 @@ impl SelectedRows {
     /// Tensor `k` of file `file` becomes the next row (`k` checked by the caller).
     pub fn select(&mut self, file: u32, k: usize) {
         self.index.push((file, k));
+    }
+
+    /// Adds a file, every tensor of it chosen in order.
+    pub fn add_all(&mut self, file: NpyTensors) {
+        let n = file.shape.first().copied().unwrap_or(0);
+        let f = self.add_file(file);
+        self.index.extend((0..n).map(|k| (f, k)));
     }
 
     pub fn into_shared(self) -> Arc<dyn TensorRows> {

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 use xtal_core::data::{
-    Layout, PairRecord, PairSet, Records, StructureItem, decode_npy, parse_jsonl,
+    Layout, PairRecord, PairSet, Records, StructureItem, TensorRows, VectorStore, decode_npy,
+    parse_jsonl,
 };
 use xtal_core::featurize::{CrystalGraph, ElementTable, GraphConfig, RowMinMax};
 use xtal_core::structure::Structure;
 
+use super::mapped::{NpyTensors, SelectedRows};
 use super::shards::{self, MANIFEST, Part};
 use crate::exit::BadInput;
 use crate::output::write_atomic;
@@ -215,22 +217,31 @@ impl DataSource {
             set.element_table = Some(table);
             return Ok(set);
         }
-        let (features, source_name) = match records.layout {
-            Layout::Original => (
-                records
+        match records.layout {
+            Layout::Original => {
+                let features = records
                     .records
                     .iter()
                     .map(|r| self.embedding(r))
-                    .collect::<anyhow::Result<Vec<_>>>()?,
-                self.embedding_dir.display().to_string(),
-            ),
-            Layout::Prepared => (
-                self.ftcp_features(&records.records)?,
-                self.dir().join("ftcp.npy").display().to_string(),
-            ),
-        };
-        PairSet::assemble(&name, records, features, &source_name, val_fraction, seed)
-            .map_err(|e| BadInput(e.to_string()).into())
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let source_name = self.embedding_dir.display().to_string();
+                PairSet::assemble(&name, records, features, &source_name, val_fraction, seed)
+            }
+            Layout::Prepared => {
+                let (rows, store) = self.ftcp_rows(&records.records)?;
+                let source_name = self.dir().join("ftcp.npy").display().to_string();
+                PairSet::assemble_stored(
+                    &name,
+                    records,
+                    rows,
+                    store,
+                    &source_name,
+                    val_fraction,
+                    seed,
+                )
+            }
+        }
+        .map_err(|e| BadInput(e.to_string()).into())
     }
 
     /// The element table of [`Self::element_table`] if set, else the one the dataset was
@@ -352,62 +363,39 @@ impl DataSource {
             .collect()))
     }
 
-    /// Each record's FTCP tensor, flattened and scaled by the training-split normaliser.
-    fn ftcp_features(
+    /// Each record's row of the dataset's FTCP tensors (every shard's `ftcp.npy`, mapped in
+    /// place), read flattened and scaled by the training-split normaliser.
+    fn ftcp_rows(
         &self,
-        records: &[xtal_core::data::PairRecord],
-    ) -> anyhow::Result<Vec<Result<Vec<f32>, Vec<String>>>> {
+        records: &[PairRecord],
+    ) -> anyhow::Result<(Vec<Result<usize, Vec<String>>>, VectorStore)> {
         let norm_path = self.normalizer_path();
         let norm_text = std::fs::read_to_string(&norm_path)
             .map_err(|e| BadInput(format!("{}: cannot read ({e})", norm_path.display())))?;
         let norm: RowMinMax = serde_json::from_str(&norm_text)
             .map_err(|e| BadInput(format!("{}: {e}", norm_path.display())))?;
         let per = norm.rows * norm.cols;
-        // Each part's tensors, with the first index it holds.
-        let mut arrays = Vec::new();
-        let mut count = 0usize;
+        let mut tensors = SelectedRows::new(per);
         for (_, part) in self.parts()? {
             let npy_path = part.dir.join("ftcp.npy");
-            let bytes = std::fs::read(&npy_path)
-                .map_err(|e| BadInput(format!("{}: cannot read ({e})", npy_path.display())))?;
-            let ftcp =
-                decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", npy_path.display())))?;
-            drop(bytes);
-            if ftcp.shape.len() != 3 || ftcp.shape[1] * ftcp.shape[2] != per {
+            let ftcp = NpyTensors::open_tensors(&npy_path, norm.rows, norm.cols)?;
+            if part.ftcp_offset != tensors.len() {
                 return Err(BadInput(format!(
-                    "{}: shape {:?} does not match the normaliser's {} × {}",
+                    "{}: the shards before it hold {} FTCP tensors, {} says {}",
                     npy_path.display(),
-                    ftcp.shape,
-                    norm.rows,
-                    norm.cols
-                ))
-                .into());
-            }
-            if part.ftcp_offset != count {
-                return Err(BadInput(format!(
-                    "{}: the shards before it hold {count} FTCP tensors, {} says {}",
-                    npy_path.display(),
+                    tensors.len(),
                     self.jsonl.display(),
                     part.ftcp_offset
                 ))
                 .into());
             }
-            count += ftcp.shape[0];
-            arrays.push((part.ftcp_offset, ftcp));
+            tensors.add_all(ftcp);
         }
-        let tensor = |k: usize| {
-            let at = arrays.partition_point(|(first, _)| *first <= k) - 1;
-            let (first, a) = &arrays[at];
-            &a.data[(k - first) * per..(k - first + 1) * per]
-        };
-        Ok(records
+        let count = tensors.len();
+        let rows = records
             .iter()
             .map(|r| match r.ftcp_index {
-                Some(k) if k < count => {
-                    let mut row: Vec<f64> = tensor(k).iter().map(|&x| x as f64).collect();
-                    norm.transform(&mut row);
-                    Ok(row.into_iter().map(|x| x as f32).collect())
-                }
+                Some(k) if k < count => Ok(k),
                 Some(k) => Err(vec![format!(
                     "ftcp_index {k} is past the {count} tensors of ftcp.npy"
                 )]),
@@ -415,7 +403,12 @@ impl DataSource {
                     "no FTCP tensor (see failures.csv of the dataset)".into(),
                 ]),
             })
-            .collect())
+            .collect();
+        let store = VectorStore {
+            rows: tensors.into_shared(),
+            minmax: Some(norm),
+        };
+        Ok((rows, store))
     }
 }
 

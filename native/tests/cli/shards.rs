@@ -373,3 +373,123 @@ fn an_interrupted_sharded_preparation_resumes_keeping_finished_shards() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `.npy` of one float32 vector, written here (not by xtal).
+fn write_vector_npy(path: &Path, values: &[f32]) {
+    let header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        values.len()
+    );
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&((header.len() + pad + 1) as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(b' ', pad));
+    bytes.push(b'\n');
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A CLIP model evaluated on its prepared dataset — FTCP tensors memory-mapped and scaled
+/// as batches are read — scores as on the same vectors scaled here and stored one `.npy` per
+/// material in the original layout (read into memory).
+#[test]
+fn mapped_ftcp_rows_evaluate_as_vectors_scaled_apart() {
+    let dir = scratch("mapped-vs-files");
+    let data = dir.join("data");
+    ok(prepare(&data, &["--shards", "2"]));
+    let run = dir.join("clip");
+    let mut args = vec![
+        "train",
+        "clip",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    args.extend(TINY_CLIP);
+    ok(xtal(&args));
+
+    // The original layout: each material's FTCP row min–max scaled with the dataset's
+    // normaliser, (x − min) / (max − min) in f64 (a constant row: x − min).
+    let norm: Value =
+        serde_json::from_slice(&std::fs::read(data.join("ftcp_normalizer.json")).unwrap()).unwrap();
+    let cols = norm["cols"].as_u64().unwrap() as usize;
+    let (min, max): (Vec<f64>, Vec<f64>) = (
+        serde_json::from_value(norm["min"].clone()).unwrap(),
+        serde_json::from_value(norm["max"].clone()).unwrap(),
+    );
+    let original = dir.join("original");
+    std::fs::create_dir_all(original.join("emb")).unwrap();
+    let mut lines = String::new();
+    let mut kept = 0;
+    for part in shard_dirs(&data, 2) {
+        let (shape, ftcp) = npy::<f32>(&part.join("ftcp.npy"));
+        let per = (shape[1] * shape[2]) as usize;
+        for line in std::fs::read_to_string(part.join("dataset.jsonl"))
+            .unwrap()
+            .lines()
+        {
+            let mut r: Value = serde_json::from_str(line).unwrap();
+            let Some(k) = r["ftcp_index"].as_u64() else {
+                continue;
+            };
+            let row = &ftcp[k as usize * per..(k as usize + 1) * per];
+            let scaled: Vec<f32> = row
+                .iter()
+                .enumerate()
+                .map(|(j, &x)| {
+                    let (lo, hi) = (min[j / cols], max[j / cols]);
+                    let range = if hi > lo { hi - lo } else { 1.0 };
+                    ((x as f64 - lo) / range) as f32
+                })
+                .collect();
+            let id = r["id"].as_str().unwrap().to_string();
+            write_vector_npy(&original.join("emb").join(format!("{kept}.npy")), &scaled);
+            let m = r.as_object_mut().unwrap();
+            for key in ["ftcp_index", "graph_index", "split"] {
+                m.remove(key);
+            }
+            m.insert("graph_emb".into(), format!("emb/{kept}.npy").into());
+            assert!(!id.is_empty());
+            lines.push_str(&format!("{r}\n"));
+            kept += 1;
+        }
+    }
+    assert!(kept > 200, "{kept} FTCP rows");
+    std::fs::write(original.join("dataset.jsonl"), lines).unwrap();
+
+    let eval = |extra: &[&str]| -> Value {
+        let mut args = vec!["eval", "clip", "--run", run.to_str().unwrap(), "--json"];
+        args.extend(extra);
+        let o = xtal(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["evaluation"].clone()
+    };
+    let mapped = eval(&["--split", "all"]);
+    let files = eval(&["--data", original.join("dataset.jsonl").to_str().unwrap()]);
+    fn numbers(v: &Value, key: String, out: &mut Vec<(String, f64)>) {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, v)| numbers(v, format!("{key}.{k}"), out)),
+            other => out.extend(other.as_f64().map(|x| (key, x))),
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    numbers(&mapped, String::new(), &mut a);
+    numbers(&files, String::new(), &mut b);
+    assert_eq!(a.len(), b.len(), "{mapped} / {files}");
+    let compared = a.len();
+    for ((key, x), (key_b, y)) in a.into_iter().zip(b) {
+        assert_eq!(key, key_b);
+        assert!(
+            (x - y).abs() <= 1e-5 * x.abs().max(1.0),
+            "{key}: {x} mapped, {y} from files"
+        );
+    }
+    assert!(compared >= 13, "{mapped}");
+}
