@@ -57,15 +57,29 @@ pub struct ClipStep<'a, B: Backend> {
 impl<B: AutodiffBackend> TrainStep<B> for ClipStep<'_, B> {
     type Model = Clip<B>;
     type Error = ReadError;
+    /// The items and their structure vectors, read and scaled (none for graphs).
+    type Batch = (Vec<usize>, Vec<f32>);
+
+    fn load(
+        &self,
+        items: &[usize],
+        _epoch: usize,
+        _batch: usize,
+    ) -> Result<(Vec<usize>, Vec<f32>), ReadError> {
+        Ok((items.to_vec(), self.set.features_of(items)))
+    }
 
     fn loss(
         &self,
         model: &Clip<B>,
-        items: &[usize],
-        _epoch: usize,
-        _batch: usize,
+        (items, vectors): (Vec<usize>, Vec<f32>),
     ) -> Result<StepLoss<B>, ReadError> {
-        let (structure, ids, pad) = clip_batch::<B>(self.set, items, self.tokens, &self.device);
+        let structure = if self.set.graphs.is_empty() {
+            StructureBatch::vectors(vectors, self.set.feature_dim, &self.device)
+        } else {
+            structure_batch(self.set, &items, &self.device)
+        };
+        let (ids, pad) = self.tokens.batch(&items, &self.device);
         let s = model.encode_structures(structure);
         let t = model.text.forward(ids, pad);
         Ok(StepLoss::new(model.loss(s, t)))

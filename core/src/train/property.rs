@@ -73,15 +73,23 @@ pub struct PropertyStep<'a, B: Backend> {
 impl<B: AutodiffBackend> TrainStep<B> for PropertyStep<'_, B> {
     type Model = PropertyModel<B>;
     type Error = PredictError;
+    type Batch = Vec<usize>;
+
+    fn load(
+        &self,
+        items: &[usize],
+        _epoch: usize,
+        _batch: usize,
+    ) -> Result<Vec<usize>, PredictError> {
+        Ok(items.to_vec())
+    }
 
     fn loss(
         &self,
         model: &PropertyModel<B>,
-        items: &[usize],
-        _epoch: usize,
-        _batch: usize,
+        items: Vec<usize>,
     ) -> Result<StepLoss<B>, PredictError> {
-        let graph = self.rows.graphs::<B>(items, &self.device)?;
+        let graph = self.rows.graphs::<B>(&items, &self.device)?;
         let y: Vec<f32> = items
             .iter()
             .map(|&i| self.scale.apply(self.rows.targets[i]) as f32)

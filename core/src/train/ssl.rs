@@ -180,6 +180,17 @@ impl SslData {
         }
     }
 
+    /// Reads one value of every memory page of the rows `idx`, so that a mapped file's pages
+    /// are in memory before the batch is built.
+    pub fn touch(&self, idx: &[usize]) {
+        // 1024 floats: one 4 KiB page.
+        let sum: f32 = idx
+            .iter()
+            .map(|&i| self.raw.row(i).iter().step_by(1024).sum::<f32>())
+            .sum();
+        std::hint::black_box(sum);
+    }
+
     pub fn sample(&self, i: usize) -> FtcpSample<'_> {
         FtcpSample {
             raw: self.raw.row(i),
@@ -248,6 +259,7 @@ pub struct SslStep<'a, B: Backend> {
 impl<B: AutodiffBackend> TrainStep<B> for SslStep<'_, B> {
     type Model = SslBlock<B>;
     type Error = ReadError;
+    type Batch = (Vec<usize>, SeededRng);
 
     /// Blocks 3 and 4 bucket each epoch's batches by site count.
     fn batches(&self, epoch: usize, train: &[usize], t: &TrainingSpec) -> Vec<Vec<usize>> {
@@ -258,17 +270,26 @@ impl<B: AutodiffBackend> TrainStep<B> for SslStep<'_, B> {
         )
     }
 
-    fn loss(
+    /// The items with the batch's masking stream; their rows are brought into memory here
+    /// (from a mapped file: the disk reads happen on the loader thread, not in the step).
+    fn load(
         &self,
-        model: &SslBlock<B>,
         items: &[usize],
         epoch: usize,
         batch: usize,
+    ) -> Result<(Vec<usize>, SeededRng), ReadError> {
+        self.data.touch(items);
+        Ok((items.to_vec(), mask_rng(self.seed, epoch, batch)))
+    }
+
+    fn loss(
+        &self,
+        model: &SslBlock<B>,
+        (items, mut rng): (Vec<usize>, SeededRng),
     ) -> Result<StepLoss<B>, ReadError> {
-        let mut rng = mask_rng(self.seed, epoch, batch);
         let masked = self
             .data
-            .batch::<B>(self.kind, items, Some(&mut rng), &self.device);
+            .batch::<B>(self.kind, &items, Some(&mut rng), &self.device);
         let losses = model.pretext(&masked);
         Ok(StepLoss {
             loss: losses.weighted(self.weights),
@@ -317,15 +338,14 @@ impl<B: Backend> BottleneckStep<'_, B> {
 impl<B: AutodiffBackend> TrainStep<B> for BottleneckStep<'_, B> {
     type Model = Bottleneck<B>;
     type Error = ReadError;
+    type Batch = Vec<usize>;
 
-    fn loss(
-        &self,
-        model: &Bottleneck<B>,
-        items: &[usize],
-        _epoch: usize,
-        _batch: usize,
-    ) -> Result<StepLoss<B>, ReadError> {
-        Ok(StepLoss::new(model.forward(self.rows::<B>(items))))
+    fn load(&self, items: &[usize], _epoch: usize, _batch: usize) -> Result<Vec<usize>, ReadError> {
+        Ok(items.to_vec())
+    }
+
+    fn loss(&self, model: &Bottleneck<B>, items: Vec<usize>) -> Result<StepLoss<B>, ReadError> {
+        Ok(StepLoss::new(model.forward(self.rows::<B>(&items))))
     }
 
     fn validate(&self, model: &Bottleneck<B::InnerBackend>) -> Result<Metrics, ReadError> {

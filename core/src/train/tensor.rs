@@ -132,15 +132,14 @@ pub struct TensorStep<'a, B: Backend> {
 impl<B: AutodiffBackend> TrainStep<B> for TensorStep<'_, B> {
     type Model = TensorHead<B>;
     type Error = ReadError;
+    type Batch = Vec<usize>;
 
-    fn loss(
-        &self,
-        head: &TensorHead<B>,
-        items: &[usize],
-        _epoch: usize,
-        _batch: usize,
-    ) -> Result<StepLoss<B>, ReadError> {
-        let (x, y) = self.rows.batch::<B>(items, self.targets, &self.device);
+    fn load(&self, items: &[usize], _epoch: usize, _batch: usize) -> Result<Vec<usize>, ReadError> {
+        Ok(items.to_vec())
+    }
+
+    fn loss(&self, head: &TensorHead<B>, items: Vec<usize>) -> Result<StepLoss<B>, ReadError> {
+        let (x, y) = self.rows.batch::<B>(&items, self.targets, &self.device);
         Ok(StepLoss::new(self.loss.forward(head.forward(x), y)))
     }
 

@@ -110,7 +110,8 @@ impl OnDevice for Throughput<'_> {
         };
         let mut step = |model: Clip<B>| {
             let out = clip_step
-                .loss(&model, &batch, 1, 0)
+                .load(&batch, 1, 0)
+                .and_then(|loaded| clip_step.loss(&model, loaded))
                 .expect("the benchmark's batch is well formed");
             let _ = out.loss.clone().inner().into_scalar().elem::<f64>();
             let m = opt.backward(model, out.loss).0;

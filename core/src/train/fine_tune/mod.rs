@@ -163,6 +163,7 @@ impl FineTuneStep {
 impl<B: AutodiffBackend> TrainStep<B> for FineTuneStep {
     type Model = Clip<B>;
     type Error = FineTuneError;
+    type Batch = Vec<usize>;
 
     /// The epoch's shuffled batches, the last epoch cut at `steps` in all.
     fn batches(&self, epoch: usize, train: &[usize], t: &TrainingSpec) -> Vec<Vec<usize>> {
@@ -172,18 +173,21 @@ impl<B: AutodiffBackend> TrainStep<B> for FineTuneStep {
         batches
     }
 
-    fn loss(
+    fn load(
         &self,
-        model: &Clip<B>,
         items: &[usize],
         _epoch: usize,
         _batch: usize,
-    ) -> Result<StepLoss<B>, FineTuneError> {
+    ) -> Result<Vec<usize>, FineTuneError> {
+        Ok(items.to_vec())
+    }
+
+    fn loss(&self, model: &Clip<B>, items: Vec<usize>) -> Result<StepLoss<B>, FineTuneError> {
         Ok(StepLoss::new(pairs_loss(
             model,
             &self.pairs,
             &self.targets,
-            items,
+            &items,
             &self.tokenizer,
         )))
     }

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 use crate::data::epoch_batches;
 
+mod loader;
+
 use super::ReadError;
 use super::checkpoint::{Checkpoint, CheckpointError, TrainState, model_to_bytes};
 use super::optimizer::{ModelOptimizer, OptimizerStateError};
@@ -46,15 +48,17 @@ pub trait TrainStep<B: AutodiffBackend> {
         epoch_batches(train, t.batch_size, t.seed, epoch)
     }
 
-    /// The loss of `items`, the `batch`-th micro-batch of `epoch` (for randomness that must
-    /// repeat on resume, such as masking).
-    fn loss(
-        &self,
-        model: &Self::Model,
-        items: &[usize],
-        epoch: usize,
-        batch: usize,
-    ) -> Result<StepLoss<B>, Self::Error>;
+    /// A micro-batch as read from the data, before it reaches the device.
+    type Batch;
+
+    /// Reads the micro-batch `items`, the `batch`-th of `epoch` (for randomness that must
+    /// repeat on resume, such as masking). Natively this runs on a loader thread ahead of
+    /// training: it must not touch the model or the backend's generator.
+    fn load(&self, items: &[usize], epoch: usize, batch: usize)
+    -> Result<Self::Batch, Self::Error>;
+
+    /// The loss of a loaded micro-batch.
+    fn loss(&self, model: &Self::Model, batch: Self::Batch) -> Result<StepLoss<B>, Self::Error>;
 
     /// What validation measures, by name (the names early stopping may watch); empty when
     /// the run has no validation.
@@ -163,6 +167,8 @@ pub struct Fitted<M> {
 /// `last` saved and copied to `best` when the metric improved (or when nothing is watched).
 /// A run resumed from its `last` checkpoint continues exactly: every random stream is a
 /// function of (seed, epoch). Errors come back as the front end's `E`, each with its kind.
+///
+/// Batches are loaded on a thread ahead of training, in their order.
 #[cfg(not(target_family = "wasm"))]
 pub fn fit<B, S, St, O, E>(
     step: &S,
@@ -175,22 +181,35 @@ pub fn fit<B, S, St, O, E>(
 ) -> Result<Fitted<S::Model>, E>
 where
     B: AutodiffBackend,
-    S: TrainStep<B>,
+    S: TrainStep<B> + Sync,
+    S::Batch: Send,
+    S::Error: Send,
     St: RunStore,
     O: FitObserver<<S::Model as AutodiffModule<B>>::InnerModule>,
     E: FitError<S::Error, St::Error, O::Error>,
 {
-    futures_lite::future::block_on(fit_async(
-        step, model, optimizer, settings, store, observer, device,
-    ))
+    std::thread::scope(|scope| {
+        let mut loader = loader::ThreadLoader::new(scope, step);
+        futures_lite::future::block_on(fit_with(
+            step,
+            model,
+            optimizer,
+            settings,
+            store,
+            observer,
+            device,
+            &mut loader,
+        ))
+    })
 }
 
 /// [`fit`], reading losses back asynchronously: a browser cannot wait for WebGPU. Validation
 /// and checkpoints read synchronously, so in a browser the step has no validation and the
-/// store keeps no checkpoints ([`RunStore::keeps_checkpoints`]).
+/// store keeps no checkpoints ([`RunStore::keeps_checkpoints`]). Batches are loaded when
+/// they are due.
 pub async fn fit_async<B, S, St, O, E>(
     step: &S,
-    mut model: S::Model,
+    model: S::Model,
     optimizer: &mut ModelOptimizer<B, S::Model>,
     settings: FitSettings<'_>,
     store: &mut St,
@@ -204,6 +223,40 @@ where
     O: FitObserver<<S::Model as AutodiffModule<B>>::InnerModule>,
     E: FitError<S::Error, St::Error, O::Error>,
 {
+    let mut loader = loader::InlineLoader::new(step);
+    fit_with(
+        step,
+        model,
+        optimizer,
+        settings,
+        store,
+        observer,
+        device,
+        &mut loader,
+    )
+    .await
+}
+
+/// The loop of [`fit`] and [`fit_async`], its batches from `loader`.
+#[allow(clippy::too_many_arguments)]
+async fn fit_with<B, S, St, O, E, L>(
+    step: &S,
+    mut model: S::Model,
+    optimizer: &mut ModelOptimizer<B, S::Model>,
+    settings: FitSettings<'_>,
+    store: &mut St,
+    observer: &mut O,
+    device: &B::Device,
+    loader: &mut L,
+) -> Result<Fitted<S::Model>, E>
+where
+    B: AutodiffBackend,
+    S: TrainStep<B>,
+    St: RunStore,
+    O: FitObserver<<S::Model as AutodiffModule<B>>::InnerModule>,
+    E: FitError<S::Error, St::Error, O::Error>,
+    L: loader::EpochLoader<B, S>,
+{
     let t = settings.training;
     let mut state = settings.state;
     store.truncate_metrics(state.epoch)?;
@@ -216,11 +269,17 @@ where
         // run sees the same stream.
         B::seed(device, t.seed.wrapping_add(epoch as u64));
         let batches = step.batches(epoch, settings.train, t);
-        observer.epoch_start(epoch, t.epochs, batches.len());
-        let mut steps = EpochSteps::new(epoch, optimizer.step, t, batches.len());
+        let count = batches.len();
+        let items: usize = batches.iter().map(Vec::len).sum();
+        observer.epoch_start(epoch, t.epochs, count);
+        let mut steps = EpochSteps::new(epoch, optimizer.step, t, count);
         let mut part_sums: Vec<(String, f64)> = Vec::new();
-        for (k, items) in batches.iter().enumerate() {
-            let out = step.loss(&model, items, epoch, k)?;
+        loader.start(epoch, batches);
+        for _ in 0..count {
+            let batch = loader
+                .next()
+                .ok_or_else(|| ReadError("the batch loader stopped".into()))??;
+            let out = step.loss(&model, batch)?;
             let lr = optimizer.lr();
             let detached = out.loss.clone().inner();
             // The update is queued before the loss is read, so the device is not left idle
@@ -238,13 +297,13 @@ where
             observer.step(loss, lr)?;
         }
         model = optimizer.flush(model);
-        items_seen += batches.iter().map(Vec::len).sum::<usize>();
+        items_seen += items;
         let mut line = json!({
             "kind": "epoch", "epoch": epoch, "step": optimizer.step,
             "train_loss": steps.mean_loss(), "lr": optimizer.lr(),
         });
         for (name, sum) in &part_sums {
-            line[format!("train_{name}")] = json!(sum / batches.len().max(1) as f64);
+            line[format!("train_{name}")] = json!(sum / count.max(1) as f64);
         }
         observer.epoch_trained(&mut line);
         let valid = model.valid();

@@ -17,6 +17,10 @@ struct Toy<B: Backend> {
 /// Regression of y = 2·x0 − x1 on 40 points, 10 of them for validation.
 struct ToyStep {
     x: Vec<[f32; 2]>,
+    /// The threads batches were loaded on.
+    loaded_on: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+    /// (epoch, batch) whose loading fails.
+    unreadable: Option<(usize, usize)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,15 +66,23 @@ impl ToyStep {
 impl TrainStep<B> for ToyStep {
     type Model = Toy<B>;
     type Error = ToyError;
+    type Batch = Vec<usize>;
 
-    fn loss(
-        &self,
-        model: &Toy<B>,
-        items: &[usize],
-        _epoch: usize,
-        _batch: usize,
-    ) -> Result<StepLoss<B>, ToyError> {
-        let loss = self.mse(model, items);
+    fn load(&self, items: &[usize], epoch: usize, batch: usize) -> Result<Vec<usize>, ToyError> {
+        self.loaded_on
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
+        if self.unreadable == Some((epoch, batch)) {
+            return Err(ToyError(format!(
+                "batch {batch} of epoch {epoch} is unreadable"
+            )));
+        }
+        Ok(items.to_vec())
+    }
+
+    fn loss(&self, model: &Toy<B>, items: Vec<usize>) -> Result<StepLoss<B>, ToyError> {
+        let loss = self.mse(model, &items);
         let half = loss.clone().inner() * 0.5;
         Ok(StepLoss {
             loss,
@@ -96,7 +108,12 @@ fn setup() -> (ToyStep, TrainingSpec, Vec<usize>) {
         log_interval: 1,
         ..TrainingSpec::default()
     };
-    (ToyStep { x }, training, (0..30).collect())
+    let step = ToyStep {
+        x,
+        loaded_on: Default::default(),
+        unreadable: None,
+    };
+    (step, training, (0..30).collect())
 }
 
 fn init(t: &TrainingSpec) -> Toy<B> {
@@ -260,4 +277,80 @@ fn early_stopping_ends_the_run_and_a_resume_does_not_restart_it() {
     )
     .unwrap();
     assert_eq!(again.state, fitted.state);
+}
+
+/// The same run with batches loaded on a loader thread ([`fit`]) and when due on the
+/// training thread ([`fit_async`], as in a browser).
+fn loaded_both_ways(
+    unreadable: Option<(usize, usize)>,
+) -> [(Result<MemoryStore, String>, usize); 2] {
+    [true, false].map(|threaded| {
+        let (mut step, t, train) = setup();
+        step.unreadable = unreadable;
+        let device = Default::default();
+        let mut optimizer =
+            ModelOptimizer::<B, Toy<B>>::new(t.optimizer_settings(t.learning_rate, 30), []);
+        let mut store = MemoryStore::default();
+        let settings = FitSettings {
+            training: &t,
+            train: &train,
+            state: t.fresh_state(),
+            stop_after: None,
+        };
+        let model = init(&t);
+        let fitted = if threaded {
+            fit::<_, _, _, _, ToyError>(
+                &step,
+                model,
+                &mut optimizer,
+                settings,
+                &mut store,
+                &mut (),
+                &device,
+            )
+        } else {
+            futures_lite::future::block_on(fit_async::<_, _, _, _, ToyError>(
+                &step,
+                model,
+                &mut optimizer,
+                settings,
+                &mut store,
+                &mut (),
+                &device,
+            ))
+        };
+        let here = std::thread::current().id();
+        let elsewhere = step
+            .loaded_on
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|id| **id != here)
+            .count();
+        (fitted.map(|_| store).map_err(|e| e.to_string()), elsewhere)
+    })
+}
+
+#[test]
+fn batches_loaded_ahead_on_a_thread_train_as_batches_loaded_when_due() {
+    let _rng = crate::train::backend_rng_lock();
+    let [(threaded, elsewhere), (inline, inline_elsewhere)] = loaded_both_ways(None);
+    let (threaded, inline) = (threaded.unwrap(), inline.unwrap());
+    // Every batch of the 6 epochs loaded off the training thread, or every one on it.
+    let batches = 6 * crate::data::batches_per_epoch(30, 8);
+    assert_eq!((elsewhere, inline_elsewhere), (batches, 0));
+    assert_eq!(threaded.metrics, inline.metrics);
+    assert_eq!(
+        saved(&threaded.checkpoints["last"]),
+        saved(&inline.checkpoints["last"])
+    );
+}
+
+#[test]
+fn a_batch_that_cannot_be_loaded_stops_the_run_with_its_error() {
+    let _rng = crate::train::backend_rng_lock();
+    for (outcome, _) in loaded_both_ways(Some((2, 1))) {
+        let e = outcome.unwrap_err();
+        assert_eq!(e, "batch 1 of epoch 2 is unreadable");
+    }
 }
