@@ -316,36 +316,56 @@ impl<B: AutodiffBackend> TrainStep<B> for SslStep<'_, B> {
 }
 
 /// The bottleneck's part of [`super::fit`]: the reconstruction MSE of rows of `x` (each `d`
-/// values), and its validation over `val` (`val_loss`).
+/// values, standardised as they are read), and its validation over `val` (`val_loss`).
 pub struct BottleneckStep<'a, B: Backend> {
+    /// Row-major, as stored (natively a memory-mapped `.npy`).
     pub x: &'a [f32],
     pub d: usize,
+    /// Per-column mean and standard deviation of the training rows.
+    pub mean: &'a [f64],
+    pub std: &'a [f64],
     pub val: &'a [usize],
     pub device: B::Device,
 }
 
 impl<B: Backend> BottleneckStep<'_, B> {
-    /// The rows `idx` as one `[idx.len(), d]` tensor.
-    pub fn rows<Bk: Backend<Device = B::Device>>(&self, idx: &[usize]) -> Tensor<Bk, 2> {
+    /// The rows `idx`, standardised, row-major.
+    pub fn values(&self, idx: &[usize]) -> Vec<f32> {
         let mut v = Vec::with_capacity(idx.len() * self.d);
         for &i in idx {
-            v.extend_from_slice(&self.x[i * self.d..(i + 1) * self.d]);
+            let row = &self.x[i * self.d..(i + 1) * self.d];
+            v.extend(
+                row.iter()
+                    .zip(self.mean.iter().zip(self.std))
+                    .map(|(x, (m, s))| ((*x as f64 - m) / s) as f32),
+            );
         }
-        Tensor::from_data(TensorData::new(v, [idx.len(), self.d]), &self.device)
+        v
+    }
+
+    /// The rows `idx` as one standardised `[idx.len(), d]` tensor.
+    pub fn rows<Bk: Backend<Device = B::Device>>(&self, idx: &[usize]) -> Tensor<Bk, 2> {
+        Tensor::from_data(
+            TensorData::new(self.values(idx), [idx.len(), self.d]),
+            &self.device,
+        )
     }
 }
 
 impl<B: AutodiffBackend> TrainStep<B> for BottleneckStep<'_, B> {
     type Model = Bottleneck<B>;
     type Error = ReadError;
-    type Batch = Vec<usize>;
+    /// The rows, read and standardised.
+    type Batch = Vec<f32>;
 
-    fn load(&self, items: &[usize], _epoch: usize, _batch: usize) -> Result<Vec<usize>, ReadError> {
-        Ok(items.to_vec())
+    fn load(&self, items: &[usize], _epoch: usize, _batch: usize) -> Result<Vec<f32>, ReadError> {
+        Ok(self.values(items))
     }
 
-    fn loss(&self, model: &Bottleneck<B>, items: Vec<usize>) -> Result<StepLoss<B>, ReadError> {
-        Ok(StepLoss::new(model.forward(self.rows::<B>(&items))))
+    fn loss(&self, model: &Bottleneck<B>, rows: Vec<f32>) -> Result<StepLoss<B>, ReadError> {
+        let n = rows.len() / self.d.max(1);
+        let x = Tensor::from_data(TensorData::new(rows, [n, self.d]), &self.device);
+        Ok(StepLoss::new(model.forward(x)))
     }
 
     fn validate(&self, model: &Bottleneck<B::InnerBackend>) -> Result<Metrics, ReadError> {

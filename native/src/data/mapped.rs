@@ -1,12 +1,19 @@
 //! FTCP tensors read in place: a float32 `.npy` is memory-mapped, not loaded, so a dataset
 //! of 129k tensors (13 GB) costs the pages a batch touches, which the kernel can drop again.
 //! Files that cannot be mapped as they are (float64, big-endian, Fortran order) are decoded.
+//!
+//! Pages a process has read from a map count as its resident memory until the kernel needs
+//! them, so an epoch over every row would show the whole file resident. [`SelectedRows`] hands
+//! its maps' pages back every [`RELEASE_EVERY`] bytes read: they stay in the page cache (a row
+//! read again is a minor fault, not a disk read), and the process's resident size stays about
+//! that size whatever the dataset's.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
 use npyz::{DType, NpyHeader, Order, TypeChar};
 use xtal_core::data::TensorRows;
 use xtal_core::data::decode_npy;
@@ -87,6 +94,17 @@ impl NpyTensors {
         Ok(npy)
     }
 
+    /// Drops this process's mapping of the pages read so far; they are read again, from the
+    /// page cache, when next touched.
+    fn release(&self) {
+        if let Store::Mapped { map, .. } = &self.store {
+            // SAFETY: a read-only map of a file: pages dropped from it are filled again from
+            // the file (unchanged, see `open`), so slices into it keep their values. Failure
+            // only leaves the pages resident.
+            let _ = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// Every value, row-major.
     pub fn values(&self) -> &[f32] {
         match &self.store {
@@ -99,6 +117,9 @@ impl NpyTensors {
     }
 }
 
+/// Bytes of rows read between two releases of the maps' pages.
+pub const RELEASE_EVERY: usize = 256 << 20;
+
 /// Chosen tensors of one or more `.npy` files (a dataset's shards), in the order given.
 #[derive(Debug)]
 pub struct SelectedRows {
@@ -106,6 +127,8 @@ pub struct SelectedRows {
     /// Per row: (file, tensor within it).
     index: Vec<(u32, usize)>,
     per: usize,
+    /// Bytes of rows read so far.
+    read: AtomicUsize,
 }
 
 impl SelectedRows {
@@ -114,6 +137,7 @@ impl SelectedRows {
             files: Vec::new(),
             index: Vec::new(),
             per,
+            read: AtomicUsize::new(0),
         }
     }
 
@@ -142,6 +166,11 @@ impl SelectedRows {
 
 impl TensorRows for SelectedRows {
     fn row(&self, i: usize) -> &[f32] {
+        let bytes = self.per * 4;
+        let before = self.read.fetch_add(bytes, Ordering::Relaxed);
+        if (before + bytes) / RELEASE_EVERY != before / RELEASE_EVERY {
+            self.files.iter().for_each(NpyTensors::release);
+        }
         let (f, k) = self.index[i];
         &self.files[f as usize].values()[k * self.per..(k + 1) * self.per]
     }

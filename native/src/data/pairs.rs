@@ -2,9 +2,12 @@
 //! (embeddings as `.npy` files) or one written by `xtal prepare` (FTCP tensors, or crystal
 //! graphs built from its `structures.jsonl` for graph encoders).
 
+use std::collections::HashMap;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use rayon::prelude::*;
 use serde::Serialize;
 use xtal_core::data::{
     Layout, PairRecord, PairSet, Records, StructureItem, TensorRows, VectorStore, decode_npy,
@@ -17,6 +20,9 @@ use super::mapped::{NpyTensors, SelectedRows};
 use super::shards::{self, MANIFEST, Part};
 use crate::exit::BadInput;
 use crate::output::write_atomic;
+
+/// A record's structure, or where it was looked for.
+type Found<T> = Result<T, Vec<String>>;
 
 /// Whether `a` and `b` name one existing file.
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -295,48 +301,99 @@ impl DataSource {
     /// order).
     pub fn structures(&self) -> anyhow::Result<Vec<Structure>> {
         let mut out = Vec::new();
+        self.for_each_structure(|_, s| {
+            out.push(s);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Self::structures`] one at a time with its index, read line by line (at 129k
+    /// materials the file is gigabytes of JSON).
+    fn for_each_structure(
+        &self,
+        mut f: impl FnMut(usize, Structure) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut k = 0;
         for (_, part) in self.parts()? {
             let p = part.dir.join("structures.jsonl");
-            let text = std::fs::read_to_string(&p).map_err(|e| {
+            let file = std::fs::File::open(&p).map_err(|e| {
                 BadInput(format!(
                     "{}: cannot read ({e}); datasets prepared before graph encoders lack it — run `xtal prepare` again",
                     p.display()
                 ))
             })?;
-            for (i, line) in text.lines().enumerate() {
-                out.push(
-                    serde_json::from_str(line)
-                        .map_err(|e| BadInput(format!("{}:{}: {e}", p.display(), i + 1)))?,
-                );
+            for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let at = |e: String| BadInput(format!("{}:{}: {e}", p.display(), i + 1));
+                let line = line.map_err(|e| at(e.to_string()))?;
+                f(
+                    k,
+                    serde_json::from_str(&line).map_err(|e| at(e.to_string()))?,
+                )?;
+                k += 1;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Each record's crystal graph; a structure whose graph cannot be built is left out with
-    /// the reason.
+    /// the reason. Structures are read as a stream and built on every core a chunk at a time,
+    /// so only the graphs stay in memory.
     fn graphs(
         &self,
         records: &[PairRecord],
         config: &GraphConfig,
         table: &ElementTable,
     ) -> anyhow::Result<Vec<Result<StructureItem, Vec<String>>>> {
-        let structures = self.structures()?;
+        const CHUNK: usize = 256;
+        // Which records read structure k.
+        let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (at, r) in records.iter().enumerate() {
+            if let Some(k) = r.graph_index {
+                readers.entry(k).or_default().push(at);
+            }
+        }
+        let mut out: Vec<Option<Result<StructureItem, Vec<String>>>> =
+            records.iter().map(|_| None).collect();
+        let build =
+            |chunk: &mut Vec<(usize, Structure)>,
+             out: &mut Vec<Option<Result<StructureItem, Vec<String>>>>| {
+                let built: Vec<(usize, Result<CrystalGraph, String>)> = chunk
+                    .par_iter()
+                    .map(|(k, s)| (*k, checked_graph(s, config, table)))
+                    .collect();
+                chunk.clear();
+                for (k, graph) in built {
+                    for &at in &readers[&k] {
+                        out[at] =
+                            Some(graph.clone().map(StructureItem::Graph).map_err(|e| vec![e]));
+                    }
+                }
+            };
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut count = 0;
+        self.for_each_structure(|k, s| {
+            count = k + 1;
+            if readers.contains_key(&k) {
+                chunk.push((k, s));
+                if chunk.len() == CHUNK {
+                    build(&mut chunk, &mut out);
+                }
+            }
+            Ok(())
+        })?;
+        build(&mut chunk, &mut out);
         Ok(records
             .iter()
-            .map(|r| {
-                let k = r.graph_index.ok_or_else(|| {
-                    vec!["no structure (see failures.csv of the dataset)".to_string()]
-                })?;
-                let s = structures.get(k).ok_or_else(|| {
-                    vec![format!(
-                        "graph_index {k} is past the {} structures of structures.jsonl",
-                        structures.len()
-                    )]
-                })?;
-                checked_graph(s, config, table)
-                    .map(StructureItem::Graph)
-                    .map_err(|e| vec![e])
+            .zip(out)
+            .map(|(r, graph)| match (r.graph_index, graph) {
+                (_, Some(graph)) => graph,
+                (Some(k), None) => Err(vec![format!(
+                    "graph_index {k} is past the {count} structures of structures.jsonl"
+                )]),
+                (None, None) => Err(vec![
+                    "no structure (see failures.csv of the dataset)".to_string(),
+                ]),
             })
             .collect())
     }
@@ -368,7 +425,7 @@ impl DataSource {
     fn ftcp_rows(
         &self,
         records: &[PairRecord],
-    ) -> anyhow::Result<(Vec<Result<usize, Vec<String>>>, VectorStore)> {
+    ) -> anyhow::Result<(Vec<Found<usize>>, VectorStore)> {
         let norm_path = self.normalizer_path();
         let norm_text = std::fs::read_to_string(&norm_path)
             .map_err(|e| BadInput(format!("{}: cannot read ({e})", norm_path.display())))?;

@@ -8,6 +8,7 @@ use burn::tensor::backend::AutodiffBackend;
 use super::TrainStep;
 
 /// Batches a loader thread may hold ready ahead of training.
+#[cfg(not(target_family = "wasm"))]
 pub const LOADER_DEPTH: usize = 2;
 
 /// One epoch's batches, in order.

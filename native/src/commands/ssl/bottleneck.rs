@@ -6,7 +6,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
 use serde_json::json;
-use xtal_core::data::{decode_npy, validation_mask};
+use xtal_core::data::validation_mask;
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::ftcp_ssl::bottleneck::{Bottleneck, BottleneckConfig};
 use xtal_core::train::spec::TrainingSpec;
@@ -14,6 +14,7 @@ use xtal_core::train::ssl::BottleneckStep;
 use xtal_core::train::{FitSettings, ModelOptimizer, fit, model_from_bytes, to_host};
 
 use super::run_info::{ids_path, write_ids};
+use crate::data::mapped::NpyTensors;
 use crate::exit::BadInput;
 use crate::output::write_npy;
 use crate::plots::{self, Curves};
@@ -47,10 +48,8 @@ pub struct BottleneckArgs {
 }
 
 pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.features)
-        .map_err(|e| BadInput(format!("{}: cannot read ({e})", args.features.display())))?;
-    let npy =
-        decode_npy(&bytes).map_err(|e| BadInput(format!("{}: {e}", args.features.display())))?;
+    // Mapped, not loaded: rows are standardised as batches read them.
+    let npy = NpyTensors::open(&args.features)?;
     let &[n, d] = &npy.shape[..] else {
         return Err(BadInput(format!(
             "{}: shape {:?}, expected (N, D)",
@@ -75,7 +74,8 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    if let Some(k) = npy.data.iter().position(|v| !v.is_finite()) {
+    let data = npy.values();
+    if let Some(k) = data.iter().position(|v| !v.is_finite()) {
         return Err(BadInput(format!(
             "{}: row {}, column {} is not finite",
             args.features.display(),
@@ -102,15 +102,9 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
     let train: Vec<usize> = (0..n).filter(|&i| !is_val[i]).collect();
     for c in 0..d {
         let scale =
-            xtal_core::train::TargetScale::fit(train.iter().map(|&i| npy.data[i * d + c] as f64));
+            xtal_core::train::TargetScale::fit(train.iter().map(|&i| data[i * d + c] as f64));
         (mean[c], std[c]) = (scale.mean, scale.std);
     }
-    let x: Vec<f32> = npy
-        .data
-        .iter()
-        .enumerate()
-        .map(|(k, v)| ((*v as f64 - mean[k % d]) / std[k % d]) as f32)
-        .collect();
     let run = RunDir::new(&args.out);
     run.create(args.force, "")?;
     let device = crate::commands::one_device(&args.device)?;
@@ -120,8 +114,10 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
         TrainBottleneck {
             args: &args,
             config: &config,
-            x: &x,
+            x: data,
             d,
+            mean: &mean,
+            std: &std,
             is_val: &is_val,
             run: &run,
         },
@@ -147,6 +143,8 @@ struct TrainBottleneck<'a> {
     config: &'a BottleneckConfig,
     x: &'a [f32],
     d: usize,
+    mean: &'a [f64],
+    std: &'a [f64],
     is_val: &'a [bool],
     run: &'a RunDir,
 }
@@ -171,6 +169,8 @@ impl OnDevice for TrainBottleneck<'_> {
         let step = BottleneckStep::<B> {
             x: self.x,
             d: self.d,
+            mean: self.mean,
+            std: self.std,
             val: &val_idx,
             device: device.clone(),
         };
