@@ -13,7 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use memmap2::{Mmap, UncheckedAdvice};
+use memmap2::Mmap;
+#[cfg(unix)]
+use memmap2::UncheckedAdvice;
 use npyz::{DType, NpyHeader, Order, TypeChar};
 use xtal_core::data::TensorRows;
 use xtal_core::data::decode_npy;
@@ -97,6 +99,7 @@ impl NpyTensors {
     /// Drops this process's mapping of the pages read so far; they are read again, from the
     /// page cache, when next touched.
     fn release(&self) {
+        #[cfg(unix)]
         if let Store::Mapped { map, .. } = &self.store {
             // SAFETY: a read-only map of a file: pages dropped from it are filled again from
             // the file (unchanged, see `open`), so slices into it keep their values. Failure

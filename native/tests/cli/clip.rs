@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{TINY_CLIP, epoch_lines, scratch, stderr, xtal};
+use crate::common::{epoch_lines, scratch, stderr, train_clip as train, xtal};
 use serde_json::Value;
 
 fn write_npy(path: &Path, data: &[f32]) {
@@ -64,20 +64,6 @@ fn dataset(dir: &Path) {
     }
     lines.insert(3, r#"{"id": "no-text", "formula": "X"}"#.into());
     std::fs::write(dir.join("dataset.jsonl"), lines.join("\n") + "\n").unwrap();
-}
-
-fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "train",
-        "clip",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(TINY_CLIP);
-    args.extend_from_slice(extra);
-    xtal(&args)
 }
 
 #[test]

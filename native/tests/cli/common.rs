@@ -89,3 +89,18 @@ pub fn epoch_lines(run: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// `xtal train clip` on `data` into `out` with the tiny model and `extra` arguments.
+pub fn train_clip(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "clip",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(TINY_CLIP);
+    args.extend_from_slice(extra);
+    xtal(&args)
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{TINY_CLIP, scratch, stderr, xtal};
+use crate::common::{TINY_CLIP, scratch, stderr, train_clip, xtal};
 
 fn sample_csv() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv")
@@ -401,16 +401,7 @@ fn mapped_ftcp_rows_evaluate_as_vectors_scaled_apart() {
     let data = dir.join("data");
     ok(prepare(&data, &["--shards", "2"]));
     let run = dir.join("clip");
-    let mut args = vec![
-        "train",
-        "clip",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-    ];
-    args.extend(TINY_CLIP);
-    ok(xtal(&args));
+    ok(train_clip(&data, &run, &[]));
 
     // The original layout: each material's FTCP row min–max scaled with the dataset's
     // normaliser, (x − min) / (max − min) in f64 (a constant row: x − min).
