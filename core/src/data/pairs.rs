@@ -612,19 +612,16 @@ impl FeatureScaler {
                 v.read_into(i, row);
             }
         };
-        let mut mean = vec![0f64; d];
-        for &i in &rows {
+        // One pass (Welford's update): at scale every pass reads every mapped row again.
+        let (mut mean, mut var) = (vec![0f64; d], vec![0f64; d]);
+        for (k, &i) in rows.iter().enumerate() {
             read(i, &mut row);
-            for (m, x) in mean.iter_mut().zip(&row) {
-                *m += *x as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= n);
-        let mut var = vec![0f64; d];
-        for &i in &rows {
-            read(i, &mut row);
-            for ((v, x), m) in var.iter_mut().zip(&row).zip(&mean) {
-                *v += (*x as f64 - m).powi(2);
+            let weight = 1.0 / (k + 1) as f64;
+            for ((m, v), x) in mean.iter_mut().zip(var.iter_mut()).zip(&row) {
+                let x = *x as f64;
+                let delta = x - *m;
+                *m += delta * weight;
+                *v += delta * (x - *m);
             }
         }
         let std = var

@@ -25,6 +25,7 @@ use crate::data::pairs::{DataSource, checked_graph};
 use crate::exit::BadInput;
 use crate::plots::{self, Curves, ParityPlot};
 use crate::run_dir::{Bar, Progress, RunDir, RunPaths};
+use crate::tracking::TrackingArgs;
 
 #[derive(ClapArgs, Debug)]
 pub struct TrainArgs {
@@ -54,6 +55,8 @@ pub struct TrainArgs {
     /// Stop after this epoch (continue later with --resume).
     #[arg(long, value_name = "EPOCH")]
     stop_after: Option<usize>,
+    #[command(flatten)]
+    tracking: TrackingArgs,
     /// Graph network: cgcnn or painn.
     #[arg(long, default_value = "cgcnn")]
     backbone: GraphBackbone,
@@ -278,6 +281,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     } else {
         new_run(&args, &run)?
     };
+    let run = run.track(&args.tracking, &serde_json::to_value(&info)?, args.resume)?;
     let n_val = rows.indices(true).len();
     eprintln!(
         "data: {} structures with {} ({} train, {n_val} validation); {unusable} without a usable graph",
@@ -355,6 +359,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         backbone,
         outcome.best_epoch
     );
+    run.finish_tracking()?;
     eprintln!("run: {} (plots in {})", run.path.display(), dir.display());
     Ok(())
 }

@@ -23,7 +23,7 @@ fn write_npy(path: &Path, data: &[f32]) {
 /// 40 records with real descriptions: 38 with a 16-D embedding found by one of the three
 /// lookup rules, 2 without; plus a line without text. All but records 10 and 11 carry a
 /// 3×3 tensor that depends on the embedding.
-fn dataset(dir: &Path) {
+pub fn dataset(dir: &Path) {
     let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv");
     let mut reader = csv::Reader::from_path(csv).unwrap();
     let headers = reader.headers().unwrap().clone();

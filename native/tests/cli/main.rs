@@ -10,4 +10,5 @@ mod relocation;
 mod shards;
 mod ssl;
 mod structures;
+mod tracking;
 mod usage;

@@ -20,7 +20,8 @@ const fn ignored(key: &'static str, reason: &'static str) -> IgnoredKey {
 }
 
 const NAME_ONLY: &str = "it names the run in the original system; xtal's run directory is --out";
-const NO_WANDB: &str = "Weights & Biases is not supported; every metric is in RUN/metrics.jsonl";
+const NO_WANDB: &str = "Weights & Biases is not supported; log to TensorBoard (--tensorboard) or \
+     an MLflow server (--mlflow URI); every metric is in RUN/metrics.jsonl";
 const PHASE2: &str =
     "it belongs to joint CLIP fine-tuning (phase 2) or the 2-D elastic task, not available";
 

@@ -30,7 +30,8 @@ pub struct TrainingSpec {
     /// min or max; by default the metric's natural direction (min for losses and ranks).
     pub early_stopping_mode: Option<Mode>,
     pub early_stopping_min_delta: f64,
-    /// Accepted for compatibility; xtal logs to `metrics.jsonl`, never to a service.
+    /// Accepted for compatibility (a warning): xtal logs to `metrics.jsonl`, and with
+    /// `--tensorboard` / `--mlflow URI` to TensorBoard files or an MLflow server.
     pub use_wandb: bool,
     pub wandb_project: Option<String>,
     pub wandb_entity: Option<String>,

@@ -25,6 +25,7 @@ use super::run::{SpecOverrides, check_structure_dim};
 use crate::data::pairs::{DataReport, DataSource};
 use crate::exit::BadInput;
 use crate::run_dir::{Bar, Progress, RunDir, RunInfo};
+use crate::tracking::TrackingArgs;
 
 #[derive(ClapArgs, Debug)]
 pub struct TrainArgs {
@@ -58,6 +59,8 @@ pub struct TrainArgs {
     /// No plots at the end (they are made by `xtal visualize` later).
     #[arg(long)]
     no_plots: bool,
+    #[command(flatten)]
+    tracking: TrackingArgs,
 }
 
 fn spec_from(args: &TrainArgs, run: &RunDir) -> anyhow::Result<RunSpec> {
@@ -157,6 +160,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         },
     )?;
     run.write_json("data_report.json", &report)?;
+    let run = run.track(&args.tracking, &serde_json::to_value(&spec)?, args.resume)?;
 
     let outcome = run_on(
         &device,
@@ -193,6 +197,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         let written = write_all_plots(&run, &config, &set, &spec, &device, "best", &run.plots())?;
         eprintln!("plots: {} files in {}", written, run.plots().display());
     }
+    run.finish_tracking()?;
     eprintln!("run: {}", run.path.display());
     Ok(())
 }

@@ -19,6 +19,7 @@ use crate::exit::BadInput;
 use crate::output::write_npy;
 use crate::plots::{self, Curves};
 use crate::run_dir::{Bar, Progress, RunDir};
+use crate::tracking::TrackingArgs;
 
 #[derive(ClapArgs)]
 pub struct BottleneckArgs {
@@ -45,6 +46,8 @@ pub struct BottleneckArgs {
     seed: u64,
     #[arg(long, default_value = "cpu")]
     device: String,
+    #[command(flatten)]
+    tracking: TrackingArgs,
 }
 
 pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
@@ -107,6 +110,10 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
     }
     let run = RunDir::new(&args.out);
     run.create(args.force, "")?;
+    let params = json!({"features": args.features, "dim": args.dim, "epochs": args.epochs,
+                        "batch_size": args.batch_size, "lr": args.lr,
+                        "val_fraction": args.val_fraction, "seed": args.seed});
+    let run = run.track(&args.tracking, &params, false)?;
     let device = crate::commands::one_device(&args.device)?;
     let config = BottleneckConfig::new(args.dim).with_input_dim(d);
     let (codes, best) = run_on(
@@ -135,7 +142,7 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
         args.dim,
         out.display()
     );
-    Ok(())
+    run.finish_tracking()
 }
 
 struct TrainBottleneck<'a> {

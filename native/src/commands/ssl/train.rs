@@ -19,6 +19,7 @@ use crate::data::ftcp::SslSource;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves};
 use crate::run_dir::{Bar, Progress, RunDir};
+use crate::tracking::TrackingArgs;
 
 #[derive(ClapArgs)]
 pub struct TrainArgs {
@@ -73,6 +74,9 @@ pub struct TrainArgs {
     /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Each block is tracked as a run of its own (named RUN/blockN_name in MLflow).
+    #[command(flatten)]
+    tracking: TrackingArgs,
 }
 
 pub fn parse_blocks(text: &str) -> anyhow::Result<Vec<BlockKind>> {
@@ -223,6 +227,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         if !resume {
             dir.create(true, "")?;
         }
+        let params = serde_json::json!({"block": info.config(kind), "training": info.training,
+                            "weights": info.weights, "limit": info.limit});
+        let dir = dir.track(&args.tracking, &params, resume)?;
         let weights = task_weights(
             kind,
             &info
@@ -283,6 +290,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             outcome.samples_per_second,
             dir.path.display()
         );
+        dir.finish_tracking()?;
     }
     Ok(())
 }

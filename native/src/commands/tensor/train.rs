@@ -17,6 +17,7 @@ use crate::commands::clip::SpecOverrides;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves, ParityPlot};
 use crate::run_dir::{Bar, Progress, RunDir};
+use crate::tracking::TrackingArgs;
 
 #[derive(ClapArgs, Debug)]
 pub struct TrainArgs {
@@ -52,6 +53,8 @@ pub struct TrainArgs {
     mode: Option<String>,
     #[command(flatten)]
     overrides: SpecOverrides,
+    #[command(flatten)]
+    tracking: TrackingArgs,
     /// Replace an existing run directory.
     #[arg(long)]
     force: bool,
@@ -223,6 +226,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 "train": n_train, "validation": n_val,
                 "without_tensor": {"count": embedded.without_tensor.len(), "ids": embedded.without_tensor}}),
     )?;
+    let run = run.track(&args.tracking, &serde_json::to_value(&spec)?, args.resume)?;
 
     let outcome = run_on(
         &device,
@@ -314,6 +318,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         eprintln!("plots: {files} files in {}", run.plots().display());
     }
+    run.finish_tracking()?;
     eprintln!("run: {}", run.path.display());
     Ok(())
 }
