@@ -347,6 +347,15 @@ fn tiny_clip_bundle(data: &Path, run: &Path, bundle: &Path, extra: &[&str]) {
     ]);
 }
 
+/// The phrases in the page's zero-shot box (www/index.html).
+const PAGE_PHRASES: [&str; 5] = [
+    "a metal oxide",
+    "a perovskite",
+    "a layered material",
+    "an elemental solid",
+    "a cubic crystal",
+];
+
 /// `xtal search --bundle B QUERY… -k 10 --json`'s results.
 fn native_top10(bundle: &str, query: &[&str]) -> Value {
     let mut args = vec!["search", "--bundle", bundle, "-k", "10", "--json"];
@@ -436,6 +445,9 @@ fn site_in_headless_chromium() {
         .map(|q| native_top10(&bundle_s, &[q]))
         .collect();
     let native_cif = native_top10(&bundle_s, &["--cif", cif_s]);
+    let mut zero_shot = vec!["zero-shot", "--bundle", &bundle_s, "--cif", cif_s, "--json"];
+    zero_shot.extend(PAGE_PHRASES);
+    let native_zero_shot: Value = serde_json::from_str(&xtal(&zero_shot)).unwrap();
 
     let port = serve(repo().join("www"), fx.dir.clone());
     let page = |device: &str, bundle: &str| {
@@ -474,17 +486,27 @@ fn site_in_headless_chromium() {
         );
         let got = browser.run("return (await app.cifSearch()).results;", Value::Null);
         assert_same_results(&got, &native_cif, &format!("{device} CIF"));
+        // The page's zero-shot scores of its default phrases are the CLI's.
         let scores = browser.run("return await app.zeroShot();", Value::Null);
-        let p: f64 = scores
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["probability"].as_f64().unwrap())
-            .sum();
-        assert!(
-            (p - 1.0).abs() < 1e-6,
-            "{device}: zero-shot probabilities sum to {p}"
+        let (page_rows, native_rows) = (
+            scores.as_array().unwrap(),
+            native_zero_shot.as_array().unwrap(),
         );
+        assert_eq!(page_rows.len(), PAGE_PHRASES.len(), "{device}: {scores}");
+        for n in native_rows {
+            let p = page_rows
+                .iter()
+                .find(|r| r["phrase"] == n["phrase"])
+                .unwrap_or_else(|| panic!("{device}: no {} in {scores}", n["phrase"]));
+            for key in ["score", "probability"] {
+                let (a, b) = (p[key].as_f64().unwrap(), n[key].as_f64().unwrap());
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{device}: zero-shot {key} of {}: page {a}, CLI {b}",
+                    n["phrase"]
+                );
+            }
+        }
         browser.scroll_to("cif-panel");
         browser.screenshot(&format!("cif-{device}"));
 

@@ -48,6 +48,9 @@ enum Command {
     Embed(commands::bundle::EmbedArgs),
     /// Search a bundle's index with a text (or --cif) query: rank, id, formula, score, description.
     Search(commands::bundle::SearchArgs),
+    /// Score phrases against a CIF's structure with a bundle's model: cosine and softmax
+    /// probability at the model's temperature, best first (the page's zero-shot scoring).
+    ZeroShot(commands::bundle::ZeroShotArgs),
     /// FTCP self-supervised encoders: `train` six blocks, `extract` 2048-D features,
     /// `bottleneck` them, `eval` them in three scenarios.
     #[command(subcommand)]
@@ -102,6 +105,7 @@ fn main() {
         Command::Ssl(command) => commands::ssl::run(command),
         Command::Embed(args) => commands::bundle::embed(args),
         Command::Search(args) => commands::bundle::search(args),
+        Command::ZeroShot(args) => commands::bundle::zero_shot(args),
     };
     if let Err(error) = result {
         std::process::exit(exit::report(&error));

@@ -13,7 +13,7 @@ use serde_json::json;
 use wasm_bindgen::prelude::*;
 use xtal_core::bundle::{Bundle, Limits, Provenance, RetrievalIndex, Side, WEIGHTS, rfc3339};
 use xtal_core::device::{Flex, NdArray, Wgpu, copy_params_async};
-use xtal_core::models::clip::{Clip, MAX_LOGIT_SCALE};
+use xtal_core::models::clip::Clip;
 use xtal_core::train::{FineTune, FineTuneReport, FineTuneSettings, parse_pairs_csv};
 
 use crate::{DeviceInfo, open_device};
@@ -229,27 +229,8 @@ impl Session {
         let structure = self.embed_cif(cif).await?;
         let texts = self.embed_texts(phrases.clone()).await?;
         let scale = self.logit_scale().await?;
-        let d = structure.len();
-        let scores: Vec<f32> = texts
-            .chunks(d)
-            .map(|t| xtal_core::bundle::dot(t, &structure))
-            .collect();
-        let logits: Vec<f64> = scores.iter().map(|s| *s as f64 * scale).collect();
-        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let total: f64 = logits.iter().map(|l| (l - max).exp()).sum();
-        let mut rows: Vec<_> = phrases
-            .iter()
-            .zip(&scores)
-            .zip(&logits)
-            .map(|((p, s), l)| (p, *s, (l - max).exp() / total))
-            .collect();
-        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Ok(serde_json::Value::Array(
-            rows.into_iter()
-                .map(|(p, s, pr)| json!({"phrase": p, "score": s, "probability": pr}))
-                .collect(),
-        )
-        .to_string())
+        let rows = xtal_core::bundle::zero_shot(&structure, &phrases, &texts, scale);
+        serde_json::to_string(&rows).map_err(js)
     }
 
     /// Fine-tune the text projection and temperature (and, with `layer_norms`, the text
@@ -336,7 +317,9 @@ impl Session {
         let scale = on_backend!(model, |model, device, B| async {
             read::<B, 1>(model.logit_scale.val()).await
         })?;
-        Ok((scale.first().copied().unwrap_or(0.0).min(MAX_LOGIT_SCALE) as f64).exp())
+        Ok(xtal_core::bundle::temperature_scale(
+            scale.first().copied().unwrap_or(0.0),
+        ))
     }
 
     fn search_vector(

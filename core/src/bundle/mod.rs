@@ -19,6 +19,7 @@ mod index;
 mod manifest;
 mod structure_input;
 mod weights;
+mod zero_shot;
 
 pub use archive::{Entry, Limits, sha256_hex};
 pub use index::{Hit, IndexRecords, RetrievalIndex, Side, dot, top_k};
@@ -29,6 +30,7 @@ pub use manifest::{
 };
 pub use structure_input::{FtcpInput, GraphInput, StructureInput};
 pub use weights::{StoredTensor, read_header};
+pub use zero_shot::{PhraseScore, temperature_scale, zero_shot};
 
 use burn::prelude::*;
 

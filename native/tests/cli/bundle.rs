@@ -182,6 +182,72 @@ fn pack_inspect_verify_embed_and_search() {
             .all(|(a, b)| (a - b).abs() < 1e-6)
     );
 
+    // zero-shot: the cosines of `embed`'s unit vectors, and a softmax over the phrases at the
+    // temperature of the packed (best) checkpoint, as the run's metrics recorded it.
+    let (b_s, cif_s) = (s(&b), s(&cifs[0].1));
+    let phrases = ["rock salt", "a metal", "a layered oxide"];
+    let mut args = vec!["zero-shot", "--bundle", &b_s, "--cif", &cif_s, "--json"];
+    args.extend(phrases);
+    let got: Vec<Value> = serde_json::from_str(&ok(&xtal(&args), "zero-shot")).unwrap();
+    let embed = |what: &[&str]| -> Vec<Vec<f64>> {
+        let mut args = vec!["embed", "--bundle", &b_s, "--json"];
+        args.extend(what);
+        serde_json::from_str(&ok(&xtal(&args), "embed")).unwrap()
+    };
+    let structure = embed(&["cif", &cif_s]).remove(0);
+    let mut text_args = vec!["text"];
+    text_args.extend(phrases);
+    let texts = embed(&text_args);
+    let logit_scale = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .rfind(|l| l["best"] == true)
+        .unwrap()["val_logit_scale"]
+        .as_f64()
+        .unwrap();
+    let cosines: Vec<f64> = texts
+        .iter()
+        .map(|t| t.iter().zip(&structure).map(|(a, b)| a * b).sum())
+        .collect();
+    let exps: Vec<f64> = cosines
+        .iter()
+        .map(|c| (c * logit_scale.min(4.60517).exp()).exp())
+        .collect();
+    let total: f64 = exps.iter().sum();
+    assert_eq!(got.len(), phrases.len());
+    for pair in got.windows(2) {
+        assert!(pair[0]["score"].as_f64() >= pair[1]["score"].as_f64());
+    }
+    for (i, phrase) in phrases.iter().enumerate() {
+        let row = got.iter().find(|r| r["phrase"] == *phrase).unwrap();
+        let (score, p) = (
+            row["score"].as_f64().unwrap(),
+            row["probability"].as_f64().unwrap(),
+        );
+        assert!(
+            (score - cosines[i]).abs() < 1e-5,
+            "{phrase}: {score} vs {}",
+            cosines[i]
+        );
+        assert!(
+            (p - exps[i] / total).abs() < 1e-5,
+            "{phrase}: {p} vs {}",
+            exps[i] / total
+        );
+    }
+    bad(
+        &xtal(&[
+            "zero-shot",
+            "--bundle",
+            &b_s,
+            "--cif",
+            &s(&dir.join("none.cif")),
+            "x",
+        ]),
+        "none.cif",
+    );
+
     // Bad input.
     bad(
         &xtal(&["bundle", "verify", &s(&dir.join("none.xtal"))]),

@@ -1,4 +1,4 @@
-//! `xtal bundle pack|inspect|verify`, `xtal embed` and `xtal search`: bundles on the command
+//! `xtal bundle pack|inspect|verify`, `xtal embed`, `xtal search` and `xtal zero-shot`: bundles on the command
 //! line. Reading, verifying, embedding and searching are core's (`xtal_core::bundle`), the
 //! same code the browser runs; these files only move bytes and print.
 
@@ -9,9 +9,11 @@ mod fine_tune;
 mod inspect;
 mod pack;
 mod search;
+mod zero_shot;
 
 pub use embed::{EmbedArgs, embed};
 pub use search::{SearchArgs, search};
+pub use zero_shot::{ZeroShotArgs, zero_shot};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
