@@ -40,7 +40,14 @@ tracking_pins="tensorboard==2.21.0 mlflow==3.17.2"
 if [ "$(cat "$tracking/pins" 2>/dev/null)" != "$tracking_pins" ]; then
     echo "setup: installing $tracking_pins into $tracking" >&2
     rm -rf "$tracking"
-    python3 -m venv "$tracking" >&2
+    if ! python3 -m venv "$tracking" >&2; then
+        # Debian's own python3 keeps venv in a package of its own.
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >&2
+        rm -rf "$tracking"
+        python3 -m venv "$tracking" >&2
+    fi
     "$tracking/bin/pip" install --quiet --disable-pip-version-check $tracking_pins >&2
     echo "$tracking_pins" > "$tracking/pins"
 fi

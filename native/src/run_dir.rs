@@ -167,6 +167,11 @@ impl RunDir {
         name: &str,
         info: &T,
     ) -> anyhow::Result<()> {
+        self.write_json(name, &self.stored(info)?)
+    }
+
+    /// `info` as [`Self::write_info`] stores it: its paths relative to the run directory.
+    pub fn stored<T: RunPaths + Clone>(&self, info: &T) -> anyhow::Result<T> {
         let mut info = info.clone();
         let run = std::path::absolute(&self.path)
             .with_context(|| format!("{}: no absolute path", self.path.display()))?;
@@ -177,7 +182,7 @@ impl RunDir {
                 *path = relative;
             }
         }
-        self.write_json(name, &info)
+        Ok(info)
     }
 
     /// A path of a run description: relative ones are relative to the run directory. Runs

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{scratch, stderr, xtal};
+use crate::common::{epoch_lines, scratch, stderr, xtal};
 
 fn ok(args: &[&str]) -> String {
     let o = xtal(args);
@@ -40,9 +40,8 @@ fn npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
     (shape, f.into_vec().unwrap())
 }
 
-#[test]
-fn ssl_trains_extracts_compresses_and_evaluates() {
-    let dir = scratch("ssl-all");
+/// The sample materials prepared into `dir/data`.
+fn prepared_sample(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv");
     ok(&[
@@ -51,6 +50,13 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
         "-o",
         data.to_str().unwrap(),
     ]);
+    data
+}
+
+#[test]
+fn ssl_trains_extracts_compresses_and_evaluates() {
+    let dir = scratch("ssl-all");
+    let data = prepared_sample(&dir);
     let (d, run) = (data.to_str().unwrap(), dir.join("run"));
     let r = run.to_str().unwrap();
     let tiny = [
@@ -424,4 +430,88 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
     );
     assert!(!dir.join("n").exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two processes train blocks 2 and 3 into one run at the same time, sharing its dataset: each
+/// block's record equals that of one process training both; a process with other settings, or
+/// one asking for a block the run has, is refused.
+#[test]
+fn blocks_trained_by_two_processes_at_once_join_one_run() {
+    let dir = scratch("ssl-join");
+    let data = prepared_sample(&dir);
+    let d = data.to_str().unwrap();
+    let (together, one) = (dir.join("together"), dir.join("one"));
+    let args = |out: &Path, blocks: &str| -> Vec<String> {
+        [
+            "ssl",
+            "train",
+            "--data",
+            d,
+            "--epochs",
+            "2",
+            "--width",
+            "16",
+            "--layers",
+            "1",
+            "--batch-size",
+            "16",
+            "--limit",
+            "48",
+            "--block",
+            blocks,
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.to_str().unwrap().to_string()])
+        .collect()
+    };
+    let spawn = |blocks: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xtal"))
+            .args(args(&together, blocks))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("2"), spawn("3"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sequential = args(&one, "2,3");
+    ok(&sequential.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let lines = |run: &Path, block: &str| {
+        let block = std::fs::read_dir(run)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_str().unwrap().starts_with(block))
+            .unwrap()
+            .path();
+        epoch_lines(&block)
+    };
+    for block in ["block2_", "block3_"] {
+        let (a, b) = (lines(&together, block), lines(&one, block));
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{block}");
+    }
+
+    let mut other = args(&together, "4");
+    other[5] = "3".into(); // --epochs 3
+    refused(
+        &other.iter().map(String::as_str).collect::<Vec<_>>(),
+        "other data or settings",
+    );
+    refused(
+        &args(&together, "2")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "in this run already",
+    );
 }

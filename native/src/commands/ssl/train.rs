@@ -198,7 +198,6 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             seed: args.seed,
             ..TrainingSpec::default()
         };
-        RunDir::new(&args.out).create(args.force, " or --resume to continue it")?;
         let info = SslRunInfo {
             family: "ssl".into(),
             source,
@@ -209,7 +208,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             training,
             limit: args.limit,
         };
-        RunDir::new(&args.out).write_info("ssl.json", &info)?;
+        start_or_join(&RunDir::new(&args.out), &info, &blocks, args.force)?;
         info
     };
     let loaded = info.source.load(Some(&info.normalizer))?;
@@ -292,6 +291,62 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         );
         dir.finish_tracking()?;
     }
+    Ok(())
+}
+
+/// Starts the SSL run in `run`, or joins the one another process (or an earlier call) started
+/// there with the same data and settings, to train other blocks in it at the same time (each
+/// process maps the same dataset). `--force` starts over.
+fn start_or_join(
+    run: &RunDir,
+    info: &SslRunInfo,
+    blocks: &[BlockKind],
+    force: bool,
+) -> anyhow::Result<()> {
+    let description = run.file("ssl.json");
+    if force || !description.is_file() {
+        match run.create(force, " or --resume to continue it") {
+            Ok(()) => return run.write_info("ssl.json", info),
+            // Another process started the run meanwhile and may be writing its ssl.json
+            // (atomically: a temporary file first): wait for it, then join.
+            Err(e) => {
+                let deadline = Instant::now() + std::time::Duration::from_secs(10);
+                while !force && !description.is_file() && Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                if force || !description.is_file() {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let theirs: serde_json::Value = std::fs::read_to_string(&description)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| BadInput(format!("{}: not an SSL run", description.display())))?;
+    if theirs != serde_json::to_value(run.stored(info)?)? {
+        return Err(BadInput(format!(
+            "{} holds an SSL run with other data or settings (its ssl.json); to train more \
+             blocks in it give the same ones, or use another --out (--force replaces it)",
+            run.path.display()
+        ))
+        .into());
+    }
+    for &kind in blocks {
+        let dir = SslRunInfo::block_dir(&run.path, kind);
+        if dir.path.exists() {
+            return Err(BadInput(format!(
+                "{}: block {} is in this run already; --resume continues it",
+                dir.path.display(),
+                kind.number()
+            ))
+            .into());
+        }
+    }
+    eprintln!(
+        "joining the SSL run in {} (same data and settings)",
+        run.path.display()
+    );
     Ok(())
 }
 
