@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
+use xtal_core::data::StructureGraphs;
 use xtal_core::featurize::{CrystalGraph, ElementTable, GraphConfig};
 use xtal_core::structure::{CifOptions, read_cif};
 use xtal_core::train::property::{PropertyRows, composition_baseline};
@@ -54,7 +55,7 @@ fn rows() -> (Value, PropertyRows) {
         .collect();
     let rows = PropertyRows {
         ids,
-        graphs,
+        graphs: StructureGraphs::owned(graphs),
         targets: list("targets")
             .iter()
             .map(|v| v.as_f64().unwrap())

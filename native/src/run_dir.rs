@@ -70,8 +70,8 @@ impl RunDir {
 
     /// Mirrors the run's metric lines to the trackers `args` asks for (TensorBoard, MLflow;
     /// none: nothing changes). The directory must exist; `params` is what MLflow records of
-    /// the configuration.
-    /// A fresh run whose trackers cannot start is removed (it has not begun).
+    /// the configuration. A fresh run whose trackers cannot start is removed (it has not
+    /// begun).
     pub fn track(self, args: &TrackingArgs, params: &Value, resume: bool) -> anyhow::Result<Self> {
         match Trackers::start(&self.path, args, params, resume) {
             Ok(trackers) => Ok(Self {
@@ -344,22 +344,18 @@ impl RunStore for &RunDir {
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(());
         };
-        let kept: String = text
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
-                    .is_some_and(|e| e as usize <= epoch)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let (mut kept, mut last_step) = (String::new(), 0);
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if v["epoch"].as_u64().is_some_and(|e| e as usize <= epoch) {
+                last_step = last_step.max(v["step"].as_i64().unwrap_or(0));
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
         write_atomic(&path, kept.as_bytes())?;
-        let last_step = kept
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok()?.get("step")?.as_i64())
-            .max()
-            .unwrap_or(0);
         self.with_trackers(|t| t.restart(last_step + 1))
     }
 }

@@ -9,9 +9,10 @@ mod shuffle;
 pub use npy::{NpyArray, decode_npy};
 pub use pairs::{
     DataError, FeatureScaler, Layout, MissingStructure, PairRecord, PairSet, Records, SkippedLine,
-    StructureItem, StructureVectors, VectorStore, is_plain_name, parse_jsonl, parse_tensor,
+    StructureGraphs, StructureItem, StructureStore, StructureVectors, VectorStore, is_plain_name,
+    parse_jsonl, parse_tensor,
 };
-pub use rows::{OwnedRows, TensorRows};
+pub use rows::{GraphRows, OwnedGraphs, OwnedRows, TensorRows};
 pub use shuffle::{
     SeededRng, batches_per_epoch, bucket_by_size, epoch_batches, seeded_shuffle, split_indices,
     validation_mask,

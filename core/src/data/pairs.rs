@@ -18,9 +18,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::rows::{OwnedRows, TensorRows};
+use std::borrow::Cow;
+
+use super::rows::{GraphRows, OwnedGraphs, OwnedRows, TensorRows};
 use super::shuffle::validation_mask;
-use crate::featurize::{CrystalGraph, ElementTable, RowMinMax};
+use crate::featurize::{CrystalGraph, ElementTable, GraphBatch, GraphError, RowMinMax};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -303,6 +305,60 @@ impl StructureVectors {
     }
 }
 
+/// The crystal graphs of a set's items, read from their store as batches are built (a
+/// prepared dataset's mapped graph arrays natively: 129k graphs are gigabytes).
+#[derive(Debug, Clone)]
+pub struct StructureGraphs {
+    store: Arc<dyn GraphRows>,
+    /// Item `i` is stored graph `index[i]`.
+    index: Vec<usize>,
+}
+
+impl StructureGraphs {
+    /// Item `i` is graph `index[i]` of `store` (indices checked by the caller).
+    pub fn new(store: Arc<dyn GraphRows>, index: Vec<usize>) -> Self {
+        Self { store, index }
+    }
+
+    /// Graphs held in memory, item `i` = `graphs[i]`.
+    pub fn owned(graphs: Vec<CrystalGraph>) -> Self {
+        let index = (0..graphs.len()).collect();
+        Self::new(Arc::new(OwnedGraphs(graphs)), index)
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Item `i`'s graph.
+    pub fn get(&self, i: usize) -> Cow<'_, CrystalGraph> {
+        self.store.graph(self.index[i])
+    }
+
+    /// The graphs of the items `idx` as one batch, node features from `table`.
+    pub fn batch(&self, idx: &[usize], table: &ElementTable) -> Result<GraphBatch, GraphError> {
+        let graphs: Vec<Cow<'_, CrystalGraph>> = idx.iter().map(|&i| self.get(i)).collect();
+        let refs: Vec<&CrystalGraph> = graphs.iter().map(AsRef::as_ref).collect();
+        GraphBatch::new(&refs, table)
+    }
+
+    /// Every item's graph in turn.
+    pub fn iter(&self) -> impl Iterator<Item = Cow<'_, CrystalGraph>> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+/// Where the structures of a set are stored when they are not held per item.
+#[derive(Debug, Clone)]
+pub enum StructureStore {
+    Vectors(VectorStore),
+    Graphs(Arc<dyn GraphRows>),
+}
+
 /// Pairs ready for training: one structure (vector or graph) and one text per item, a split,
 /// and the report of what was left out.
 #[derive(Debug, Clone)]
@@ -316,8 +372,8 @@ pub struct PairSet {
     pub vectors: Option<StructureVectors>,
     /// Width of the structure vectors (0 for graphs).
     pub feature_dim: usize,
-    /// One crystal graph per item, for graph encoders (empty for vectors).
-    pub graphs: Vec<CrystalGraph>,
+    /// The items' crystal graphs, for graph encoders (none for vectors).
+    pub graphs: Option<StructureGraphs>,
     /// The element vectors of the graphs' atoms.
     pub element_table: Option<ElementTable>,
     pub is_val: Vec<bool>,
@@ -351,12 +407,12 @@ impl PairSet {
         Self::assemble_kept(file, records, items, None, source_name, val_fraction, seed)
     }
 
-    /// As [`Self::assemble`], each record's vector being a row of `store` (read in place).
+    /// As [`Self::assemble`], each record's structure being a row of `store` (read in place).
     pub fn assemble_stored(
         file: &str,
         records: Records,
         rows: Vec<Result<usize, Vec<String>>>,
-        store: VectorStore,
+        store: StructureStore,
         source_name: &str,
         val_fraction: f64,
         seed: u64,
@@ -377,7 +433,7 @@ impl PairSet {
         file: &str,
         records: Records,
         items: Vec<Result<Kept, Vec<String>>>,
-        store: Option<VectorStore>,
+        store: Option<StructureStore>,
         source_name: &str,
         val_fraction: f64,
         seed: u64,
@@ -391,7 +447,7 @@ impl PairSet {
             tensors: Vec::new(),
             vectors: None,
             feature_dim: 0,
-            graphs: Vec::new(),
+            graphs: None,
             element_table: None,
             is_val: Vec::new(),
             layout: records.layout,
@@ -399,6 +455,7 @@ impl PairSet {
             missing: Vec::new(),
         };
         let mut owned: Vec<f32> = Vec::new();
+        let mut owned_graphs: Vec<CrystalGraph> = Vec::new();
         let mut stored: Vec<usize> = Vec::new();
         let mut own_split = Vec::new();
         for (r, item) in records.records.into_iter().zip(items) {
@@ -414,7 +471,7 @@ impl PairSet {
                 }
             };
             match item {
-                Kept::Item(StructureItem::Graph(g)) => set.graphs.push(g),
+                Kept::Item(StructureItem::Graph(g)) => owned_graphs.push(g),
                 Kept::Item(StructureItem::Vector(f)) => {
                     if owned.is_empty() {
                         set.feature_dim = f.len();
@@ -438,7 +495,7 @@ impl PairSet {
             set.tensors.push(r.tensor);
         }
         let kinds = [
-            !set.graphs.is_empty(),
+            !owned_graphs.is_empty(),
             !owned.is_empty(),
             !stored.is_empty(),
         ];
@@ -449,6 +506,16 @@ impl PairSet {
         };
         if set.ids.is_empty() || kinds.iter().filter(|k| **k).count() != 1 {
             return Err(empty(&set));
+        }
+        let (store, graph_store) = match store {
+            Some(StructureStore::Vectors(v)) => (Some(v), None),
+            Some(StructureStore::Graphs(g)) => (None, Some(g)),
+            None => (None, None),
+        };
+        if !owned_graphs.is_empty() {
+            set.graphs = Some(StructureGraphs::owned(owned_graphs));
+        } else if let Some(g) = graph_store.filter(|_| !stored.is_empty()) {
+            set.graphs = Some(StructureGraphs::new(g, std::mem::take(&mut stored)));
         }
         let vectors = if !owned.is_empty() {
             if set.feature_dim == 0 {
@@ -535,7 +602,7 @@ impl PairSet {
                 scaler: None,
             }),
             feature_dim: dim,
-            graphs: Vec::new(),
+            graphs: None,
             element_table: None,
             is_val: vec![false; n],
             layout: Layout::Original,

@@ -6,11 +6,41 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::data::PairSet;
+use crate::featurize::GraphBatch;
 use crate::metrics::{RetrievalMetrics, retrieval_metrics};
 use crate::models::clip::{Clip, MAX_LOGIT_SCALE, StructureBatch, TokenizedTexts};
 
 use super::fit::{Metrics, StepLoss, TrainStep};
 use super::{ReadError, to_host};
+
+/// The structures of a batch as read from the data, before they reach the device.
+pub enum LoadedStructures {
+    /// Row-major structure vectors, read and scaled.
+    Vectors(Vec<f32>),
+    Graphs(GraphBatch),
+}
+
+impl LoadedStructures {
+    /// The structures of the items `idx` of `set`: their vectors, or their graphs as one batch.
+    pub fn read(set: &PairSet, idx: &[usize]) -> Self {
+        match (&set.graphs, &set.element_table) {
+            // Every element was looked up in the table when the set was assembled.
+            (Some(graphs), Some(table)) => Self::Graphs(
+                graphs
+                    .batch(idx, table)
+                    .expect("graph elements are in the table"),
+            ),
+            _ => Self::Vectors(set.features_of(idx)),
+        }
+    }
+
+    pub fn to_device<B: Backend>(self, dim: usize, device: &B::Device) -> StructureBatch<B> {
+        match self {
+            Self::Vectors(v) => StructureBatch::vectors(v, dim, device),
+            Self::Graphs(g) => StructureBatch::Graphs(g.to_tensors(device)),
+        }
+    }
+}
 
 /// The structures of the items `idx`: their vectors, or their graphs as one batch.
 pub fn structure_batch<B: Backend>(
@@ -18,17 +48,7 @@ pub fn structure_batch<B: Backend>(
     idx: &[usize],
     device: &B::Device,
 ) -> StructureBatch<B> {
-    if let Some(table) = set
-        .element_table
-        .as_ref()
-        .filter(|_| !set.graphs.is_empty())
-    {
-        let graphs: Vec<_> = idx.iter().map(|&i| &set.graphs[i]).collect();
-        // Every element was looked up in the table when the graphs were built.
-        return StructureBatch::graphs(&graphs, table, device)
-            .expect("graph elements are in the table");
-    }
-    StructureBatch::vectors(set.features_of(idx), set.feature_dim, device)
+    LoadedStructures::read(set, idx).to_device(set.feature_dim, device)
 }
 
 /// Structures, token ids and padding mask of the items `idx`; `tokens` holds the set's texts
@@ -57,28 +77,24 @@ pub struct ClipStep<'a, B: Backend> {
 impl<B: AutodiffBackend> TrainStep<B> for ClipStep<'_, B> {
     type Model = Clip<B>;
     type Error = ReadError;
-    /// The items and their structure vectors, read and scaled (none for graphs).
-    type Batch = (Vec<usize>, Vec<f32>);
+    /// The items and their structures, read (and scaled) on the loader thread.
+    type Batch = (Vec<usize>, LoadedStructures);
 
     fn load(
         &self,
         items: &[usize],
         _epoch: usize,
         _batch: usize,
-    ) -> Result<(Vec<usize>, Vec<f32>), ReadError> {
-        Ok((items.to_vec(), self.set.features_of(items)))
+    ) -> Result<(Vec<usize>, LoadedStructures), ReadError> {
+        Ok((items.to_vec(), LoadedStructures::read(self.set, items)))
     }
 
     fn loss(
         &self,
         model: &Clip<B>,
-        (items, vectors): (Vec<usize>, Vec<f32>),
+        (items, structures): (Vec<usize>, LoadedStructures),
     ) -> Result<StepLoss<B>, ReadError> {
-        let structure = if self.set.graphs.is_empty() {
-            StructureBatch::vectors(vectors, self.set.feature_dim, &self.device)
-        } else {
-            structure_batch(self.set, &items, &self.device)
-        };
+        let structure = structures.to_device(self.set.feature_dim, &self.device);
         let (ids, pad) = self.tokens.batch(&items, &self.device);
         let s = model.encode_structures(structure);
         let t = model.text.forward(ids, pad);

@@ -5,6 +5,7 @@
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::data::StructureGraphs;
 use crate::featurize::{CrystalGraph, ELEMENT_FEATURES, ElementTable, GraphBatch, GraphError};
 use crate::models::property::PropertyModel;
 use crate::structure::elements::NUM_ELEMENTS;
@@ -18,7 +19,7 @@ use super::{ReadError, to_host};
 #[derive(Debug, Clone)]
 pub struct PropertyRows {
     pub ids: Vec<String>,
-    pub graphs: Vec<CrystalGraph>,
+    pub graphs: StructureGraphs,
     pub targets: Vec<f64>,
     pub is_val: Vec<bool>,
     pub table: ElementTable,
@@ -29,7 +30,7 @@ impl PropertyRows {
     pub fn compositions(&self) -> Vec<Vec<f64>> {
         self.graphs
             .iter()
-            .map(|g| composition_features(g, &self.table))
+            .map(|g| composition_features(&g, &self.table))
             .collect()
     }
 
@@ -51,8 +52,7 @@ impl PropertyRows {
         idx: &[usize],
         device: &B::Device,
     ) -> Result<crate::featurize::GraphTensors<B>, GraphError> {
-        let graphs: Vec<_> = idx.iter().map(|&i| &self.graphs[i]).collect();
-        Ok(GraphBatch::new(&graphs, &self.table)?.to_tensors(device))
+        Ok(self.graphs.batch(idx, &self.table)?.to_tensors(device))
     }
 
     pub fn scale(&self) -> TargetScale {
@@ -73,23 +73,27 @@ pub struct PropertyStep<'a, B: Backend> {
 impl<B: AutodiffBackend> TrainStep<B> for PropertyStep<'_, B> {
     type Model = PropertyModel<B>;
     type Error = PredictError;
-    type Batch = Vec<usize>;
+    /// The items and their graphs, read on the loader thread.
+    type Batch = (Vec<usize>, GraphBatch);
 
     fn load(
         &self,
         items: &[usize],
         _epoch: usize,
         _batch: usize,
-    ) -> Result<Vec<usize>, PredictError> {
-        Ok(items.to_vec())
+    ) -> Result<(Vec<usize>, GraphBatch), PredictError> {
+        Ok((
+            items.to_vec(),
+            self.rows.graphs.batch(items, &self.rows.table)?,
+        ))
     }
 
     fn loss(
         &self,
         model: &PropertyModel<B>,
-        items: Vec<usize>,
+        (items, graphs): (Vec<usize>, GraphBatch),
     ) -> Result<StepLoss<B>, PredictError> {
-        let graph = self.rows.graphs::<B>(&items, &self.device)?;
+        let graph = graphs.to_tensors::<B>(&self.device);
         let y: Vec<f32> = items
             .iter()
             .map(|&i| self.scale.apply(self.rows.targets[i]) as f32)

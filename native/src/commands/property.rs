@@ -12,6 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use xtal_core::data::StructureGraphs;
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::property::{PropertyModel, PropertyModelConfig};
 use xtal_core::models::structure::{GraphBackbone, Readout, StructureEncoderConfig};
@@ -21,7 +22,7 @@ use xtal_core::train::property::{
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::{FitSettings, ModelOptimizer, TargetScale, fit, model_from_bytes};
 
-use crate::data::pairs::{DataSource, checked_graph};
+use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves, ParityPlot};
 use crate::run_dir::{Bar, Progress, RunDir, RunPaths};
@@ -127,14 +128,8 @@ fn property_rows(
     let path = &data.jsonl;
     let records = data.json_records()?;
     let table = data.element_table()?;
-    let structures = data.structures()?;
-    let mut rows = PropertyRows {
-        ids: vec![],
-        graphs: vec![],
-        targets: vec![],
-        is_val: vec![],
-        table: table.clone(),
-    };
+    // The rows with a target, and the structure each reads.
+    let (mut ids, mut graph_indices, mut targets, mut is_val) = (vec![], vec![], vec![], vec![]);
     let (mut sources, mut known, mut unusable) = (BTreeMap::<String, usize>::new(), false, 0);
     for (line, r) in records {
         let at = |m: String| BadInput(format!("{}:{line}: {m}", path.display()));
@@ -154,20 +149,14 @@ fn property_rows(
             continue;
         }
         *sources.entry(row_source.to_string()).or_default() += 1;
-        let graph = r
-            .get("graph_index")
-            .and_then(Value::as_u64)
-            .and_then(|k| structures.get(k as usize))
-            .map(|s| checked_graph(s, &encoder.graph, &table));
-        let Some(Ok(graph)) = graph else {
-            unusable += 1;
-            continue;
-        };
-        rows.ids.push(r["id"].as_str().unwrap_or("").to_string());
-        rows.graphs.push(graph);
-        rows.targets.push(y);
-        rows.is_val
-            .push(r.get("split").and_then(Value::as_str) == Some("val"));
+        ids.push(r["id"].as_str().unwrap_or("").to_string());
+        graph_indices.push(
+            r.get("graph_index")
+                .and_then(Value::as_u64)
+                .map(|k| k as usize),
+        );
+        targets.push(y);
+        is_val.push(r.get("split").and_then(Value::as_str) == Some("val"));
     }
     if !known {
         return Err(BadInput(format!(
@@ -185,6 +174,19 @@ fn property_rows(
         ))
         .into());
     }
+    let (found, store) = data.graph_rows(&graph_indices, &encoder.graph, &table)?;
+    let kept: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_ok()).collect();
+    unusable += found.len() - kept.len();
+    let rows = PropertyRows {
+        ids: kept.iter().map(|&i| ids[i].clone()).collect(),
+        graphs: StructureGraphs::new(
+            store,
+            kept.iter().filter_map(|&i| found[i].clone().ok()).collect(),
+        ),
+        targets: kept.iter().map(|&i| targets[i]).collect(),
+        is_val: kept.iter().map(|&i| is_val[i]).collect(),
+        table,
+    };
     let val = rows.is_val.iter().filter(|v| **v).count();
     if val < 2 || rows.len() - val < 2 {
         return Err(BadInput(format!(

@@ -39,46 +39,23 @@ impl NpyTensors {
     /// Opens `path`, checking its header and that it holds every value its shape promises
     /// (a truncated file is an error naming it, not a crash when a batch reaches the end).
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let bad = |m: String| BadInput(format!("{}: {m}", path.display()));
-        let file = File::open(path).map_err(|e| bad(format!("cannot read ({e})")))?;
-        // SAFETY: the map is read-only; a dataset rewritten under a running job is outside
-        // what xtal promises (prepare writes new datasets aside and renames them into place).
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| bad(format!("cannot map ({e})")))?;
-        let mut rest: &[u8] = &map;
-        let header =
-            NpyHeader::from_reader(&mut rest).map_err(|e| bad(format!("not a .npy file: {e}")))?;
-        let offset = map.len() - rest.len();
-        let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
-        let count = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
-        let plain_f32 = matches!(header.dtype(), DType::Plain(t)
-            if t.type_char() == TypeChar::Float && t.size_field() == 4 && t.endianness() == npyz::Endianness::Little)
-            && cfg!(target_endian = "little")
-            && header.order() == Order::C;
-        if !plain_f32 || !offset.is_multiple_of(4) {
+        let npy = MappedNpy::open(path)?;
+        if !npy.is_plain::<f32>() {
             // Rare layouts: decoded into memory as before.
-            let array = decode_npy(&map).map_err(bad)?;
+            let array =
+                decode_npy(&npy.map).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
             return Ok(Self {
                 shape: array.shape,
                 store: Store::Decoded(array.data),
             });
         }
-        let expected = count
-            .checked_mul(4)
-            .and_then(|b| b.checked_add(offset))
-            .ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
-        if map.len() != expected {
-            return Err(bad(format!(
-                "{} bytes, but its shape {shape:?} needs {expected} (truncated or damaged)",
-                map.len()
-            ))
-            .into());
-        }
+        npy.check_length::<f32>()?;
         Ok(Self {
-            store: Store::Mapped { map, offset },
-            shape,
+            shape: npy.shape,
+            store: Store::Mapped {
+                map: npy.map,
+                offset: npy.offset,
+            },
         })
     }
 
@@ -116,6 +93,153 @@ impl NpyTensors {
                 bytemuck::cast_slice(&map[*offset..])
             }
             Store::Decoded(v) => v,
+        }
+    }
+}
+
+/// A mapped `.npy` file and its parsed header.
+struct MappedNpy {
+    path: std::path::PathBuf,
+    map: Mmap,
+    /// Where the values start.
+    offset: usize,
+    header: NpyHeader,
+    shape: Vec<usize>,
+    /// Values the shape promises.
+    count: usize,
+}
+
+impl MappedNpy {
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        let bad = |m: String| BadInput(format!("{}: {m}", path.display()));
+        let file = File::open(path).map_err(|e| bad(format!("cannot read ({e})")))?;
+        // SAFETY: the map is read-only; a dataset rewritten under a running job is outside
+        // what xtal promises (prepare writes new datasets aside and renames them into place).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| bad(format!("cannot map ({e})")))?;
+        let mut rest: &[u8] = &map;
+        let header =
+            NpyHeader::from_reader(&mut rest).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+        let offset = map.len() - rest.len();
+        let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
+        let count = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            map,
+            offset,
+            header,
+            shape,
+            count,
+        })
+    }
+
+    /// Whether the values are `T`s as this machine holds them, in C order, aligned for `T`.
+    fn is_plain<T: MapElement>(&self) -> bool {
+        matches!(self.header.dtype(), DType::Plain(t)
+            if t.type_char() == T::KIND
+                && t.size_field() == std::mem::size_of::<T>() as u64
+                && (t.endianness() == npyz::Endianness::Little || std::mem::size_of::<T>() == 1))
+            && cfg!(target_endian = "little")
+            && self.header.order() == Order::C
+            && self.offset.is_multiple_of(std::mem::align_of::<T>())
+    }
+
+    /// The file holds exactly the values its shape promises: a truncated file is an error
+    /// naming it, not a crash when a batch reaches the end.
+    fn check_length<T>(&self) -> anyhow::Result<()> {
+        let expected = self
+            .count
+            .checked_mul(std::mem::size_of::<T>())
+            .and_then(|b| b.checked_add(self.offset));
+        if expected != Some(self.map.len()) {
+            return Err(BadInput(format!(
+                "{}: {} bytes, but its shape {:?} needs {} (truncated or damaged)",
+                self.path.display(),
+                self.map.len(),
+                self.shape,
+                expected.map_or("more".to_string(), |e| e.to_string())
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// A value type a mapped array can hold, with its numpy kind.
+pub trait MapElement: bytemuck::Pod {
+    const KIND: TypeChar;
+}
+
+impl MapElement for u8 {
+    const KIND: TypeChar = TypeChar::Uint;
+}
+impl MapElement for u32 {
+    const KIND: TypeChar = TypeChar::Uint;
+}
+impl MapElement for i32 {
+    const KIND: TypeChar = TypeChar::Int;
+}
+impl MapElement for i64 {
+    const KIND: TypeChar = TypeChar::Int;
+}
+impl MapElement for f32 {
+    const KIND: TypeChar = TypeChar::Float;
+}
+
+/// A `.npy` of `T`s in the layout xtal writes (little-endian, C order), read in place.
+#[derive(Debug)]
+pub struct MappedArray<T> {
+    map: Mmap,
+    offset: usize,
+    _element: std::marker::PhantomData<T>,
+}
+
+impl<T: MapElement> MappedArray<T> {
+    /// Opens `path`, which must hold `T`s shaped `(N, tail…)`; returns N too.
+    pub fn open(path: &Path, tail: &[usize]) -> anyhow::Result<(Self, usize)> {
+        let npy = MappedNpy::open(path)?;
+        let bad = |m: String| BadInput(format!("{}: {m}", path.display()));
+        if !npy.is_plain::<T>() {
+            return Err(bad(format!(
+                "holds {}, expected little-endian {} in C order as `xtal prepare` writes it",
+                npy.header.dtype().descr(),
+                std::any::type_name::<T>()
+            ))
+            .into());
+        }
+        if npy.shape.len() != tail.len() + 1 || npy.shape[1..] != *tail {
+            return Err(bad(format!(
+                "shape {:?}, expected (N{})",
+                npy.shape,
+                tail.iter().map(|d| format!(", {d}")).collect::<String>()
+            ))
+            .into());
+        }
+        npy.check_length::<T>()?;
+        Ok((
+            Self {
+                map: npy.map,
+                offset: npy.offset,
+                _element: std::marker::PhantomData,
+            },
+            npy.shape[0],
+        ))
+    }
+
+    /// Every value, row-major.
+    pub fn values(&self) -> &[T] {
+        // Aligned: the map starts on a page and `open` checked the offset.
+        bytemuck::cast_slice(&self.map[self.offset..])
+    }
+
+    /// Drops this process's mapping of the pages read so far (see [`NpyTensors::release`]).
+    pub fn release(&self) {
+        #[cfg(unix)]
+        {
+            // SAFETY: as for `NpyTensors::release`: a read-only map of an unchanged file.
+            let _ = unsafe { self.map.unchecked_advise(UncheckedAdvice::DontNeed) };
         }
     }
 }

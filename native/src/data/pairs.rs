@@ -9,13 +9,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::sync::Arc;
+
 use xtal_core::data::{
-    Layout, PairRecord, PairSet, Records, StructureItem, TensorRows, VectorStore, decode_npy,
-    parse_jsonl,
+    GraphRows, Layout, OwnedGraphs, PairRecord, PairSet, Records, StructureStore, TensorRows,
+    VectorStore, decode_npy, parse_jsonl,
 };
-use xtal_core::featurize::{CrystalGraph, ElementTable, GraphConfig, RowMinMax};
+use xtal_core::featurize::{CrystalGraph, ElementTable, GraphConfig, GraphError, RowMinMax};
 use xtal_core::structure::Structure;
 
+use super::graphs::{self, MappedGraphs};
 use super::mapped::{NpyTensors, SelectedRows};
 use super::shards::{self, MANIFEST, Part};
 use crate::exit::BadInput;
@@ -215,11 +218,20 @@ impl DataSource {
                 .into());
             }
             let table = self.element_table()?;
-            let graphs = self.graphs(&records.records, config, &table)?;
+            let indices: Vec<Option<usize>> =
+                records.records.iter().map(|r| r.graph_index).collect();
+            let (rows, store) = self.graph_rows(&indices, config, &table)?;
             let source_name = self.dir().join("structures.jsonl").display().to_string();
-            let mut set =
-                PairSet::assemble(&name, records, graphs, &source_name, val_fraction, seed)
-                    .map_err(|e| BadInput(e.to_string()))?;
+            let mut set = PairSet::assemble_stored(
+                &name,
+                records,
+                rows,
+                StructureStore::Graphs(store),
+                &source_name,
+                val_fraction,
+                seed,
+            )
+            .map_err(|e| BadInput(e.to_string()))?;
             set.element_table = Some(table);
             return Ok(set);
         }
@@ -240,7 +252,7 @@ impl DataSource {
                     &name,
                     records,
                     rows,
-                    store,
+                    StructureStore::Vectors(store),
                     &source_name,
                     val_fraction,
                     seed,
@@ -336,66 +348,136 @@ impl DataSource {
         Ok(())
     }
 
-    /// Each record's crystal graph; a structure whose graph cannot be built is left out with
-    /// the reason. Structures are read as a stream and built on every core a chunk at a time,
-    /// so only the graphs stay in memory.
-    fn graphs(
+    /// Each record's crystal graph (`graph_index` per record) and the store holding them: the
+    /// rows of the dataset's mapped graph arrays when `xtal prepare` built them with the
+    /// model's settings (`config`), else graphs built from `structures.jsonl`. A graph that
+    /// cannot be built, or holds an element `table` lacks, is left out with the reason.
+    pub fn graph_rows(
         &self,
-        records: &[PairRecord],
+        indices: &[Option<usize>],
         config: &GraphConfig,
         table: &ElementTable,
-    ) -> anyhow::Result<Vec<Result<StructureItem, Vec<String>>>> {
-        const CHUNK: usize = 256;
-        // Which records read structure k.
-        let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (at, r) in records.iter().enumerate() {
-            if let Some(k) = r.graph_index {
-                readers.entry(k).or_default().push(at);
+    ) -> anyhow::Result<(Vec<Found<usize>>, Arc<dyn GraphRows>)> {
+        match self.prepared_graphs(config)? {
+            Ok(mapped) => {
+                eprintln!(
+                    "graphs: read in place from the dataset's graph_*.npy ({} graphs)",
+                    mapped.len()
+                );
+                let count = mapped.len();
+                let rows = indices
+                    .iter()
+                    .map(|k| match *k {
+                        Some(k) if k < count => mapped
+                            .atoms(k)
+                            .iter()
+                            .try_for_each(|&z| table.features(z).map(drop))
+                            .map(|()| k)
+                            .map_err(|e| vec![format!("graph: {}", GraphError::from(e))]),
+                        Some(k) => Err(vec![past_structures(k, count)]),
+                        None => Err(vec![NO_STRUCTURE.to_string()]),
+                    })
+                    .collect();
+                Ok((rows, Arc::new(mapped)))
+            }
+            Err(why) => {
+                eprintln!("graphs: building them from structures.jsonl ({why})");
+                let (rows, graphs) = self.build_graphs(indices, config, table)?;
+                Ok((rows, Arc::new(OwnedGraphs(graphs))))
             }
         }
-        let mut out: Vec<Option<Result<StructureItem, Vec<String>>>> =
-            records.iter().map(|_| None).collect();
-        let build =
-            |chunk: &mut Vec<(usize, Structure)>,
-             out: &mut Vec<Option<Result<StructureItem, Vec<String>>>>| {
-                let built: Vec<(usize, Result<CrystalGraph, String>)> = chunk
-                    .par_iter()
-                    .map(|(k, s)| (*k, checked_graph(s, config, table)))
-                    .collect();
-                chunk.clear();
-                for (k, graph) in built {
-                    for &at in &readers[&k] {
-                        out[at] =
-                            Some(graph.clone().map(StructureItem::Graph).map_err(|e| vec![e]));
-                    }
-                }
-            };
+    }
+
+    /// The graph arrays `xtal prepare` wrote, mapped, if they were built with `config`'s
+    /// neighbour settings (else why not). Damaged arrays are an error.
+    fn prepared_graphs(
+        &self,
+        config: &GraphConfig,
+    ) -> anyhow::Result<Result<MappedGraphs, String>> {
+        let summary_path = self.dir().join("summary.json");
+        let prepared: Option<GraphConfig> = std::fs::read_to_string(&summary_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| serde_json::from_value(v["config"]["graph"].clone()).ok());
+        let Some(prepared) = prepared else {
+            return Ok(Err(format!(
+                "{} does not record how its graphs were built",
+                summary_path.display()
+            )));
+        };
+        if (prepared.cutoff, prepared.max_neighbors) != (config.cutoff, config.max_neighbors) {
+            return Ok(Err(format!(
+                "the dataset's graphs: cutoff {} Å, {} neighbours; the model's: cutoff {} Å, {}",
+                prepared.cutoff,
+                neighbours(prepared.max_neighbors),
+                config.cutoff,
+                neighbours(config.max_neighbors)
+            )));
+        }
+        let parts = self.parts()?;
+        if let Some(p) = parts
+            .iter()
+            .find(|(_, p)| !graphs::graph_file(&p.dir, "node_offsets").is_file())
+        {
+            return Ok(Err(format!("{} has no graph arrays", p.1.dir.display())));
+        }
+        let dirs: Vec<(&Path, usize)> = parts
+            .iter()
+            .map(|(_, p)| (p.dir.as_path(), p.graph_offset))
+            .collect();
+        Ok(Ok(MappedGraphs::open(&dirs)?))
+    }
+
+    /// [`Self::graph_rows`] built from `structures.jsonl`: structures are read as a stream
+    /// and built on every core a chunk at a time, so only the graphs stay in memory; each
+    /// structure a record names is built once.
+    fn build_graphs(
+        &self,
+        indices: &[Option<usize>],
+        config: &GraphConfig,
+        table: &ElementTable,
+    ) -> anyhow::Result<(Vec<Found<usize>>, Vec<CrystalGraph>)> {
+        const CHUNK: usize = 256;
+        let wanted: std::collections::HashSet<usize> = indices.iter().flatten().copied().collect();
+        // Structure k's graph: its place in `graphs`, or why there is none.
+        let mut built: HashMap<usize, Result<usize, String>> = HashMap::new();
+        let mut graphs = Vec::new();
+        let mut build = |chunk: &mut Vec<(usize, Structure)>| {
+            let results: Vec<(usize, Result<CrystalGraph, String>)> = chunk
+                .par_iter()
+                .map(|(k, s)| (*k, checked_graph(s, config, table)))
+                .collect();
+            chunk.clear();
+            for (k, graph) in results {
+                let at = graph.map(|g| {
+                    graphs.push(g);
+                    graphs.len() - 1
+                });
+                built.insert(k, at);
+            }
+        };
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut count = 0;
         self.for_each_structure(|k, s| {
             count = k + 1;
-            if readers.contains_key(&k) {
+            if wanted.contains(&k) {
                 chunk.push((k, s));
                 if chunk.len() == CHUNK {
-                    build(&mut chunk, &mut out);
+                    build(&mut chunk);
                 }
             }
             Ok(())
         })?;
-        build(&mut chunk, &mut out);
-        Ok(records
+        build(&mut chunk);
+        let rows = indices
             .iter()
-            .zip(out)
-            .map(|(r, graph)| match (r.graph_index, graph) {
-                (_, Some(graph)) => graph,
-                (Some(k), None) => Err(vec![format!(
-                    "graph_index {k} is past the {count} structures of structures.jsonl"
-                )]),
-                (None, None) => Err(vec![
-                    "no structure (see failures.csv of the dataset)".to_string(),
-                ]),
+            .map(|k| match k.map(|k| (k, built.get(&k))) {
+                Some((_, Some(at))) => at.clone().map_err(|e| vec![e]),
+                Some((k, None)) => Err(vec![past_structures(k, count)]),
+                None => Err(vec![NO_STRUCTURE.to_string()]),
             })
-            .collect())
+            .collect();
+        Ok((rows, graphs))
     }
 
     /// The first of the three places that holds a file; a file that exists but is not a
@@ -467,6 +549,17 @@ impl DataSource {
         };
         Ok((rows, store))
     }
+}
+
+/// Why a record whose structure failed in `xtal prepare` has no graph.
+const NO_STRUCTURE: &str = "no structure (see failures.csv of the dataset)";
+
+fn past_structures(k: usize, count: usize) -> String {
+    format!("graph_index {k} is past the {count} structures of the dataset")
+}
+
+fn neighbours(max: Option<usize>) -> String {
+    max.map_or("all".to_string(), |n| format!("at most {n}"))
 }
 
 /// A structure's graph, with every element in `table` (batches look them up later).

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{TINY_CLIP, epoch_lines, scratch, stderr, xtal};
+use crate::common::{TINY_CLIP, epoch_lines, scratch, stderr, train_clip, xtal};
 
 fn sample_csv() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv")
@@ -51,15 +51,8 @@ const TINY_GRAPH: &[&str] = &[
     "16",
 ];
 
-fn vectors(json: &[u8]) -> Vec<Vec<f32>> {
-    serde_json::from_slice(json).unwrap()
-}
-
-#[test]
-fn property_regression_reports_mae_and_embeds_structures() {
-    let dir = scratch("graph-property");
-    let data = prepared(&dir);
-    let run = dir.join("run");
+/// The tiny property model on the sample's mp40 band gaps.
+fn train_property(data: &Path, out: &Path) -> std::process::Output {
     let mut args = vec![
         "train",
         "property",
@@ -70,10 +63,22 @@ fn property_regression_reports_mae_and_embeds_structures() {
         "--source",
         "mp40",
         "--out",
-        run.to_str().unwrap(),
+        out.to_str().unwrap(),
     ];
     args.extend(TINY_GRAPH);
-    let o = xtal(&args);
+    xtal(&args)
+}
+
+fn vectors(json: &[u8]) -> Vec<Vec<f32>> {
+    serde_json::from_slice(json).unwrap()
+}
+
+#[test]
+fn property_regression_reports_mae_and_embeds_structures() {
+    let dir = scratch("graph-property");
+    let data = prepared(&dir);
+    let run = dir.join("run");
+    let o = train_property(&data, &run);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("composition baseline"), "{out}");
@@ -193,28 +198,30 @@ fn clip_trains_a_graph_encoder_end_to_end() {
     let dir = scratch("graph-clip");
     let data = prepared(&dir);
     let run = dir.join("run");
-    let mut args = vec![
-        "train",
-        "clip",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--no-plots",
-        "--set",
-        "model.graph_backbone=painn",
-        "--set",
-        "model.graph_width=16",
-        "--set",
-        "model.graph_layers=1",
-        "--set",
-        "model.graph_readout=attention",
-        "--set",
-        "model.graph_embedding_dim=24",
-    ];
-    args.extend(TINY_CLIP);
-    let o = xtal(&args);
+    let o = train_clip(
+        &data,
+        &run,
+        &[
+            "--no-plots",
+            "--set",
+            "model.graph_backbone=painn",
+            "--set",
+            "model.graph_width=16",
+            "--set",
+            "model.graph_layers=1",
+            "--set",
+            "model.graph_readout=attention",
+            "--set",
+            "model.graph_embedding_dim=24",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
+    // PaiNN's own neighbour settings (5 Å, every neighbour) are not the dataset's (8 Å, 12).
+    assert!(
+        stderr(&o).contains("building them from structures.jsonl"),
+        "{}",
+        stderr(&o)
+    );
     // Every sample structure has a graph, while 73 have no FTCP tensor.
     assert!(stderr(&o).contains("833 pairs"), "{}", stderr(&o));
     let (id, cif) = sample_cif(&dir, "perov5");
@@ -412,4 +419,118 @@ fn bad_inputs_exit_2_with_a_reason() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("graph encoder"), "{}", stderr(&o));
+}
+
+/// `dir` copied to `to` without the graph arrays `xtal prepare` wrote: a model reading the
+/// copy builds its graphs from `structures.jsonl`.
+fn without_graph_arrays(dir: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with("graph_") {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Graphs read in place from the dataset's `graph_*.npy` and graphs built from its
+/// `structures.jsonl` are the same graphs: CLIP and property training on either give the
+/// same run, figure for figure. Damaged arrays are exit 2 naming the file.
+#[test]
+fn graph_arrays_read_in_place_train_as_built_graphs() {
+    let dir = scratch("graph-mapped");
+    let data = prepared(&dir);
+    let built = dir.join("built");
+    without_graph_arrays(&data, &built);
+    let cgcnn = [
+        "--no-plots",
+        "--set",
+        "model.graph_backbone=cgcnn",
+        "--set",
+        "model.graph_width=16",
+        "--set",
+        "model.graph_layers=1",
+        "--set",
+        "model.graph_embedding_dim=24",
+    ];
+    let (run_mapped, run_built) = (dir.join("clip-mapped"), dir.join("clip-built"));
+    let o = train_clip(&data, &run_mapped, &cgcnn);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("read in place"), "{}", stderr(&o));
+    let o = train_clip(&built, &run_built, &cgcnn);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("building them from structures.jsonl"),
+        "{}",
+        stderr(&o)
+    );
+    let mapped_lines = epoch_lines(&run_mapped);
+    assert!(mapped_lines.iter().any(|l| l["kind"] == "epoch"));
+    assert_eq!(mapped_lines, epoch_lines(&run_built));
+
+    // Other neighbour settings than the dataset's: the model builds its own graphs.
+    let mut other = cgcnn.to_vec();
+    other.extend(["--set", "model.graph_cutoff=6"]);
+    let o = train_clip(&data, &dir.join("clip-6A"), &other);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cutoff 8 Å"), "{}", stderr(&o));
+
+    let property = |data: &Path, out: &Path| {
+        let o = train_property(data, out);
+        assert!(o.status.success(), "{}", stderr(&o));
+        epoch_lines(out)
+    };
+    assert_eq!(
+        property(&data, &dir.join("property-mapped")),
+        property(&built, &dir.join("property-built"))
+    );
+
+    // Damaged arrays: each an exit 2 naming the file, before any training.
+    let damaged = |name: &str, damage: &dyn Fn(&mut Vec<u8>), expect: &str| {
+        let copy = dir.join(format!("damaged-{name}"));
+        without_graph_arrays(&data, &copy);
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let entry = entry.unwrap();
+            let file = entry.file_name().to_string_lossy().to_string();
+            if file.starts_with("graph_") {
+                let mut bytes = std::fs::read(entry.path()).unwrap();
+                if file == format!("graph_{name}.npy") {
+                    damage(&mut bytes);
+                }
+                std::fs::write(copy.join(&file), bytes).unwrap();
+            }
+        }
+        let run = dir.join(format!("run-damaged-{name}"));
+        let o = train_clip(&copy, &run, &cgcnn);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!("graph_{name}.npy")) && e.contains(expect),
+            "{e}"
+        );
+        assert!(!run.exists(), "{name}: no run is left behind");
+    };
+    // The header of every array xtal writes is 128 bytes.
+    damaged("edges", &|b| b.truncate(b.len() - 8), "truncated");
+    damaged(
+        "edges",
+        &|b| b[132..136].copy_from_slice(&9999u32.to_le_bytes()),
+        "edge 0 joins atoms",
+    );
+    damaged(
+        "distances",
+        &|b| b[128..132].copy_from_slice(&f32::NAN.to_le_bytes()),
+        "NaN",
+    );
+    damaged(
+        "node_offsets",
+        &|b| b[136..144].copy_from_slice(&(-5i64).to_le_bytes()),
+        "offset 1 is less than offset 0",
+    );
+    damaged(
+        "vectors",
+        &|b| b[..128].copy_from_slice(&b"x".repeat(128)),
+        "not a .npy file",
+    );
 }

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::{Value, json};
+use xtal_core::data::StructureGraphs;
 use xtal_core::device::{OnDevice, run_on};
-use xtal_core::featurize::{CrystalGraph, ElementTable, GraphBatch, GraphConfig};
+use xtal_core::featurize::{ElementTable, GraphConfig};
 use xtal_core::models::clip::{Clip, StructureBatch};
 use xtal_core::models::property::PropertyModel;
 use xtal_core::structure::{CifOptions, Structure, read_cif};
@@ -72,7 +73,7 @@ impl GraphRun {
 struct EmbedGraphs<'a> {
     run: &'a Path,
     kind: &'a GraphRun,
-    graphs: &'a [CrystalGraph],
+    graphs: &'a StructureGraphs,
     table: &'a ElementTable,
 }
 
@@ -89,9 +90,11 @@ impl OnDevice for EmbedGraphs<'_> {
         let bad = |e: String| BadInput(format!("{}: {e}", dir.checkpoint_path(which).display()));
         let mut out = Vec::new();
         let mut dim = 0;
-        let batches = self.graphs.chunks(BATCH).map(|chunk| {
-            let refs: Vec<&CrystalGraph> = chunk.iter().collect();
-            GraphBatch::new(&refs, self.table).map(|b| b.to_tensors::<B::InnerBackend>(&device))
+        let items: Vec<usize> = (0..self.graphs.len()).collect();
+        let batches = items.chunks(BATCH).map(|chunk| {
+            self.graphs
+                .batch(chunk, self.table)
+                .map(|b| b.to_tensors::<B::InnerBackend>(&device))
         });
         match self.kind {
             GraphRun::Clip(info) => {
@@ -138,14 +141,25 @@ pub fn embed_structures(
             checked_graph(s, &config, &table).map_err(|e| BadInput(format!("{name}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    embed_graphs(run, &kind, &StructureGraphs::owned(graphs), &table, device)
+}
+
+/// Embeddings `[n, dim]` of `graphs` with the run's model.
+fn embed_graphs(
+    run: &Path,
+    kind: &GraphRun,
+    graphs: &StructureGraphs,
+    table: &ElementTable,
+    device: &str,
+) -> anyhow::Result<(Vec<f32>, usize)> {
     let device = crate::commands::one_device(device)?;
     run_on(
         &device,
         EmbedGraphs {
             run,
-            kind: &kind,
-            graphs: &graphs,
-            table: &table,
+            kind,
+            graphs,
+            table,
         },
     )?
 }
@@ -170,30 +184,36 @@ pub fn embed_dataset(
     force: bool,
     device: &str,
 ) -> anyhow::Result<()> {
+    let kind = GraphRun::open(run)?;
+    let table = kind.data().element_table()?;
     let source = DataSource::new(data, None)?;
-    let structures = source.structures()?;
-    let mut records = Vec::new();
-    let mut skipped = 0usize;
-    for (_, r) in source.json_records()? {
-        let id = r["id"].as_str().unwrap_or("").to_string();
-        let plain = !id.is_empty() && xtal_core::data::is_plain_name(&id);
-        match r["graph_index"]
-            .as_u64()
-            .and_then(|k| structures.get(k as usize))
-        {
-            Some(s) if plain => records.push((r, s.clone())),
-            _ => skipped += 1,
-        }
-    }
-    let labelled: Vec<(String, Structure)> = records
+    let all = source.json_records()?;
+    let named: Vec<&Value> = all
         .iter()
-        .map(|(r, s)| (r["id"].as_str().unwrap_or("").to_string(), s.clone()))
+        .map(|(_, r)| r)
+        .filter(|r| {
+            r["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty() && xtal_core::data::is_plain_name(id))
+        })
         .collect();
-    let (vectors, dim) = embed_structures(run, &labelled, device)?;
+    let indices: Vec<Option<usize>> = named
+        .iter()
+        .map(|r| r["graph_index"].as_u64().map(|k| k as usize))
+        .collect();
+    let (found, store) = source.graph_rows(&indices, &kind.graph_config(), &table)?;
+    let (records, stored): (Vec<&Value>, Vec<usize>) = named
+        .into_iter()
+        .zip(found)
+        .filter_map(|(r, k)| k.ok().map(|k| (r, k)))
+        .unzip();
+    let skipped = all.len() - records.len();
+    let graphs = StructureGraphs::new(store, stored);
+    let (vectors, dim) = embed_graphs(run, &kind, &graphs, &table, device)?;
     let staged = StagedDir::new(out, force)?;
     std::fs::create_dir_all(staged.file("graph_emb"))?;
     let mut lines = String::new();
-    for ((r, _), v) in records.iter().zip(vectors.chunks(dim.max(1))) {
+    for (r, v) in records.iter().zip(vectors.chunks(dim.max(1))) {
         let id = r["id"].as_str().unwrap_or("");
         write_npy(
             &staged.file(&format!("graph_emb/{id}.npy")),
@@ -211,7 +231,7 @@ pub fn embed_dataset(
     staged.write("dataset.jsonl", lines.as_bytes())?;
     staged.commit()?;
     eprintln!(
-        "{} structure embeddings of {dim} values → {}/graph_emb/ (+ dataset.jsonl); {skipped} records without a structure or with an id unusable as a file name",
+        "{} structure embeddings of {dim} values → {}/graph_emb/ (+ dataset.jsonl); {skipped} records without a usable graph (see failures.csv of the dataset) or with an id unusable as a file name",
         records.len(),
         out.display()
     );
