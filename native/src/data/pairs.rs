@@ -27,6 +27,9 @@ use crate::output::write_atomic;
 /// A record's structure, or where it was looked for.
 type Found<T> = Result<T, Vec<String>>;
 
+/// Each record's graph in a store (or why it has none), and the store.
+type GraphRowsFound = (Vec<Found<usize>>, Arc<dyn GraphRows>);
+
 /// Whether `a` and `b` name one existing file.
 fn same_file(a: &Path, b: &Path) -> bool {
     matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
@@ -357,7 +360,7 @@ impl DataSource {
         indices: &[Option<usize>],
         config: &GraphConfig,
         table: &ElementTable,
-    ) -> anyhow::Result<(Vec<Found<usize>>, Arc<dyn GraphRows>)> {
+    ) -> anyhow::Result<GraphRowsFound> {
         match self.prepared_graphs(config)? {
             Ok(mapped) => {
                 eprintln!(
