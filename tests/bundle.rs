@@ -153,6 +153,7 @@ fn packed() -> Packed {
         pack(PackInput {
             model: &model,
             config: &config,
+            tokenizer_json: None,
             structure_input: &input,
             element_table_source: Some("default".into()),
             fitted_on: Some(cifs.len()),
@@ -180,7 +181,7 @@ impl OnDevice for Embed<'_> {
     type Output = (Vec<f32>, Vec<f32>);
     fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let model = self.0.model::<B::InnerBackend>(&device).unwrap();
-        let text = to_host(self.0.embed_texts(&model, &TEXTS, &device)).unwrap();
+        let text = to_host(self.0.embed_texts(&model, &TEXTS, &device).unwrap()).unwrap();
         let cif = self
             .1
             .iter()
@@ -309,6 +310,7 @@ fn a_graph_bundle_embeds_cifs_like_its_model() {
         let bytes = pack(PackInput {
             model: &model,
             config: &config,
+            tokenizer_json: None,
             structure_input: &input,
             element_table_source: Some("default".into()),
             fitted_on: None,
@@ -548,4 +550,294 @@ fn a_precomputed_vector_bundle_cannot_embed_cifs() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("values"), "{err}");
+}
+
+// ---- HuggingFace text encoders -------------------------------------------------------------
+
+fn hf_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hf")
+        .join(name)
+}
+
+/// A CLIP over the pretrained fixture model `name` (mean pooling), packed with its
+/// tokenizer.json, an index of two texts and the sample's vector input. Also the model's
+/// text projection `(weight [in, out], bias)`, read back from the packed weights.
+struct HfPacked {
+    bytes: Vec<u8>,
+    half_bytes: Vec<u8>,
+    projection: (Vec<f32>, Vec<f32>),
+    hidden: usize,
+}
+
+fn hf_packed(name: &str) -> HfPacked {
+    use xtal_core::models::clip::HfTextConfig;
+    use xtal_core::models::hf::{Freezing, HfFiles, Pooling, load};
+    let dir = hf_fixture(name);
+    let read = |file: &str| match std::fs::read(dir.join(file)) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    };
+    let files = HfFiles {
+        folder: dir.display().to_string(),
+        read: &read,
+    };
+    let device = Default::default();
+    let loaded = load::<Cpu>(&files, 64, &device).unwrap();
+    let hidden = loaded.config.hidden_size();
+    let config = ClipConfig::new(
+        TextEncoderConfig::new()
+            .with_max_len(64)
+            .with_embed_dim(16)
+            .with_huggingface(Some(HfTextConfig::new(
+                dir.display().to_string(),
+                loaded.model_type.clone(),
+                loaded.config.clone(),
+                Pooling::Mean,
+                Freezing::new(),
+            ))),
+        StructureProjectorConfig::new(6).with_embed_dim(16),
+    );
+    assert_eq!(
+        config.parameter_count(),
+        config.init::<Cpu>(&device).num_params() as u64,
+        "{name}"
+    );
+    Cpu::seed(&device, 11);
+    let model = config
+        .init::<Cpu>(&device)
+        .with_text_backbone(loaded.encoder);
+    let tokenizer_json = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    let input = StructureInput::Vector(FeatureScaler {
+        mean: vec![0.0; 6],
+        std: vec![1.0; 6],
+    });
+    let index = RetrievalIndex {
+        records: IndexRecords {
+            ids: vec!["a".into(), "b".into()],
+            formulas: vec![None, None],
+            descriptions: vec![TEXTS[0].into(), TEXTS[1].into()],
+        },
+        dim: 16,
+        structure: Some((0..32).map(|i| (i as f32 * 0.37).sin() / 2.0).collect()),
+        text: None,
+        map: None,
+    };
+    let pack_as = |half: bool| {
+        pack(PackInput {
+            model: &model,
+            config: &config,
+            tokenizer_json: Some(&tokenizer_json),
+            structure_input: &input,
+            element_table_source: None,
+            fitted_on: None,
+            index: Some((&index, None)),
+            card: None,
+            half,
+            created: "2026-01-01T00:00:00Z".into(),
+            xtal_version: "test".into(),
+            source: None,
+            f16_check: None,
+        })
+        .unwrap()
+    };
+    let bytes = pack_as(false);
+    let weights = entries(&bytes)
+        .into_iter()
+        .find(|(n, _)| n == "weights.safetensors")
+        .unwrap()
+        .1;
+    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    let floats = |name: &str| -> Vec<f32> {
+        st.tensor(name)
+            .unwrap()
+            .data()
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    HfPacked {
+        half_bytes: pack_as(true),
+        projection: (
+            floats("text.projection.weight"),
+            floats("text.projection.bias"),
+        ),
+        bytes,
+        hidden,
+    }
+}
+
+struct EmbedTexts<'a>(&'a Bundle, Vec<String>);
+impl OnDevice for EmbedTexts<'_> {
+    type Output = Vec<f32>;
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let model = self.0.model::<B::InnerBackend>(&device).unwrap();
+        let texts: Vec<&str> = self.1.iter().map(String::as_str).collect();
+        to_host(self.0.embed_texts(&model, &texts, &device).unwrap()).unwrap()
+    }
+}
+
+/// A bundle of a CLIP whose text side is a pretrained HF encoder embeds texts as
+/// transformers does: the fixture's pooled states (computed by transformers) through the
+/// bundle's own projection, L2-normalised, within 1e-4 on every backend; f16 within 5e-3.
+/// Every family: BERT, RoBERTa (sharded weights), DistilBERT, T5, DeBERTa-v2.
+#[test]
+fn a_huggingface_text_bundle_embeds_like_transformers() {
+    for name in ["bert", "roberta", "distilbert", "t5", "deberta-v2"] {
+        let p = hf_packed(name);
+        let reference: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(hf_fixture(name).join("xtal_reference.json")).unwrap(),
+        )
+        .unwrap();
+        let sentences: Vec<String> = reference["sentences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        let (w, b) = &p.projection;
+        let mut expected = Vec::new();
+        for pooled in reference["pooled_mean"].as_array().unwrap() {
+            let x: Vec<f64> = pooled
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(x.len(), p.hidden);
+            let y: Vec<f64> = (0..16)
+                .map(|o| {
+                    b[o] as f64
+                        + (0..p.hidden)
+                            .map(|i| x[i] * w[i * 16 + o] as f64)
+                            .sum::<f64>()
+                })
+                .collect();
+            let norm = y.iter().map(|v| v * v).sum::<f64>().sqrt();
+            expected.extend(y.iter().map(|v| (v / norm) as f32));
+        }
+        let bundle = Bundle::from_bytes(&p.bytes, &Limits::default()).unwrap();
+        assert_eq!(bundle.manifest.tokenizer.kind, "huggingface");
+        for spec in every_backend() {
+            let got = run_on(&spec, EmbedTexts(&bundle, sentences.clone())).unwrap();
+            let d = max_diff(&got, &expected);
+            assert!(d <= 1e-4, "{name} on {spec}: {d:e} from transformers");
+        }
+        let half = Bundle::from_bytes(&p.half_bytes, &Limits::default()).unwrap();
+        let got = run_on(
+            &DeviceSpec::Cpu(CpuBackend::NdArray),
+            EmbedTexts(&half, sentences.clone()),
+        )
+        .unwrap();
+        let d = max_diff(&got, &expected);
+        assert!(d < 5e-3 && d > 0.0, "{name} f16: {d:e}");
+    }
+}
+
+/// The tokenizer travels checked: one that can emit ids past the model's vocabulary, a
+/// missing or byte-level-declared tokenizer, an architecture out of bounds are all refused
+/// with the entry or key named.
+#[test]
+fn hostile_huggingface_bundles_are_refused() {
+    let p = hf_packed("bert");
+    let limits = Limits::default();
+    // Re-zips `entries` with the manifest's hashes and sizes recomputed.
+    let rehashed = |mut e: Vec<(String, Vec<u8>)>, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut m: serde_json::Value = serde_json::from_slice(&e[0].1).unwrap();
+        let listed: Vec<(String, usize, String)> = e[1..]
+            .iter()
+            .map(|(n, d)| (n.clone(), d.len(), xtal_core::bundle::sha256_hex(d)))
+            .collect();
+        m["entries"] = listed
+            .iter()
+            .map(|(n, s, h)| serde_json::json!({"name": n, "size": s, "sha256": h}))
+            .collect();
+        edit(&mut m);
+        e[0].1 = serde_json::to_vec(&m).unwrap();
+        rezip(&e, zip::CompressionMethod::Stored)
+    };
+    let expect = |bytes: &[u8], needles: &[&str]| {
+        let err = refused(bytes, &limits);
+        for n in needles {
+            assert!(err.contains(n), "expected '{n}' in: {err}");
+        }
+    };
+    // Unaltered, it loads (so what follows is refused for the alteration alone).
+    Bundle::from_bytes(
+        &rehashed(entries(&p.bytes), &|_: &mut serde_json::Value| {}),
+        &limits,
+    )
+    .unwrap();
+
+    // A token id past the 300-row embedding.
+    let mut e = entries(&p.bytes);
+    let at = e.iter().position(|(n, _)| n == "tokenizer.json").unwrap();
+    let mut tok: serde_json::Value = serde_json::from_slice(&e[at].1).unwrap();
+    tok["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 300, "content": "[EXTRA]", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true
+        }));
+    e[at].1 = serde_json::to_vec(&tok).unwrap();
+    expect(
+        &rehashed(e, &|_: &mut serde_json::Value| {}),
+        &["tokenizer.json", "largest id 300"],
+    );
+
+    // Not a tokenizer at all.
+    let mut e = entries(&p.bytes);
+    e[at].1 = b"{\"nope\": 1}".to_vec();
+    expect(
+        &rehashed(e, &|_: &mut serde_json::Value| {}),
+        &["tokenizer.json", "not a tokenizer.json"],
+    );
+
+    // Missing, yet listed; absent and unlisted.
+    let mut e = entries(&p.bytes);
+    let listed = rehashed(e.clone(), &|_: &mut serde_json::Value| {});
+    e.remove(at);
+    let mut kept = entries(&listed);
+    kept.remove(at);
+    expect(
+        &rezip(&kept, zip::CompressionMethod::Stored),
+        &["tokenizer.json", "missing from the archive"],
+    );
+    expect(
+        &rehashed(e, &|_: &mut serde_json::Value| {}),
+        &[
+            "tokenizer.json",
+            "is missing; tokenizer.kind 'huggingface' needs it",
+        ],
+    );
+
+    // Declared byte-level while the model is a HF encoder.
+    expect(
+        &rehashed(entries(&p.bytes), &|m: &mut serde_json::Value| {
+            m["tokenizer"]["kind"] = "bytes".into()
+        }),
+        &["tokenizer.kind", "huggingface"],
+    );
+    expect(
+        &rehashed(entries(&p.bytes), &|m: &mut serde_json::Value| {
+            m["tokenizer"]["kind"] = "sentencepiece".into()
+        }),
+        &["tokenizer.kind 'sentencepiece' is not supported"],
+    );
+    // A hostile architecture: bounded before anything is allocated.
+    expect(
+        &rehashed(entries(&p.bytes), &|m: &mut serde_json::Value| {
+            m["model"]["config"]["text"]["huggingface"]["encoder"]["Bert"]["num_hidden_layers"] =
+                100_000.into()
+        }),
+        &["num_hidden_layers = 100000"],
+    );
+    expect(
+        &rehashed(entries(&p.bytes), &|m: &mut serde_json::Value| {
+            m["model"]["config"]["text"]["huggingface"]["model_type"] = "gpt2".into()
+        }),
+        &["model_type 'gpt2' is not supported"],
+    );
 }

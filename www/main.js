@@ -93,7 +93,8 @@ function showSummary() {
   const s = app.bundle.summary;
   const rows = [
     ["bundle", `${app.bundle.name} (${(s.size / 2 ** 20).toFixed(1)} MiB, format v${s.format_version}, xtal ${s.xtal_version}, ${s.created})`],
-    ["model", `${s.parameters.toLocaleString()} parameters, ${s.embed_dim}-D embeddings, weights ${s.weights_dtype}; text ${s.text.width}×${s.text.layers} layers`],
+    ["model", `${s.parameters.toLocaleString()} parameters, ${s.embed_dim}-D embeddings, weights ${s.weights_dtype}`],
+    ["text", s.text_encoder],
     ["structures", structureLine(s)],
     ["index", s.index ? `${s.index.entries} entries${s.index.dataset ? ` from ${s.index.dataset}` : ""}${s.index.map ? ", with a map" : ""}` : "none"],
     ["device", deviceLine(app.bundle.device)],

@@ -155,6 +155,7 @@ impl Session {
             "embed_dim": m.model.embed_dim,
             "weights_dtype": m.model.weights_dtype,
             "text": m.model.config.text,
+            "text_encoder": m.model.config.text.describe(),
             "structure_input": m.structure_input.kind,
             "graph": m.model.config.graph,
             "can_embed_cif": self.bundle.structure_input.reads_cif(),
@@ -187,7 +188,12 @@ impl Session {
         let model = self.model.borrow().clone();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         on_backend!(model, |model, device, B| async {
-            read(self.bundle.embed_texts::<B>(&model, &refs, &device)).await
+            read(
+                self.bundle
+                    .embed_texts::<B>(&model, &refs, &device)
+                    .map_err(js)?,
+            )
+            .await
         })
     }
 
@@ -351,10 +357,9 @@ impl Session {
         settings: FineTuneSettings,
         on_step: &js_sys::Function,
     ) -> Result<(Clip<B::InnerBackend>, FineTuneReport), JsError> {
-        let tokenizer = self.bundle.config().text.tokenizer();
         let mut tune = FineTune::new(
             model,
-            tokenizer,
+            self.bundle.tokenizer.clone(),
             pairs,
             self.current_index().as_deref(),
             settings,

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::BundleError;
 use crate::featurize::FtcpConfig;
 use crate::models::clip::ClipConfig;
+use crate::models::hf::SUPPORTED_MODEL_TYPES;
 
 pub const FORMAT: &str = "xtal-bundle";
 pub const FORMAT_VERSION: u32 = 1;
@@ -17,6 +18,8 @@ pub const STRUCTURE_INPUT: &str = "structure_input.safetensors";
 pub const INDEX_RECORDS: &str = "index/records.json";
 pub const INDEX_EMBEDDINGS: &str = "index/embeddings.safetensors";
 pub const CARD: &str = "README.md";
+/// A HF text encoder's `tokenizer.json`, as transformers saves it.
+pub const TOKENIZER: &str = "tokenizer.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,7 +61,8 @@ pub struct ModelSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizerSection {
-    /// `bytes`: xtal's byte-level tokenizer (no tokenizer.json needed).
+    /// `bytes`: xtal's byte-level tokenizer (no tokenizer.json needed); `huggingface`: the
+    /// `tokenizer.json` entry of the HF text encoder in `model.config.text.huggingface`.
     pub kind: String,
     pub max_len: usize,
 }
@@ -142,11 +146,22 @@ impl Manifest {
                 self.model.kind
             ));
         }
-        if self.tokenizer.kind != "bytes" {
-            return bad(format!(
-                "tokenizer.kind '{}' is not supported (supported: bytes)",
-                self.tokenizer.kind
-            ));
+        match (
+            self.tokenizer.kind.as_str(),
+            &self.model.config.text.huggingface,
+        ) {
+            ("bytes", None) | ("huggingface", Some(_)) => {}
+            ("bytes" | "huggingface", _) => {
+                return bad(format!(
+                    "tokenizer.kind '{}' needs model.config.text.huggingface exactly when it is 'huggingface'",
+                    self.tokenizer.kind
+                ));
+            }
+            (other, _) => {
+                return bad(format!(
+                    "tokenizer.kind '{other}' is not supported (supported: bytes, huggingface)"
+                ));
+            }
         }
         for dtype in [
             Some(&self.model.weights_dtype),
@@ -163,11 +178,6 @@ impl Manifest {
         check_config(c).map_err(|m| BundleError::Manifest(format!("model.config: {m}")))?;
         if self.model.embed_dim != c.text.embed_dim || c.structure.embed_dim != c.text.embed_dim {
             return bad("model.embed_dim disagrees with model.config".into());
-        }
-        if c.text.huggingface.is_some() {
-            return bad(
-                "model.config.text.huggingface: bundles carry byte-level text encoders only".into(),
-            );
         }
         if self.tokenizer.max_len != c.text.max_len {
             return bad("tokenizer.max_len disagrees with model.config.text.max_len".into());
@@ -241,6 +251,18 @@ pub fn check_config(c: &ClipConfig) -> Result<(), String> {
     in_range("text.heads", t.heads, 128)?;
     in_range("text.max_len", t.max_len, 8192)?;
     in_range("text.embed_dim", t.embed_dim, 8192)?;
+    if let Some(hf) = &t.huggingface {
+        if !SUPPORTED_MODEL_TYPES.contains(&hf.model_type.as_str()) {
+            return Err(format!(
+                "text.huggingface.model_type '{}' is not supported (supported: {})",
+                hf.model_type,
+                SUPPORTED_MODEL_TYPES.join(", ")
+            ));
+        }
+        hf.encoder
+            .check()
+            .map_err(|m| format!("text.huggingface.encoder: {m}"))?;
+    }
     in_range("structure.input_dim", c.structure.input_dim, 1 << 22)?;
     in_range("structure.embed_dim", c.structure.embed_dim, 8192)?;
     if c.structure.hidden.len() > 16 {

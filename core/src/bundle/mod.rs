@@ -5,6 +5,7 @@
 //! manifest.json                  format, version, model config, normalisers, sizes, sha256s
 //! weights.safetensors            the model (f32 or f16)
 //! structure_input.safetensors    standardisation (+ FTCP min–max), element table
+//! tokenizer.json                 a HuggingFace text encoder's tokenizer (byte-level: none)
 //! index/records.json             optional: ids, formulas, descriptions
 //! index/embeddings.safetensors   optional: structure / text embeddings, 2-D map
 //! README.md                      optional model card
@@ -25,8 +26,8 @@ pub use archive::{Entry, Limits, sha256_hex};
 pub use index::{Hit, IndexRecords, RetrievalIndex, Side, dot, top_k};
 pub use manifest::{
     CARD, EntrySection, FORMAT, FORMAT_VERSION, INDEX_EMBEDDINGS, INDEX_RECORDS, IndexSection,
-    MANIFEST, Manifest, ModelSection, STRUCTURE_INPUT, StructureInputSection, TokenizerSection,
-    WEIGHTS, check_config,
+    MANIFEST, Manifest, ModelSection, STRUCTURE_INPUT, StructureInputSection, TOKENIZER,
+    TokenizerSection, WEIGHTS, check_config,
 };
 pub use structure_input::{FtcpInput, GraphInput, StructureInput};
 pub use weights::{StoredTensor, read_header};
@@ -35,7 +36,8 @@ pub use zero_shot::{PhraseScore, temperature_scale, zero_shot};
 use burn::prelude::*;
 
 use crate::data::StructureItem;
-use crate::models::clip::{Clip, ClipConfig, StructureBatch};
+use crate::models::clip::{Clip, ClipConfig, StructureBatch, TextTokenizer};
+use crate::models::hf::HfError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -60,6 +62,10 @@ pub struct Bundle {
     pub structure_input: StructureInput,
     pub index: Option<RetrievalIndex>,
     pub card: Option<String>,
+    /// The text encoder's tokenizer (a HF one from the `tokenizer.json` entry).
+    pub tokenizer: TextTokenizer,
+    /// The `tokenizer.json` entry as stored (kept for repacking).
+    tokenizer_json: Option<Vec<u8>>,
     /// The weights entry as stored; its tensors' names, dtypes and shapes are in `tensors`.
     weights: Vec<u8>,
     pub tensors: Vec<StoredTensor>,
@@ -71,6 +77,8 @@ pub struct Bundle {
 pub struct PackInput<'a, B: Backend> {
     pub model: &'a Clip<B>,
     pub config: &'a ClipConfig,
+    /// The `tokenizer.json` of a HF text encoder (required exactly then).
+    pub tokenizer_json: Option<&'a [u8]>,
     pub structure_input: &'a StructureInput,
     pub element_table_source: Option<String>,
     pub fitted_on: Option<usize>,
@@ -94,6 +102,15 @@ pub struct Provenance {
 pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError> {
     let c = input.config;
     check_config(c).map_err(BundleError::Write)?;
+    // The tokenizer is checked as a reader will check it (ids within the vocabulary).
+    c.text
+        .text_tokenizer(input.tokenizer_json.map(|b| (b, TOKENIZER)))
+        .map_err(|e| BundleError::Write(e.to_string()))?;
+    if c.text.huggingface.is_none() && input.tokenizer_json.is_some() {
+        return Err(BundleError::Write(
+            "a byte-level text encoder has no tokenizer.json".into(),
+        ));
+    }
     let mut entries = vec![
         Entry {
             name: WEIGHTS.into(),
@@ -104,6 +121,12 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             data: input.structure_input.to_entry()?,
         },
     ];
+    if let Some(json) = input.tokenizer_json {
+        entries.push(Entry {
+            name: TOKENIZER.into(),
+            data: json.to_vec(),
+        });
+    }
     let index_section = match input.index {
         None => None,
         Some((index, dataset)) => {
@@ -145,7 +168,12 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             weights_dtype: dtype_name(input.half).into(),
         },
         tokenizer: TokenizerSection {
-            kind: "bytes".into(),
+            kind: if c.text.huggingface.is_some() {
+                "huggingface"
+            } else {
+                "bytes"
+            }
+            .into(),
             max_len: c.text.max_len,
         },
         structure_input: StructureInputSection {
@@ -233,6 +261,16 @@ impl Bundle {
         };
         let weights = require(WEIGHTS)?;
         let structure = require(STRUCTURE_INPUT)?;
+        let tokenizer_json = match manifest.tokenizer.kind.as_str() {
+            "huggingface" if manifest.entry(TOKENIZER).is_none() => {
+                return Err(BundleError::Entry {
+                    name: TOKENIZER.into(),
+                    reason: "is missing; tokenizer.kind 'huggingface' needs it".into(),
+                });
+            }
+            "huggingface" => Some(require(TOKENIZER)?),
+            _ => None,
+        };
         let index_entries = match &manifest.index {
             Some(_) => Some((require(INDEX_RECORDS)?, require(INDEX_EMBEDDINGS)?)),
             None => None,
@@ -258,6 +296,18 @@ impl Bundle {
                 reason: format!("holds {stored} values, the configuration needs {needed}"),
             });
         }
+        let tokenizer = manifest
+            .model
+            .config
+            .text
+            .text_tokenizer(tokenizer_json.as_deref().map(|b| (b, TOKENIZER)))
+            .map_err(|e| BundleError::Entry {
+                name: TOKENIZER.into(),
+                reason: match e {
+                    HfError::File { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            })?;
         let structure_input = StructureInput::from_entry(
             &manifest.structure_input,
             manifest.model.config.graph.as_ref().map(|g| &g.graph),
@@ -285,6 +335,8 @@ impl Bundle {
             structure_input,
             index,
             card,
+            tokenizer,
+            tokenizer_json,
             weights,
             tensors,
             size: bytes.len(),
@@ -312,19 +364,21 @@ impl Bundle {
         model: &Clip<B>,
         texts: &[&str],
         device: &B::Device,
-    ) -> Tensor<B, 2> {
-        let tokenizer = self.config().text.tokenizer();
-        let parts: Vec<Tensor<B, 2>> = texts
+    ) -> Result<Tensor<B, 2>, BundleError> {
+        let parts = texts
             .chunks(64)
             .map(|chunk| {
-                let (ids, pad) = tokenizer.batch::<B>(chunk, device);
-                model.text.forward(ids, pad)
+                let (ids, pad) = self
+                    .tokenizer
+                    .batch::<B>(chunk, device)
+                    .map_err(|e| BundleError::Input(e.to_string()))?;
+                Ok(model.text.forward(ids, pad))
             })
-            .collect();
+            .collect::<Result<Vec<Tensor<B, 2>>, BundleError>>()?;
         if parts.is_empty() {
-            return Tensor::zeros([0, self.config().text.embed_dim], device);
+            return Ok(Tensor::zeros([0, self.config().text.embed_dim], device));
         }
-        Tensor::cat(parts, 0)
+        Ok(Tensor::cat(parts, 0))
     }
 
     /// Unit structure embeddings `[items, embed_dim]` of what [`StructureInput`] made, in
@@ -397,6 +451,7 @@ impl Bundle {
         pack(PackInput {
             model,
             config: self.config(),
+            tokenizer_json: self.tokenizer_json.as_deref(),
             structure_input: &self.structure_input,
             element_table_source: m.structure_input.element_table.clone(),
             fitted_on: m.structure_input.fitted_on,

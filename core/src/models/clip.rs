@@ -94,6 +94,15 @@ impl TextTokenizer {
             TextTokenizer::HuggingFace(t) => t.tokenized(texts),
         }
     }
+
+    /// Texts as one batch: ids `[batch, len]` and the padding mask (true = pad).
+    pub fn batch<B: Backend>(
+        &self,
+        texts: &[&str],
+        device: &B::Device,
+    ) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Bool>), HfError> {
+        Ok(self.encode_all(texts)?.batch_all(device))
+    }
 }
 
 #[derive(Config, Debug)]
@@ -189,11 +198,61 @@ impl TextEncoderConfig {
         })
     }
 
-    /// The byte-level tokenizer (bundles and the browser carry byte-level encoders only).
+    /// What the encoder is, in one line for people (a model card, `bundle inspect`, the page).
+    pub fn describe(&self) -> String {
+        match &self.huggingface {
+            Some(hf) => format!(
+                "pretrained HuggingFace {} `{}`: {} layers, width {}, {} pooling, {} tokens at most",
+                hf.model_type,
+                hf.model
+                    .trim_end_matches('/')
+                    .rsplit(['/', '\\'])
+                    .next()
+                    .unwrap_or(hf.model.as_str()),
+                hf.encoder.layers(),
+                hf.encoder.hidden_size(),
+                hf.pooling.name(),
+                self.max_len.min(hf.encoder.max_tokens())
+            ),
+            None => format!(
+                "byte-level Transformer: width {}, {} layers, {} heads, {} bytes",
+                self.width, self.layers, self.heads, self.max_len
+            ),
+        }
+    }
+
+    /// The byte-level tokenizer (of a byte-level encoder; see [`Self::text_tokenizer`]).
     pub fn tokenizer(&self) -> ByteTokenizer {
         ByteTokenizer {
             max_len: self.max_len,
         }
+    }
+
+    /// The tokenizer this encoder reads: byte-level, or for a HF encoder its `tokenizer.json`
+    /// (`(bytes, name for errors)`), checked against the model's vocabulary and cut to what
+    /// both `max_len` and the model's positions allow.
+    pub fn text_tokenizer(
+        &self,
+        tokenizer_json: Option<(&[u8], &str)>,
+    ) -> Result<TextTokenizer, HfError> {
+        let Some(hf) = &self.huggingface else {
+            return Ok(TextTokenizer::Bytes(self.tokenizer()));
+        };
+        let (bytes, file) = tokenizer_json.ok_or_else(|| {
+            HfError::file(
+                "tokenizer.json",
+                format!("missing (the tokenizer of {})", hf.model),
+            )
+        })?;
+        Ok(TextTokenizer::HuggingFace(Box::new(
+            HfTokenizer::from_bytes(
+                bytes,
+                file,
+                hf.encoder.vocab_size(),
+                hf.encoder.pad_token_id(),
+                self.max_len.min(hf.encoder.max_tokens()),
+            )?,
+        )))
     }
 }
 
@@ -323,14 +382,23 @@ pub struct Clip<B: Backend> {
 }
 
 impl ClipConfig {
-    /// Number of trainable values of a byte-level model, from the configuration alone
-    /// (bundles check weights against it before allocating anything; they refuse HF text).
+    /// Number of trainable values, from the configuration alone (bundles check weights
+    /// against it before allocating anything).
     pub fn parameter_count(&self) -> u64 {
         let t = &self.text;
         let (w, e) = (t.width as u64, t.embed_dim as u64);
-        // Per block: attention 4·(w² + w), feed-forward w·4w + 4w + 4w·w + w, two norms 4w.
-        let block = 12 * w * w + 13 * w;
-        let text = ByteTokenizer::VOCAB as u64 * w + t.layers as u64 * block + 2 * w + w * e + e;
+        let text = match &t.huggingface {
+            // Backbone, then the projection of its pooled width.
+            Some(hf) => {
+                let h = hf.encoder.hidden_size() as u64;
+                hf.encoder.parameter_count() + h * e + e
+            }
+            // Per block: attention 4·(w² + w), feed-forward w·4w + 4w + 4w·w + w, two norms 4w.
+            None => {
+                let block = 12 * w * w + 13 * w;
+                ByteTokenizer::VOCAB as u64 * w + t.layers as u64 * block + 2 * w + w * e + e
+            }
+        };
         let mut dims = vec![self.structure.input_dim as u64];
         dims.extend(self.structure.hidden.iter().map(|h| *h as u64));
         dims.push(self.structure.embed_dim as u64);

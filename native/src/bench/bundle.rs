@@ -56,6 +56,7 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
         pack(PackInput {
             model: &model,
             config: &config,
+            tokenizer_json: None,
             structure_input: &input,
             element_table_source: None,
             fitted_on: None,

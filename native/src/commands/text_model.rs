@@ -9,9 +9,9 @@ use burn::tensor::backend::AutodiffBackend;
 use xtal_core::data::PairSet;
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::clip::{
-    ClipConfig, HfTextConfig, TextTokenizer, TokenizedTexts, l2_normalize,
+    ClipConfig, HfTextConfig, TextEncoderConfig, TextTokenizer, TokenizedTexts, l2_normalize,
 };
-use xtal_core::models::hf::{HfError, HfFiles, HfLoaded, HfTokenizer, Pooling, load, read_folder};
+use xtal_core::models::hf::{HfError, HfFiles, HfLoaded, Pooling, load, read_folder};
 use xtal_core::train::spec::{RunSpec, TextBackend};
 
 use crate::exit::BadInput;
@@ -73,24 +73,24 @@ pub fn hf_text_config(spec: &RunSpec) -> anyhow::Result<Option<HfTextConfig>> {
     )))
 }
 
-/// The set's texts tokenized as `config`'s text encoder reads them (a HF tokenizer comes
-/// from the model folder the config names).
-pub fn tokenize(config: &ClipConfig, set: &PairSet) -> anyhow::Result<TokenizedTexts> {
-    let tokenizer = match &config.text.huggingface {
-        None => TextTokenizer::Bytes(config.text.tokenizer()),
-        Some(hf) => {
-            let path = Path::new(&hf.model).join("tokenizer.json");
-            TextTokenizer::HuggingFace(Box::new(HfTokenizer::from_bytes(
-                &required(&path)?,
-                &path.display().to_string(),
-                hf.encoder.vocab_size(),
-                hf.encoder.pad_token_id(),
-                config.text.max_len.min(hf.encoder.max_tokens()),
-            )?))
-        }
+/// The tokenizer of a CLIP text encoder, and for a HF encoder the bytes of its
+/// `tokenizer.json`, read from the model folder the configuration names.
+pub fn text_tokenizer(
+    text: &TextEncoderConfig,
+) -> anyhow::Result<(TextTokenizer, Option<Vec<u8>>)> {
+    let Some(hf) = &text.huggingface else {
+        return Ok((text.text_tokenizer(None)?, None));
     };
+    let path = Path::new(&hf.model).join("tokenizer.json");
+    let bytes = required(&path)?;
+    let tokenizer = text.text_tokenizer(Some((&bytes, &path.display().to_string())))?;
+    Ok((tokenizer, Some(bytes)))
+}
+
+/// The set's texts tokenized as `config`'s text encoder reads them.
+pub fn tokenize(config: &ClipConfig, set: &PairSet) -> anyhow::Result<TokenizedTexts> {
     let texts: Vec<&str> = set.texts.iter().map(String::as_str).collect();
-    Ok(tokenizer.encode_all(&texts)?)
+    Ok(text_tokenizer(&config.text)?.0.encode_all(&texts)?)
 }
 
 /// Embeds `texts` in batches of 32: `(vectors row-major, width)`.

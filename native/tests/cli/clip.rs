@@ -479,7 +479,7 @@ fn hf_tensor_sizes(dir: &Path) -> Vec<(String, usize)> {
 }
 
 /// CLIP with a pretrained HF text side (the tiny BERT fixture): trains its top layer, pooler
-/// and projections only, evaluates, and is refused by `bundle pack` with a reason.
+/// and projections only, evaluates, and packs into a bundle that carries its tokenizer.
 #[test]
 fn clip_trains_with_a_huggingface_text_encoder() {
     let dir = scratch("clip-hf");
@@ -531,17 +531,92 @@ fn clip_trains_with_a_huggingface_text_encoder() {
     let out = xtal(&["eval", "clip", "--run", run.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
-    let out = xtal(&[
-        "bundle",
-        "pack",
-        "--run",
-        run.to_str().unwrap(),
-        "-o",
-        dir.join("b.xtal").to_str().unwrap(),
-    ]);
+    // The run packs with its tokenizer; the bundle embeds every description as packing did
+    // from the checkpoint and the model folder (its index's text side): each description,
+    // searched against the text side, finds itself at cosine 1.
+    let bundle = dir.join("b.xtal");
+    let bundle_s = bundle.to_str().unwrap();
+    let pack = |extra: &[&str]| {
+        let mut args = vec![
+            "bundle",
+            "pack",
+            "--run",
+            run.to_str().unwrap(),
+            "--index",
+            data.to_str().unwrap(),
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        xtal(&args)
+    };
+    let out = pack(&["-o", bundle_s]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = xtal(&["bundle", "inspect", bundle_s]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown.contains("pretrained HuggingFace bert `bert`") && shown.contains("first pooling"),
+        "{shown}"
+    );
+    let texts: Vec<String> = std::fs::read_to_string(data.join("dataset.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .map(String::from)
+        })
+        .take(3)
+        .collect();
+    for text in &texts {
+        let out = xtal(&[
+            "search",
+            "--bundle",
+            bundle_s,
+            "--against",
+            "text",
+            "-k",
+            "1",
+            "--json",
+            text,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let top = &found["results"][0];
+        assert_eq!(top["description"].as_str(), Some(text.as_str()));
+        let score = top["score"].as_f64().unwrap();
+        assert!((score - 1.0).abs() < 1e-5, "{text}: cosine {score}");
+    }
+    // f16 halves the backbone and keeps the ranking.
+    let half = dir.join("b16.xtal");
+    let out = pack(&["--f16", "-o", half.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("f16 check"), "{}", stderr(&out));
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64;
+    assert!(
+        size(&half) < 0.75 * size(&bundle),
+        "{} vs {}",
+        size(&half),
+        size(&bundle)
+    );
+    // Without its model folder the run cannot be packed: the tokenizer is named.
+    let run_config = run.join("run.json");
+    let config = std::fs::read_to_string(&run_config).unwrap();
+    assert!(config.contains(bert.to_str().unwrap()));
+    std::fs::write(
+        &run_config,
+        config.replace(bert.to_str().unwrap(), "/no/such/bert"),
+    )
+    .unwrap();
+    let out = pack(&["-o", dir.join("b2.xtal").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("HuggingFace"), "{}", stderr(&out));
-    assert!(!dir.join("b.xtal").exists());
+    assert!(
+        stderr(&out).contains("/no/such/bert/tokenizer.json"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("b2.xtal").exists());
+    std::fs::write(&run_config, config).unwrap();
 
     // A folder that is not there, and an unknown pooling, are named.
     let out = train(

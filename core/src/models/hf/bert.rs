@@ -151,6 +151,66 @@ impl BertConfig {
         }
     }
 
+    /// Trainable values, from the configuration alone (see [`super::HfEncoderConfig::parameter_count`]).
+    pub fn parameter_count(&self) -> u64 {
+        let (h, e, i) = (
+            self.hidden_size as u64,
+            self.embedding_size.unwrap_or(self.hidden_size) as u64,
+            self.intermediate_size as u64,
+        );
+        let rows = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) as u64;
+        let projection = if e != h { e * h + h } else { 0 };
+        let embeddings = rows * e + 2 * e + projection;
+        let layer = 4 * (h * h + h) + 4 * h + (h * i + i) + (i * h + h);
+        let pooler = if self.pooler { h * h + h } else { 0 };
+        embeddings + self.num_hidden_layers as u64 * layer + pooler
+    }
+
+    /// `(key, value, least, most)` of every size (see [`super::HfEncoderConfig::check`]).
+    pub(super) fn sizes(&self) -> Vec<(&'static str, usize, usize, usize)> {
+        vec![
+            ("vocab_size", self.vocab_size, 1, super::MAX_VOCAB),
+            ("hidden_size", self.hidden_size, 1, super::MAX_WIDTH),
+            (
+                "embedding_size",
+                self.embedding_size.unwrap_or(self.hidden_size),
+                1,
+                super::MAX_WIDTH,
+            ),
+            (
+                "num_hidden_layers",
+                self.num_hidden_layers,
+                1,
+                super::MAX_LAYERS,
+            ),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                1,
+                self.hidden_size,
+            ),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                1,
+                4 * super::MAX_WIDTH,
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                self.position_offset() + 1,
+                super::MAX_POSITIONS,
+            ),
+            ("type_vocab_size", self.type_vocab_size, 0, 1024),
+            (
+                "pad_token_id",
+                self.pad_token_id,
+                0,
+                self.vocab_size.saturating_sub(1),
+            ),
+        ]
+    }
+
     pub fn init<B: Backend>(&self, device: &B::Device) -> Bert<B> {
         let (h, e) = (
             self.hidden_size,

@@ -189,6 +189,90 @@ impl DebertaV2Config {
         }
     }
 
+    /// Trainable values, from the configuration alone (see [`super::HfEncoderConfig::parameter_count`]).
+    pub fn parameter_count(&self) -> u64 {
+        let (h, e, i) = (
+            self.hidden_size as u64,
+            self.embedding_size as u64,
+            self.intermediate_size as u64,
+        );
+        let positions = if self.position_biased_input {
+            self.max_position_embeddings as u64
+        } else {
+            0
+        };
+        let projection = if e != h { e * h } else { 0 };
+        let embeddings = (self.vocab_size as u64 + positions + self.type_vocab_size as u64) * e
+            + projection
+            + 2 * h;
+        let separate = self.relative_attention && !self.share_att_key;
+        let position_projections = (separate && self.c2p) as u64 + (separate && self.p2c) as u64;
+        let layer = (4 + position_projections) * (h * h + h) + 4 * h + (h * i + i) + (i * h + h);
+        let relative = if self.relative_attention {
+            2 * self.attention_span() as u64 * h
+                + if self.norm_relative_embeddings {
+                    2 * h
+                } else {
+                    0
+                }
+        } else {
+            0
+        };
+        embeddings + self.num_hidden_layers as u64 * layer + relative
+    }
+
+    /// `(key, value, least, most)` of every size (see [`super::HfEncoderConfig::check`]).
+    pub(super) fn sizes(&self) -> Vec<(&'static str, usize, usize, usize)> {
+        vec![
+            ("vocab_size", self.vocab_size, 1, super::MAX_VOCAB),
+            ("hidden_size", self.hidden_size, 1, super::MAX_WIDTH),
+            ("embedding_size", self.embedding_size, 1, super::MAX_WIDTH),
+            (
+                "num_hidden_layers",
+                self.num_hidden_layers,
+                1,
+                super::MAX_LAYERS,
+            ),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                1,
+                self.hidden_size,
+            ),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                1,
+                4 * super::MAX_WIDTH,
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1,
+                super::MAX_POSITIONS,
+            ),
+            (
+                "max_relative_positions",
+                self.max_relative_positions,
+                1,
+                super::MAX_POSITIONS,
+            ),
+            (
+                "position_buckets",
+                self.position_buckets,
+                0,
+                super::MAX_POSITIONS,
+            ),
+            ("type_vocab_size", self.type_vocab_size, 0, 1024),
+            (
+                "pad_token_id",
+                self.pad_token_id,
+                0,
+                self.vocab_size.saturating_sub(1),
+            ),
+        ]
+    }
+
     pub fn init<B: Backend>(&self, device: &B::Device) -> DebertaV2<B> {
         let (h, e) = (self.hidden_size, self.embedding_size);
         let norm = |w| {

@@ -105,6 +105,7 @@ pub fn parse_config(bytes: &[u8], file: &str) -> Result<(String, HfEncoderConfig
             )));
         }
     };
+    config.check().map_err(|m| HfError::file(file, m))?;
     Ok((model_type, config))
 }
 

@@ -89,6 +89,13 @@ impl Activation {
     }
 }
 
+/// Bounds on a configuration's sizes: far above every supported checkpoint, low enough that
+/// a hostile `config.json` (in a folder or a bundle) cannot ask for unbounded memory.
+const MAX_VOCAB: usize = 1 << 20;
+const MAX_WIDTH: usize = 8192;
+const MAX_LAYERS: usize = 96;
+const MAX_POSITIONS: usize = 1 << 16;
+
 /// One of the supported architectures, as read from `config.json`.
 #[derive(Config, Debug)]
 pub enum HfEncoderConfig {
@@ -115,6 +122,42 @@ impl HfEncoderConfig {
             HfEncoderConfig::T5(c) => HfEncoder::T5(c.init(device)),
             HfEncoderConfig::DebertaV2(c) => HfEncoder::DebertaV2(c.init(device)),
         }
+    }
+
+    /// Trainable values, from the configuration alone: a bundle's weights are checked
+    /// against it before anything is allocated.
+    pub fn parameter_count(&self) -> u64 {
+        match self {
+            HfEncoderConfig::Bert(c) | HfEncoderConfig::DistilBert(c) => c.parameter_count(),
+            HfEncoderConfig::T5(c) => c.parameter_count(),
+            HfEncoderConfig::DebertaV2(c) => c.parameter_count(),
+        }
+    }
+
+    /// Every size within bounds (see [`MAX_WIDTH`]) and heads that divide the width; the
+    /// error names the `config.json` key.
+    pub fn check(&self) -> Result<(), String> {
+        let (sizes, heads) = match self {
+            HfEncoderConfig::Bert(c) | HfEncoderConfig::DistilBert(c) => {
+                (c.sizes(), Some(c.num_attention_heads))
+            }
+            HfEncoderConfig::T5(c) => (c.sizes(), None),
+            HfEncoderConfig::DebertaV2(c) => (c.sizes(), Some(c.num_attention_heads)),
+        };
+        for (key, value, least, most) in sizes {
+            if !(least..=most).contains(&value) {
+                return Err(format!("{key} = {value} is outside {least} … {most}"));
+            }
+        }
+        if let Some(heads) = heads
+            && !self.hidden_size().is_multiple_of(heads)
+        {
+            return Err(format!(
+                "hidden size {} is not divisible by {heads} attention heads",
+                self.hidden_size()
+            ));
+        }
+        Ok(())
     }
 
     pub fn hidden_size(&self) -> usize {
@@ -292,4 +335,68 @@ pub(crate) fn arange_ids<B: Backend>(
     Tensor::<B, 1, Int>::arange(0..len as i64, device)
         .unsqueeze_dim::<2>(0)
         .expand([batch, len])
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+
+    use super::*;
+    use crate::device::NdArray;
+
+    /// Every fixture architecture (and its variants: BERT with and without a pooler, DeBERTa
+    /// with shared and separate position projections): the count from the configuration is
+    /// what burn counts in the built module.
+    #[test]
+    fn parameter_count_is_the_built_modules() {
+        let fixtures = [
+            include_str!("../../../../tests/fixtures/hf/bert/config.json"),
+            include_str!("../../../../tests/fixtures/hf/roberta/config.json"),
+            include_str!("../../../../tests/fixtures/hf/xlm-roberta/config.json"),
+            include_str!("../../../../tests/fixtures/hf/electra/config.json"),
+            include_str!("../../../../tests/fixtures/hf/distilbert/config.json"),
+            include_str!("../../../../tests/fixtures/hf/t5/config.json"),
+            include_str!("../../../../tests/fixtures/hf/t5-gated/config.json"),
+            include_str!("../../../../tests/fixtures/hf/deberta-v2/config.json"),
+        ];
+        let device = Default::default();
+        let mut checked = 0;
+        for text in fixtures {
+            let (model_type, base) = parse_config(text.as_bytes(), "config.json").unwrap();
+            let mut variants = vec![base.clone()];
+            match &base {
+                HfEncoderConfig::Bert(c) => {
+                    variants.push(HfEncoderConfig::Bert(c.clone().with_pooler(!c.pooler)))
+                }
+                HfEncoderConfig::DebertaV2(c) => {
+                    let mut other = c.clone();
+                    other.share_att_key = !c.share_att_key;
+                    other.norm_relative_embeddings = !c.norm_relative_embeddings;
+                    other.position_biased_input = !c.position_biased_input;
+                    variants.push(HfEncoderConfig::DebertaV2(other));
+                }
+                _ => {}
+            }
+            for config in variants {
+                let built = config.init::<NdArray>(&device).num_params() as u64;
+                assert_eq!(config.parameter_count(), built, "{model_type}: {config:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 13);
+    }
+
+    /// A hostile or mistyped size is refused by name.
+    #[test]
+    fn check_names_the_key_out_of_bounds() {
+        let text = include_str!("../../../../tests/fixtures/hf/bert/config.json");
+        let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
+        value["num_hidden_layers"] = 100_000.into();
+        let e = parse_config(value.to_string().as_bytes(), "m/config.json").unwrap_err();
+        assert!(e.to_string().contains("num_hidden_layers = 100000"), "{e}");
+        let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
+        value["num_attention_heads"] = 7.into();
+        let e = parse_config(value.to_string().as_bytes(), "m/config.json").unwrap_err();
+        assert!(e.to_string().contains("not divisible by 7"), "{e}");
+    }
 }

@@ -108,6 +108,51 @@ impl T5Config {
         ))
     }
 
+    /// Trainable values, from the configuration alone (see [`super::HfEncoderConfig::parameter_count`]).
+    pub fn parameter_count(&self) -> u64 {
+        let (d, inner, ff) = (
+            self.d_model as u64,
+            (self.num_heads * self.d_kv) as u64,
+            self.d_ff as u64,
+        );
+        let feed_forward = if self.gated { 3 } else { 2 } * d * ff;
+        let layer = 4 * d * inner + feed_forward + 2 * d;
+        self.vocab_size as u64 * d
+            + (self.relative_attention_num_buckets * self.num_heads) as u64
+            + self.num_layers as u64 * layer
+            + d
+    }
+
+    /// `(key, value, least, most)` of every size (see [`super::HfEncoderConfig::check`]).
+    pub(super) fn sizes(&self) -> Vec<(&'static str, usize, usize, usize)> {
+        vec![
+            ("vocab_size", self.vocab_size, 1, super::MAX_VOCAB),
+            ("d_model", self.d_model, 1, super::MAX_WIDTH),
+            ("d_kv", self.d_kv, 1, super::MAX_WIDTH),
+            ("d_ff", self.d_ff, 1, 4 * super::MAX_WIDTH),
+            ("num_layers", self.num_layers, 1, super::MAX_LAYERS),
+            ("num_heads", self.num_heads, 1, 256),
+            (
+                "relative_attention_num_buckets",
+                self.relative_attention_num_buckets,
+                2,
+                4096,
+            ),
+            (
+                "relative_attention_max_distance",
+                self.relative_attention_max_distance,
+                1,
+                super::MAX_POSITIONS,
+            ),
+            (
+                "pad_token_id",
+                self.pad_token_id,
+                0,
+                self.vocab_size.saturating_sub(1),
+            ),
+        ]
+    }
+
     pub fn init<B: Backend>(&self, device: &B::Device) -> T5Encoder<B> {
         let (d, inner) = (self.d_model, self.num_heads * self.d_kv);
         let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);

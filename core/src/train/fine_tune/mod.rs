@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::RetrievalIndex;
 use crate::data::{batches_per_epoch, epoch_batches};
-use crate::models::clip::{ByteTokenizer, Clip, clip_loss};
+use crate::models::clip::{Clip, TextTokenizer, TokenizedTexts, clip_loss};
 
 use super::ReadError;
 use super::checkpoint::CheckpointError;
@@ -137,8 +137,37 @@ struct FineTuneStep {
     pairs: FineTunePairs,
     /// `[pairs, embed_dim]` structure embeddings of `IndexText` pairs (empty otherwise).
     targets: Vec<f32>,
-    tokenizer: ByteTokenizer,
+    tokens: PairTokens,
     settings: FineTuneSettings,
+}
+
+/// The pairs' texts as the bundle's tokenizer reads them, once.
+struct PairTokens {
+    /// `IndexText`'s texts or `TextText`'s first texts.
+    first: TokenizedTexts,
+    /// `TextText`'s second texts.
+    second: Option<TokenizedTexts>,
+}
+
+impl PairTokens {
+    fn new(pairs: &FineTunePairs, tokenizer: &TextTokenizer) -> Result<Self, FineTuneError> {
+        let encode = |texts: &[String]| {
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            tokenizer
+                .encode_all(&texts)
+                .map_err(|e| FineTuneError::Pairs(e.to_string()))
+        };
+        Ok(match pairs {
+            FineTunePairs::IndexText { texts, .. } => Self {
+                first: encode(texts)?,
+                second: None,
+            },
+            FineTunePairs::TextText { first, second } => Self {
+                first: encode(first)?,
+                second: Some(encode(second)?),
+            },
+        })
+    }
 }
 
 impl FineTuneStep {
@@ -185,10 +214,9 @@ impl<B: AutodiffBackend> TrainStep<B> for FineTuneStep {
     fn loss(&self, model: &Clip<B>, items: Vec<usize>) -> Result<StepLoss<B>, FineTuneError> {
         Ok(StepLoss::new(pairs_loss(
             model,
-            &self.pairs,
+            &self.tokens,
             &self.targets,
             &items,
-            &self.tokenizer,
         )))
     }
 
@@ -215,12 +243,13 @@ impl<M, F: FnMut(usize, f64) -> Result<(), String>> FitObserver<M> for StepLosse
 impl<B: AutodiffBackend> FineTune<B> {
     pub fn new(
         model: Clip<B>,
-        tokenizer: ByteTokenizer,
+        tokenizer: TextTokenizer,
         pairs: FineTunePairs,
         index: Option<&RetrievalIndex>,
         settings: FineTuneSettings,
     ) -> Result<Self, FineTuneError> {
         settings.check()?;
+        let tokens = PairTokens::new(&pairs, &tokenizer)?;
         let targets = match &pairs {
             FineTunePairs::IndexText { rows, .. } => {
                 let (index, rows_f32) = index
@@ -263,7 +292,7 @@ impl<B: AutodiffBackend> FineTune<B> {
             step: FineTuneStep {
                 pairs,
                 targets,
-                tokenizer,
+                tokens,
                 settings,
             },
         })
@@ -280,7 +309,7 @@ impl<B: AutodiffBackend> FineTune<B> {
         let model = self.model()?;
         let s = &self.step;
         let idx: Vec<usize> = (0..s.pairs.len().min(512)).collect();
-        Ok(pairs_loss(&model, &s.pairs, &s.targets, &idx, &s.tokenizer))
+        Ok(pairs_loss(&model, &s.tokens, &s.targets, &idx))
     }
 
     /// Runs the fine-tune: the loss over the pairs before and after, each step's loss to
@@ -372,32 +401,31 @@ impl<B: AutodiffBackend> FineTune<B> {
     }
 }
 
-/// CLIP loss of the pairs `idx`.
+/// CLIP loss of the pairs `idx`: texts against their index rows' structure embeddings
+/// (`targets`), or first texts against second texts.
 fn pairs_loss<B: Backend>(
     model: &Clip<B>,
-    pairs: &FineTunePairs,
+    tokens: &PairTokens,
     targets: &[f32],
     idx: &[usize],
-    tokenizer: &ByteTokenizer,
 ) -> Tensor<B, 1> {
     let device = model.logit_scale.val().device();
-    let embed = |texts: &[String]| {
-        let chosen: Vec<&str> = idx.iter().map(|&i| texts[i].as_str()).collect();
-        let (ids, pad) = tokenizer.batch::<B>(&chosen, &device);
+    let embed = |texts: &TokenizedTexts| {
+        let (ids, pad) = texts.batch::<B>(idx, &device);
         model.text.forward(ids, pad)
     };
-    let (a, b) = match pairs {
-        FineTunePairs::IndexText { texts, .. } => {
-            let dim = targets.len() / texts.len().max(1);
+    let a = match &tokens.second {
+        Some(_) => embed(&tokens.first),
+        None => {
+            let dim = targets.len() / tokens.first.len().max(1);
             let mut rows = Vec::with_capacity(idx.len() * dim);
             for &i in idx {
                 rows.extend_from_slice(&targets[i * dim..(i + 1) * dim]);
             }
-            let rows = Tensor::from_data(TensorData::new(rows, [idx.len(), dim]), &device);
-            (rows, embed(texts))
+            Tensor::from_data(TensorData::new(rows, [idx.len(), dim]), &device)
         }
-        FineTunePairs::TextText { first, second } => (embed(first), embed(second)),
     };
+    let b = embed(tokens.second.as_ref().unwrap_or(&tokens.first));
     clip_loss(a, b, model.logit_scale.val())
 }
 

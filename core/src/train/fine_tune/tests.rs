@@ -3,7 +3,7 @@ use burn::backend::Autodiff;
 use super::*;
 use crate::bundle::IndexRecords;
 use crate::device::NdArray;
-use crate::models::clip::{ClipConfig, StructureProjectorConfig, TextEncoderConfig};
+use crate::models::clip::{ClipConfig, StructureProjectorConfig, TextEncoderConfig, TextTokenizer};
 use crate::train::to_host;
 
 type B = Autodiff<NdArray>;
@@ -125,7 +125,14 @@ fn fine_tune_lowers_the_loss_and_changes_only_trainable_values() {
         ..Default::default()
     };
     let tokenizer = config().text.tokenizer();
-    let mut tune = FineTune::new(model, tokenizer, pairs, Some(&index), settings).unwrap();
+    let mut tune = FineTune::new(
+        model,
+        TextTokenizer::Bytes(tokenizer),
+        pairs,
+        Some(&index),
+        settings,
+    )
+    .unwrap();
     let mut seen = Vec::new();
     let report = tune
         .run_blocking(None, |step, loss| {
@@ -190,7 +197,7 @@ fn fine_tune_takes_exactly_its_steps_and_stops_when_told() {
         let model = config().init::<B>(&Default::default());
         FineTune::new(
             model,
-            config().text.tokenizer(),
+            TextTokenizer::Bytes(config().text.tokenizer()),
             pairs,
             Some(&index),
             settings,

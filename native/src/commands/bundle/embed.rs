@@ -92,7 +92,7 @@ impl OnDevice for EmbedQueries<'_> {
         Ok(match self.1 {
             Query::Texts(texts) => {
                 let t: Vec<&str> = texts.iter().map(String::as_str).collect();
-                to_host(bundle.embed_texts(&model, &t, &device))?
+                to_host(bundle.embed_texts(&model, &t, &device)?)?
             }
             Query::Cifs(files) => {
                 let items = files

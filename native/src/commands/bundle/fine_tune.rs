@@ -113,7 +113,7 @@ impl OnDevice for Task<'_> {
         let model = bundle.model::<B>(&device)?;
         let mut tune = FineTune::new(
             model,
-            bundle.config().text.tokenizer(),
+            bundle.tokenizer.clone(),
             pairs,
             bundle.index.as_ref(),
             self.settings.clone(),
@@ -137,7 +137,7 @@ impl OnDevice for Task<'_> {
                     .map(String::as_str)
                     .collect();
                 let mut index = index.clone();
-                index.text = Some(to_host(bundle.embed_texts(&model, &texts, &device))?);
+                index.text = Some(to_host(bundle.embed_texts(&model, &texts, &device)?)?);
                 Some(index)
             }
             None => None,

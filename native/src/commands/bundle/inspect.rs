@@ -43,10 +43,7 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         "model      {} — {} parameters ({}), {}-D embeddings",
         m.model.kind, m.model.parameters, m.model.weights_dtype, m.model.embed_dim
     );
-    println!(
-        "text       byte-level Transformer: width {}, {} layers, {} heads, {} bytes",
-        c.text.width, c.text.layers, c.text.heads, c.text.max_len
-    );
+    println!("text       {}", c.text.describe());
     let s = &m.structure_input;
     println!(
         "structure  {}-D {} → {} projector{}",

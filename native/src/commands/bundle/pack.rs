@@ -20,6 +20,7 @@ use xtal_core::viz::tsne::{TsneConfig, tsne};
 
 use super::common::human_bytes;
 use crate::commands::clip::{EmbedTask, LoadedRun, load_clip_run};
+use crate::commands::text_model::text_tokenizer;
 use crate::exit::BadInput;
 use crate::output::write_atomic;
 
@@ -71,15 +72,9 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         args.index.as_deref(),
         args.graph_emb_dir.as_deref(),
     )?;
-    if let Some(hf) = &loaded.info.model.text.huggingface {
-        return Err(BadInput(format!(
-            "{}: its text encoder is the HuggingFace model {} ({}); bundles carry byte-level text encoders only so far",
-            args.run.display(),
-            hf.model,
-            hf.model_type
-        ))
-        .into());
-    }
+    // A HF text encoder travels with its tokenizer, read from the folder the run names.
+    let (_, tokenizer_json) = text_tokenizer(&loaded.info.model.text)
+        .with_context(|| format!("{}: the run's text encoder", args.run.display()))?;
     let checkpoint = loaded.run.load_checkpoint(&args.checkpoint)?;
     let (structure_input, element_table) = structure_input(&loaded)?;
     let device = crate::commands::one_device(&args.device)?;
@@ -146,6 +141,7 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         PackTask {
             weights: checkpoint.model,
             config,
+            tokenizer_json: tokenizer_json.as_deref(),
             structure_input: &structure_input,
             element_table,
             // Graph inputs have no fitted normalisers.
@@ -248,7 +244,7 @@ fn model_card(
     format!(
         "# xtal structure–text CLIP\n\n\
          Packed from run `{}` ({} checkpoint, epoch {epoch}), trained on `{}`.\n\n\
-         - Text encoder: byte-level Transformer, width {}, {} layers, {} heads, {} bytes\n\
+         - Text encoder: {}\n\
          - Structure input: {}-D {}\n\
          - Embedding: {}-D, L2-normalised; cosine similarity compares them\n\n\
          Validation retrieval at packing: structure → text Recall@1 {} / Recall@10 {}, \
@@ -256,10 +252,7 @@ fn model_card(
         args.run.display(),
         args.checkpoint,
         loaded.info.data.jsonl.display(),
-        config.text.width,
-        config.text.layers,
-        config.text.heads,
-        config.text.max_len,
+        config.text.describe(),
         config.structure.input_dim,
         match (&config.graph, loaded.set.layout) {
             (Some(g), _) => format!(
@@ -285,6 +278,7 @@ struct Packed {
 struct PackTask<'a> {
     weights: Vec<u8>,
     config: &'a ClipConfig,
+    tokenizer_json: Option<&'a [u8]>,
     structure_input: &'a StructureInput,
     element_table: Option<String>,
     fitted_on: Option<usize>,
@@ -306,6 +300,7 @@ impl OnDevice for PackTask<'_> {
             pack(PackInput {
                 model: &model,
                 config: self.config,
+                tokenizer_json: self.tokenizer_json,
                 structure_input: self.structure_input,
                 element_table_source: self.element_table.clone(),
                 fitted_on: self.fitted_on,
@@ -334,8 +329,8 @@ impl OnDevice for PackTask<'_> {
             idx = (0..set.len()).collect();
         }
         let texts: Vec<&str> = idx.iter().map(|&i| set.texts[i].as_str()).collect();
-        let t32 = to_host(half.embed_texts(&model, &texts, &device))?;
-        let t16 = to_host(half.embed_texts(&half_model, &texts, &device))?;
+        let t32 = to_host(half.embed_texts(&model, &texts, &device)?)?;
+        let t16 = to_host(half.embed_texts(&half_model, &texts, &device)?)?;
         let s32 = to_host(model.encode_structures(structure_batch(set, &idx, &device)))?;
         let s16 = to_host(half_model.encode_structures(structure_batch(set, &idx, &device)))?;
         let diff = |a: &[f32], b: &[f32]| {

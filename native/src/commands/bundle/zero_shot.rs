@@ -76,7 +76,7 @@ impl OnDevice for Scores<'_> {
             .map_err(|e| BadInput(format!("{name}: {e}")))?;
         let structure = to_host(self.bundle.embed_structures(&model, &[item], &device)?)?;
         let phrases: Vec<&str> = self.phrases.iter().map(String::as_str).collect();
-        let texts = to_host(self.bundle.embed_texts(&model, &phrases, &device))?;
+        let texts = to_host(self.bundle.embed_texts(&model, &phrases, &device)?)?;
         let logit_scale = to_host(model.logit_scale.val())?;
         let scale = temperature_scale(logit_scale.first().copied().unwrap_or(0.0));
         Ok(score(&structure, self.phrases, &texts, scale))
