@@ -8,8 +8,8 @@ use std::io::Write;
 use burn::module::Module;
 use burn::prelude::*;
 use xtal_core::bundle::{
-    Bundle, BundleError, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, RetrievalIndex,
-    Side, StructureInput, pack,
+    Bundle, BundleError, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, PackModel,
+    PropertyTarget, RetrievalIndex, Side, StructureInput, pack,
 };
 use xtal_core::data::{FeatureScaler, StructureItem};
 use xtal_core::device::{CpuBackend, DeviceSpec, OnDevice, available_devices, run_on};
@@ -17,8 +17,10 @@ use xtal_core::featurize::{CrystalGraph, ElementTable, FtcpConfig, GraphBatch, R
 use xtal_core::models::clip::{
     ClipConfig, StructureBatch, StructureProjectorConfig, TextEncoderConfig,
 };
-use xtal_core::models::structure::{GraphBackbone, StructureEncoderConfig};
+use xtal_core::models::property::PropertyModelConfig;
+use xtal_core::models::structure::{GraphBackbone, Readout, StructureEncoderConfig};
 use xtal_core::structure::{CifOptions, read_cif};
+use xtal_core::train::TargetScale;
 use xtal_core::train::to_host;
 
 type Cpu = xtal_core::device::Flex;
@@ -151,9 +153,11 @@ fn packed() -> Packed {
     };
     let pack_with = |half| {
         pack(PackInput {
-            model: &model,
-            config: &config,
-            tokenizer_json: None,
+            model: PackModel::Clip {
+                model: &model,
+                config: &config,
+                tokenizer_json: None,
+            },
             structure_input: &input,
             element_table_source: Some("default".into()),
             fitted_on: Some(cifs.len()),
@@ -308,9 +312,11 @@ fn a_graph_bundle_embeds_cifs_like_its_model() {
             table: table.clone(),
         });
         let bytes = pack(PackInput {
-            model: &model,
-            config: &config,
-            tokenizer_json: None,
+            model: PackModel::Clip {
+                model: &model,
+                config: &config,
+                tokenizer_json: None,
+            },
             structure_input: &input,
             element_table_source: Some("default".into()),
             fitted_on: None,
@@ -337,18 +343,9 @@ fn a_graph_bundle_embeds_cifs_like_its_model() {
         assert!(err.to_string().contains("not precomputed vectors"), "{err}");
 
         // A manifest that disagrees with its graph encoder is refused before anything is built.
-        let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
-            let mut e = entries(&bytes);
-            let mut m: serde_json::Value = serde_json::from_slice(&e[0].1).unwrap();
-            edit(&mut m);
-            e[0].1 = serde_json::to_vec(&m).unwrap();
-            refused(
-                &rezip(&e, zip::CompressionMethod::Stored),
-                &Limits::default(),
-            )
-        };
+        let edited = |edit: &dyn Fn(&mut serde_json::Value)| refused_edit(&bytes, edit);
         let err = edited(&|m| m["structure_input"]["kind"] = "vector".into());
-        assert!(err.contains("needs model.config.graph"), "{err}");
+        assert!(err.contains("needs a graph encoder"), "{err}");
         let err = edited(&|m| m["model"]["config"]["graph"]["graph"]["cutoff"] = 1000.0.into());
         assert!(err.contains("cutoff"), "{err}");
         let err =
@@ -357,7 +354,156 @@ fn a_graph_bundle_embeds_cifs_like_its_model() {
         let err = edited(&|m| m["model"]["config"]["graph"]["layers"] = 3.into());
         assert!(err.contains("model.parameters"), "{err}");
         let err = edited(&|m| m["model"]["config"]["graph"] = serde_json::Value::Null);
-        assert!(err.contains("needs model.config.graph"), "{err}");
+        assert!(err.contains("needs a graph encoder"), "{err}");
+    }
+}
+
+struct Predict<'a>(&'a Bundle, &'a [(String, String, String)]);
+impl OnDevice for Predict<'_> {
+    type Output = Vec<f64>;
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let model = self.0.property_model::<B::InnerBackend>(&device).unwrap();
+        let items: Vec<StructureItem> = self
+            .1
+            .iter()
+            .map(|(_, _, c)| self.0.structure_input.from_cif(c).unwrap())
+            .collect();
+        self.0.predict(&model, &items, &device).unwrap()
+    }
+}
+
+#[test]
+fn a_property_bundle_predicts_like_its_model() {
+    let cifs = sample_cifs(70);
+    let device = Default::default();
+    let table = ElementTable::default_table();
+    let scale = TargetScale {
+        mean: 1.7,
+        std: 0.8,
+    };
+    for (backbone, readout) in [
+        (GraphBackbone::Cgcnn, Readout::Mean),
+        (GraphBackbone::Painn, Readout::Attention),
+    ] {
+        let encoder = StructureEncoderConfig::of(backbone)
+            .with_hidden(16)
+            .with_layers(2)
+            .with_readout(readout)
+            .with_output_dim(12);
+        let config = PropertyModelConfig::new(encoder.clone()).with_head_hidden(8);
+        Cpu::seed(&device, 5);
+        let model = config.init::<Cpu>(&device);
+        // The reference: the model on graphs built here, scaled back by hand.
+        let graphs: Vec<CrystalGraph> = cifs
+            .iter()
+            .map(|(_, _, c)| {
+                let s = read_cif(c, &CifOptions::default()).unwrap();
+                CrystalGraph::build(&s[0].structure, &encoder.graph).unwrap()
+            })
+            .collect();
+        let refs: Vec<&CrystalGraph> = graphs.iter().collect();
+        let batch = GraphBatch::new(&refs, &table).unwrap().to_tensors(&device);
+        let want: Vec<f64> = to_host(model.forward(&batch))
+            .unwrap()
+            .iter()
+            .map(|z| 1.7 + 0.8 * f64::from(*z))
+            .collect();
+        let input = StructureInput::Graph(GraphInput {
+            config: encoder.graph,
+            table: table.clone(),
+        });
+        let pack_with = |half: bool| {
+            pack(PackInput {
+                model: PackModel::Property {
+                    model: &model,
+                    config: &config,
+                    target: PropertyTarget {
+                        name: "band_gap".into(),
+                        source: Some("mp40".into()),
+                        scale,
+                    },
+                },
+                structure_input: &input,
+                element_table_source: Some("default".into()),
+                fitted_on: None,
+                index: None,
+                card: None,
+                half,
+                created: "2026-01-01T00:00:00Z".into(),
+                xtal_version: "test".into(),
+                source: None,
+                f16_check: None,
+            })
+            .unwrap()
+        };
+        let bytes = pack_with(false);
+        let bundle = Bundle::from_bytes(&bytes, &Limits::default()).unwrap();
+        assert_eq!(bundle.manifest.model.model.kind(), "property");
+        assert_eq!(bundle.manifest.model.parameters, model.num_params() as u64);
+        assert!(bundle.manifest.tokenizer.is_none() && bundle.index.is_none());
+        // More than one batch of 64, on every backend.
+        for spec in every_backend() {
+            let got = run_on(&spec, Predict(&bundle, &cifs)).unwrap();
+            assert_eq!(got.len(), want.len());
+            let d = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(d <= 1e-4, "{backbone:?} on {spec}: {d:e}");
+        }
+        let half = Bundle::from_bytes(&pack_with(true), &Limits::default()).unwrap();
+        let weights = |b: &Bundle| b.manifest.entry("weights.safetensors").unwrap().size;
+        assert!(weights(&half) < weights(&bundle) * 6 / 10);
+        let got = run_on(&DeviceSpec::Cpu(CpuBackend::Flex), Predict(&half, &cifs)).unwrap();
+        let d = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(d <= 2e-2, "f16: {d:e}");
+
+        // A property bundle is not a CLIP bundle, and the other way round.
+        let err = bundle.model::<Cpu>(&device).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BundleError::Kind {
+                    found: "property",
+                    needed: "clip"
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            bundle
+                .embed_texts(&small_config(4).init::<Cpu>(&device), &TEXTS, &device)
+                .is_err()
+        );
+        let clip = Bundle::from_bytes(&packed().bytes, &Limits::default()).unwrap();
+        let err = clip.property_model::<Cpu>(&device).unwrap_err();
+        assert!(err.to_string().contains("holds a clip model"), "{err}");
+
+        // Manifests that disagree with themselves are refused, naming the key.
+        let edited = |edit: &dyn Fn(&mut serde_json::Value)| refused_edit(&bytes, edit);
+        let err = edited(&|m| m["model"]["target"]["scale"]["std"] = 0.0.into());
+        assert!(err.contains("target.scale"), "{err}");
+        let err = edited(&|m| m["model"]["target"] = serde_json::Value::Null);
+        assert!(err.contains("model.target"), "{err}");
+        let err = edited(&|m| m["model"]["kind"] = "clip".into());
+        assert!(err.contains("model.target"), "{err}");
+        let err = edited(&|m| m["model"]["kind"] = "ssl".into());
+        assert!(err.contains("model.kind 'ssl' is not supported"), "{err}");
+        let err = edited(&|m| m["model"]["config"]["encoder"]["layers"] = 1000.into());
+        assert!(err.contains("encoder.layers"), "{err}");
+        let err = edited(&|m| m["model"]["config"]["head_hidden"] = 9.into());
+        assert!(err.contains("model.parameters"), "{err}");
+        let err = edited(&|m| m["tokenizer"] = serde_json::json!({"kind": "bytes", "max_len": 64}));
+        assert!(err.contains("no tokenizer"), "{err}");
+        let err = edited(&|m| m["structure_input"]["dim"] = 13.into());
+        assert!(err.contains("structure_input.dim"), "{err}");
+        let err = edited(&|m| m["model"]["target"]["surprise"] = 1.into());
+        assert!(err.contains("surprise"), "{err}");
     }
 }
 
@@ -391,6 +537,18 @@ fn refused(bytes: &[u8], limits: &Limits) -> String {
         Ok(_) => panic!("a hostile bundle was accepted"),
         Err(e) => e.to_string(),
     }
+}
+
+/// Why `bytes` with its manifest edited is refused.
+fn refused_edit(bytes: &[u8], edit: &dyn Fn(&mut serde_json::Value)) -> String {
+    let mut e = entries(bytes);
+    let mut m: serde_json::Value = serde_json::from_slice(&e[0].1).unwrap();
+    edit(&mut m);
+    e[0].1 = serde_json::to_vec(&m).unwrap();
+    refused(
+        &rezip(&e, zip::CompressionMethod::Stored),
+        &Limits::default(),
+    )
 }
 
 fn with_manifest(p: &Packed, edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
@@ -626,9 +784,11 @@ fn hf_packed(name: &str) -> HfPacked {
     };
     let pack_as = |half: bool| {
         pack(PackInput {
-            model: &model,
-            config: &config,
-            tokenizer_json: Some(&tokenizer_json),
+            model: PackModel::Clip {
+                model: &model,
+                config: &config,
+                tokenizer_json: Some(&tokenizer_json),
+            },
             structure_input: &input,
             element_table_source: None,
             fitted_on: None,
@@ -718,7 +878,10 @@ fn a_huggingface_text_bundle_embeds_like_transformers() {
             expected.extend(y.iter().map(|v| (v / norm) as f32));
         }
         let bundle = Bundle::from_bytes(&p.bytes, &Limits::default()).unwrap();
-        assert_eq!(bundle.manifest.tokenizer.kind, "huggingface");
+        assert_eq!(
+            bundle.manifest.tokenizer.as_ref().unwrap().kind,
+            "huggingface"
+        );
         for spec in every_backend() {
             let got = run_on(&spec, EmbedTexts(&bundle, sentences.clone())).unwrap();
             let d = max_diff(&got, &expected);

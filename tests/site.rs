@@ -3,8 +3,10 @@
 //! top 10, on WebGPU and on the CPU fallback; a CIF finds the CLI's nearest descriptions; a
 //! fine-tune in the page lowers the loss and its exported bundle, loaded by the CLI, embeds
 //! like the page; a bundle with a graph encoder embeds a CIF in the page as the CLI does; a
-//! corrupt bundle shows an error. Screenshots of each view are written to
-//! `tests/screenshots/`.
+//! bundle with a pretrained HuggingFace text encoder embeds and searches as the CLI does and
+//! exports a fine-tune the CLI reads; a property bundle predicts for a pasted CIF what
+//! `xtal predict` prints; a corrupt bundle shows an error. Screenshots of each view are
+//! written to `tests/screenshots/`.
 //!
 //! Needs `www/pkg` (web/build.sh), the `xtal` binary of this profile, Chromium and
 //! ChromeDriver: `tests/run.sh` runs it after building those (`--ignored` here).
@@ -607,6 +609,183 @@ fn site_in_headless_chromium() {
         assert_same_results(&got, &native_graph_cif, &format!("{device} graph CIF"));
         browser.scroll_to("cif-panel");
         browser.screenshot(&format!("graph-cif-{device}"));
+    }
+
+    // A CLIP with a pretrained HuggingFace text encoder (the BERT fixture): the page runs the
+    // bundle's BERT with its tokenizer.json and finds what the CLI finds; a fine-tune's export
+    // keeps the tokenizer and embeds in the CLI as in the page.
+    let (hf_run, hf_bundle) = (fx.dir.join("hf-run"), fx.dir.join("hf.xtal"));
+    let bert = format!(
+        "model.text_model_name={}",
+        repo().join("tests/fixtures/hf/bert").display()
+    );
+    let data_s = fx.dir.join("data").to_str().unwrap().to_string();
+    let (hf_run_s, hf_s) = (
+        hf_run.to_str().unwrap().to_string(),
+        hf_bundle.to_str().unwrap().to_string(),
+    );
+    xtal(&[
+        "train",
+        "clip",
+        "--data",
+        &data_s,
+        "--out",
+        &hf_run_s,
+        "--no-plots",
+        "--set",
+        "model.text_backend=huggingface",
+        "--set",
+        &bert,
+        "--set",
+        "model.text_pooling=mean",
+        "--set",
+        "model.clip_dim=16",
+        "--set",
+        "training.val_split=0.25",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+    ]);
+    xtal(&[
+        "bundle", "pack", "--run", &hf_run_s, "--index", &data_s, "-o", &hf_s,
+    ]);
+    let hf_vectors = native_embeddings(&hf_s);
+    let hf_top: Vec<Value> = QUERIES.iter().map(|q| native_top10(&hf_s, &[q])).collect();
+    for device in ["webgpu", "cpu"] {
+        assert_eq!(
+            browser.open_bundle(&page(device, "hf.xtal")),
+            "ready",
+            "{device}: the HF bundle did not open"
+        );
+        let page_vectors =
+            vectors(&browser.run("return await app.client.embedTexts(args);", json!(QUERIES)));
+        let diff = max_abs_diff(&page_vectors, &hf_vectors);
+        assert!(
+            diff <= 1e-4,
+            "{device}: HF text embeddings differ by {diff:e}"
+        );
+        for (q, want) in QUERIES.iter().zip(&hf_top) {
+            let got = browser.run("return (await app.search(args, 10)).results;", json!(q));
+            assert_same_results(&got, want, &format!("{device} HF \"{q}\""));
+        }
+        browser.screenshot(&format!("hf-search-{device}"));
+        let report = browser.run(
+            "return await app.fineTune(args, {steps: 5, learning_rate: 0.01, batch_size: 8});",
+            json!(fx.pairs),
+        );
+        assert_eq!(report["losses"].as_array().unwrap().len(), 5, "{device}");
+        let exported = browser.run(
+            "const b = await app.exportBundle(); let s = ''; \
+             for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000)); \
+             return btoa(s);",
+            Value::Null,
+        );
+        let tuned = fx.dir.join(format!("hf-tuned-{device}.xtal"));
+        std::fs::write(
+            &tuned,
+            base64::engine::general_purpose::STANDARD
+                .decode(exported.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let tuned_s = tuned.to_str().unwrap();
+        xtal(&["bundle", "verify", tuned_s]);
+        let page_vectors =
+            vectors(&browser.run("return await app.client.embedTexts(args);", json!(QUERIES)));
+        let native_vectors = native_embeddings(tuned_s);
+        let diff = max_abs_diff(&page_vectors, &native_vectors);
+        assert!(
+            diff <= 1e-4,
+            "{device}: exported HF bundle embeds {diff:e} away from the page"
+        );
+        assert!(
+            max_abs_diff(&native_vectors, &hf_vectors) > 1e-4,
+            "{device}: the HF fine-tune changed nothing"
+        );
+    }
+
+    // A property model (CGCNN → energy per atom): the page predicts from the pasted CIF what
+    // `xtal predict` prints, on WebGPU and on the CPU.
+    let (prop_run, prop_bundle) = (fx.dir.join("prop-run"), fx.dir.join("prop.xtal"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    xtal(&[
+        "train",
+        "property",
+        "--data",
+        &s(&fx.dir.join("data")),
+        "--target",
+        "energy_per_atom",
+        "--source",
+        "carbon24",
+        "--out",
+        &s(&prop_run),
+        "--width",
+        "16",
+        "--layers",
+        "2",
+        "--embedding-dim",
+        "12",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+    ]);
+    xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        &s(&prop_run),
+        "-o",
+        &s(&prop_bundle),
+    ]);
+    let cif_file = fx.dir.join("query.cif");
+    std::fs::write(&cif_file, &fx.cif).unwrap();
+    let native: Value = serde_json::from_str(&xtal(&[
+        "predict",
+        "--bundle",
+        &s(&prop_bundle),
+        "--json",
+        &s(&cif_file),
+    ]))
+    .unwrap();
+    let want = native[0]["prediction"].as_f64().unwrap();
+    for device in ["webgpu", "cpu"] {
+        assert_eq!(
+            browser.open_bundle(&page(device, "prop.xtal")),
+            "ready",
+            "{device}: the property bundle did not open"
+        );
+        let kind = browser.run("return app.bundle.summary.kind;", Value::Null);
+        assert_eq!(kind, "property", "{device}");
+        // Opening it runs no search (it has no index), so no error is shown.
+        let shown = browser.run(
+            "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent;",
+            Value::Null,
+        );
+        assert_eq!(shown, "", "{device}");
+        browser.run(
+            "document.getElementById('cif').value = args;",
+            json!(fx.cif),
+        );
+        let got = browser.run("return await app.predict();", Value::Null);
+        assert_eq!(got["target"], "energy_per_atom", "{device}");
+        let p = got["prediction"].as_f64().unwrap();
+        assert!(
+            (p - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{device}: page {p} vs CLI {want}"
+        );
+        // What a property bundle cannot do is refused by name, not attempted.
+        let err = browser.run(
+            "try { await app.client.search('an oxide', 3); return ''; } catch (e) { return e.message; }",
+            Value::Null,
+        );
+        assert!(
+            err.as_str().unwrap().contains("property model"),
+            "{device}: {err}"
+        );
+        browser.scroll_to("cif-panel");
+        browser.screenshot(&format!("property-{device}"));
     }
 
     // A corrupt bundle: one flipped byte in the weights.

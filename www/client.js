@@ -42,6 +42,8 @@ export class XtalClient {
   search(query, k = 10) { return this.call("search", { query, k }); }
   searchCif(cif, k = 10) { return this.call("searchCif", { cif, k }); }
   zeroShot(cif, phrases) { return this.call("zeroShot", { cif, phrases }); }
+  /** A property bundle's prediction for a CIF: {target, source, prediction}. */
+  predict(cif) { return this.call("predict", { cif }); }
   fineTune(csv, settings, onStep) {
     return this.call("fineTune", { csv, settings }, { onProgress: ({ step, loss }) => onStep?.(step, loss) });
   }

@@ -94,7 +94,9 @@ function showSummary() {
   const rows = [
     ["bundle", `${app.bundle.name} (${(s.size / 2 ** 20).toFixed(1)} MiB, format v${s.format_version}, xtal ${s.xtal_version}, ${s.created})`],
     ["model", `${s.parameters.toLocaleString()} parameters, ${s.embed_dim}-D embeddings, weights ${s.weights_dtype}`],
-    ["text", s.text_encoder],
+    s.target
+      ? ["predicts", `${s.target.name}${s.target.source ? ` (${s.target.source} records)` : ""}, training mean ${s.target.scale.mean.toFixed(3)}`]
+      : ["text", s.text_encoder],
     ["structures", structureLine(s)],
     ["index", s.index ? `${s.index.entries} entries${s.index.dataset ? ` from ${s.index.dataset}` : ""}${s.index.map ? ", with a map" : ""}` : "none"],
     ["device", deviceLine(app.bundle.device)],
@@ -103,6 +105,10 @@ function showSummary() {
   $("summary").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${escape(v)}</dd>`).join("");
   $("summary").hidden = false;
   $("cif-search").disabled = $("zero-shot").disabled = !s.can_embed_cif;
+  $("predict").disabled = !s.can_predict;
+  // A property bundle predicts from a CIF; search, phrases and fine-tuning need a CLIP bundle.
+  for (const id of ["search-panel", "map-panel", "tune-panel", "phrases", "cif-search", "zero-shot"]) $(id).hidden = s.kind === "property";
+  $("predict").hidden = s.kind !== "property";
 }
 
 $("file").addEventListener("change", () => {
@@ -270,7 +276,21 @@ async function zeroShot() {
   }
 }
 
+async function predict() {
+  $("cif-error").hidden = true;
+  try {
+    const p = await client.predict($("cif").value);
+    $("prediction").textContent = `${p.target}: ${p.prediction.toFixed(4)}`;
+    $("prediction").hidden = false;
+    return p;
+  } catch (e) {
+    showError("cif-error", e.message);
+    throw e;
+  }
+}
+
 $("cif-search").addEventListener("click", () => cifSearch().catch(() => {}));
+$("predict").addEventListener("click", () => predict().catch(() => {}));
 $("zero-shot").addEventListener("click", () => zeroShot().catch(() => {}));
 
 // ---- fine-tune ------------------------------------------------------------------------------
@@ -373,7 +393,7 @@ $("download").addEventListener("click", async () => {
   }
 });
 
-Object.assign(app, { openBundle, fetchWithProgress, search, cifSearch, zeroShot, fineTune, exportBundle });
+Object.assign(app, { openBundle, fetchWithProgress, search, cifSearch, zeroShot, predict, fineTune, exportBundle });
 
 // ---- start ----------------------------------------------------------------------------------
 
@@ -398,7 +418,8 @@ async function start() {
     }
   }
   $("url").value = url;
-  if (await openBundle(() => fetchWithProgress(url), url)) {
+  // The example query needs an index (a property bundle, or a CLIP one packed without, has none).
+  if (await openBundle(() => fetchWithProgress(url), url) && app.bundle.summary.index) {
     await search($("query").value, Number($("k").value) || 10).catch((e) => showError("error", `Search failed: ${e.message}`));
   }
 }

@@ -48,6 +48,8 @@ enum Command {
     Embed(commands::bundle::EmbedArgs),
     /// Search a bundle's index with a text (or --cif) query: rank, id, formula, score, description.
     Search(commands::bundle::SearchArgs),
+    /// Predict a property for CIFs with a property bundle (`xtal train property`, packed).
+    Predict(commands::bundle::PredictArgs),
     /// Score phrases against a CIF's structure with a bundle's model: cosine and softmax
     /// probability at the model's temperature, best first (the page's zero-shot scoring).
     ZeroShot(commands::bundle::ZeroShotArgs),
@@ -106,6 +108,7 @@ fn main() {
         Command::Embed(args) => commands::bundle::embed(args),
         Command::Search(args) => commands::bundle::search(args),
         Command::ZeroShot(args) => commands::bundle::zero_shot(args),
+        Command::Predict(args) => commands::bundle::predict(args),
     };
     if let Err(error) = result {
         std::process::exit(exit::report(&error));

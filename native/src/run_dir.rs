@@ -117,6 +117,13 @@ impl RunDir {
         self.path.join("checkpoints").join(format!("{which}.ckpt"))
     }
 
+    /// The model family `run.json` names (`clip`, `property`, …), if it can be read.
+    pub fn family(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.file("run.json")).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        value["family"].as_str().map(String::from)
+    }
+
     /// An existing CLIP run's `run.json`.
     pub fn info(&self) -> anyhow::Result<RunInfo> {
         self.read_run_json("clip")

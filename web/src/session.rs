@@ -11,40 +11,82 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
-use xtal_core::bundle::{Bundle, Limits, Provenance, RetrievalIndex, Side, WEIGHTS, rfc3339};
+use xtal_core::bundle::{
+    Bundle, BundledModel, Limits, Provenance, RetrievalIndex, Side, WEIGHTS, rfc3339,
+};
 use xtal_core::device::{Flex, NdArray, Wgpu, copy_params_async};
 use xtal_core::models::clip::Clip;
+use xtal_core::models::property::PropertyModel;
 use xtal_core::train::{FineTune, FineTuneReport, FineTuneSettings, parse_pairs_csv};
 
 use crate::{DeviceInfo, open_device};
+
+/// The bundle's model on one backend: a CLIP model (embedding, search, zero-shot,
+/// fine-tuning) or a property model (prediction).
+// One per session, cloned only as tensor handles: boxing would save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Loaded<B: Backend> {
+    Clip(Clip<B>),
+    Property(PropertyModel<B>),
+}
+
+impl<B: Backend> Loaded<B> {
+    fn new(bundle: &Bundle, device: &B::Device) -> Result<Self, JsError> {
+        Ok(match &bundle.manifest.model.model {
+            BundledModel::Clip(_) => Self::Clip(bundle.model(device).map_err(js)?),
+            BundledModel::Property(..) => {
+                Self::Property(bundle.property_model(device).map_err(js)?)
+            }
+        })
+    }
+
+    fn clip(self) -> Result<Clip<B>, JsError> {
+        match self {
+            Self::Clip(m) => Ok(m),
+            Self::Property(_) => Err(js(
+                "this bundle holds a property model: it predicts a property from a CIF; embedding, search and fine-tuning need a CLIP bundle",
+            )),
+        }
+    }
+
+    fn property(self) -> Result<PropertyModel<B>, JsError> {
+        match self {
+            Self::Property(m) => Ok(m),
+            Self::Clip(_) => Err(js(
+                "this bundle holds a CLIP model; predicting a property needs a property bundle",
+            )),
+        }
+    }
+}
 
 /// The current model on the chosen backend (inference only; fine-tunes wrap it in Autodiff).
 // One per session, cloned only as tensor handles: boxing would save nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Model {
-    Flex(Clip<Flex>),
-    NdArray(Clip<NdArray>),
-    WebGpu(Clip<Wgpu>),
+    Flex(Loaded<Flex>),
+    NdArray(Loaded<NdArray>),
+    WebGpu(Loaded<Wgpu>),
 }
 
 impl From<Clip<Flex>> for Model {
     fn from(m: Clip<Flex>) -> Self {
-        Self::Flex(m)
+        Self::Flex(Loaded::Clip(m))
     }
 }
 impl From<Clip<NdArray>> for Model {
     fn from(m: Clip<NdArray>) -> Self {
-        Self::NdArray(m)
+        Self::NdArray(Loaded::Clip(m))
     }
 }
 impl From<Clip<Wgpu>> for Model {
     fn from(m: Clip<Wgpu>) -> Self {
-        Self::WebGpu(m)
+        Self::WebGpu(Loaded::Clip(m))
     }
 }
 
-/// Runs `$body` (an async expression over `$model: Clip<B>`, `$device: B::Device`, with `B`
+/// Runs `$body` (an async expression over `$model: Loaded<B>`, `$device: B::Device`, with `B`
 /// the backend) on whichever backend the session uses.
 macro_rules! on_backend {
     ($model_value:expr, |$model:ident, $device:ident, $b:ident| $body:expr) => {
@@ -111,20 +153,14 @@ impl Session {
                 description: "CPU (burn-ndarray in wasm)".into(),
                 fallback_reason: None,
             };
-            let model = bundle
-                .model(&burn_ndarray::NdArrayDevice::Cpu)
-                .map_err(js)?;
+            let model = Loaded::new(&bundle, &burn_ndarray::NdArrayDevice::Cpu)?;
             (info, Model::NdArray(model))
         } else {
             let info = open_device(device).await?;
             let model = if info.kind == "webgpu" {
-                Model::WebGpu(
-                    bundle
-                        .model(&burn_wgpu::WgpuDevice::DefaultDevice)
-                        .map_err(js)?,
-                )
+                Model::WebGpu(Loaded::new(&bundle, &burn_wgpu::WgpuDevice::DefaultDevice)?)
             } else {
-                Model::Flex(bundle.model(&burn_flex::FlexDevice).map_err(js)?)
+                Model::Flex(Loaded::new(&bundle, &burn_flex::FlexDevice)?)
             };
             (info, model)
         };
@@ -147,18 +183,25 @@ impl Session {
     /// JSON: the manifest's essentials, what the bundle can do, its card.
     pub fn summary(&self) -> String {
         let m = &self.bundle.manifest;
+        let (clip, property) = match &m.model.model {
+            BundledModel::Clip(c) => (Some(c), None),
+            BundledModel::Property(c, target) => (None, Some((c, target))),
+        };
         json!({
             "format_version": m.format_version,
             "xtal_version": m.xtal_version,
             "created": m.created,
+            "kind": m.model.model.kind(),
             "parameters": m.model.parameters,
             "embed_dim": m.model.embed_dim,
             "weights_dtype": m.model.weights_dtype,
-            "text": m.model.config.text,
-            "text_encoder": m.model.config.text.describe(),
+            "text": clip.map(|c| &c.text),
+            "text_encoder": clip.map(|c| c.text.describe()),
+            "target": property.map(|(_, t)| t),
             "structure_input": m.structure_input.kind,
-            "graph": m.model.config.graph,
-            "can_embed_cif": self.bundle.structure_input.reads_cif(),
+            "graph": m.model.model.graph_encoder(),
+            "can_embed_cif": clip.is_some() && self.bundle.structure_input.reads_cif(),
+            "can_predict": property.is_some(),
             "index": m.index,
             "size": self.bundle.size,
             "card": self.bundle.card,
@@ -190,7 +233,7 @@ impl Session {
         on_backend!(model, |model, device, B| async {
             read(
                 self.bundle
-                    .embed_texts::<B>(&model, &refs, &device)
+                    .embed_texts::<B>(&model.clip()?, &refs, &device)
                     .map_err(js)?,
             )
             .await
@@ -205,10 +248,32 @@ impl Session {
         on_backend!(model, |model, device, B| async {
             let embedded = self
                 .bundle
-                .embed_structures::<B>(&model, &[item], &device)
+                .embed_structures::<B>(&model.clip()?, &[item], &device)
                 .map_err(js)?;
             read(embedded).await
         })
+    }
+
+    /// A property bundle's prediction for the first structure in a CIF. JSON
+    /// `{target, source, prediction}` (the target's units).
+    pub async fn predict(&self, cif: String) -> Result<String, JsError> {
+        let (_, target) = self.bundle.property().map_err(js)?;
+        let item = self.bundle.structure_input.from_cif(&cif).map_err(js)?;
+        let model = self.model.borrow().clone();
+        let standardized = on_backend!(model, |model, device, B| async {
+            let z = self
+                .bundle
+                .predict_standardized::<B>(&model.property()?, &[item], &device)
+                .map_err(js)?;
+            read(z).await
+        })?;
+        let z = standardized.first().copied().unwrap_or(f32::NAN);
+        Ok(json!({
+            "target": target.name,
+            "source": target.source,
+            "prediction": target.scale.invert(f64::from(z)),
+        })
+        .to_string())
     }
 
     /// Top-`k` index entries for a text query (against structure embeddings). JSON
@@ -259,7 +324,12 @@ impl Session {
         let model = self.model.borrow().clone();
         let (tuned, report) = on_backend!(model, |model, device, B| async {
             let (tuned, report) = self
-                .fine_tune_on::<Autodiff<B>>(Clip::from_inner(model), pairs, settings, &on_step)
+                .fine_tune_on::<Autodiff<B>>(
+                    Clip::from_inner(model.clip()?),
+                    pairs,
+                    settings,
+                    &on_step,
+                )
                 .await?;
             Ok::<_, JsError>((Model::from(tuned), report))
         })?;
@@ -297,12 +367,21 @@ impl Session {
         };
         let model = self.model.borrow().clone();
         let bytes = match model {
-            Model::Flex(m) => self.bundle.repack(&m, index.as_deref(), &note, provenance),
-            Model::NdArray(m) => self.bundle.repack(&m, index.as_deref(), &note, provenance),
+            Model::Flex(m) => self
+                .bundle
+                .repack(&m.clip()?, index.as_deref(), &note, provenance),
+            Model::NdArray(m) => {
+                self.bundle
+                    .repack(&m.clip()?, index.as_deref(), &note, provenance)
+            }
             // burn-store reads tensors synchronously, which WebGPU cannot: copy to the CPU first.
             Model::WebGpu(m) => {
-                let cpu = self.bundle.config().init::<Flex>(&burn_flex::FlexDevice);
-                let cpu = copy_params_async(&m, cpu, &burn_flex::FlexDevice)
+                let cpu = self
+                    .bundle
+                    .clip_config()
+                    .map_err(js)?
+                    .init::<Flex>(&burn_flex::FlexDevice);
+                let cpu = copy_params_async(&m.clip()?, cpu, &burn_flex::FlexDevice)
                     .await
                     .map_err(js)?;
                 self.bundle
@@ -321,7 +400,7 @@ impl Session {
     async fn logit_scale(&self) -> Result<f64, JsError> {
         let model = self.model.borrow().clone();
         let scale = on_backend!(model, |model, device, B| async {
-            read::<B, 1>(model.logit_scale.val()).await
+            read::<B, 1>(model.clip()?.logit_scale.val()).await
         })?;
         Ok(xtal_core::bundle::temperature_scale(
             scale.first().copied().unwrap_or(0.0),
@@ -359,7 +438,7 @@ impl Session {
     ) -> Result<(Clip<B::InnerBackend>, FineTuneReport), JsError> {
         let mut tune = FineTune::new(
             model,
-            self.bundle.tokenizer.clone(),
+            self.bundle.tokenizer().map_err(js)?.clone(),
             pairs,
             self.current_index().as_deref(),
             settings,

@@ -8,6 +8,9 @@ use super::BundleError;
 use crate::featurize::FtcpConfig;
 use crate::models::clip::ClipConfig;
 use crate::models::hf::SUPPORTED_MODEL_TYPES;
+use crate::models::property::PropertyModelConfig;
+use crate::models::structure::StructureEncoderConfig;
+use crate::train::TargetScale;
 
 pub const FORMAT: &str = "xtal-bundle";
 pub const FORMAT_VERSION: u32 = 1;
@@ -31,7 +34,9 @@ pub struct Manifest {
     /// RFC 3339, UTC.
     pub created: String,
     pub model: ModelSection,
-    pub tokenizer: TokenizerSection,
+    /// The text side's tokenizer (CLIP bundles only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerSection>,
     pub structure_input: StructureInputSection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexSection>,
@@ -45,17 +50,149 @@ pub struct Manifest {
     pub entries: Vec<EntrySection>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The model a bundle holds: `model.kind` with its `model.config` (and `model.target`).
+#[derive(Debug, Clone)]
+pub enum BundledModel {
+    /// Structure–text CLIP (`kind: clip`, `config`: `ClipConfig`).
+    Clip(ClipConfig),
+    /// A graph encoder predicting one scalar property (`kind: property`, `config`:
+    /// `PropertyModelConfig`, `target`: what it predicts and in which units).
+    Property(PropertyModelConfig, PropertyTarget),
+}
+
+impl BundledModel {
+    /// The manifest's `model.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Clip(_) => "clip",
+            Self::Property(..) => "property",
+        }
+    }
+
+    pub fn parameter_count(&self) -> u64 {
+        match self {
+            Self::Clip(c) => c.parameter_count(),
+            Self::Property(c, _) => c.parameter_count(),
+        }
+    }
+
+    /// Width of the structure embedding (CLIP's shared space; a property model's encoder).
+    pub fn embed_dim(&self) -> usize {
+        match self {
+            Self::Clip(c) => c.text.embed_dim,
+            Self::Property(c, _) => c.encoder.output_dim,
+        }
+    }
+
+    /// `structure_input.dim`: what the structure side reads after the bundle's input
+    /// pipeline (a vector, or the graph encoder's output).
+    pub fn structure_input_dim(&self) -> usize {
+        match self {
+            Self::Clip(c) => c.structure.input_dim,
+            Self::Property(c, _) => c.encoder.output_dim,
+        }
+    }
+
+    /// The graph encoder's settings, for a bundle that reads CIFs as crystal graphs.
+    pub fn graph_encoder(&self) -> Option<&StructureEncoderConfig> {
+        match self {
+            Self::Clip(c) => c.graph.as_ref(),
+            Self::Property(c, _) => Some(&c.encoder),
+        }
+    }
+}
+
+/// What a property bundle predicts: the model's output is in standardised units,
+/// `prediction = scale.mean + scale.std × output`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct PropertyTarget {
+    /// The records' property it was trained on (e.g. `band_gap`).
+    pub name: String,
+    /// The records' `source` it was trained on (a property can mean different things per
+    /// source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The training targets' mean and standard deviation.
+    pub scale: TargetScale,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawModelSection", into = "RawModelSection")]
 pub struct ModelSection {
-    /// Model family; `clip` for now.
-    pub kind: String,
-    /// The full architecture: `ClipConfig` as JSON.
-    pub config: ClipConfig,
+    pub model: BundledModel,
     pub embed_dim: usize,
     pub parameters: u64,
     /// `f32` or `f16` (weights are f32 in memory either way).
     pub weights_dtype: String,
+}
+
+/// `model` as stored: the configuration's type depends on `kind`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModelSection {
+    /// `clip` or `property`.
+    kind: String,
+    /// The full architecture: `ClipConfig` or `PropertyModelConfig` as JSON.
+    config: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<PropertyTarget>,
+    embed_dim: usize,
+    parameters: u64,
+    weights_dtype: String,
+}
+
+impl TryFrom<RawModelSection> for ModelSection {
+    type Error = String;
+
+    fn try_from(raw: RawModelSection) -> Result<Self, String> {
+        let config_error = |e: serde_json::Error| format!("model.config: {e}");
+        let model = match (raw.kind.as_str(), raw.target) {
+            ("clip", None) => {
+                BundledModel::Clip(serde_json::from_value(raw.config).map_err(config_error)?)
+            }
+            ("property", Some(target)) => BundledModel::Property(
+                serde_json::from_value(raw.config).map_err(config_error)?,
+                target,
+            ),
+            ("clip" | "property", _) => {
+                return Err(format!(
+                    "model.target is needed exactly when model.kind is 'property' (found kind '{}')",
+                    raw.kind
+                ));
+            }
+            (other, _) => {
+                return Err(format!(
+                    "model.kind '{other}' is not supported (supported: clip, property)"
+                ));
+            }
+        };
+        Ok(Self {
+            model,
+            embed_dim: raw.embed_dim,
+            parameters: raw.parameters,
+            weights_dtype: raw.weights_dtype,
+        })
+    }
+}
+
+impl From<ModelSection> for RawModelSection {
+    fn from(m: ModelSection) -> Self {
+        let kind = m.model.kind().to_string();
+        let (config, target) = match m.model {
+            BundledModel::Clip(c) => (serde_json::to_value(c), None),
+            BundledModel::Property(c, t) => (serde_json::to_value(c), Some(t)),
+        };
+        Self {
+            kind,
+            // Configurations are plain data; serialising them cannot fail.
+            config: config.unwrap_or(Value::Null),
+            target,
+            embed_dim: m.embed_dim,
+            parameters: m.parameters,
+            weights_dtype: m.weights_dtype,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,29 +277,6 @@ impl Manifest {
     /// Internal consistency: the known kinds, dims that agree, bounded sizes.
     fn check(&self) -> Result<(), BundleError> {
         let bad = |m: String| Err(BundleError::Manifest(m));
-        if self.model.kind != "clip" {
-            return bad(format!(
-                "model.kind '{}' is not supported (supported: clip)",
-                self.model.kind
-            ));
-        }
-        match (
-            self.tokenizer.kind.as_str(),
-            &self.model.config.text.huggingface,
-        ) {
-            ("bytes", None) | ("huggingface", Some(_)) => {}
-            ("bytes" | "huggingface", _) => {
-                return bad(format!(
-                    "tokenizer.kind '{}' needs model.config.text.huggingface exactly when it is 'huggingface'",
-                    self.tokenizer.kind
-                ));
-            }
-            (other, _) => {
-                return bad(format!(
-                    "tokenizer.kind '{other}' is not supported (supported: bytes, huggingface)"
-                ));
-            }
-        }
         for dtype in [
             Some(&self.model.weights_dtype),
             self.index.as_ref().map(|i| &i.dtype),
@@ -174,23 +288,31 @@ impl Manifest {
                 return bad(format!("dtype '{dtype}' is not f32 or f16"));
             }
         }
-        let c = &self.model.config;
-        check_config(c).map_err(|m| BundleError::Manifest(format!("model.config: {m}")))?;
-        if self.model.embed_dim != c.text.embed_dim || c.structure.embed_dim != c.text.embed_dim {
+        let model = &self.model.model;
+        match model {
+            BundledModel::Clip(c) => self.check_clip(c)?,
+            BundledModel::Property(c, target) => {
+                check_property(c, target)
+                    .map_err(|m| BundleError::Manifest(format!("model: {m}")))?;
+                if self.tokenizer.is_some() || self.index.is_some() {
+                    return bad("a property bundle has no tokenizer and no index".into());
+                }
+                if self.structure_input.kind != "graph" {
+                    return bad("a property bundle's structure_input.kind must be 'graph'".into());
+                }
+            }
+        }
+        if self.model.embed_dim != model.embed_dim() {
             return bad("model.embed_dim disagrees with model.config".into());
         }
-        if self.tokenizer.max_len != c.text.max_len {
-            return bad("tokenizer.max_len disagrees with model.config.text.max_len".into());
-        }
         let input = &self.structure_input;
-        if input.dim != c.structure.input_dim {
-            return bad(
-                "structure_input.dim disagrees with model.config.structure.input_dim".into(),
-            );
+        if input.dim != model.structure_input_dim() {
+            return bad("structure_input.dim disagrees with model.config".into());
         }
-        if (input.kind == "graph") != c.graph.is_some() {
+        let encoder = model.graph_encoder();
+        if (input.kind == "graph") != encoder.is_some() {
             return bad(format!(
-                "structure_input.kind '{}' needs model.config.graph exactly when it is 'graph'",
+                "structure_input.kind '{}' needs a graph encoder in model.config exactly when it is 'graph'",
                 input.kind
             ));
         }
@@ -220,12 +342,41 @@ impl Manifest {
         {
             return bad("index has neither structure nor text embeddings".into());
         }
-        if self.model.parameters != c.parameter_count() {
+        if self.model.parameters != model.parameter_count() {
             return bad(format!(
                 "model.parameters is {}, the configuration has {}",
                 self.model.parameters,
-                c.parameter_count()
+                model.parameter_count()
             ));
+        }
+        Ok(())
+    }
+
+    fn check_clip(&self, c: &ClipConfig) -> Result<(), BundleError> {
+        let bad = |m: String| Err(BundleError::Manifest(m));
+        let Some(tokenizer) = &self.tokenizer else {
+            return bad("a CLIP bundle needs a tokenizer section".into());
+        };
+        match (tokenizer.kind.as_str(), &c.text.huggingface) {
+            ("bytes", None) | ("huggingface", Some(_)) => {}
+            ("bytes" | "huggingface", _) => {
+                return bad(format!(
+                    "tokenizer.kind '{}' needs model.config.text.huggingface exactly when it is 'huggingface'",
+                    tokenizer.kind
+                ));
+            }
+            (other, _) => {
+                return bad(format!(
+                    "tokenizer.kind '{other}' is not supported (supported: bytes, huggingface)"
+                ));
+            }
+        }
+        check_config(c).map_err(|m| BundleError::Manifest(format!("model.config: {m}")))?;
+        if c.structure.embed_dim != c.text.embed_dim {
+            return bad("model.config: structure.embed_dim is not text.embed_dim".into());
+        }
+        if tokenizer.max_len != c.text.max_len {
+            return bad("tokenizer.max_len disagrees with model.config.text.max_len".into());
         }
         Ok(())
     }
@@ -239,13 +390,6 @@ impl Manifest {
 /// count must then match the weights, whose size the archive limits already bound.
 pub fn check_config(c: &ClipConfig) -> Result<(), String> {
     let t = &c.text;
-    let in_range = |name: &str, v: usize, hi: usize| {
-        if (1..=hi).contains(&v) {
-            Ok(())
-        } else {
-            Err(format!("{name} = {v} is outside 1 … {hi}"))
-        }
-    };
     in_range("text.width", t.width, 8192)?;
     in_range("text.layers", t.layers, 96)?;
     in_range("text.heads", t.heads, 128)?;
@@ -272,31 +416,12 @@ pub fn check_config(c: &ClipConfig) -> Result<(), String> {
         in_range("structure.hidden", h, 1 << 16)?;
     }
     if let Some(g) = &c.graph {
-        in_range("graph.hidden", g.hidden, 4096)?;
-        in_range("graph.layers", g.layers, 32)?;
-        in_range("graph.radial_basis", g.radial_basis, 1024)?;
-        in_range("graph.output_dim", g.output_dim, 8192)?;
+        check_graph_encoder(g).map_err(|m| format!("graph.{m}"))?;
         if g.output_dim != c.structure.input_dim {
             return Err(format!(
                 "graph.output_dim {} is not structure.input_dim {}",
                 g.output_dim, c.structure.input_dim
             ));
-        }
-        let graph = &g.graph;
-        if !(0.5..=20.0).contains(&graph.cutoff) {
-            return Err(format!(
-                "graph.graph.cutoff = {} Å is outside 0.5 … 20",
-                graph.cutoff
-            ));
-        }
-        if let Some(k) = graph.max_neighbors {
-            in_range("graph.graph.max_neighbors", k, 1000)?;
-        }
-        if !(graph.gaussian_step >= 0.01
-            && graph.gaussian_width > 0.0
-            && graph.gaussian_width <= graph.cutoff)
-        {
-            return Err("graph.graph: gaussian_step must be at least 0.01 Å and gaussian_width in (0, cutoff]".into());
         }
     }
     if !t.width.is_multiple_of(t.heads) {
@@ -313,6 +438,58 @@ pub fn check_config(c: &ClipConfig) -> Result<(), String> {
     }
     if !(0.0..1.0).contains(&t.dropout) {
         return Err("text.dropout must be in [0, 1)".into());
+    }
+    Ok(())
+}
+
+fn in_range(name: &str, v: usize, hi: usize) -> Result<(), String> {
+    if (1..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{name} = {v} is outside 1 … {hi}"))
+    }
+}
+
+/// Bounds of a graph encoder's configuration (keys relative to it).
+fn check_graph_encoder(g: &StructureEncoderConfig) -> Result<(), String> {
+    in_range("hidden", g.hidden, 4096)?;
+    in_range("layers", g.layers, 32)?;
+    in_range("radial_basis", g.radial_basis, 1024)?;
+    in_range("output_dim", g.output_dim, 8192)?;
+    let graph = &g.graph;
+    if !(0.5..=20.0).contains(&graph.cutoff) {
+        return Err(format!(
+            "graph.cutoff = {} Å is outside 0.5 … 20",
+            graph.cutoff
+        ));
+    }
+    if let Some(k) = graph.max_neighbors {
+        in_range("graph.max_neighbors", k, 1000)?;
+    }
+    if !(graph.gaussian_step >= 0.01
+        && graph.gaussian_width > 0.0
+        && graph.gaussian_width <= graph.cutoff)
+    {
+        return Err(
+            "graph: gaussian_step must be at least 0.01 Å and gaussian_width in (0, cutoff]".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Bounds of a property bundle's model and a usable target scaling.
+pub fn check_property(c: &PropertyModelConfig, target: &PropertyTarget) -> Result<(), String> {
+    check_graph_encoder(&c.encoder).map_err(|m| format!("config.encoder.{m}"))?;
+    in_range("config.head_hidden", c.head_hidden, 1 << 16)?;
+    let scale = target.scale;
+    if !(scale.mean.is_finite() && scale.std.is_finite() && scale.std > 0.0) {
+        return Err(format!(
+            "target.scale: mean {} and std {} must be finite, std positive",
+            scale.mean, scale.std
+        ));
+    }
+    if target.name.is_empty() || target.name.len() > 256 {
+        return Err("target.name must be 1 … 256 bytes".into());
     }
     Ok(())
 }

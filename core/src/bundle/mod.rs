@@ -25,9 +25,9 @@ mod zero_shot;
 pub use archive::{Entry, Limits, sha256_hex};
 pub use index::{Hit, IndexRecords, RetrievalIndex, Side, dot, top_k};
 pub use manifest::{
-    CARD, EntrySection, FORMAT, FORMAT_VERSION, INDEX_EMBEDDINGS, INDEX_RECORDS, IndexSection,
-    MANIFEST, Manifest, ModelSection, STRUCTURE_INPUT, StructureInputSection, TOKENIZER,
-    TokenizerSection, WEIGHTS, check_config,
+    BundledModel, CARD, EntrySection, FORMAT, FORMAT_VERSION, INDEX_EMBEDDINGS, INDEX_RECORDS,
+    IndexSection, MANIFEST, Manifest, ModelSection, PropertyTarget, STRUCTURE_INPUT,
+    StructureInputSection, TOKENIZER, TokenizerSection, WEIGHTS, check_config, check_property,
 };
 pub use structure_input::{FtcpInput, GraphInput, StructureInput};
 pub use weights::{StoredTensor, read_header};
@@ -36,8 +36,11 @@ pub use zero_shot::{PhraseScore, temperature_scale, zero_shot};
 use burn::prelude::*;
 
 use crate::data::StructureItem;
+use crate::featurize::GraphBatch;
 use crate::models::clip::{Clip, ClipConfig, StructureBatch, TextTokenizer};
 use crate::models::hf::HfError;
+use crate::models::property::{PropertyModel, PropertyModelConfig};
+use crate::train::to_host;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -51,6 +54,11 @@ pub enum BundleError {
     Version { found: u64, supported: u32 },
     #[error("{0}")]
     Input(String),
+    #[error("the bundle holds a {found} model; this needs a {needed} bundle")]
+    Kind {
+        found: &'static str,
+        needed: &'static str,
+    },
     #[error("cannot write the bundle: {0}")]
     Write(String),
 }
@@ -62,8 +70,8 @@ pub struct Bundle {
     pub structure_input: StructureInput,
     pub index: Option<RetrievalIndex>,
     pub card: Option<String>,
-    /// The text encoder's tokenizer (a HF one from the `tokenizer.json` entry).
-    pub tokenizer: TextTokenizer,
+    /// A CLIP bundle's text tokenizer (a HF one from the `tokenizer.json` entry).
+    tokenizer: Option<TextTokenizer>,
     /// The `tokenizer.json` entry as stored (kept for repacking).
     tokenizer_json: Option<Vec<u8>>,
     /// The weights entry as stored; its tensors' names, dtypes and shapes are in `tensors`.
@@ -73,12 +81,24 @@ pub struct Bundle {
     pub size: usize,
 }
 
+/// The model [`pack`] stores, with what its kind needs besides weights.
+pub enum PackModel<'a, B: Backend> {
+    Clip {
+        model: &'a Clip<B>,
+        config: &'a ClipConfig,
+        /// The `tokenizer.json` of a HF text encoder (required exactly then).
+        tokenizer_json: Option<&'a [u8]>,
+    },
+    Property {
+        model: &'a PropertyModel<B>,
+        config: &'a PropertyModelConfig,
+        target: PropertyTarget,
+    },
+}
+
 /// Everything [`pack`] writes besides what it derives (hashes, sizes, parameter count).
 pub struct PackInput<'a, B: Backend> {
-    pub model: &'a Clip<B>,
-    pub config: &'a ClipConfig,
-    /// The `tokenizer.json` of a HF text encoder (required exactly then).
-    pub tokenizer_json: Option<&'a [u8]>,
+    pub model: PackModel<'a, B>,
     pub structure_input: &'a StructureInput,
     pub element_table_source: Option<String>,
     pub fitted_on: Option<usize>,
@@ -100,28 +120,68 @@ pub struct Provenance {
 
 /// A bundle's bytes: manifest first (so a reader can stop early), then the entries.
 pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError> {
-    let c = input.config;
-    check_config(c).map_err(BundleError::Write)?;
-    // The tokenizer is checked as a reader will check it (ids within the vocabulary).
-    c.text
-        .text_tokenizer(input.tokenizer_json.map(|b| (b, TOKENIZER)))
-        .map_err(|e| BundleError::Write(e.to_string()))?;
-    if c.text.huggingface.is_none() && input.tokenizer_json.is_some() {
-        return Err(BundleError::Write(
-            "a byte-level text encoder has no tokenizer.json".into(),
-        ));
-    }
+    let (model, weights, tokenizer_json, tokenizer) = match input.model {
+        PackModel::Clip {
+            model,
+            config: c,
+            tokenizer_json,
+        } => {
+            check_config(c).map_err(BundleError::Write)?;
+            // The tokenizer is checked as a reader will check it (ids within the vocabulary).
+            c.text
+                .text_tokenizer(tokenizer_json.map(|b| (b, TOKENIZER)))
+                .map_err(|e| BundleError::Write(e.to_string()))?;
+            if c.text.huggingface.is_none() && tokenizer_json.is_some() {
+                return Err(BundleError::Write(
+                    "a byte-level text encoder has no tokenizer.json".into(),
+                ));
+            }
+            let tokenizer = TokenizerSection {
+                kind: if c.text.huggingface.is_some() {
+                    "huggingface"
+                } else {
+                    "bytes"
+                }
+                .into(),
+                max_len: c.text.max_len,
+            };
+            (
+                BundledModel::Clip(c.clone()),
+                weights::to_safetensors(model, input.half)?,
+                tokenizer_json,
+                Some(tokenizer),
+            )
+        }
+        PackModel::Property {
+            model,
+            config,
+            target,
+        } => {
+            check_property(config, &target).map_err(BundleError::Write)?;
+            if input.index.is_some() {
+                return Err(BundleError::Write(
+                    "a property bundle has no retrieval index".into(),
+                ));
+            }
+            (
+                BundledModel::Property(config.clone(), target),
+                weights::to_safetensors(model, input.half)?,
+                None,
+                None,
+            )
+        }
+    };
     let mut entries = vec![
         Entry {
             name: WEIGHTS.into(),
-            data: weights::to_safetensors(input.model, input.half)?,
+            data: weights,
         },
         Entry {
             name: STRUCTURE_INPUT.into(),
             data: input.structure_input.to_entry()?,
         },
     ];
-    if let Some(json) = input.tokenizer_json {
+    if let Some(json) = tokenizer_json {
         entries.push(Entry {
             name: TOKENIZER.into(),
             data: json.to_vec(),
@@ -155,30 +215,22 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             data: card.into_bytes(),
         });
     }
+    let structure_dim = model.structure_input_dim();
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         xtal_version: input.xtal_version,
         created: input.created,
         model: ModelSection {
-            kind: "clip".into(),
-            config: c.clone(),
-            embed_dim: c.text.embed_dim,
-            parameters: c.parameter_count(),
+            embed_dim: model.embed_dim(),
+            parameters: model.parameter_count(),
             weights_dtype: dtype_name(input.half).into(),
+            model,
         },
-        tokenizer: TokenizerSection {
-            kind: if c.text.huggingface.is_some() {
-                "huggingface"
-            } else {
-                "bytes"
-            }
-            .into(),
-            max_len: c.text.max_len,
-        },
+        tokenizer,
         structure_input: StructureInputSection {
             kind: input.structure_input.kind().into(),
-            dim: c.structure.input_dim,
+            dim: structure_dim,
             ftcp: match input.structure_input {
                 StructureInput::Ftcp(f, _) => Some(f.config),
                 _ => None,
@@ -261,7 +313,8 @@ impl Bundle {
         };
         let weights = require(WEIGHTS)?;
         let structure = require(STRUCTURE_INPUT)?;
-        let tokenizer_json = match manifest.tokenizer.kind.as_str() {
+        let tokenizer_kind = manifest.tokenizer.as_ref().map(|t| t.kind.as_str());
+        let tokenizer_json = match tokenizer_kind.unwrap_or("") {
             "huggingface" if manifest.entry(TOKENIZER).is_none() => {
                 return Err(BundleError::Entry {
                     name: TOKENIZER.into(),
@@ -289,28 +342,30 @@ impl Bundle {
             .iter()
             .map(|t| t.shape.iter().product::<usize>() as u64)
             .sum();
-        let needed = manifest.model.config.parameter_count();
+        let needed = manifest.model.model.parameter_count();
         if stored != needed {
             return Err(BundleError::Entry {
                 name: WEIGHTS.into(),
                 reason: format!("holds {stored} values, the configuration needs {needed}"),
             });
         }
-        let tokenizer = manifest
-            .model
-            .config
-            .text
-            .text_tokenizer(tokenizer_json.as_deref().map(|b| (b, TOKENIZER)))
-            .map_err(|e| BundleError::Entry {
-                name: TOKENIZER.into(),
-                reason: match e {
-                    HfError::File { reason, .. } => reason,
-                    other => other.to_string(),
-                },
-            })?;
+        let tokenizer = match &manifest.model.model {
+            BundledModel::Clip(c) => Some(
+                c.text
+                    .text_tokenizer(tokenizer_json.as_deref().map(|b| (b, TOKENIZER)))
+                    .map_err(|e| BundleError::Entry {
+                        name: TOKENIZER.into(),
+                        reason: match e {
+                            HfError::File { reason, .. } => reason,
+                            other => other.to_string(),
+                        },
+                    })?,
+            ),
+            BundledModel::Property(..) => None,
+        };
         let structure_input = StructureInput::from_entry(
             &manifest.structure_input,
-            manifest.model.config.graph.as_ref().map(|g| &g.graph),
+            manifest.model.model.graph_encoder().map(|g| &g.graph),
             &structure,
         )?;
         let index = match (&manifest.index, index_entries) {
@@ -343,19 +398,113 @@ impl Bundle {
         })
     }
 
-    pub fn config(&self) -> &ClipConfig {
-        &self.manifest.model.config
+    /// A CLIP bundle's configuration.
+    pub fn clip_config(&self) -> Result<&ClipConfig, BundleError> {
+        match &self.manifest.model.model {
+            BundledModel::Clip(c) => Ok(c),
+            other => Err(BundleError::Kind {
+                found: other.kind(),
+                needed: "clip",
+            }),
+        }
     }
 
-    /// The model on `device`, after checking every tensor's name and shape against the
-    /// configuration.
+    /// A property bundle's configuration and target.
+    pub fn property(&self) -> Result<(&PropertyModelConfig, &PropertyTarget), BundleError> {
+        match &self.manifest.model.model {
+            BundledModel::Property(c, t) => Ok((c, t)),
+            other => Err(BundleError::Kind {
+                found: other.kind(),
+                needed: "property",
+            }),
+        }
+    }
+
+    /// A CLIP bundle's text tokenizer.
+    pub fn tokenizer(&self) -> Result<&TextTokenizer, BundleError> {
+        self.clip_config()?;
+        self.tokenizer.as_ref().ok_or(BundleError::Kind {
+            found: self.manifest.model.model.kind(),
+            needed: "clip",
+        })
+    }
+
+    /// A CLIP bundle's model on `device`, after checking every tensor's name and shape
+    /// against the configuration.
     pub fn model<B: Backend>(&self, device: &B::Device) -> Result<Clip<B>, BundleError> {
         weights::load_into(
-            self.config().init(device),
+            self.clip_config()?.init(device),
             &self.weights,
             &self.tensors,
             WEIGHTS,
         )
+    }
+
+    /// A property bundle's model on `device`, checked like [`Bundle::model`].
+    pub fn property_model<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<PropertyModel<B>, BundleError> {
+        weights::load_into(
+            self.property()?.0.init(device),
+            &self.weights,
+            &self.tensors,
+            WEIGHTS,
+        )
+    }
+
+    /// A property bundle's predictions, in the target's units, for graphs the bundle's
+    /// structure input made ([`StructureInput::from_cif`]).
+    pub fn predict<B: Backend>(
+        &self,
+        model: &PropertyModel<B>,
+        items: &[StructureItem],
+        device: &B::Device,
+    ) -> Result<Vec<f64>, BundleError> {
+        let (_, target) = self.property()?;
+        let standardized = to_host(self.predict_standardized(model, items, device)?)
+            .map_err(|e| BundleError::Input(e.to_string()))?;
+        Ok(standardized
+            .into_iter()
+            .map(|z| target.scale.invert(f64::from(z)))
+            .collect())
+    }
+
+    /// The model's outputs `[items]` in standardised units (`target.scale` maps them back),
+    /// in batches of 64; for front ends that read tensors back asynchronously.
+    pub fn predict_standardized<B: Backend>(
+        &self,
+        model: &PropertyModel<B>,
+        items: &[StructureItem],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 1>, BundleError> {
+        self.property()?;
+        let StructureInput::Graph(input) = &self.structure_input else {
+            return Err(BundleError::Input(
+                "a property bundle reads crystal graphs".into(),
+            ));
+        };
+        let parts = items
+            .chunks(64)
+            .map(|chunk| {
+                let graphs = chunk
+                    .iter()
+                    .map(|item| match item {
+                        StructureItem::Graph(g) => Ok(g),
+                        StructureItem::Vector(_) => Err(BundleError::Input(
+                            "structure items do not match the bundle's structure input".into(),
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let batch = GraphBatch::new(&graphs, &input.table)
+                    .map_err(|e| BundleError::Input(format!("graph: {e}")))?;
+                Ok(model.forward(&batch.to_tensors(device)))
+            })
+            .collect::<Result<Vec<_>, BundleError>>()?;
+        if parts.is_empty() {
+            return Ok(Tensor::zeros([0], device));
+        }
+        Ok(Tensor::cat(parts, 0))
     }
 
     /// Unit text embeddings `[texts, embed_dim]`, in batches of 64.
@@ -369,14 +518,14 @@ impl Bundle {
             .chunks(64)
             .map(|chunk| {
                 let (ids, pad) = self
-                    .tokenizer
+                    .tokenizer()?
                     .batch::<B>(chunk, device)
                     .map_err(|e| BundleError::Input(e.to_string()))?;
                 Ok(model.text.forward(ids, pad))
             })
             .collect::<Result<Vec<Tensor<B, 2>>, BundleError>>()?;
         if parts.is_empty() {
-            return Ok(Tensor::zeros([0, self.config().text.embed_dim], device));
+            return Ok(Tensor::zeros([0, self.manifest.model.embed_dim], device));
         }
         Ok(Tensor::cat(parts, 0))
     }
@@ -394,7 +543,7 @@ impl Bundle {
             .map(|chunk| Ok(model.encode_structures(self.structure_batch(chunk, device)?)))
             .collect::<Result<Vec<_>, BundleError>>()?;
         if parts.is_empty() {
-            return Ok(Tensor::zeros([0, self.config().text.embed_dim], device));
+            return Ok(Tensor::zeros([0, self.manifest.model.embed_dim], device));
         }
         Ok(Tensor::cat(parts, 0))
     }
@@ -420,7 +569,7 @@ impl Bundle {
                     .map_err(|e| BundleError::Input(format!("graph: {e}")))
             }
             StructureInput::Vector(_) | StructureInput::Ftcp(..) => {
-                let d = self.config().structure.input_dim;
+                let d = self.manifest.structure_input.dim;
                 let mut values = Vec::with_capacity(items.len() * d);
                 for item in items {
                     match item {
@@ -449,9 +598,11 @@ impl Bundle {
             self.card.as_deref().unwrap_or("").trim_end()
         );
         pack(PackInput {
-            model,
-            config: self.config(),
-            tokenizer_json: self.tokenizer_json.as_deref(),
+            model: PackModel::Clip {
+                model,
+                config: self.clip_config()?,
+                tokenizer_json: self.tokenizer_json.as_deref(),
+            },
             structure_input: &self.structure_input,
             element_table_source: m.structure_input.element_table.clone(),
             fitted_on: m.structure_input.fitted_on,

@@ -18,7 +18,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
-use super::hf::{Freezing, HfEncoder, HfEncoderConfig, HfError, HfTokenizer, Pooling};
+use super::hf::{Freezing, HfEncoder, HfEncoderConfig, HfError, HfTokenizer, Pooling, TokenBatch};
 use super::masked_mean;
 use super::structure::{StructureEncoder, StructureEncoderConfig};
 pub use super::tokens::TokenizedTexts;
@@ -100,7 +100,7 @@ impl TextTokenizer {
         &self,
         texts: &[&str],
         device: &B::Device,
-    ) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Bool>), HfError> {
+    ) -> Result<TokenBatch<B>, HfError> {
         Ok(self.encode_all(texts)?.batch_all(device))
     }
 }

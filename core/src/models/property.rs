@@ -41,3 +41,41 @@ impl<B: Backend> PropertyModel<B> {
             .squeeze_dim::<1>(1)
     }
 }
+
+impl PropertyModelConfig {
+    /// Values in the model's parameters, from the configuration alone (a bundle reader
+    /// checks the weights against it before building anything).
+    pub fn parameter_count(&self) -> u64 {
+        let (e, h) = (self.encoder.output_dim as u64, self.head_hidden as u64);
+        self.encoder.parameter_count() + e * h + h + h + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+
+    use super::*;
+    use crate::device::NdArray;
+    use crate::featurize::GraphConfig;
+    use crate::models::structure::{GraphBackbone, Readout};
+
+    #[test]
+    fn parameter_count_is_the_built_module() {
+        for (backbone, readout) in [
+            (GraphBackbone::Cgcnn, Readout::Mean),
+            (GraphBackbone::Painn, Readout::Attention),
+        ] {
+            let config = PropertyModelConfig::new(
+                StructureEncoderConfig::new(backbone, GraphConfig::default())
+                    .with_hidden(8)
+                    .with_layers(2)
+                    .with_readout(readout)
+                    .with_output_dim(6),
+            )
+            .with_head_hidden(5);
+            let model = config.init::<NdArray>(&Default::default());
+            assert_eq!(config.parameter_count(), model.num_params() as u64);
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use xtal_core::bundle::{
-    Bundle, IndexRecords, Limits, PackInput, RetrievalIndex, Side, StructureInput, pack,
+    Bundle, IndexRecords, Limits, PackInput, PackModel, RetrievalIndex, Side, StructureInput, pack,
 };
 use xtal_core::data::FeatureScaler;
 use xtal_core::device::Flex;
@@ -54,9 +54,11 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
     });
     let pack_with = |half: bool| {
         pack(PackInput {
-            model: &model,
-            config: &config,
-            tokenizer_json: None,
+            model: PackModel::Clip {
+                model: &model,
+                config: &config,
+                tokenizer_json: None,
+            },
             structure_input: &input,
             element_table_source: None,
             fitted_on: None,

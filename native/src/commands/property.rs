@@ -119,7 +119,7 @@ impl PropertyRunInfo {
 }
 
 /// The records of `data` with a finite `target` (and `source`), as graphs with a split.
-fn property_rows(
+pub(crate) fn property_rows(
     data: &DataSource,
     target: &str,
     source: Option<&str>,

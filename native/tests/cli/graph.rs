@@ -259,6 +259,9 @@ fn clip_trains_a_graph_encoder_end_to_end() {
     let o = xtal(&["bundle", "inspect", b]);
     let shown = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(shown.contains("PaiNN graph encoder"), "{shown}");
+    let o = xtal(&["predict", "--bundle", b, cif.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("holds a clip model"), "{}", stderr(&o));
     let o = xtal(&[
         "embed",
         "--bundle",
@@ -316,6 +319,128 @@ fn clip_trains_a_graph_encoder_end_to_end() {
     let hits = found["results"].as_array().unwrap();
     assert_eq!(hits[0]["id"].as_str(), Some(id.as_str()), "{hits:?}");
     assert!(hits[0]["score"].as_f64().unwrap() > 0.99, "{hits:?}");
+}
+
+/// The CIFs of the validation rows a property run on `data` held out, and their targets.
+fn held_out(data: &Path, dir: &Path) -> Vec<(PathBuf, f64)> {
+    let text = std::fs::read_to_string(data.join("dataset.jsonl")).unwrap();
+    let mut r = csv::Reader::from_path(sample_csv()).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let cifs: std::collections::HashMap<String, String> = r
+        .records()
+        .map(Result::unwrap)
+        .map(|rec| (rec[col("id")].to_string(), rec[col("cif")].to_string()))
+        .collect();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["split"] == "val" && v["source"] == "mp40")
+        .filter_map(|v| {
+            let y = v["properties"]["band_gap"].as_f64()?;
+            let id = v["id"].as_str().unwrap();
+            let path = dir.join(format!("{id}.cif"));
+            std::fs::write(&path, &cifs[id]).unwrap();
+            Some((path, y))
+        })
+        .collect()
+}
+
+#[test]
+fn a_property_bundle_predicts_from_cifs_as_the_run_did() {
+    let dir = scratch("graph-property-bundle");
+    let data = prepared(&dir);
+    let run = dir.join("run");
+    let o = train_property(&data, &run);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    let bundle = dir.join("gap.xtal");
+    let b = bundle.to_str().unwrap();
+    let o = xtal(&["bundle", "pack", "--run", run.to_str().unwrap(), "-o", b]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = xtal(&["bundle", "verify", b]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = xtal(&["bundle", "inspect", b]);
+    let shown = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        shown.contains("model      property") && shown.contains("predicts   band_gap of mp40"),
+        "{shown}"
+    );
+
+    // From CIF text alone, the bundle predicts the held-out structures as the run's own
+    // validation (graphs from the prepared dataset, the best checkpoint) measured them.
+    let rows = held_out(&data, &dir);
+    assert_eq!(rows.len() as u64, summary["validation"].as_u64().unwrap());
+    let mut args = vec!["predict", "--bundle", b, "--json"];
+    args.extend(rows.iter().map(|(p, _)| p.to_str().unwrap()));
+    let o = xtal(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let predicted: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(predicted.len(), rows.len());
+    assert_eq!(predicted[0]["target"], "band_gap");
+    let mae = predicted
+        .iter()
+        .zip(&rows)
+        .map(|(p, (_, y))| (p["prediction"].as_f64().unwrap() - y).abs())
+        .sum::<f64>()
+        / rows.len() as f64;
+    let want = summary["validation_mae"].as_f64().unwrap();
+    assert!(
+        (mae - want).abs() <= 1e-4 * want,
+        "bundle MAE {mae} vs the run's {want}"
+    );
+    let o = xtal(&["predict", "--bundle", b, rows[0].0.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("band_gap"));
+
+    // f16: smaller, and the packer measures the change on the validation rows.
+    let half = dir.join("half.xtal");
+    let o = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        run.to_str().unwrap(),
+        "--f16",
+        "-o",
+        half.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::metadata(&half).unwrap().len() < std::fs::metadata(&bundle).unwrap().len());
+    let o = xtal(&["bundle", "inspect", "--json", half.to_str().unwrap()]);
+    let manifest: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(manifest["model"]["kind"], "property");
+    let check = &manifest["f16_check"];
+    assert_eq!(check["rows"], summary["validation"]);
+    let d = check["max_abs_diff_prediction"].as_f64().unwrap();
+    assert!(d > 0.0 && d < 1e-2, "f16 |Δ prediction| {d}");
+
+    // What a property bundle cannot do, and bad input: exit 2 naming it, nothing written.
+    let o = xtal(&["search", "--bundle", b, "an oxide"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("holds a property model"),
+        "{}",
+        stderr(&o)
+    );
+    let bad = dir.join("bad.cif");
+    std::fs::write(&bad, "data_x\n_cell_length_a 3\n").unwrap();
+    let o = xtal(&["predict", "--bundle", b, bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad.cif"), "{}", stderr(&o));
+    let other = dir.join("other.xtal");
+    let o = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        run.to_str().unwrap(),
+        "--index",
+        data.to_str().unwrap(),
+        "-o",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--index"), "{}", stderr(&o));
+    assert!(!other.exists());
 }
 
 #[test]

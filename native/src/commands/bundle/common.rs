@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::Context;
 use xtal_core::bundle::{Bundle, Limits};
 
+use crate::exit::BadInput;
+
 /// What a bundle may hold; a bundle over a limit is refused before it is decompressed.
 #[derive(clap::Args, Clone)]
 pub struct LimitArgs {
@@ -31,6 +33,25 @@ impl LimitArgs {
 pub fn open(path: &Path, limits: &Limits) -> anyhow::Result<Bundle> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     Bundle::from_bytes(&bytes, limits).with_context(|| format!("{}", path.display()))
+}
+
+/// Reads and verifies a bundle that must be of model `kind` (`clip` or `property`); another
+/// kind is refused naming the command that runs it.
+pub fn open_kind(path: &Path, limits: &Limits, kind: &str) -> anyhow::Result<Bundle> {
+    let bundle = open(path, limits)?;
+    let found = bundle.manifest.model.model.kind();
+    if found != kind {
+        let runs_it = match found {
+            "property" => "`xtal predict` runs property bundles",
+            _ => "`xtal embed`, `search` and `zero-shot` run CLIP bundles",
+        };
+        return Err(BadInput(format!(
+            "{}: the bundle holds a {found} model; this needs a {kind} bundle ({runs_it})",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(bundle)
 }
 
 pub fn human_bytes(n: u64) -> String {

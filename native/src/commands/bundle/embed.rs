@@ -10,7 +10,7 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::hf::Pooling;
 use xtal_core::train::to_host;
 
-use super::common::{LimitArgs, open, preview};
+use super::common::{LimitArgs, open_kind, preview};
 use crate::exit::BadInput;
 use crate::output::write_npy;
 
@@ -136,7 +136,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let Some(bundle_path) = &args.bundle else {
         return embed_with_model(&args);
     };
-    let bundle = open(bundle_path, &args.limits.limits())?;
+    let bundle = open_kind(bundle_path, &args.limits.limits(), "clip")?;
     let device = crate::commands::one_device(&args.device)?;
     let (query, labels) = match &args.what {
         EmbedWhat::Text { texts } => (Query::Texts(texts), texts.clone()),

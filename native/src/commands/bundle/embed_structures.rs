@@ -33,11 +33,7 @@ enum GraphRun {
 impl GraphRun {
     fn open(run: &Path) -> anyhow::Result<Self> {
         let dir = RunDir::new(run);
-        let family = std::fs::read_to_string(dir.file("run.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v["family"].as_str().map(String::from));
-        match family.as_deref() {
+        match dir.family().as_deref() {
             Some("property") => Ok(GraphRun::Property(Box::new(
                 crate::commands::property::PropertyRunInfo::load(&dir)?,
             ))),

@@ -10,7 +10,7 @@ use xtal_core::bundle::{Bundle, Provenance, WEIGHTS, rfc3339};
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::train::{FineTune, FineTuneReport, FineTuneSettings, parse_pairs_csv, to_host};
 
-use super::common::{LimitArgs, open};
+use super::common::{LimitArgs, open_kind};
 use crate::exit::BadInput;
 use crate::output::write_atomic;
 
@@ -57,7 +57,7 @@ pub fn run(args: FineTuneArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let bundle = open(&args.bundle, &args.limits.limits())?;
+    let bundle = open_kind(&args.bundle, &args.limits.limits(), "clip")?;
     let csv = std::fs::read_to_string(&args.pairs)
         .with_context(|| format!("{}: cannot read", args.pairs.display()))?;
     let settings = FineTuneSettings {
@@ -113,7 +113,7 @@ impl OnDevice for Task<'_> {
         let model = bundle.model::<B>(&device)?;
         let mut tune = FineTune::new(
             model,
-            bundle.tokenizer.clone(),
+            bundle.tokenizer()?.clone(),
             pairs,
             bundle.index.as_ref(),
             self.settings.clone(),

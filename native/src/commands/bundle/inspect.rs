@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
-use xtal_core::bundle::Bundle;
+use xtal_core::bundle::{Bundle, BundledModel};
 use xtal_core::device::{OnDevice, run_on};
+use xtal_core::models::structure::StructureEncoderConfig;
 
 use super::common::{LimitArgs, human_bytes, open};
 use super::pack::f16_line;
@@ -29,7 +30,6 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(m)?);
         return Ok(());
     }
-    let c = &m.model.config;
     println!(
         "{}  ({}, {} v{}, packed by xtal {} on {})",
         args.bundle.display(),
@@ -41,30 +41,54 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     );
     println!(
         "model      {} — {} parameters ({}), {}-D embeddings",
-        m.model.kind, m.model.parameters, m.model.weights_dtype, m.model.embed_dim
+        m.model.model.kind(),
+        m.model.parameters,
+        m.model.weights_dtype,
+        m.model.embed_dim
     );
-    println!("text       {}", c.text.describe());
     let s = &m.structure_input;
-    println!(
-        "structure  {}-D {} → {} projector{}",
-        s.dim,
-        match (s.kind.as_str(), &c.graph) {
-            ("ftcp", _) => "FTCP (embeds CIFs)".to_string(),
-            ("graph", Some(g)) => format!(
-                "{} graph encoder, {} layers of {} (embeds CIFs)",
-                g.backbone, g.layers, g.hidden
-            ),
-            _ => "precomputed vectors".to_string(),
-        },
-        if c.structure.hidden.is_empty() {
-            "linear".to_string()
-        } else {
-            format!("MLP {:?}", c.structure.hidden)
-        },
-        s.fitted_on
-            .map(|n| format!(", normalisers fitted on {n} rows"))
-            .unwrap_or_default()
-    );
+    let fitted = s
+        .fitted_on
+        .map(|n| format!(", normalisers fitted on {n} rows"))
+        .unwrap_or_default();
+    match &m.model.model {
+        BundledModel::Clip(c) => {
+            println!("text       {}", c.text.describe());
+            println!(
+                "structure  {}-D {} → {} projector{fitted}",
+                s.dim,
+                match (s.kind.as_str(), &c.graph) {
+                    ("ftcp", _) => "FTCP (embeds CIFs)".to_string(),
+                    ("graph", Some(g)) => format!("{} (embeds CIFs)", encoder_line(g)),
+                    _ => "precomputed vectors".to_string(),
+                },
+                if c.structure.hidden.is_empty() {
+                    "linear".to_string()
+                } else {
+                    format!("MLP {:?}", c.structure.hidden)
+                },
+            );
+        }
+        BundledModel::Property(c, target) => {
+            println!(
+                "predicts   {}{} (training mean {:.4}, std {:.4})",
+                target.name,
+                target
+                    .source
+                    .as_ref()
+                    .map(|s| format!(" of {s} records"))
+                    .unwrap_or_default(),
+                target.scale.mean,
+                target.scale.std
+            );
+            println!(
+                "structure  {} → {}-D → MLP head of {} (reads CIFs)",
+                encoder_line(&c.encoder),
+                s.dim,
+                c.head_hidden
+            );
+        }
+    }
     match &m.index {
         Some(i) => println!(
             "index      {} entries ({}): {} embeddings{}{}",
@@ -110,14 +134,26 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn encoder_line(g: &StructureEncoderConfig) -> String {
+    format!(
+        "{} graph encoder, {} layers of {}",
+        g.backbone, g.layers, g.hidden
+    )
+}
+
 struct BuildModel<'a>(&'a Bundle);
 
 impl OnDevice for BuildModel<'_> {
     type Output = Result<usize, xtal_core::bundle::BundleError>;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        Ok(burn::module::Module::num_params(
-            &self.0.model::<B::InnerBackend>(&device)?,
-        ))
+        use burn::module::Module;
+        Ok(match &self.0.manifest.model.model {
+            BundledModel::Clip(_) => self.0.model::<B::InnerBackend>(&device)?.num_params(),
+            BundledModel::Property(..) => self
+                .0
+                .property_model::<B::InnerBackend>(&device)?
+                .num_params(),
+        })
     }
 }
 

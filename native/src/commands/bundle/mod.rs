@@ -8,16 +8,20 @@ mod embed_structures;
 mod fine_tune;
 mod inspect;
 mod pack;
+mod pack_property;
+mod predict;
 mod search;
 mod zero_shot;
 
 pub use embed::{EmbedArgs, embed};
+pub use predict::{PredictArgs, predict};
 pub use search::{SearchArgs, search};
 pub use zero_shot::{ZeroShotArgs, zero_shot};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Pack a CLIP run into one portable zip: `xtal bundle pack --run RUN [--index DATASET] -o B.xtal`.
+    /// Pack a CLIP or property run into one portable zip:
+    /// `xtal bundle pack --run RUN [--index DATASET] -o B.xtal`.
     Pack(pack::PackArgs),
     /// Summarise a bundle: model, inputs, index, entries (`--json` for machines).
     Inspect(inspect::InspectArgs),

@@ -7,8 +7,8 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 use xtal_core::bundle::{
-    Bundle, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, RetrievalIndex, Side,
-    StructureInput, pack, rfc3339,
+    Bundle, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, PackModel, RetrievalIndex,
+    Side, StructureInput, pack, rfc3339,
 };
 use xtal_core::data::{Layout, PairSet};
 use xtal_core::device::{OnDevice, run_on};
@@ -26,36 +26,36 @@ use crate::output::write_atomic;
 
 #[derive(clap::Args)]
 pub struct PackArgs {
-    /// The CLIP run to pack.
+    /// The run to pack: a CLIP run, or a property run (`xtal train property`).
     #[arg(long)]
-    run: PathBuf,
+    pub(super) run: PathBuf,
     /// Which checkpoint of the run.
     #[arg(long, default_value = "best", value_parser = ["best", "last"])]
-    checkpoint: String,
+    pub(super) checkpoint: String,
     /// Add a retrieval index of every pair of this dataset (e.g. the run's own).
     #[arg(long, value_name = "DATASET")]
-    index: Option<PathBuf>,
+    pub(super) index: Option<PathBuf>,
     /// Where the original layout's `.npy` embeddings of --index are (default: graph_emb/ beside it).
     #[arg(long, requires = "index")]
-    graph_emb_dir: Option<PathBuf>,
+    pub(super) graph_emb_dir: Option<PathBuf>,
     /// Store weights and index as f16 (half the size); the accuracy change is measured and kept.
     #[arg(long)]
-    f16: bool,
+    pub(super) f16: bool,
     /// Leave out the index's 2-D map (t-SNE of its structure embeddings).
     #[arg(long)]
-    no_map: bool,
+    pub(super) no_map: bool,
     /// A Markdown model card to include (default: one written from the run).
     #[arg(long)]
-    card: Option<PathBuf>,
+    pub(super) card: Option<PathBuf>,
     /// The bundle file to write.
     #[arg(short, long)]
-    out: PathBuf,
+    pub(super) out: PathBuf,
     /// Replace --out if it exists.
     #[arg(long)]
-    force: bool,
+    pub(super) force: bool,
     /// Device that computes the index embeddings.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    pub(super) device: String,
 }
 
 pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
@@ -65,6 +65,9 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
             args.out.display()
         ))
         .into());
+    }
+    if crate::run_dir::RunDir::new(&args.run).family().as_deref() == Some("property") {
+        return super::pack_property::pack_property_run(&args);
     }
     let started = Instant::now();
     let loaded = load_clip_run(
@@ -114,10 +117,7 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
             ))
         }
     };
-    let summary: serde_json::Value = std::fs::read(loaded.run.file("summary.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let summary = run_summary(&loaded.run);
     let source = json!({
         "run": args.run.display().to_string(),
         "checkpoint": args.checkpoint,
@@ -125,17 +125,10 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         "data": loaded.info.data.jsonl.display().to_string(),
         "validation": summary.get("validation").cloned().unwrap_or_default(),
     });
-    let card = match &args.card {
-        Some(p) => {
-            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?
-        }
-        None => model_card(&args, &loaded, config, checkpoint.state.epoch, &summary),
-    };
-    let created = rfc3339(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    );
+    let card = card_or(&args, || {
+        model_card(&args, &loaded, config, checkpoint.state.epoch, &summary)
+    })?;
+    let created = now();
     let packed = run_on(
         &device,
         PackTask {
@@ -174,6 +167,33 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         eprintln!("f16 check: {}", f16_line(&check));
     }
     Ok(())
+}
+
+/// A run's `summary.json` (null when absent: the card and source then say so).
+pub(super) fn run_summary(run: &crate::run_dir::RunDir) -> serde_json::Value {
+    std::fs::read(run.file("summary.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The `--card` file, or the card `written` from the run.
+pub(super) fn card_or(args: &PackArgs, written: impl FnOnce() -> String) -> anyhow::Result<String> {
+    match &args.card {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))
+        }
+        None => Ok(written()),
+    }
+}
+
+/// The packing time, RFC 3339.
+pub(super) fn now() -> String {
+    rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
 }
 
 /// The structure input of a run — the FTCP pipeline for `xtal prepare` data, else vectors —
@@ -298,9 +318,11 @@ impl OnDevice for PackTask<'_> {
             model_from_bytes(self.config.init(&device), self.weights, &device)?;
         let bytes = |half: bool, f16_check: Option<serde_json::Value>| {
             pack(PackInput {
-                model: &model,
-                config: self.config,
-                tokenizer_json: self.tokenizer_json,
+                model: PackModel::Clip {
+                    model: &model,
+                    config: self.config,
+                    tokenizer_json: self.tokenizer_json,
+                },
                 structure_input: self.structure_input,
                 element_table_source: self.element_table.clone(),
                 fitted_on: self.fitted_on,

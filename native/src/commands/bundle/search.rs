@@ -7,7 +7,7 @@ use serde_json::json;
 use xtal_core::bundle::Side;
 use xtal_core::device::run_on;
 
-use super::common::{LimitArgs, open, preview};
+use super::common::{LimitArgs, open_kind, preview};
 use super::embed::{EmbedQueries, Query, read_cifs};
 use crate::exit::BadInput;
 
@@ -38,7 +38,7 @@ pub struct SearchArgs {
 }
 
 pub fn search(args: SearchArgs) -> anyhow::Result<()> {
-    let bundle = open(&args.bundle, &args.limits.limits())?;
+    let bundle = open_kind(&args.bundle, &args.limits.limits(), "clip")?;
     let index = bundle.index.as_ref().ok_or_else(|| {
         BadInput(format!(
             "{}: this bundle has no retrieval index (pack it with --index DATASET)",

@@ -8,7 +8,7 @@ use xtal_core::bundle::{Bundle, PhraseScore, temperature_scale, zero_shot as sco
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::train::to_host;
 
-use super::common::{LimitArgs, open};
+use super::common::{LimitArgs, open_kind};
 use super::embed::read_cifs;
 use crate::exit::BadInput;
 
@@ -33,7 +33,7 @@ pub struct ZeroShotArgs {
 }
 
 pub fn zero_shot(args: ZeroShotArgs) -> anyhow::Result<()> {
-    let bundle = open(&args.bundle, &args.limits.limits())?;
+    let bundle = open_kind(&args.bundle, &args.limits.limits(), "clip")?;
     let device = crate::commands::one_device(&args.device)?;
     let (name, cif) = read_cifs(std::slice::from_ref(&args.cif))?
         .pop()
