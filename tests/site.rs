@@ -239,6 +239,21 @@ impl Browser {
         self.wait_state(&["ready", "error"])
     }
 
+    /// The page's `exportBundle()` written to `path`, which `xtal bundle verify` accepts.
+    fn export_bundle(&mut self, path: &Path) {
+        let exported = self.run(
+            "const b = await app.exportBundle(); let s = ''; \
+             for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000)); \
+             return btoa(s);",
+            Value::Null,
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(exported.as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, bytes).unwrap();
+        xtal(&["bundle", "verify", path.to_str().unwrap()]);
+    }
+
     fn screenshot(&mut self, name: &str) {
         let png = self.command("GET", "screenshot", Value::Null);
         let bytes = base64::engine::general_purpose::STANDARD
@@ -531,19 +546,9 @@ fn site_in_headless_chromium() {
         assert_eq!(plotted, 20, "{device}: the loss curve has every step");
         browser.scroll_to("tune-panel");
         browser.screenshot(&format!("fine-tune-{device}"));
-        let exported = browser.run(
-            "const b = await app.exportBundle(); let s = ''; \
-             for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000)); \
-             return btoa(s);",
-            Value::Null,
-        );
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(exported.as_str().unwrap())
-            .unwrap();
         let tuned = fx.dir.join(format!("tuned-{device}.xtal"));
-        std::fs::write(&tuned, bytes).unwrap();
+        browser.export_bundle(&tuned);
         let tuned_s = tuned.to_str().unwrap();
-        xtal(&["bundle", "verify", tuned_s]);
         let page_vectors =
             vectors(&browser.run("return await app.client.embedTexts(args);", json!(QUERIES)));
         let native_vectors = native_embeddings(tuned_s);
@@ -675,22 +680,9 @@ fn site_in_headless_chromium() {
             json!(fx.pairs),
         );
         assert_eq!(report["losses"].as_array().unwrap().len(), 5, "{device}");
-        let exported = browser.run(
-            "const b = await app.exportBundle(); let s = ''; \
-             for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000)); \
-             return btoa(s);",
-            Value::Null,
-        );
         let tuned = fx.dir.join(format!("hf-tuned-{device}.xtal"));
-        std::fs::write(
-            &tuned,
-            base64::engine::general_purpose::STANDARD
-                .decode(exported.as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap();
+        browser.export_bundle(&tuned);
         let tuned_s = tuned.to_str().unwrap();
-        xtal(&["bundle", "verify", tuned_s]);
         let page_vectors =
             vectors(&browser.run("return await app.client.embedTexts(args);", json!(QUERIES)));
         let native_vectors = native_embeddings(tuned_s);

@@ -63,6 +63,8 @@ async function openBundle(source, name) {
     app.bundle = { name, ...loaded };
     app.hits = [];
     app.queryPoint = null;
+    // Results of the previously opened bundle are not this one's.
+    for (const id of ["prediction", "cif-results", "zero-shot-results", "search-results"]) $(id).hidden = true;
     showSummary();
     drawMap();
     $("tools").hidden = false;
