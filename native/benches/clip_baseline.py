@@ -2,8 +2,9 @@
 from its description (byte embedding + fixed sinusoidal positions, pre-norm blocks with
 per-head q/k/v projections, GELU MLP, padded keys masked, final LayerNorm, masked mean, linear
 projections, L2, symmetric cross-entropy with a learnable temperature; AdamW), on the CPU with
-all threads. Prints {"pairs_per_second": …, "threads": …} as JSON.
-Usage: python3 native/benches/clip_baseline.py --config default|small --steps 3"""
+all threads or on the first CUDA GPU. Prints {"pairs_per_second": …, "threads": …, "gpu": …}
+as JSON.
+Usage: python3 native/benches/clip_baseline.py --config default|small --steps 3 [--device cuda]"""
 import argparse
 import json
 import math
@@ -70,8 +71,10 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="default", choices=CONFIGS)
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args()
     width, layers, heads, length, dim = CONFIGS[a.config]
+    torch.set_default_device(a.device)  # parameters, buffers and inputs all live there
     torch.manual_seed(0)
     text = TextEncoder(width, layers, heads, length, dim)
     graph = nn.Linear(256, dim)
@@ -91,12 +94,20 @@ def main():
         loss.backward()
         opt.step()
 
+    def sync():
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+
     step()
+    sync()
     start = time.perf_counter()
     for _ in range(a.steps):
         step()
+    sync()
     rate = a.steps * batch / (time.perf_counter() - start)
-    print(json.dumps({"pairs_per_second": rate, "threads": torch.get_num_threads(), "config": a.config}))
+    gpu = torch.cuda.get_device_name() if a.device == "cuda" else None
+    print(json.dumps({"pairs_per_second": rate, "threads": torch.get_num_threads(), "gpu": gpu,
+                      "config": a.config}))
 
 
 if __name__ == "__main__":

@@ -375,7 +375,10 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--sites", type=int, default=24, help="sites per cell in Blocks 3 and 4")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args()
+    # Models, batches and masks are all made on the device (each step's loss.item() syncs).
+    torch.set_default_device(a.device)
     numbers = [int(n) for n in a.blocks.split(",")]
     if any(n not in BLOCKS for n in numbers) or a.steps < 1 or a.batch_size < 2 or a.sites < 1:
         p.error("blocks must be 1–6, steps ≥ 1, batch size ≥ 2, sites ≥ 1")
@@ -386,7 +389,8 @@ def main():
         rate, loss = samples_per_second(block_class, a.steps, a.batch_size, a.sites)
         print(f"block {number} ({name}): {rate:.1f} samples/s, last loss {loss:.4f}", file=sys.stderr)
         rows.append({"block": number, "name": name, "samples_per_second": rate})
-    print(json.dumps({"threads": torch.get_num_threads(), "batch_size": a.batch_size,
+    gpu = torch.cuda.get_device_name() if a.device == "cuda" else None
+    print(json.dumps({"threads": torch.get_num_threads(), "gpu": gpu, "batch_size": a.batch_size,
                       "sites": a.sites, "blocks": rows}))
 
 

@@ -36,7 +36,7 @@ pub use zero_shot::{PhraseScore, temperature_scale, zero_shot};
 use burn::prelude::*;
 
 use crate::data::StructureItem;
-use crate::featurize::GraphBatch;
+use crate::featurize::{GraphBatch, GraphTensors};
 use crate::models::clip::{Clip, ClipConfig, StructureBatch, TextTokenizer};
 use crate::models::hf::HfError;
 use crate::models::property::{PropertyModel, PropertyModelConfig};
@@ -422,7 +422,7 @@ impl Bundle {
 
     /// A CLIP bundle's text tokenizer.
     pub fn tokenizer(&self) -> Result<&TextTokenizer, BundleError> {
-        self.clip_config()?;
+        // Readers keep a tokenizer exactly for CLIP bundles.
         self.tokenizer.as_ref().ok_or(BundleError::Kind {
             found: self.manifest.model.model.kind(),
             needed: "clip",
@@ -479,27 +479,9 @@ impl Bundle {
         device: &B::Device,
     ) -> Result<Tensor<B, 1>, BundleError> {
         self.property()?;
-        let StructureInput::Graph(input) = &self.structure_input else {
-            return Err(BundleError::Input(
-                "a property bundle reads crystal graphs".into(),
-            ));
-        };
         let parts = items
             .chunks(64)
-            .map(|chunk| {
-                let graphs = chunk
-                    .iter()
-                    .map(|item| match item {
-                        StructureItem::Graph(g) => Ok(g),
-                        StructureItem::Vector(_) => Err(BundleError::Input(
-                            "structure items do not match the bundle's structure input".into(),
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let batch = GraphBatch::new(&graphs, &input.table)
-                    .map_err(|e| BundleError::Input(format!("graph: {e}")))?;
-                Ok(model.forward(&batch.to_tensors(device)))
-            })
+            .map(|chunk| Ok(model.forward(&self.graph_tensors(chunk, device)?)))
             .collect::<Result<Vec<_>, BundleError>>()?;
         if parts.is_empty() {
             return Ok(Tensor::zeros([0], device));
@@ -553,20 +535,9 @@ impl Bundle {
         items: &[StructureItem],
         device: &B::Device,
     ) -> Result<StructureBatch<B>, BundleError> {
-        let mismatch = || {
-            BundleError::Input("structure items do not match the bundle's structure input".into())
-        };
         match &self.structure_input {
-            StructureInput::Graph(g) => {
-                let graphs = items
-                    .iter()
-                    .map(|item| match item {
-                        StructureItem::Graph(graph) => Ok(graph),
-                        StructureItem::Vector(_) => Err(mismatch()),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                StructureBatch::graphs(&graphs, &g.table, device)
-                    .map_err(|e| BundleError::Input(format!("graph: {e}")))
+            StructureInput::Graph(_) => {
+                Ok(StructureBatch::Graphs(self.graph_tensors(items, device)?))
             }
             StructureInput::Vector(_) | StructureInput::Ftcp(..) => {
                 let d = self.manifest.structure_input.dim;
@@ -574,12 +545,35 @@ impl Bundle {
                 for item in items {
                     match item {
                         StructureItem::Vector(v) if v.len() == d => values.extend_from_slice(v),
-                        _ => return Err(mismatch()),
+                        _ => return Err(structure_mismatch()),
                     }
                 }
                 Ok(StructureBatch::vectors(values, d, device))
             }
         }
+    }
+
+    /// One batch of a graph bundle's structure items (CLIP and property bundles alike).
+    fn graph_tensors<B: Backend>(
+        &self,
+        items: &[StructureItem],
+        device: &B::Device,
+    ) -> Result<GraphTensors<B>, BundleError> {
+        let StructureInput::Graph(input) = &self.structure_input else {
+            return Err(BundleError::Input(
+                "this bundle's structure input is not a crystal graph".into(),
+            ));
+        };
+        let graphs = items
+            .iter()
+            .map(|item| match item {
+                StructureItem::Graph(graph) => Ok(graph),
+                StructureItem::Vector(_) => Err(structure_mismatch()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(GraphBatch::new(&graphs, &input.table)
+            .map_err(|e| BundleError::Input(format!("graph: {e}")))?
+            .to_tensors(device))
     }
 
     /// A new bundle of `model` (same configuration) that keeps this bundle's structure input,
@@ -648,6 +642,10 @@ pub fn rfc3339(unix_seconds: u64) -> String {
         secs % 3600 / 60,
         secs % 60
     )
+}
+
+fn structure_mismatch() -> BundleError {
+    BundleError::Input("structure items do not match the bundle's structure input".into())
 }
 
 #[cfg(test)]

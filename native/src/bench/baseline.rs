@@ -28,6 +28,15 @@ pub fn python_baseline(
     serde_json::from_str(last).with_context(|| format!("{} printed {last:?}", script.display()))
 }
 
+/// A baseline's row label: `pytorch cpu (2 threads)` or `pytorch cuda (NVIDIA H200)`, from
+/// the `threads` / `gpu` fields the scripts print.
+pub fn torch_label(what: &str, device: &str, printed: &serde_json::Value) -> String {
+    match printed["gpu"].as_str() {
+        Some(gpu) if device == "cuda" => format!("{what} cuda ({gpu})"),
+        _ => format!("{what} cpu ({} threads)", printed["threads"]),
+    }
+}
+
 /// `n` values in [-0.5, 0.5) from a seeded LCG: fixed benchmark inputs without a random crate.
 pub fn uniform_values(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed;

@@ -27,6 +27,8 @@ pub struct ClipBench<'a> {
     pub configs: &'a [String],
     pub steps: usize,
     pub python: Option<&'a Path>,
+    /// Where the baseline runs (`cpu` or `cuda`), passed to it as `--device`.
+    pub torch_device: &'a str,
     pub json: bool,
 }
 
@@ -146,12 +148,21 @@ pub fn run(b: ClipBench) -> anyhow::Result<()> {
             rows.push((name.clone(), device.to_string(), rate));
         }
         if let Some(script) = b.python {
-            eprintln!("clip {name} in PyTorch …");
+            eprintln!("clip {name} in PyTorch ({}) …", b.torch_device);
             let steps = b.steps.to_string();
-            let v =
-                super::baseline::python_baseline(script, ["--config", name, "--steps", &steps])?;
+            let v = super::baseline::python_baseline(
+                script,
+                [
+                    "--config",
+                    name,
+                    "--steps",
+                    &steps,
+                    "--device",
+                    b.torch_device,
+                ],
+            )?;
             let rate = v["pairs_per_second"].as_f64().unwrap_or(f64::NAN);
-            let label = format!("pytorch cpu ({})", v["threads"]);
+            let label = super::baseline::torch_label("pytorch", b.torch_device, &v);
             rows.push((name.clone(), label, rate));
         }
     }

@@ -64,6 +64,9 @@ pub struct Args {
     /// --text-model (native/benches/minilm_baseline.py) or --ssl (native/benches/ssl_baseline.py).
     #[arg(long)]
     torch: Option<std::path::PathBuf>,
+    /// Where the --torch baseline runs: `cpu` (all threads) or `cuda` (PyTorch's first GPU).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"], requires = "torch")]
+    torch_device: String,
     /// Measure a HuggingFace text encoder folder instead (e.g. all-MiniLM-L6-v2): batch-1
     /// latency and batch-32 throughput at 128 tokens.
     #[arg(long, value_name = "DIR")]
@@ -205,6 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             samples: args.graph_count,
             batch_size: args.batch_size,
             python: args.torch.as_deref(),
+            torch_device: &args.torch_device,
             json: args.json,
         });
     }
@@ -236,6 +240,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             devices: &args.devices,
             runs: args.runs.max(1),
             python: args.torch.as_deref(),
+            torch_device: &args.torch_device,
             json: args.json,
         });
     }
@@ -245,6 +250,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             configs: &args.clip_configs,
             steps: args.steps.max(1),
             python: args.torch.as_deref(),
+            torch_device: &args.torch_device,
             json: args.json,
         });
     }

@@ -25,6 +25,8 @@ pub struct SslBench<'a> {
     pub samples: usize,
     pub batch_size: usize,
     pub python: Option<&'a Path>,
+    /// Where the baseline runs (`cpu` or `cuda`), passed to it as `--device`.
+    pub torch_device: &'a str,
     pub json: bool,
 }
 
@@ -187,7 +189,7 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
     }
     let baseline = match bench.python {
         Some(script) => {
-            eprintln!("the blocks in PyTorch …");
+            eprintln!("the blocks in PyTorch ({}) …", bench.torch_device);
             let v = super::baseline::python_baseline(
                 script,
                 [
@@ -195,9 +197,11 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
                     bench.batch_size.max(2).to_string(),
                     "--sites".to_string(),
                     format!("{}", sites.round().max(1.0)),
+                    "--device".to_string(),
+                    bench.torch_device.to_string(),
                 ],
             )?;
-            let device = format!("pytorch cpu ({} threads)", v["threads"]);
+            let device = super::baseline::torch_label("pytorch", bench.torch_device, &v);
             for b in v["blocks"].as_array().into_iter().flatten() {
                 let Some(kind) = b["block"]
                     .as_u64()

@@ -20,6 +20,8 @@ pub struct TextBench<'a> {
     pub devices: &'a [String],
     pub runs: usize,
     pub python: Option<&'a Path>,
+    /// Where the baseline runs (`cpu` or `cuda`), passed to it as `--device`.
+    pub torch_device: &'a str,
     pub json: bool,
 }
 
@@ -70,14 +72,20 @@ impl OnDevice for Measure<'_> {
 pub fn run(b: TextBench) -> anyhow::Result<()> {
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
     if let Some(script) = b.python {
-        eprintln!("sentence-transformers (PyTorch CPU) …");
+        eprintln!("sentence-transformers (PyTorch {}) …", b.torch_device);
         let runs = b.runs.to_string();
         let v = super::baseline::python_baseline(
             script,
-            [b.model.as_os_str(), OsStr::new("--runs"), OsStr::new(&runs)],
+            [
+                b.model.as_os_str(),
+                OsStr::new("--runs"),
+                OsStr::new(&runs),
+                OsStr::new("--device"),
+                OsStr::new(b.torch_device),
+            ],
         )?;
         rows.push((
-            format!("sentence-transformers cpu ({} threads)", v["threads"]),
+            super::baseline::torch_label("sentence-transformers", b.torch_device, &v),
             v["batch1_ms"].as_f64().unwrap_or(f64::NAN),
             v["batch32_sentences_per_s"].as_f64().unwrap_or(f64::NAN),
         ));

@@ -43,12 +43,21 @@ impl OnDevice for Check<'_> {
     }
 }
 
+/// How far a device's check may land from the CPU's. CPU backends agree to rounding; GPU
+/// kernels round differently (tensor-core matrix products, fused and reordered reductions):
+/// an H200 landed 2.3e-4 from the CPU on this check.
+fn tolerance(spec: &str) -> f32 {
+    if spec.starts_with("cpu") { 1e-4 } else { 1e-3 }
+}
+
 #[derive(serde::Serialize)]
 struct Row {
     #[serde(flatten)]
     info: DeviceInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     check_max_abs_diff_vs_cpu: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check_tolerance: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     check_error: Option<String>,
 }
@@ -59,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|info| Row {
             info,
             check_max_abs_diff_vs_cpu: None,
+            check_tolerance: None,
             check_error: None,
         })
         .collect();
@@ -78,10 +88,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             {
                 Ok(result) => {
                     let diff = result.max_abs_diff(&reference);
-                    if diff > 1e-4 {
+                    let allowed = tolerance(&row.info.spec);
+                    if diff.is_nan() || diff > allowed {
                         failed += 1;
                     }
                     row.check_max_abs_diff_vs_cpu = Some(diff);
+                    row.check_tolerance = Some(allowed);
                 }
                 Err(e) => {
                     failed += 1;
@@ -108,10 +120,10 @@ fn print_table(rows: &[Row]) {
     );
     for row in rows {
         let mut note = row.info.note.clone().unwrap_or_default();
-        if let Some(diff) = row.check_max_abs_diff_vs_cpu {
-            let verdict = if diff <= 1e-4 { "ok" } else { "MISMATCH" };
+        if let (Some(diff), Some(allowed)) = (row.check_max_abs_diff_vs_cpu, row.check_tolerance) {
+            let verdict = if diff <= allowed { "ok" } else { "MISMATCH" };
             note = format!(
-                "check {verdict}: max |diff| vs cpu {diff:.1e}{}{note}",
+                "check {verdict}: max |diff| vs cpu {diff:.1e} (tolerance {allowed:.0e}){}{note}",
                 if note.is_empty() { "" } else { "; " }
             );
         }
