@@ -28,12 +28,36 @@ pub fn python_baseline(
     serde_json::from_str(last).with_context(|| format!("{} printed {last:?}", script.display()))
 }
 
-/// A baseline's row label: `pytorch cpu (2 threads)` or `pytorch cuda (NVIDIA H200)`, from
-/// the `threads` / `gpu` fields the scripts print.
-pub fn torch_label(what: &str, device: &str, printed: &serde_json::Value) -> String {
-    match printed["gpu"].as_str() {
-        Some(gpu) if device == "cuda" => format!("{what} cuda ({gpu})"),
-        _ => format!("{what} cpu ({} threads)", printed["threads"]),
+/// A PyTorch baseline script (`--torch`) and where it runs (`--torch-device`): every run gets
+/// `--device`, and its rows are labelled by the device it ran on.
+#[derive(Clone, Copy)]
+pub struct TorchBaseline<'a> {
+    pub script: &'a Path,
+    /// `cpu` or `cuda`.
+    pub device: &'a str,
+}
+
+impl TorchBaseline<'_> {
+    /// Runs the script with `args` and `--device`, returning the JSON it printed last.
+    pub fn run(
+        &self,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let args: Vec<std::ffi::OsString> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .chain(["--device".into(), self.device.into()])
+            .collect();
+        python_baseline(self.script, args)
+    }
+
+    /// A row label: `pytorch cpu (2 threads)` or `pytorch cuda (NVIDIA H200)`, from the
+    /// `threads` / `gpu` fields the scripts print.
+    pub fn label(&self, what: &str, printed: &serde_json::Value) -> String {
+        match printed["gpu"].as_str() {
+            Some(gpu) if self.device == "cuda" => format!("{what} cuda ({gpu})"),
+            _ => format!("{what} cpu ({} threads)", printed["threads"]),
+        }
     }
 }
 

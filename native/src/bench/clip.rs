@@ -3,13 +3,14 @@
 //! original default configuration (width 512, 6 layers, 8 heads, length 256, batch 64) and a
 //! small one, next to the same model in PyTorch (native/benches/clip_baseline.py) on this CPU.
 
-use std::path::Path;
 use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use xtal_core::data::PairSet;
 use xtal_core::device::{OnDevice, run_on};
+
+use super::baseline::TorchBaseline;
 use xtal_core::models::clip::{Clip, TextTokenizer};
 use xtal_core::train::TrainStep;
 use xtal_core::train::clip::ClipStep;
@@ -26,9 +27,7 @@ pub struct ClipBench<'a> {
     pub devices: &'a [String],
     pub configs: &'a [String],
     pub steps: usize,
-    pub python: Option<&'a Path>,
-    /// Where the baseline runs (`cpu` or `cuda`), passed to it as `--device`.
-    pub torch_device: &'a str,
+    pub torch: Option<TorchBaseline<'a>>,
     pub json: bool,
 }
 
@@ -147,22 +146,12 @@ pub fn run(b: ClipBench) -> anyhow::Result<()> {
             )?;
             rows.push((name.clone(), device.to_string(), rate));
         }
-        if let Some(script) = b.python {
-            eprintln!("clip {name} in PyTorch ({}) …", b.torch_device);
+        if let Some(torch) = b.torch {
+            eprintln!("clip {name} in PyTorch ({}) …", torch.device);
             let steps = b.steps.to_string();
-            let v = super::baseline::python_baseline(
-                script,
-                [
-                    "--config",
-                    name,
-                    "--steps",
-                    &steps,
-                    "--device",
-                    b.torch_device,
-                ],
-            )?;
+            let v = torch.run(["--config", name, "--steps", &steps])?;
             let rate = v["pairs_per_second"].as_f64().unwrap_or(f64::NAN);
-            let label = super::baseline::torch_label("pytorch", b.torch_device, &v);
+            let label = torch.label("pytorch", &v);
             rows.push((name.clone(), label, rate));
         }
     }

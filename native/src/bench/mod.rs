@@ -191,6 +191,15 @@ impl OnDevice for Workloads {
     }
 }
 
+impl Args {
+    fn torch_baseline(&self) -> Option<baseline::TorchBaseline<'_>> {
+        self.torch.as_deref().map(|script| baseline::TorchBaseline {
+            script,
+            device: &self.torch_device,
+        })
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(csv) = &args.structures {
         return structures::run(structures::StructureBench {
@@ -207,8 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             devices: &args.devices,
             samples: args.graph_count,
             batch_size: args.batch_size,
-            python: args.torch.as_deref(),
-            torch_device: &args.torch_device,
+            torch: args.torch_baseline(),
             json: args.json,
         });
     }
@@ -239,8 +247,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             model,
             devices: &args.devices,
             runs: args.runs.max(1),
-            python: args.torch.as_deref(),
-            torch_device: &args.torch_device,
+            torch: args.torch_baseline(),
             json: args.json,
         });
     }
@@ -249,8 +256,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             devices: &args.devices,
             configs: &args.clip_configs,
             steps: args.steps.max(1),
-            python: args.torch.as_deref(),
-            torch_device: &args.torch_device,
+            torch: args.torch_baseline(),
             json: args.json,
         });
     }

@@ -12,6 +12,8 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use xtal_core::data::SeededRng;
 use xtal_core::device::{OnDevice, run_on};
+
+use super::baseline::TorchBaseline;
 use xtal_core::models::ftcp_ssl::{BlockKind, SslBlock, SslBlockConfig};
 use xtal_core::train::ModelOptimizer;
 use xtal_core::train::spec::TrainingSpec;
@@ -24,9 +26,7 @@ pub struct SslBench<'a> {
     pub devices: &'a [String],
     pub samples: usize,
     pub batch_size: usize,
-    pub python: Option<&'a Path>,
-    /// Where the baseline runs (`cpu` or `cuda`), passed to it as `--device`.
-    pub torch_device: &'a str,
+    pub torch: Option<TorchBaseline<'a>>,
     pub json: bool,
 }
 
@@ -187,27 +187,22 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
             });
         }
     }
-    let baseline = match bench.python {
-        Some(script) => {
-            eprintln!("the blocks in PyTorch ({}) …", bench.torch_device);
-            let v = super::baseline::python_baseline(
-                script,
-                [
-                    "--batch-size".to_string(),
-                    bench.batch_size.max(2).to_string(),
-                    "--sites".to_string(),
-                    format!("{}", sites.round().max(1.0)),
-                    "--device".to_string(),
-                    bench.torch_device.to_string(),
-                ],
-            )?;
-            let device = super::baseline::torch_label("pytorch", bench.torch_device, &v);
+    let baseline = match bench.torch {
+        Some(torch) => {
+            eprintln!("the blocks in PyTorch ({}) …", torch.device);
+            let v = torch.run([
+                "--batch-size".to_string(),
+                bench.batch_size.max(2).to_string(),
+                "--sites".to_string(),
+                format!("{}", sites.round().max(1.0)),
+            ])?;
+            let device = torch.label("pytorch", &v);
             for b in v["blocks"].as_array().into_iter().flatten() {
                 let Some(kind) = b["block"]
                     .as_u64()
                     .and_then(|n| BlockKind::from_number(n as usize))
                 else {
-                    anyhow::bail!("{} printed an unknown block: {b}", script.display());
+                    anyhow::bail!("{} printed an unknown block: {b}", torch.script.display());
                 };
                 out.push(Row {
                     block: kind.number(),

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::backend::AutodiffBackend;
 use xtal_core::device::{OnDevice, run_on};
+
+use super::baseline::TorchBaseline;
 use xtal_core::models::clip::l2_normalize;
 use xtal_core::models::hf::Pooling;
 
@@ -19,9 +21,7 @@ pub struct TextBench<'a> {
     pub model: &'a Path,
     pub devices: &'a [String],
     pub runs: usize,
-    pub python: Option<&'a Path>,
-    /// Where the baseline runs (`cpu` or `cuda`), passed to it as `--device`.
-    pub torch_device: &'a str,
+    pub torch: Option<TorchBaseline<'a>>,
     pub json: bool,
 }
 
@@ -71,21 +71,12 @@ impl OnDevice for Measure<'_> {
 
 pub fn run(b: TextBench) -> anyhow::Result<()> {
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
-    if let Some(script) = b.python {
-        eprintln!("sentence-transformers (PyTorch {}) …", b.torch_device);
+    if let Some(torch) = b.torch {
+        eprintln!("sentence-transformers (PyTorch {}) …", torch.device);
         let runs = b.runs.to_string();
-        let v = super::baseline::python_baseline(
-            script,
-            [
-                b.model.as_os_str(),
-                OsStr::new("--runs"),
-                OsStr::new(&runs),
-                OsStr::new("--device"),
-                OsStr::new(b.torch_device),
-            ],
-        )?;
+        let v = torch.run([b.model.as_os_str(), OsStr::new("--runs"), OsStr::new(&runs)])?;
         rows.push((
-            super::baseline::torch_label("sentence-transformers", b.torch_device, &v),
+            torch.label("sentence-transformers", &v),
             v["batch1_ms"].as_f64().unwrap_or(f64::NAN),
             v["batch32_sentences_per_s"].as_f64().unwrap_or(f64::NAN),
         ));
