@@ -8,9 +8,9 @@ mod shuffle;
 
 pub use npy::{NpyArray, decode_npy};
 pub use pairs::{
-    DataError, FeatureScaler, Layout, MissingStructure, PairRecord, PairSet, Records, SkippedLine,
-    StructureGraphs, StructureItem, StructureStore, StructureVectors, VectorStore, is_plain_name,
-    parse_jsonl, parse_tensor,
+    DataError, FeatureScaler, ItemTexts, Layout, MissingStructure, PairRecord, PairSet, Records,
+    SkippedLine, StructureGraphs, StructureItem, StructureStore, StructureVectors, VectorStore,
+    is_plain_name, parse_jsonl, parse_tensor,
 };
 pub use rows::{GraphRows, OwnedGraphs, OwnedRows, TensorRows};
 pub use shuffle::{

@@ -21,7 +21,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 
 use super::rows::{GraphRows, OwnedGraphs, OwnedRows, TensorRows};
-use super::shuffle::validation_mask;
+use super::shuffle::{SeededRng, validation_mask};
 use crate::featurize::{CrystalGraph, ElementTable, GraphBatch, GraphError, RowMinMax};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,7 +36,9 @@ pub struct PairRecord {
     /// 1-based line in the JSONL.
     pub line: usize,
     pub id: String,
-    pub text: String,
+    /// The record's texts, at least one: `texts` when the record has several (the first is
+    /// `text`), else `text`.
+    pub texts: Vec<String>,
     pub formula: Option<String>,
     pub graph_emb: Option<String>,
     /// Row-major 3×3 property tensor.
@@ -129,8 +131,20 @@ pub fn parse_jsonl(text: &str, file: &str) -> Result<Records, DataError> {
             _ => None,
         };
         let id = string("id").filter(|s| !s.is_empty());
-        let text = string("text").filter(|s| !s.trim().is_empty());
-        let (Some(id), Some(text)) = (id.clone(), text) else {
+        let texts: Vec<String> = match obj.get("texts") {
+            None | Some(Value::Null) => string("text").into_iter().collect(),
+            Some(Value::Array(all)) => all
+                .iter()
+                .map(|t| {
+                    t.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| err(line, "`texts` must be a list of strings".into()))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(err(line, "`texts` must be a list of strings".into())),
+        };
+        let texts: Vec<String> = texts.into_iter().filter(|s| !s.trim().is_empty()).collect();
+        let (Some(id), false) = (id.clone(), texts.is_empty()) else {
             skipped.push(SkippedLine {
                 line,
                 id,
@@ -165,7 +179,7 @@ pub fn parse_jsonl(text: &str, file: &str) -> Result<Records, DataError> {
         records.push(PairRecord {
             line,
             id,
-            text,
+            texts,
             formula: string("formula"),
             graph_emb: string("graph_emb"),
             tensor,
@@ -359,12 +373,112 @@ pub enum StructureStore {
     Graphs(Arc<dyn GraphRows>),
 }
 
-/// Pairs ready for training: one structure (vector or graph) and one text per item, a split,
-/// and the report of what was left out.
+/// The texts of a set's items, one or more per item, stored one after another in item order:
+/// text index `k` (into [`Self::all`], and into anything tokenized or embedded from it)
+/// belongs to item [`Self::owners`]`[k]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemTexts {
+    texts: Vec<String>,
+    /// Item i's texts are `texts[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<usize>,
+}
+
+impl ItemTexts {
+    /// One text per item.
+    pub fn single(texts: Vec<String>) -> Self {
+        Self {
+            offsets: (0..=texts.len()).collect(),
+            texts,
+        }
+    }
+
+    /// Adds the next item's texts (at least one).
+    pub fn push(&mut self, texts: Vec<String>) {
+        debug_assert!(!texts.is_empty(), "every item has a text");
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.texts.extend(texts);
+        self.offsets.push(self.texts.len());
+    }
+
+    /// Every text, item by item.
+    pub fn all(&self) -> &[String] {
+        &self.texts
+    }
+
+    /// The text indices of item `i`.
+    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
+        self.offsets[i]..self.offsets[i + 1]
+    }
+
+    pub fn of(&self, i: usize) -> &[String] {
+        &self.texts[self.range(i)]
+    }
+
+    /// The index of item `i`'s first text (its text when it has one).
+    pub fn first_index(&self, i: usize) -> usize {
+        self.offsets[i]
+    }
+
+    pub fn first(&self, i: usize) -> &str {
+        &self.texts[self.offsets[i]]
+    }
+
+    /// The first text of every item, in item order.
+    pub fn firsts(&self) -> Vec<String> {
+        (0..self.items())
+            .map(|i| self.first(i).to_string())
+            .collect()
+    }
+
+    /// Number of items.
+    pub fn items(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Whether some item has more than one text.
+    pub fn has_several(&self) -> bool {
+        self.texts.len() > self.items()
+    }
+
+    /// For the items `idx`: every text index of each, and its position in `idx`.
+    pub fn of_items(&self, idx: &[usize]) -> (Vec<usize>, Vec<usize>) {
+        let (mut texts, mut owners) = (Vec::new(), Vec::new());
+        for (k, &i) in idx.iter().enumerate() {
+            for t in self.range(i) {
+                texts.push(t);
+                owners.push(k);
+            }
+        }
+        (texts, owners)
+    }
+
+    /// One text index per item of `idx`, drawn uniformly among the item's texts by a hash of
+    /// (`seed`, `epoch`, item): the same on every run, resume and rank.
+    pub fn draw(&self, idx: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
+        idx.iter()
+            .map(|&i| {
+                let r = self.range(i);
+                if r.len() <= 1 {
+                    return r.start;
+                }
+                let mut rng = SeededRng::new(
+                    seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+                        ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                r.start + rng.below(r.len())
+            })
+            .collect()
+    }
+}
+
+/// Pairs ready for training: one structure (vector or graph) and one or more texts per item, a
+/// split, and the report of what was left out.
 #[derive(Debug, Clone)]
 pub struct PairSet {
     pub ids: Vec<String>,
-    pub texts: Vec<String>,
+    pub texts: ItemTexts,
     pub formulas: Vec<Option<String>>,
     pub groups: Vec<String>,
     pub tensors: Vec<Option<[f64; 9]>>,
@@ -441,7 +555,7 @@ impl PairSet {
         assert_eq!(records.records.len(), items.len());
         let mut set = PairSet {
             ids: Vec::new(),
-            texts: Vec::new(),
+            texts: ItemTexts::default(),
             formulas: Vec::new(),
             groups: Vec::new(),
             tensors: Vec::new(),
@@ -489,7 +603,7 @@ impl PairSet {
             }
             own_split.push(r.is_val);
             set.ids.push(r.id);
-            set.texts.push(r.text);
+            set.texts.push(r.texts);
             set.formulas.push(r.formula);
             set.groups.push(r.group);
             set.tensors.push(r.tensor);
@@ -609,7 +723,7 @@ impl PairSet {
             skipped: Vec::new(),
             missing: Vec::new(),
             ids,
-            texts,
+            texts: ItemTexts::single(texts),
         }
     }
 
@@ -758,6 +872,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("d.jsonl:1: `tensor`"), "{e}");
+    }
+
+    #[test]
+    fn several_texts_are_read_in_order_and_empty_ones_dropped() {
+        let r = parse_jsonl(
+            concat!(
+                "{\"id\":\"a\",\"text\":\"long\",\"texts\":[\"long\",\" \",\"short\"]}\n",
+                "{\"id\":\"b\",\"text\":\"only\"}\n",
+                "{\"id\":\"c\",\"texts\":[]}\n",
+            ),
+            "d.jsonl",
+        )
+        .unwrap();
+        assert_eq!(r.records[0].texts, ["long", "short"]);
+        assert_eq!(r.records[1].texts, ["only"]);
+        assert_eq!(r.skipped.len(), 1, "a record without any text is skipped");
+        let e = parse_jsonl("{\"id\":\"a\",\"texts\":\"x\"}", "d.jsonl").unwrap_err();
+        assert!(e.to_string().contains("d.jsonl:1: `texts`"), "{e}");
+    }
+
+    #[test]
+    fn drawn_texts_are_the_items_own_cover_them_all_and_repeat_per_seed_and_epoch() {
+        let mut texts = ItemTexts::default();
+        for (i, k) in [3usize, 1, 2].into_iter().enumerate() {
+            texts.push((0..k).map(|j| format!("{i}.{j}")).collect());
+        }
+        assert_eq!(texts.items(), 3);
+        assert!(texts.has_several());
+        assert_eq!(
+            texts.of_items(&[2, 0]),
+            (vec![4, 5, 0, 1, 2], vec![0, 0, 1, 1, 1])
+        );
+        let idx = [0, 1, 2];
+        let mut seen = std::collections::HashSet::new();
+        for epoch in 1..=40 {
+            let drawn = texts.draw(&idx, 7, epoch);
+            assert_eq!(drawn, texts.draw(&idx, 7, epoch));
+            for (&i, &t) in idx.iter().zip(&drawn) {
+                assert!(texts.range(i).contains(&t), "item {i} drew text {t}");
+            }
+            seen.extend(drawn);
+        }
+        assert_eq!(seen.len(), 6, "every text is drawn at some epoch");
+        assert_ne!(
+            (1..=10).map(|e| texts.draw(&idx, 7, e)).collect::<Vec<_>>(),
+            (1..=10).map(|e| texts.draw(&idx, 8, e)).collect::<Vec<_>>()
+        );
+        assert!(!ItemTexts::single(vec!["x".into(), "y".into()]).has_several());
     }
 
     #[test]

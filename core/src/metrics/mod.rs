@@ -5,4 +5,6 @@ pub mod regression;
 pub mod retrieval;
 
 pub use regression::{ComponentMetrics, RegressionMetrics, regression_metrics};
-pub use retrieval::{RetrievalMetrics, retrieval_metrics, retrieval_metrics_in_blocks};
+pub use retrieval::{
+    RetrievalMetrics, retrieval_metrics, retrieval_metrics_grouped, retrieval_metrics_in_blocks,
+};

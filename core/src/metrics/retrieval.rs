@@ -1,5 +1,5 @@
 //! Cross-modal retrieval over a validation set: item i of one side matches item i of the
-//! other. Ranks count how many candidates score strictly higher than the match, plus one, so
+//! other, or each text matches the structure it describes. Ranks count how many candidates score strictly higher than the match, plus one, so
 //! ties never flatter the model.
 
 use burn::prelude::*;
@@ -46,26 +46,43 @@ pub fn retrieval_metrics<B: Backend>(
     structures: Tensor<B, 2>,
     texts: Tensor<B, 2>,
 ) -> Result<RetrievalMetrics, ReadError> {
-    let n = structures.dims()[0].max(1);
-    retrieval_metrics_in_blocks(structures, texts, (BLOCK_ELEMENTS / n).max(1))
+    let owners: Vec<usize> = (0..texts.dims()[0]).collect();
+    retrieval_metrics_grouped(structures, texts, &owners)
 }
 
-/// [`retrieval_metrics`] with `block_rows` rows of the similarity matrix at a time.
+/// Retrieval with one or more texts per structure (`texts[k]` belongs to
+/// `structures[owners[k]]`), as image–caption benchmarks count it: every structure is one
+/// query, found when the best-ranked of its texts is; every text is one query.
+pub fn retrieval_metrics_grouped<B: Backend>(
+    structures: Tensor<B, 2>,
+    texts: Tensor<B, 2>,
+    owners: &[usize],
+) -> Result<RetrievalMetrics, ReadError> {
+    let n = structures.dims()[0].max(texts.dims()[0]).max(1);
+    retrieval_metrics_in_blocks(structures, texts, owners, (BLOCK_ELEMENTS / n).max(1))
+}
+
+/// [`retrieval_metrics_grouped`] with `block_rows` rows of the similarity matrix at a time.
 pub fn retrieval_metrics_in_blocks<B: Backend>(
     structures: Tensor<B, 2>,
     texts: Tensor<B, 2>,
+    owners: &[usize],
     block_rows: usize,
 ) -> Result<RetrievalMetrics, ReadError> {
     let n = structures.dims()[0];
+    assert_eq!(owners.len(), texts.dims()[0], "one owner per text");
+    let structure_ids: Vec<usize> = (0..n).collect();
     // Structure queries rank the rows of S·Tᵀ, text queries the rows of T·Sᵀ (its columns).
-    let by_structure = rank_in_blocks(&structures, &texts, block_rows)?;
-    let by_text = rank_in_blocks(&texts, &structures, block_rows)?;
-    let (mm, ms) = mean_std(&by_structure.matched);
-    let (um, us) = by_structure.unmatched.mean_std();
+    let by_structure = rank_in_blocks(&structures, &texts, &structure_ids, owners, block_rows)?;
+    // Each text matches exactly one structure: its rows give the matched and unmatched
+    // cosines, each pair once.
+    let by_text = rank_in_blocks(&texts, &structures, owners, &structure_ids, block_rows)?;
+    let (mm, ms) = mean_std(&by_text.matched);
+    let (um, us) = by_text.unmatched.mean_std();
     Ok(RetrievalMetrics {
         n,
-        structure_to_text: direction(&by_structure.ranks),
-        text_to_structure: direction(&by_text.ranks),
+        structure_to_text: direction(&by_structure.ranks, n),
+        text_to_structure: direction(&by_text.ranks, n),
         matched_cosine_mean: mm,
         matched_cosine_std: ms,
         unmatched_cosine_mean: um,
@@ -102,20 +119,32 @@ impl ShiftedMoments {
     }
 }
 
+/// Ranks of `queries` against `candidates`, query i matching the candidates `c` with
+/// `candidate_group[c] == query_group[i]` (at least one): its rank is 1 + the candidates
+/// scoring strictly above its best match. `matched` and `unmatched` assume one match per query.
 fn rank_in_blocks<B: Backend>(
     queries: &Tensor<B, 2>,
     candidates: &Tensor<B, 2>,
+    query_group: &[usize],
+    candidate_group: &[usize],
     block_rows: usize,
 ) -> Result<Ranked, ReadError> {
     let n = queries.dims()[0];
+    let m = candidates.dims()[0];
     let device = queries.device();
     let candidates_t = candidates.clone().transpose();
+    let group = |g: &[usize]| {
+        let ids: Vec<i64> = g.iter().map(|&x| x as i64).collect();
+        Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [g.len()]), &device)
+    };
+    let candidate_group = group(candidate_group).reshape([1, m]);
+    let query_group = group(query_group).reshape([n, 1]);
     let mut out = Ranked {
         ranks: Vec::with_capacity(n),
         matched: Vec::with_capacity(n),
         unmatched: ShiftedMoments {
             shift: 0.0,
-            count: (n * n.saturating_sub(1)) as f64,
+            count: (n * m.saturating_sub(1)) as f64,
             sum: 0.0,
             sum_sq: 0.0,
         },
@@ -128,11 +157,20 @@ fn rank_in_blocks<B: Backend>(
             .clone()
             .slice(start..end)
             .matmul(candidates_t.clone());
-        // The match's own score, taken from the same product, so that it never outranks itself.
-        let own = (sim.clone().slice([0..b, start..end]) * Tensor::eye(b, &device)).sum_dim(1);
+        let is_match = query_group
+            .clone()
+            .slice(start..end)
+            .expand([b, m])
+            .equal(candidate_group.clone().expand([b, m]));
+        // The best match's own score, taken from the same product, so that it never outranks
+        // itself.
+        let own = sim
+            .clone()
+            .mask_fill(is_match.bool_not(), f32::MIN)
+            .max_dim(1);
         let above = sim
             .clone()
-            .greater(own.clone().expand([b, n]))
+            .greater(own.clone().expand([b, m]))
             .float()
             .sum_dim(1);
         if start == 0 {
@@ -155,7 +193,9 @@ fn rank_in_blocks<B: Backend>(
     Ok(out)
 }
 
-fn direction(ranks: &[usize]) -> DirectionMetrics {
+/// Figures of one direction from its ranks, among `structures` structures (with several texts
+/// per structure, a structure's texts are as likely to be in a random top 10 as it is).
+fn direction(ranks: &[usize], structures: usize) -> DirectionMetrics {
     let n = ranks.len().max(1) as f64;
     let recall = |k: usize| ranks.iter().filter(|&&r| r <= k).count() as f64 / n;
     let mut sorted = ranks.to_vec();
@@ -171,7 +211,7 @@ fn direction(ranks: &[usize]) -> DirectionMetrics {
         recall_at_10: recall(10),
         mrr: ranks.iter().map(|&r| 1.0 / r as f64).sum::<f64>() / n,
         median_rank: median,
-        chance_recall_at_10: (10.0 / n).min(1.0),
+        chance_recall_at_10: (10.0 / structures.max(1) as f64).min(1.0),
     }
 }
 

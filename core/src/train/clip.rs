@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::PairSet;
 use crate::featurize::GraphBatch;
-use crate::metrics::{RetrievalMetrics, retrieval_metrics};
+use crate::metrics::{RetrievalMetrics, retrieval_metrics, retrieval_metrics_grouped};
 use crate::models::clip::{Clip, MAX_LOGIT_SCALE, StructureBatch, TokenizedTexts};
 
 use super::fit::{Metrics, StepLoss, TrainStep};
@@ -51,24 +51,27 @@ pub fn structure_batch<B: Backend>(
     LoadedStructures::read(set, idx).to_device(set.feature_dim, device)
 }
 
-/// Structures, token ids and padding mask of the items `idx`; `tokens` holds the set's texts
-/// tokenized in order.
+/// Structures, and token ids and padding mask of the first text, of the items `idx`; `tokens`
+/// holds every text of the set tokenized in order ([`crate::data::ItemTexts::all`]).
 pub fn clip_batch<B: Backend>(
     set: &PairSet,
     idx: &[usize],
     tokens: &TokenizedTexts,
     device: &B::Device,
 ) -> (StructureBatch<B>, Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
-    let (ids, pad) = tokens.batch(idx, device);
+    let first: Vec<usize> = idx.iter().map(|&i| set.texts.first_index(i)).collect();
+    let (ids, pad) = tokens.batch(&first, device);
     (structure_batch(set, idx, device), ids, pad)
 }
 
 /// CLIP's part of [`super::fit`]: the contrastive loss of a batch of pairs of `set`, and
-/// retrieval over the validation pairs `val` (none: no validation).
+/// retrieval over the validation pairs `val` (none: no validation). A structure with several
+/// texts is paired with one of them, drawn anew each epoch from `text_seed`.
 pub struct ClipStep<'a, B: Backend> {
     pub set: &'a PairSet,
-    /// The set's texts, tokenized in order.
+    /// Every text of the set, tokenized in order.
     pub tokens: &'a TokenizedTexts,
+    pub text_seed: u64,
     pub val: &'a [usize],
     pub batch_size: usize,
     pub device: B::Device,
@@ -77,25 +80,28 @@ pub struct ClipStep<'a, B: Backend> {
 impl<B: AutodiffBackend> TrainStep<B> for ClipStep<'_, B> {
     type Model = Clip<B>;
     type Error = ReadError;
-    /// The items and their structures, read (and scaled) on the loader thread.
+    /// The items' drawn texts and their structures, read (and scaled) on the loader thread.
     type Batch = (Vec<usize>, LoadedStructures);
 
     fn load(
         &self,
         items: &[usize],
-        _epoch: usize,
+        epoch: usize,
         _batch: usize,
     ) -> Result<(Vec<usize>, LoadedStructures), ReadError> {
-        Ok((items.to_vec(), LoadedStructures::read(self.set, items)))
+        Ok((
+            self.set.texts.draw(items, self.text_seed, epoch),
+            LoadedStructures::read(self.set, items),
+        ))
     }
 
     fn loss(
         &self,
         model: &Clip<B>,
-        (items, structures): (Vec<usize>, LoadedStructures),
+        (texts, structures): (Vec<usize>, LoadedStructures),
     ) -> Result<StepLoss<B>, ReadError> {
         let structure = structures.to_device(self.set.feature_dim, &self.device);
-        let (ids, pad) = self.tokens.batch(&items, &self.device);
+        let (ids, pad) = self.tokens.batch(&texts, &self.device);
         let s = model.encode_structures(structure);
         let t = model.text.forward(ids, pad);
         Ok(StepLoss::new(model.loss(s, t)))
@@ -117,7 +123,26 @@ impl<B: AutodiffBackend> TrainStep<B> for ClipStep<'_, B> {
     }
 }
 
-/// Unit embeddings of both sides for the items `idx`, in batches, without gradients.
+/// Unit embeddings of the texts `texts` (indices into the set's texts), in batches.
+pub fn embed_texts<B: Backend>(
+    model: &Clip<B>,
+    texts: &[usize],
+    tokens: &TokenizedTexts,
+    batch_size: usize,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let out = texts
+        .chunks(batch_size.max(1))
+        .map(|chunk| {
+            let (ids, pad) = tokens.batch(chunk, device);
+            model.text.forward(ids, pad)
+        })
+        .collect();
+    Tensor::cat(out, 0)
+}
+
+/// Unit embeddings of both sides (each structure's first text) for the items `idx`, in
+/// batches, without gradients.
 pub fn embed_pairs<B: Backend>(
     model: &Clip<B>,
     set: &PairSet,
@@ -136,7 +161,8 @@ pub fn embed_pairs<B: Backend>(
 }
 
 /// Validation figures: the original's per-batch loss and in-batch top-1 accuracies (for
-/// comparison with it) and retrieval over the whole validation set.
+/// comparison with it; each structure with its first text) and retrieval over the whole
+/// validation set (each structure once, with every text it has).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClipEvaluation {
     pub loss: f64,
@@ -236,11 +262,18 @@ pub fn evaluate_clip<B: Backend>(
     let scale = to_host(model.logit_scale.val())?;
     let logit_scale = scale.first().copied().unwrap_or(0.0) as f64;
     let figures = in_batch_figures(&batches, logit_scale);
+    let retrieval = if set.texts.has_several() {
+        let (texts, owners) = set.texts.of_items(idx);
+        let t = embed_texts(model, &texts, tokens, batch_size, device);
+        retrieval_metrics_grouped(s, t, &owners)?
+    } else {
+        retrieval_metrics(s, t)?
+    };
     Ok(ClipEvaluation {
         loss: figures.loss,
         acc_g2t: figures.acc_g2t,
         acc_t2g: figures.acc_t2g,
-        retrieval: retrieval_metrics(s, t)?,
+        retrieval,
         logit_scale,
     })
 }

@@ -95,7 +95,7 @@ impl OnDevice for Throughput<'_> {
             [model.logit_scale.id],
         );
         let set = pairs(BATCH);
-        let texts: Vec<&str> = set.texts.iter().map(String::as_str).collect();
+        let texts: Vec<&str> = set.texts.all().iter().map(String::as_str).collect();
         let tokenizer = TextTokenizer::Bytes(config.text.tokenizer())
             .encode_all(&texts)
             .expect("byte-level tokenization cannot fail");
@@ -105,6 +105,7 @@ impl OnDevice for Throughput<'_> {
         let clip_step = ClipStep::<B> {
             set: &set,
             tokens: &tokenizer,
+            text_seed: 0,
             val: &[],
             batch_size: BATCH,
             device: device.clone(),

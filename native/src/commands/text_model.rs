@@ -89,7 +89,7 @@ pub fn text_tokenizer(
 
 /// The set's texts tokenized as `config`'s text encoder reads them.
 pub fn tokenize(config: &ClipConfig, set: &PairSet) -> anyhow::Result<TokenizedTexts> {
-    let texts: Vec<&str> = set.texts.iter().map(String::as_str).collect();
+    let texts: Vec<&str> = set.texts.all().iter().map(String::as_str).collect();
     Ok(text_tokenizer(&config.text)?.0.encode_all(&texts)?)
 }
 

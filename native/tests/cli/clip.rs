@@ -727,3 +727,130 @@ fn embed_text_with_a_model_folder_matches_transformers() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `prepare --text-column description --text-column caption` keeps both texts of a structure
+/// (as the CSV has them), training draws among them, validation counts each structure once;
+/// a text column that is not there is named.
+#[test]
+fn several_texts_per_structure_are_kept_trained_on_and_validated() {
+    let dir = scratch("clip-texts");
+    // 32 sample materials with a caption and 16 without.
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv");
+    let mut reader = csv::Reader::from_path(src).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let caption = headers.iter().position(|h| h == "caption").unwrap();
+    let csv = dir.join("materials.csv");
+    let mut writer = csv::Writer::from_path(&csv).unwrap();
+    writer.write_record(&headers).unwrap();
+    let (mut with, mut without) = (0, 0);
+    for row in reader.records() {
+        let row = row.unwrap();
+        let (kept, limit) = if row[caption].trim().is_empty() {
+            (&mut without, 16)
+        } else {
+            (&mut with, 32)
+        };
+        if *kept < limit {
+            *kept += 1;
+            writer.write_record(&row).unwrap();
+        }
+    }
+    writer.flush().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let prepare = |out: &Path, columns: &[&str]| {
+        let mut args = vec!["prepare".to_string(), s(&csv), "-o".into(), s(out)];
+        for c in columns {
+            args.extend(["--text-column".to_string(), c.to_string()]);
+        }
+        xtal(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (both, one) = (dir.join("both"), dir.join("one"));
+    let o = prepare(&both, &["description", "caption"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = prepare(&one, &["description"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The CSV as the csv crate reads it: each row's non-empty description and caption.
+    let mut reader = csv::Reader::from_path(&csv).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (id, description, caption) = (col("id"), col("description"), col("caption"));
+    let mut want = std::collections::HashMap::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        let texts: Vec<String> = [&row[description], &row[caption]]
+            .into_iter()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
+        want.insert(row[id].to_string(), texts);
+    }
+    let (mut with_two, mut val_structures, mut val_texts) = (0, 0, 0);
+    let records = std::fs::read_to_string(both.join("dataset.jsonl")).unwrap();
+    for line in records.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let texts: Vec<String> = match r.get("texts") {
+            Some(t) => serde_json::from_value(t.clone()).unwrap(),
+            None => r["text"].as_str().into_iter().map(String::from).collect(),
+        };
+        assert_eq!(texts, want[r["id"].as_str().unwrap()], "{line}");
+        assert_eq!(r["text"].as_str(), texts.first().map(String::as_str));
+        with_two += usize::from(texts.len() == 2);
+        if r["split"] == "val" {
+            val_structures += 1;
+            val_texts += texts.len();
+        }
+    }
+    assert_eq!(with_two, 32);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(both.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["text_columns"],
+        serde_json::json!(["description", "caption"])
+    );
+
+    let runs = [dir.join("run-both"), dir.join("run-one")];
+    for (data, run) in [&both, &one].into_iter().zip(&runs) {
+        let o = train(data, run, &["--no-plots"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let epochs = |run: &Path| -> Vec<Value> {
+        epoch_lines(run)
+            .into_iter()
+            .filter(|l| l["kind"] == "epoch")
+            .collect()
+    };
+    let (lines_both, lines_one) = (epochs(&runs[0]), epochs(&runs[1]));
+    let last = lines_both.last().unwrap();
+    assert_eq!(
+        last["val_pairs"], val_structures,
+        "each structure counted once"
+    );
+    for key in ["val_r1_g2t", "val_r10_t2g", "val_mrr_g2t", "val_loss"] {
+        assert!(
+            last[key].as_f64().is_some_and(f64::is_finite),
+            "{key}: {last}"
+        );
+    }
+    // Same structures, split and seed: only the captions drawn into training batches and
+    // ranked in validation make the runs differ.
+    assert_ne!(
+        lines_both[0]["train_loss"], lines_one[0]["train_loss"],
+        "captions never reached training"
+    );
+    assert_eq!(
+        last["val_texts"], val_texts,
+        "every text of a validation structure ranked"
+    );
+    assert!(lines_one.last().unwrap().get("val_texts").is_none());
+
+    let o = prepare(&dir.join("typo"), &["description", "captoin"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no text column 'captoin'"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.join("typo").exists(), "nothing written");
+}

@@ -106,7 +106,7 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
                     records: IndexRecords {
                         ids: set.ids.clone(),
                         formulas: set.formulas.clone(),
-                        descriptions: set.texts.clone(),
+                        descriptions: set.texts.firsts(),
                     },
                     dim: config.text.embed_dim,
                     structure: Some(s),
@@ -350,7 +350,7 @@ impl OnDevice for PackTask<'_> {
         if idx.len() < 2 {
             idx = (0..set.len()).collect();
         }
-        let texts: Vec<&str> = idx.iter().map(|&i| set.texts[i].as_str()).collect();
+        let texts: Vec<&str> = idx.iter().map(|&i| set.texts.first(i)).collect();
         let t32 = to_host(half.embed_texts(&model, &texts, &device)?)?;
         let t16 = to_host(half.embed_texts(&half_model, &texts, &device)?)?;
         let s32 = to_host(model.encode_structures(structure_batch(set, &idx, &device)))?;

@@ -273,6 +273,7 @@ impl OnDevice for TrainTask<'_> {
         let step = ClipStep::<B> {
             set: self.set,
             tokens: &tokenizer,
+            text_seed: t.seed,
             val: &val_idx,
             batch_size: t.batch_size,
             device: device.clone(),
@@ -301,6 +302,10 @@ impl OnDevice for TrainTask<'_> {
         let mut progress = Progress::new("epoch", Bar::Batches, t, summary);
         if !val_idx.is_empty() {
             progress = progress.with_line("val_pairs", json!(val_idx.len()));
+            if self.set.texts.has_several() {
+                let texts = self.set.texts.of_items(&val_idx).0.len();
+                progress = progress.with_line("val_texts", json!(texts));
+            }
         }
         let mut progress = progress.after_epoch(|end: &EpochEnd, valid: &Clip<B::InnerBackend>| {
             if !(t.visualize_during_training

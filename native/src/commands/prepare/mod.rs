@@ -31,9 +31,11 @@ pub struct Args {
     cif_dir: Option<PathBuf>,
     #[arg(long, default_value = "id")]
     id_column: String,
-    /// Column with the natural-language description.
-    #[arg(long, default_value = "description")]
-    text_column: String,
+    /// Column with a natural-language text of the structure. Repeat it to keep several texts
+    /// per structure (e.g. `--text-column description --text-column caption`): CLIP training
+    /// draws one per structure per step, validation ranks them all.
+    #[arg(long = "text-column", default_value = "description")]
+    text_columns: Vec<String>,
     /// Column of 3×3 property tensors (9 numbers as JSON, flat or nested), written to each
     /// record's `tensor` for `xtal train tensor`; used when the CSV has it.
     #[arg(long, default_value = "tensor")]
@@ -174,6 +176,7 @@ impl Plan<'_> {
             "ftcp_shape": [rows_n, cols_n],
             "graphs": counts.graphs,
             "without_text": counts.without_text,
+            "text_columns": self.scan.columns.text_names(),
             "element_table": element_table,
             "config": self.config,
             "val_fraction": args.val_fraction,
@@ -200,7 +203,7 @@ impl Plan<'_> {
             "csv_sha256": self.scan.csv_sha256,
             "rows": self.scan.rows,
             "cif_dir": a.cif_dir,
-            "columns": [&a.id_column, &a.text_column, &a.tensor_column],
+            "columns": [&a.id_column, &a.text_columns, &a.tensor_column],
             "properties": self.scan.columns.properties.iter().map(|(_, n)| n).collect::<Vec<_>>(),
             "val_fraction": a.val_fraction,
             "seed": a.seed,

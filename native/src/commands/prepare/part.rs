@@ -282,13 +282,13 @@ impl PartWriter {
                 None
             }
         };
-        if row.text.is_none() {
+        if row.texts.is_empty() {
             self.counts.without_text += 1;
         }
-        let record = json!({
+        let mut record = json!({
             "id": row.id,
             "source": row.source,
-            "text": row.text,
+            "text": row.texts.first(),
             "formula": p.summary.reduced_formula,
             "split": if is_val { "val" } else { "train" },
             "group": p.summary.crystal_system,
@@ -300,6 +300,10 @@ impl PartWriter {
             "graph_index": graph_index,
             "structure": p.summary,
         });
+        // Every text when there are several (`text` stays the first, for readers of one).
+        if row.texts.len() > 1 {
+            record["texts"] = json!(row.texts);
+        }
         serde_json::to_writer(&mut self.records, &record)?;
         self.records.write_all(b"\n")?;
         Ok(())

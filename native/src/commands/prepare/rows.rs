@@ -20,7 +20,8 @@ pub struct Row {
     pub id: String,
     /// The CSV's `source` column: properties mean different things per source.
     pub source: Option<String>,
-    pub text: Option<String>,
+    /// The row's non-empty texts, in the order of the text columns.
+    pub texts: Vec<String>,
     pub properties: BTreeMap<String, Option<f64>>,
     pub tensor: Option<[f64; 9]>,
     /// The CIF's bytes as the file or the CSV cell holds them; the reader decodes them (and
@@ -31,7 +32,8 @@ pub struct Row {
 /// Where each field is in the CSV.
 pub struct Columns {
     id: usize,
-    text: Option<usize>,
+    /// The text columns found, with their names, in the order given.
+    texts: Vec<(usize, String)>,
     tensor: Option<usize>,
     cif: Option<usize>,
     source: Option<usize>,
@@ -84,13 +86,21 @@ pub fn scan(args: &Args) -> anyhow::Result<Scan> {
             headers.iter().collect::<Vec<_>>().join(", ")
         ))
     })?;
-    let text = col(&args.text_column);
-    if text.is_none() {
-        tracing::warn!(
-            "{}: no '{}' column; records get no text",
-            path.display(),
-            args.text_column
-        );
+    let mut texts = Vec::new();
+    for name in &args.text_columns {
+        match col(name) {
+            Some(c) if texts.iter().any(|(t, _)| *t == c) => {
+                return Err(bad(format!("--text-column '{name}' is given twice")).into());
+            }
+            Some(c) => texts.push((c, name.clone())),
+            // The one default column may be absent (datasets for property models have no
+            // text); a column asked for among several is a typo.
+            None if args.text_columns.len() == 1 => tracing::warn!(
+                "{}: no '{name}' column; records get no text",
+                path.display()
+            ),
+            None => return Err(bad(format!("no text column '{name}'")).into()),
+        }
     }
     let tensor = col(&args.tensor_column);
     let cif = col("cif");
@@ -108,7 +118,7 @@ pub fn scan(args: &Args) -> anyhow::Result<Scan> {
         .collect::<Result<_, _>>()?;
     let columns = Columns {
         id,
-        text,
+        texts,
         tensor,
         cif,
         source: col("source"),
@@ -146,7 +156,8 @@ pub fn scan(args: &Args) -> anyhow::Result<Scan> {
     let mut columns = columns;
     if args.properties.is_empty() {
         // Default: every other column whose values are all numbers.
-        let skip = [Some(id), text, cif, tensor];
+        let mut skip = vec![Some(id), cif, tensor];
+        skip.extend(columns.texts.iter().map(|(c, _)| Some(*c)));
         columns.properties = (0..headers.len())
             .filter(|c| !skip.contains(&Some(*c)))
             .filter(|&c| filled[c] && not_number[c].is_none())
@@ -171,6 +182,11 @@ pub fn scan(args: &Args) -> anyhow::Result<Scan> {
 }
 
 impl Columns {
+    /// The names of the text columns found, in order.
+    pub fn text_names(&self) -> Vec<&str> {
+        self.texts.iter().map(|(_, n)| n.as_str()).collect()
+    }
+
     fn tensor_of(
         &self,
         rec: &csv::StringRecord,
@@ -234,7 +250,11 @@ impl Columns {
             index,
             tensor: self.tensor_of(rec, line, args)?,
             source: cell(self.source),
-            text: cell(self.text),
+            texts: self
+                .texts
+                .iter()
+                .filter_map(|(c, _)| cell(Some(*c)))
+                .collect(),
             id,
             properties,
             cif,
