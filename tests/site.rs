@@ -287,7 +287,11 @@ struct Fixture {
     dir: PathBuf,
     bundle: PathBuf,
     cif: String,
+    /// Whose CIF `cif` is.
+    cif_id: String,
     pairs: String,
+    /// The Materials Project's atom count and element list of each material, by id.
+    atoms: std::collections::HashMap<String, (usize, String)>,
 }
 
 /// 64 sample materials → prepare → a tiny CLIP → a bundle with its index; a CIF of one of
@@ -300,15 +304,23 @@ fn fixture() -> Fixture {
     let headers = reader.headers().unwrap().clone();
     let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
     let (id, cif_col, formula) = (col("id"), col("cif"), col("formula"));
+    let (n_atoms, elements) = (col("n_atoms"), col("elements"));
+    let mut atoms = std::collections::HashMap::new();
     let csv_path = dir.join("materials.csv");
     let mut writer = csv::Writer::from_path(&csv_path).unwrap();
     writer.write_record(&headers).unwrap();
-    let (mut cif, mut pairs) = (String::new(), String::from("id,text\n"));
+    let (mut cif, mut cif_id, mut pairs) =
+        (String::new(), String::new(), String::from("id,text\n"));
     for (i, row) in reader.records().take(64).enumerate() {
         let row = row.unwrap();
         writer.write_record(&row).unwrap();
+        atoms.insert(
+            row[id].to_string(),
+            (row[n_atoms].parse().unwrap(), row[elements].to_string()),
+        );
         if i == 20 {
             cif = row[cif_col].to_string();
+            cif_id = row[id].to_string();
         }
         if i % 2 == 0 && i < 48 {
             pairs.push_str(&format!(
@@ -326,7 +338,9 @@ fn fixture() -> Fixture {
         dir,
         bundle,
         cif,
+        cif_id,
         pairs,
+        atoms,
     }
 }
 
@@ -437,6 +451,29 @@ fn vectors(v: &Value) -> Vec<f64> {
     out
 }
 
+fn got_first_id(results: &Value) -> String {
+    results[0]["id"].as_str().unwrap().to_string()
+}
+
+/// The page's 3-D view (`app.viewed`) holds `n_atoms` atoms of exactly `elements`.
+fn assert_viewed(viewed: &Value, (n_atoms, elements): &(usize, String), what: &str) {
+    assert_eq!(
+        viewed["atoms"].as_u64(),
+        Some(*n_atoms as u64),
+        "{what}: {viewed}"
+    );
+    let mut shown: Vec<&str> = viewed["elements"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want: Vec<&str> = elements.split_whitespace().collect();
+    shown.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(shown, want, "{what}: {viewed}");
+}
+
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -494,6 +531,22 @@ fn site_in_headless_chromium() {
             assert_same_results(&got, want, &format!("{device} \"{q}\""));
         }
         browser.screenshot(&format!("search-{device}"));
+        // A click on a result shows its structure in 3-D (3Dmol.js over the bundle's P1 CIF):
+        // the atoms and elements of the Materials Project's record.
+        let top = got_first_id(&browser.run(
+            "return (await app.search(args, 10)).results;",
+            json!(QUERIES[0]),
+        ));
+        let viewed = browser.run(
+            "app.viewed = null; \
+             document.querySelector('#search-results tr[data-row]').click(); \
+             while (!app.viewed) await new Promise(r => setTimeout(r, 50)); \
+             return app.viewed;",
+            Value::Null,
+        );
+        assert_viewed(&viewed, &fx.atoms[&top], &format!("{device}: result {top}"));
+        browser.scroll_to("viewer-panel");
+        browser.screenshot(&format!("structure-{device}"));
         browser.scroll_to("map-panel");
         browser.screenshot(&format!("map-{device}"));
 
@@ -503,6 +556,17 @@ fn site_in_headless_chromium() {
         );
         let got = browser.run("return (await app.cifSearch()).results;", Value::Null);
         assert_same_results(&got, &native_cif, &format!("{device} CIF"));
+        let viewed = browser.run(
+            "app.viewed = null; document.getElementById('view-cif').click(); \
+             while (!app.viewed) await new Promise(r => setTimeout(r, 50)); \
+             return app.viewed;",
+            Value::Null,
+        );
+        assert_viewed(
+            &viewed,
+            &fx.atoms[&fx.cif_id],
+            &format!("{device}: pasted CIF"),
+        );
         // The page's zero-shot scores of its default phrases are the CLI's.
         let scores = browser.run("return await app.zeroShot();", Value::Null);
         let (page_rows, native_rows) = (

@@ -64,7 +64,7 @@ async function openBundle(source, name) {
     app.hits = [];
     app.queryPoint = null;
     // Results of the previously opened bundle are not this one's.
-    for (const id of ["prediction", "cif-results", "zero-shot-results", "search-results"]) $(id).hidden = true;
+    for (const id of ["prediction", "cif-results", "zero-shot-results", "search-results", "viewer-panel"]) $(id).hidden = true;
     showSummary();
     drawMap();
     $("tools").hidden = false;
@@ -135,11 +135,58 @@ document.addEventListener("drop", (e) => {
 
 function fillResults(table, results) {
   const tbody = $(table).querySelector("tbody");
+  const viewable = (row) => app.bundle.records?.structures?.[row] != null;
   tbody.innerHTML = results.map((r) =>
-    `<tr><td>${r.rank}</td><td>${escape(r.id)}</td><td>${escape(r.formula ?? "–")}</td>` +
+    `<tr${viewable(r.row) ? ` data-row="${r.row}" title="click for a 3-D view"` : ""}><td>${r.rank}</td><td>${escape(r.id)}</td><td>${escape(r.formula ?? "–")}</td>` +
     `<td>${r.score.toFixed(3)}</td><td><div class="desc" title="${escape(r.description)}">${escape(r.description)}</div></td></tr>`).join("");
   $(table).hidden = false;
 }
+
+// ---- 3-D view of a structure (3Dmol.js, loaded on first use) ---------------------------------
+
+let viewer = null;
+
+async function showStructure(cif, title) {
+  const $3Dmol = await import("./vendor/3dmol/3Dmol.es6-min.js");
+  $("viewer-panel").hidden = false;
+  viewer ??= $3Dmol.createViewer($("viewer"), { backgroundColor: "white" });
+  viewer.clear();
+  const model = viewer.addModel(cif, "cif", { doAssembly: true, normalizeAssembly: true });
+  viewer.setStyle({}, { sphere: { scale: 0.35, colorscheme: "Jmol" }, stick: { radius: 0.12, colorscheme: "Jmol" } });
+  viewer.addUnitCell(model, { box: { color: "black" } });
+  viewer.zoomTo();
+  viewer.render();
+  const atoms = model.selectedAtoms({});
+  const counts = {};
+  for (const a of atoms) counts[a.elem] = (counts[a.elem] ?? 0) + 1;
+  $("viewer-title").textContent = title;
+  $("viewer-legend").textContent = Object.entries(counts).map(([e, n]) => `${e} ${n}`).join(" · ") + ` (${atoms.length} atoms in the cell)`;
+  app.viewed = { title, atoms: atoms.length, elements: counts };
+  return app.viewed;
+}
+
+for (const table of ["search-results", "cif-results"]) {
+  $(table).addEventListener("click", async (e) => {
+    const tr = e.target.closest("tr[data-row]");
+    if (!tr) return;
+    const row = Number(tr.dataset.row);
+    const r = app.bundle.records;
+    try {
+      await showStructure(r.structures[row], `${r.formulas[row] ?? ""} (${r.ids[row]})`);
+    } catch (err) {
+      showError("error", `Could not show ${r.ids[row]}: ${err.message}`);
+    }
+  });
+}
+
+$("view-cif").addEventListener("click", async () => {
+  $("cif-error").hidden = true;
+  try {
+    await showStructure($("cif").value, "the pasted CIF");
+  } catch (err) {
+    showError("cif-error", err.message);
+  }
+});
 
 async function search(query, k) {
   $("query").value = query;
@@ -395,7 +442,7 @@ $("download").addEventListener("click", async () => {
   }
 });
 
-Object.assign(app, { openBundle, fetchWithProgress, search, cifSearch, zeroShot, predict, fineTune, exportBundle });
+Object.assign(app, { openBundle, fetchWithProgress, search, cifSearch, zeroShot, predict, fineTune, exportBundle, showStructure });
 
 // ---- start ----------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 xtal() { cargo run --quiet --release -p xtal -- "$@"; }
 [ -f runs/sample-dataset/dataset.jsonl ] ||
-    xtal prepare data/sample/materials.csv -o runs/sample-dataset --force
+    xtal prepare data/sample/materials.csv -o runs/sample-dataset \
+        --text-column description --text-column caption --force
 [ -f runs/sample-clip/checkpoints/best.ckpt ] ||
     xtal train clip --config configs/sample_clip.json --data runs/sample-dataset \
         --out runs/sample-clip --force

@@ -8,6 +8,7 @@ mod output;
 mod panic_guard;
 mod plots;
 mod run_dir;
+mod structure_picture;
 mod tracking;
 
 use clap::{Parser, Subcommand};

@@ -11,7 +11,7 @@ use plotters::prelude::*;
 
 use crate::output::{temp_sibling, write_atomic};
 
-type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+pub type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// A picture drawable on any plotters backend.
 pub trait Figure {

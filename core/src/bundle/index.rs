@@ -22,6 +22,10 @@ pub struct IndexRecords {
     pub ids: Vec<String>,
     pub formulas: Vec<Option<String>>,
     pub descriptions: Vec<String>,
+    /// Each entry's structure as a P1 CIF, for pictures and 3-D views of hits (none where the
+    /// dataset had no structure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structures: Option<Vec<Option<String>>>,
 }
 
 /// Embeddings are unit rows, `[len, dim]` row-major, in f32 whatever the stored dtype.
@@ -142,12 +146,16 @@ impl RetrievalIndex {
                 reason: e.to_string(),
             })?;
         let n = section.entries;
-        if records.ids.len() != n || records.formulas.len() != n || records.descriptions.len() != n
+        let structures = records.structures.as_ref().map_or(n, Vec::len);
+        if records.ids.len() != n
+            || records.formulas.len() != n
+            || records.descriptions.len() != n
+            || structures != n
         {
             return Err(BundleError::Entry {
                 name: INDEX_RECORDS.into(),
                 reason: format!(
-                    "ids, formulas and descriptions must each have the manifest's {n} entries"
+                    "ids, formulas, descriptions and structures must each have the manifest's {n} entries"
                 ),
             });
         }

@@ -103,6 +103,39 @@ impl Structure {
         self.lattice.volume()
     }
 
+    /// The structure as a P1 CIF (cell parameters and one `_atom_site` row per species of
+    /// each site, with its occupancy) in data block `name`: what viewers such as 3Dmol.js
+    /// and VESTA read.
+    pub fn to_cif(&self, name: &str) -> String {
+        let [a, b, c] = self.lattice.lengths();
+        let [alpha, beta, gamma] = self.lattice.angles();
+        let block: String = name
+            .chars()
+            .map(|ch| if ch.is_ascii_graphic() { ch } else { '_' })
+            .collect();
+        let mut out = format!(
+            "data_{block}\n_symmetry_space_group_name_H-M 'P 1'\n_symmetry_Int_Tables_number 1\n\
+             _cell_length_a {a:.8}\n_cell_length_b {b:.8}\n_cell_length_c {c:.8}\n\
+             _cell_angle_alpha {alpha:.8}\n_cell_angle_beta {beta:.8}\n_cell_angle_gamma {gamma:.8}\n\
+             loop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n\
+             loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n\
+             _atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\n"
+        );
+        let mut n = 0;
+        for site in &self.sites {
+            for (species, occupancy) in &site.species {
+                n += 1;
+                let [x, y, z] = site.frac;
+                let symbol = species.symbol();
+                let _ = writeln!(
+                    out,
+                    "{symbol}{n} {symbol} {x:.8} {y:.8} {z:.8} {occupancy:.6}"
+                );
+            }
+        }
+        out
+    }
+
     /// The structure repeated `n[0] × n[1] × n[2]` times (sites of each image cell in turn).
     pub fn supercell(&self, n: [usize; 3]) -> Structure {
         let n = n.map(|k| k.max(1));
@@ -276,6 +309,50 @@ mod tests {
 
     fn comp(pairs: &[(u8, f64)]) -> BTreeMap<u8, f64> {
         pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_p1_cif_reads_back_as_the_same_structure() {
+        let lattice = Lattice::from_parameters(3.1, 4.2, 5.3, 80.0, 95.0, 101.0);
+        let site = |frac: [f64; 3], species: Vec<(Species, f64)>| Site {
+            frac,
+            species,
+            label: String::new(),
+            magmom: None,
+        };
+        let sp = |z| Species { z, oxidation: None };
+        let structure = Structure {
+            lattice,
+            sites: vec![
+                site([0.0, 0.0, 0.0], vec![(sp(26), 1.0)]),
+                site([0.5, 0.25, 0.75], vec![(sp(8), 1.0)]),
+                site([0.1, 0.6, 0.3], vec![(sp(27), 0.5), (sp(28), 0.5)]),
+            ],
+        };
+        let cif = structure.to_cif("x y");
+        assert!(cif.starts_with("data_x_y\n"), "{cif}");
+        let read = crate::structure::read_cif(&cif, &Default::default()).unwrap();
+        let back = &read[0].structure;
+        for (l, r) in back.lattice.matrix.iter().zip(&lattice.matrix) {
+            for (x, y) in l.iter().zip(r) {
+                assert!((x - y).abs() < 1e-6, "{:?} vs {:?}", back.lattice, lattice);
+            }
+        }
+        assert_eq!(back.sites.len(), 3, "{cif}");
+        // The reader may order sites its own way: match them by position.
+        for s in &structure.sites {
+            let b = back
+                .sites
+                .iter()
+                .find(|b| {
+                    b.frac
+                        .iter()
+                        .zip(&s.frac)
+                        .all(|(x, y)| (x - y).abs() < 1e-7)
+                })
+                .unwrap_or_else(|| panic!("no site at {:?} in {cif}", s.frac));
+            assert_eq!(b.species_string(), s.species_string());
+        }
     }
 
     #[test]

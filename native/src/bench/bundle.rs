@@ -105,6 +105,7 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
                 ids: (0..INDEX_ROWS).map(|i| i.to_string()).collect(),
                 formulas: vec![None; INDEX_ROWS],
                 descriptions: vec![String::new(); INDEX_ROWS],
+                structures: None,
             },
             dim,
             structure: Some(unit_rows(INDEX_ROWS, dim, 1)),

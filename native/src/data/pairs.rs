@@ -323,6 +323,30 @@ impl DataSource {
         Ok(out)
     }
 
+    /// The structures of the records named `ids`, read in one pass over `structures.jsonl`
+    /// and keyed by id; an id the dataset lacks, or one without a structure, is absent.
+    pub fn structures_of(&self, ids: &[&str]) -> anyhow::Result<HashMap<String, Structure>> {
+        let wanted: std::collections::HashSet<&str> = ids.iter().copied().collect();
+        let mut line_ids: HashMap<usize, String> = HashMap::new();
+        for (_, record) in self.json_records()? {
+            let id = record["id"].as_str().unwrap_or_default();
+            if let (true, Some(k)) = (wanted.contains(id), record["graph_index"].as_u64()) {
+                line_ids.insert(k as usize, id.to_string());
+            }
+        }
+        let mut out = HashMap::new();
+        if line_ids.is_empty() {
+            return Ok(out);
+        }
+        self.for_each_structure(|k, s| {
+            if let Some(id) = line_ids.remove(&k) {
+                out.insert(id, s);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// [`Self::structures`] one at a time with its index, read line by line (at 129k
     /// materials the file is gigabytes of JSON).
     fn for_each_structure(

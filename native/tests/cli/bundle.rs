@@ -35,6 +35,7 @@ fn pack_inspect_verify_embed_and_search() {
     let s = |p: &Path| p.to_str().unwrap().to_string();
     ok(&xtal(&["prepare", &s(&csv), "-o", &s(&data)]), "prepare");
     let (data_s, run_s) = (s(&data), s(&run));
+    let b_s = s(&b);
     let mut train = vec![
         "train",
         "clip",
@@ -116,6 +117,58 @@ fn pack_inspect_verify_embed_and_search() {
         assert!(pair[0]["score"].as_f64() >= pair[1]["score"].as_f64());
     }
     assert!(rows[0]["description"].as_str().unwrap().len() > 20);
+
+    // Pictures of the hits: one ball per site of the Materials Project's count (`n_atoms`), in
+    // Jmol's carbon grey (#909090, Jmol's colour table), plus the legend's.
+    let sample = csv::Reader::from_path(dir.join("materials.csv"))
+        .unwrap()
+        .into_deserialize::<std::collections::HashMap<String, String>>()
+        .map(Result::unwrap)
+        .map(|r| {
+            let n_atoms: usize = r["n_atoms"].parse().unwrap();
+            (r["id"].clone(), (n_atoms, r["elements"].clone()))
+        })
+        .collect::<std::collections::HashMap<_, _>>();
+    let pictures = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["search", "--bundle", &b_s, "a cubic perovskite", "-k", "3"];
+        let out_s = s(out);
+        args.extend(["--pictures", &out_s]);
+        args.extend(extra);
+        ok(&xtal(&args), "search --pictures");
+        for (rank, row) in rows.iter().take(3).enumerate() {
+            let id = row["id"].as_str().unwrap();
+            let stem = out.join(format!("{:02}-{id}", rank + 1));
+            let png = std::fs::read(stem.with_extension("png")).unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "{id}");
+            let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+            let (n_atoms, elements) = &sample[id];
+            assert_eq!(elements, "C", "the first sample materials are carbon");
+            let grey = svg.matches(r##"fill="#909090""##).count();
+            assert_eq!(grey, n_atoms + 1, "{id}");
+            // Every ball has an outline and a highlight.
+            assert_eq!(svg.matches("<circle").count(), 3 * n_atoms + 1, "{id}");
+            assert!(svg.contains("\nC\n</text>"), "legend names carbon: {id}");
+        }
+    };
+    // From the dataset, then from the structures the bundle's index carries, without it.
+    pictures(&dir.join("pictures"), &["--dataset", &data_s]);
+    bad(
+        &xtal(&[
+            "search",
+            "--bundle",
+            &b_s,
+            "x",
+            "--pictures",
+            &s(&dir.join("pictures")),
+            "--dataset",
+            &s(&dir.join("no-such-dataset")),
+        ]),
+        "no-such-dataset",
+    );
+    let moved = dir.join("data-moved");
+    std::fs::rename(&data, &moved).unwrap();
+    pictures(&dir.join("pictures-alone"), &[]);
+    std::fs::rename(&moved, &data).unwrap();
 
     // A CIF through the bundle (FTCP → scaling → projector) is its own index entry.
     for (id, path) in &cifs {

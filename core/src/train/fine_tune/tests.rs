@@ -41,6 +41,7 @@ fn index() -> RetrievalIndex {
             ids: (0..n).map(|i| format!("m-{i}")).collect(),
             formulas: vec![None; n],
             descriptions: (0..n).map(|i| format!("material {i}")).collect(),
+            structures: None,
         },
         dim: 8,
         structure: Some(structure),

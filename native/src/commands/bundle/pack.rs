@@ -1,6 +1,6 @@
 //! `xtal bundle pack`: a trained run (and an index of a dataset) into one portable bundle.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -21,6 +21,7 @@ use xtal_core::viz::tsne::{TsneConfig, tsne};
 use super::common::human_bytes;
 use crate::commands::clip::{EmbedTask, LoadedRun, load_clip_run};
 use crate::commands::text_model::text_tokenizer;
+use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
 use crate::output::write_atomic;
 
@@ -41,6 +42,9 @@ pub struct PackArgs {
     /// Store weights and index as f16 (half the size); the accuracy change is measured and kept.
     #[arg(long)]
     pub(super) f16: bool,
+    /// Leave out the index's structures (P1 CIFs for pictures and 3-D views of hits).
+    #[arg(long, requires = "index")]
+    pub(super) no_structures: bool,
     /// Leave out the index's 2-D map (t-SNE of its structure embeddings).
     #[arg(long)]
     pub(super) no_map: bool,
@@ -107,6 +111,9 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
                         ids: set.ids.clone(),
                         formulas: set.formulas.clone(),
                         descriptions: set.texts.firsts(),
+                        structures: (!args.no_structures)
+                            .then(|| index_structures(dataset, &set.ids))
+                            .flatten(),
                     },
                     dim: config.text.embed_dim,
                     structure: Some(s),
@@ -398,4 +405,32 @@ pub(super) fn f16_line(check: &serde_json::Value) -> String {
             .map(|o| format!("; text→structure top-10 shared with f32: {:.1}%", 100.0 * o))
             .unwrap_or_default()
     )
+}
+
+/// Each index entry's structure as a P1 CIF, from the dataset's `structures.jsonl`; none (with
+/// the reason on stderr) when the dataset has no structures, e.g. precomputed embeddings.
+fn index_structures(dataset: &Path, ids: &[String]) -> Option<Vec<Option<String>>> {
+    let wanted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let found = DataSource::new(dataset, None).and_then(|d| d.structures_of(&wanted));
+    match found {
+        Ok(found) if !found.is_empty() => {
+            let cifs: Vec<Option<String>> = ids
+                .iter()
+                .map(|id| found.get(id).map(|s| s.to_cif(id)))
+                .collect();
+            let bytes: usize = cifs.iter().flatten().map(String::len).sum();
+            eprintln!(
+                "index: {} of {} structures as CIF ({:.1} MB before compression)",
+                found.len(),
+                ids.len(),
+                bytes as f64 / 1e6
+            );
+            Some(cifs)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("index: without structures ({e:#})");
+            None
+        }
+    }
 }

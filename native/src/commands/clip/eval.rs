@@ -36,13 +36,18 @@ pub struct VisualizeArgs {
     out: Option<PathBuf>,
 }
 
-pub(super) fn print_retrieval(e: &ClipEvaluation, best_epoch: Option<usize>) {
+/// The retrieval figures of `e`, over `texts` texts of its structures.
+pub(super) fn print_retrieval(e: &ClipEvaluation, best_epoch: Option<usize>, texts: usize) {
     let r = &e.retrieval;
     let chance1 = 1.0 / r.n as f64;
     let chance10 = (10.0 / r.n as f64).min(1.0);
+    let counted = if texts == r.n {
+        format!("{} pairs", r.n)
+    } else {
+        format!("{} structures, {texts} texts", r.n)
+    };
     println!(
-        "validation ({} pairs{}):",
-        r.n,
+        "validation ({counted}{}):",
         best_epoch.map_or(String::new(), |b| format!(", best epoch {b}"))
     );
     for (name, d) in [
@@ -124,7 +129,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             json!({"checkpoint": args.run.checkpoint, "epoch": c.state.epoch, "split": split, "evaluation": eval})
         );
     } else {
-        print_retrieval(&eval, Some(c.state.epoch));
+        let texts = set.texts.of_items(&idx).0.len();
+        print_retrieval(&eval, Some(c.state.epoch), texts);
     }
     Ok(())
 }

@@ -175,7 +175,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     )??;
 
     if let Some(eval) = &outcome.validation {
-        print_retrieval(eval, outcome.best_epoch);
+        let texts = set.texts.of_items(&set.indices(true)).0.len();
+        print_retrieval(eval, outcome.best_epoch, texts);
     }
     run.write_json(
         "summary.json",
