@@ -375,7 +375,7 @@ pub enum StructureStore {
 
 /// The texts of a set's items, one or more per item, stored one after another in item order:
 /// text index `k` (into [`Self::all`], and into anything tokenized or embedded from it)
-/// belongs to item [`Self::owners`]`[k]`.
+/// belongs to the item whose [`Self::range`] holds it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ItemTexts {
     texts: Vec<String>,
@@ -412,10 +412,6 @@ impl ItemTexts {
         self.offsets[i]..self.offsets[i + 1]
     }
 
-    pub fn of(&self, i: usize) -> &[String] {
-        &self.texts[self.range(i)]
-    }
-
     /// The index of item `i`'s first text (its text when it has one).
     pub fn first_index(&self, i: usize) -> usize {
         self.offsets[i]
@@ -440,6 +436,11 @@ impl ItemTexts {
     /// Whether some item has more than one text.
     pub fn has_several(&self) -> bool {
         self.texts.len() > self.items()
+    }
+
+    /// How many texts the items `idx` have together.
+    pub fn count(&self, idx: &[usize]) -> usize {
+        idx.iter().map(|&i| self.range(i).len()).sum()
     }
 
     /// For the items `idx`: every text index of each, and its position in `idx`.
@@ -904,6 +905,7 @@ mod tests {
             texts.of_items(&[2, 0]),
             (vec![4, 5, 0, 1, 2], vec![0, 0, 1, 1, 1])
         );
+        assert_eq!(texts.count(&[2, 0]), 5);
         let idx = [0, 1, 2];
         let mut seen = std::collections::HashSet::new();
         for epoch in 1..=40 {

@@ -1,6 +1,6 @@
 //! Cross-modal retrieval over a validation set: item i of one side matches item i of the
-//! other, or each text matches the structure it describes. Ranks count how many candidates score strictly higher than the match, plus one, so
-//! ties never flatter the model.
+//! other, or each text matches the structure it describes. Ranks count how many candidates
+//! score strictly higher than the match, plus one, so ties never flatter the model.
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};

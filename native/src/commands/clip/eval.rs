@@ -129,7 +129,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             json!({"checkpoint": args.run.checkpoint, "epoch": c.state.epoch, "split": split, "evaluation": eval})
         );
     } else {
-        let texts = set.texts.of_items(&idx).0.len();
+        let texts = set.texts.count(&idx);
         print_retrieval(&eval, Some(c.state.epoch), texts);
     }
     Ok(())

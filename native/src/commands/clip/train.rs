@@ -175,7 +175,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     )??;
 
     if let Some(eval) = &outcome.validation {
-        let texts = set.texts.of_items(&set.indices(true)).0.len();
+        let texts = set.texts.count(&set.indices(true));
         print_retrieval(eval, outcome.best_epoch, texts);
     }
     run.write_json(
@@ -304,7 +304,7 @@ impl OnDevice for TrainTask<'_> {
         if !val_idx.is_empty() {
             progress = progress.with_line("val_pairs", json!(val_idx.len()));
             if self.set.texts.has_several() {
-                let texts = self.set.texts.of_items(&val_idx).0.len();
+                let texts = self.set.texts.count(&val_idx);
                 progress = progress.with_line("val_texts", json!(texts));
             }
         }
