@@ -17,10 +17,12 @@ use xtal_core::featurize::{CrystalGraph, ElementTable, FtcpConfig, GraphBatch, R
 use xtal_core::models::clip::{
     ClipConfig, StructureBatch, StructureProjectorConfig, TextEncoderConfig,
 };
+use xtal_core::models::ftcp_ssl::{BlockKind, SslBlockConfig, SslEncoderConfig};
 use xtal_core::models::property::PropertyModelConfig;
 use xtal_core::models::structure::{GraphBackbone, Readout, StructureEncoderConfig};
 use xtal_core::structure::{CifOptions, read_cif};
 use xtal_core::train::TargetScale;
+use xtal_core::train::ssl::{SslData, block_features};
 use xtal_core::train::to_host;
 
 type Cpu = xtal_core::device::Flex;
@@ -494,7 +496,12 @@ fn a_property_bundle_predicts_like_its_model() {
         let err = edited(&|m| m["model"]["kind"] = "clip".into());
         assert!(err.contains("model.target"), "{err}");
         let err = edited(&|m| m["model"]["kind"] = "ssl".into());
-        assert!(err.contains("model.kind 'ssl' is not supported"), "{err}");
+        assert!(err.contains("model.target"), "{err}");
+        let err = edited(&|m| m["model"]["kind"] = "tensor".into());
+        assert!(
+            err.contains("model.kind 'tensor' is not supported"),
+            "{err}"
+        );
         let err = edited(&|m| m["model"]["config"]["encoder"]["layers"] = 1000.into());
         assert!(err.contains("encoder.layers"), "{err}");
         let err = edited(&|m| m["model"]["config"]["head_hidden"] = 9.into());
@@ -506,6 +513,168 @@ fn a_property_bundle_predicts_like_its_model() {
         let err = edited(&|m| m["model"]["target"]["surprise"] = 1.into());
         assert!(err.contains("surprise"), "{err}");
     }
+}
+
+struct SslFeatures<'a>(&'a Bundle, &'a [(String, String, String)]);
+impl OnDevice for SslFeatures<'_> {
+    type Output = Vec<f32>;
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let model = self.0.ssl_model::<B::InnerBackend>(&device).unwrap();
+        let items: Vec<StructureItem> = self
+            .1
+            .iter()
+            .map(|(_, _, c)| self.0.structure_input.from_cif(c).unwrap())
+            .collect();
+        to_host(self.0.ssl_features(&model, &items, &device).unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn an_ssl_bundle_extracts_features_like_its_blocks() {
+    let device = Default::default();
+    let config = FtcpConfig::default();
+    let table = ElementTable::default_table();
+    // More than one batch of 64, of structures within the layout's element and site limits.
+    let (cifs, tensors): (Vec<_>, Vec<Vec<f64>>) = sample_cifs(120)
+        .into_iter()
+        .filter_map(|c| {
+            let s = read_cif(&c.2, &CifOptions::default()).unwrap();
+            let t = ftcp(&s[0].structure, &config, &table).ok()?;
+            Some((c, t.data))
+        })
+        .take(70)
+        .unzip();
+    assert_eq!(cifs.len(), 70);
+    let raw: Vec<f64> = tensors.concat();
+    let per = config.rows() * config.cols();
+    let minmax = RowMinMax::fit(config.rows(), config.cols(), raw.chunks(per)).unwrap();
+    let blocks = BlockKind::ALL.map(|k| {
+        SslBlockConfig::new(k)
+            .with_width(16)
+            .with_layers(1)
+            .with_element_columns(config.element_columns())
+    });
+    let encoder = SslEncoderConfig {
+        blocks: blocks.to_vec(),
+    };
+    Cpu::seed(&device, 11);
+    let model = encoder.init::<Cpu>(&device);
+    // The reference: each block on the training path's data (as `xtal ssl extract` runs it,
+    // in batches of another size), concatenated in feature order.
+    let n = cifs.len();
+    let data = SslData::new(
+        cifs.iter().map(|c| c.0.clone()).collect(),
+        config,
+        raw.iter().map(|x| *x as f32).collect(),
+        minmax.clone(),
+        vec![None; n],
+        vec![false; n],
+    )
+    .unwrap();
+    let idx: Vec<usize> = (0..n).collect();
+    let per_block: Vec<Vec<f32>> = model
+        .blocks
+        .iter()
+        .map(|b| block_features(b, &data, &idx, 25, &device, |_| {}).unwrap())
+        .collect();
+    let want: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            per_block
+                .iter()
+                .zip(BlockKind::ALL)
+                .flat_map(move |(f, k)| f[i * k.output_dim()..(i + 1) * k.output_dim()].to_vec())
+        })
+        .collect();
+    assert_eq!(want.len(), n * 2048);
+
+    let input = StructureInput::FtcpTensor(FtcpInput {
+        config,
+        table,
+        minmax,
+    });
+    let pack_with = |half: bool| {
+        pack(PackInput {
+            model: PackModel::Ssl {
+                model: &model,
+                config: &encoder,
+            },
+            structure_input: &input,
+            element_table_source: Some("default".into()),
+            fitted_on: None,
+            index: None,
+            card: None,
+            half,
+            created: "2026-01-01T00:00:00Z".into(),
+            xtal_version: "test".into(),
+            source: None,
+            f16_check: None,
+        })
+        .unwrap()
+    };
+    let bytes = pack_with(false);
+    let bundle = Bundle::from_bytes(&bytes, &Limits::default()).unwrap();
+    assert_eq!(bundle.manifest.model.model.kind(), "ssl");
+    assert_eq!(bundle.manifest.model.parameters, model.num_params() as u64);
+    assert_eq!(bundle.manifest.model.embed_dim, 2048);
+    for spec in every_backend() {
+        let got = run_on(&spec, SslFeatures(&bundle, &cifs)).unwrap();
+        assert_eq!(got.len(), want.len());
+        let d = max_diff(&got, &want);
+        assert!(d <= 1e-4, "{spec}: {d:e}");
+    }
+    let half = Bundle::from_bytes(&pack_with(true), &Limits::default()).unwrap();
+    let got = run_on(
+        &DeviceSpec::Cpu(CpuBackend::Flex),
+        SslFeatures(&half, &cifs),
+    )
+    .unwrap();
+    let d = max_diff(&got, &want);
+    assert!(d <= 2e-2, "f16: {d:e}");
+
+    // An SSL bundle is neither a CLIP nor a property bundle.
+    let err = bundle.model::<Cpu>(&device).unwrap_err();
+    assert!(err.to_string().contains("needs a clip bundle"), "{err}");
+    assert!(bundle.property_model::<Cpu>(&device).is_err());
+    let clip = Bundle::from_bytes(&packed().bytes, &Limits::default()).unwrap();
+    assert!(clip.ssl_model::<Cpu>(&device).is_err());
+    // Packing refuses a structure input the blocks cannot read.
+    let wrong = pack(PackInput {
+        model: PackModel::Ssl {
+            model: &model,
+            config: &encoder,
+        },
+        structure_input: &ftcp_input(&cifs[..4]).0,
+        element_table_source: None,
+        fitted_on: None,
+        index: None,
+        card: None,
+        half: false,
+        created: "2026-01-01T00:00:00Z".into(),
+        xtal_version: "test".into(),
+        source: None,
+        f16_check: None,
+    });
+    assert!(wrong.is_err());
+
+    // Manifests that disagree with themselves are refused, naming the key.
+    let edited = |edit: &dyn Fn(&mut serde_json::Value)| refused_edit(&bytes, edit);
+    let err = edited(&|m| m["structure_input"]["kind"] = "ftcp".into());
+    assert!(err.contains("'ftcp_tensor'"), "{err}");
+    let err = edited(&|m| {
+        let blocks = m["model"]["config"]["blocks"].as_array_mut().unwrap();
+        blocks.swap(0, 2);
+    });
+    assert!(err.contains("in order"), "{err}");
+    let err = edited(&|m| m["model"]["config"]["blocks"][3]["width"] = 4096.into());
+    assert!(err.contains("block 4 (occupancy)"), "{err}");
+    let err = edited(&|m| m["model"]["config"]["blocks"][1]["width"] = 32.into());
+    assert!(err.contains("model.parameters"), "{err}");
+    let err = edited(&|m| m["structure_input"]["ftcp"]["max_elements"] = 5.into());
+    assert!(err.contains("element columns"), "{err}");
+    let err = edited(
+        &|m| m["index"] = serde_json::json!({"entries": 1, "dtype": "f32", "structure": true, "text": false, "map": false}),
+    );
+    assert!(err.contains("no tokenizer and no index"), "{err}");
 }
 
 // ---- hostile input -------------------------------------------------------------------------

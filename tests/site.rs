@@ -5,7 +5,8 @@
 //! like the page; a bundle with a graph encoder embeds a CIF in the page as the CLI does; a
 //! bundle with a pretrained HuggingFace text encoder embeds and searches as the CLI does and
 //! exports a fine-tune the CLI reads; a property bundle predicts for a pasted CIF what
-//! `xtal predict` prints; a corrupt bundle shows an error. Screenshots of each view are
+//! `xtal predict` prints; an SSL bundle extracts the 2048 features `xtal embed` writes; a
+//! corrupt bundle shows an error. Screenshots of each view are
 //! written to `tests/screenshots/`.
 //!
 //! Needs `www/pkg` (web/build.sh), the `xtal` binary of this profile, Chromium and
@@ -842,6 +843,82 @@ fn site_in_headless_chromium() {
         );
         browser.scroll_to("cif-panel");
         browser.screenshot(&format!("property-{device}"));
+    }
+
+    // The SSL encoder (six tiny blocks): the page extracts from the pasted CIF the 2048
+    // features `xtal embed --bundle B cif` writes, on WebGPU and on the CPU.
+    let (ssl_run, ssl_bundle) = (fx.dir.join("ssl-run"), fx.dir.join("ssl.xtal"));
+    xtal(&[
+        "ssl",
+        "train",
+        "--data",
+        &s(&fx.dir.join("data")),
+        "--out",
+        &s(&ssl_run),
+        "--epochs",
+        "1",
+        "--width",
+        "16",
+        "--layers",
+        "1",
+        "--batch-size",
+        "16",
+        "--limit",
+        "32",
+    ]);
+    xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        &s(&ssl_run),
+        "-o",
+        &s(&ssl_bundle),
+    ]);
+    let native: Value = serde_json::from_str(&xtal(&[
+        "embed",
+        "--bundle",
+        &s(&ssl_bundle),
+        "--json",
+        "cif",
+        &s(&cif_file),
+    ]))
+    .unwrap();
+    let want = vectors(&native);
+    assert_eq!(want.len(), 2048);
+    for device in ["webgpu", "cpu"] {
+        assert_eq!(
+            browser.open_bundle(&page(device, "ssl.xtal")),
+            "ready",
+            "{device}: the SSL bundle did not open"
+        );
+        let kind = browser.run("return app.bundle.summary.kind;", Value::Null);
+        assert_eq!(kind, "ssl", "{device}");
+        browser.run(
+            "document.getElementById('cif').value = args;",
+            json!(fx.cif),
+        );
+        let got = vectors(&browser.run("return await app.extractFeatures();", Value::Null));
+        let diff = max_abs_diff(&got, &want);
+        eprintln!("site: SSL features on {device}: max |page - CLI| {diff:.2e}");
+        assert!(
+            diff <= 1e-4,
+            "{device}: page features {diff:e} from the CLI's"
+        );
+        let shown = browser.run(
+            "return [document.querySelectorAll('#features-blocks tbody tr').length, document.getElementById('features-download').href.startsWith('blob:')];",
+            Value::Null,
+        );
+        assert_eq!(shown, json!([6, true]), "{device}");
+        let err = browser.run(
+            "try { await app.client.search('an oxide', 3); return ''; } catch (e) { return e.message; }",
+            Value::Null,
+        );
+        assert!(
+            err.as_str().unwrap().contains("SSL encoder"),
+            "{device}: {err}"
+        );
+        browser.scroll_to("cif-panel");
+        browser.screenshot(&format!("ssl-features-{device}"));
     }
 
     // A corrupt bundle: one flipped byte in the weights.

@@ -44,6 +44,8 @@ export class XtalClient {
   zeroShot(cif, phrases) { return this.call("zeroShot", { cif, phrases }); }
   /** A property bundle's prediction for a CIF: {target, source, prediction}. */
   predict(cif) { return this.call("predict", { cif }); }
+  /** An SSL bundle's 2048-D features of a CIF (numbers, each block's part in order). */
+  features(cif) { return this.call("features", { cif }); }
   fineTune(csv, settings, onStep) {
     return this.call("fineTune", { csv, settings }, { onProgress: ({ step, loss }) => onStep?.(step, loss) });
   }

@@ -64,7 +64,7 @@ async function openBundle(source, name) {
     app.hits = [];
     app.queryPoint = null;
     // Results of the previously opened bundle are not this one's.
-    for (const id of ["prediction", "cif-results", "zero-shot-results", "search-results", "viewer-panel"]) $(id).hidden = true;
+    for (const id of ["prediction", "features-result", "cif-results", "zero-shot-results", "search-results", "viewer-panel"]) $(id).hidden = true;
     showSummary();
     drawMap();
     $("tools").hidden = false;
@@ -84,6 +84,9 @@ async function openBundle(source, name) {
 }
 
 function structureLine(s) {
+  if (s.structure_input === "ftcp_tensor") {
+    return `CIF → FTCP tensor → six self-supervised blocks (${s.blocks.map((b) => `${b.kind} ${b.dim}`).join(", ")})`;
+  }
   if (s.structure_input === "graph") {
     const g = s.graph;
     return `CIF → crystal graph (${g.graph.cutoff} Å) → ${g.backbone.toUpperCase()}, ${g.layers} layers of ${g.hidden} (this bundle embeds CIFs)`;
@@ -98,7 +101,9 @@ function showSummary() {
     ["model", `${s.parameters.toLocaleString()} parameters, ${s.embed_dim}-D embeddings, weights ${s.weights_dtype}`],
     s.target
       ? ["predicts", `${s.target.name}${s.target.source ? ` (${s.target.source} records)` : ""}, training mean ${s.target.scale.mean.toFixed(3)}`]
-      : ["text", s.text_encoder],
+      : s.kind === "ssl"
+        ? ["features", `${s.embed_dim}-D, each block's part normalised per material`]
+        : ["text", s.text_encoder],
     ["structures", structureLine(s)],
     ["index", s.index ? `${s.index.entries} entries${s.index.dataset ? ` from ${s.index.dataset}` : ""}${s.index.map ? ", with a map" : ""}` : "none"],
     ["device", deviceLine(app.bundle.device)],
@@ -108,9 +113,11 @@ function showSummary() {
   $("summary").hidden = false;
   $("cif-search").disabled = $("zero-shot").disabled = !s.can_embed_cif;
   $("predict").disabled = !s.can_predict;
-  // A property bundle predicts from a CIF; search, phrases and fine-tuning need a CLIP bundle.
-  for (const id of ["search-panel", "map-panel", "tune-panel", "phrases", "cif-search", "zero-shot"]) $(id).hidden = s.kind === "property";
+  // A property bundle predicts from a CIF, an SSL bundle extracts features; search, phrases
+  // and fine-tuning need a CLIP bundle.
+  for (const id of ["search-panel", "map-panel", "tune-panel", "phrases", "cif-search", "zero-shot"]) $(id).hidden = s.kind !== "clip";
   $("predict").hidden = s.kind !== "property";
+  $("features").hidden = s.kind !== "ssl";
 }
 
 $("file").addEventListener("change", () => {
@@ -338,7 +345,43 @@ async function predict() {
   }
 }
 
+/** `.npy` bytes (float32, little-endian) of `values` with `shape`. */
+function npyBytes(values, shape) {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(", ")}${shape.length === 1 ? "," : ""}), }`;
+  // Magic (6) + version (2) + length (2) + header + "\n", padded to a multiple of 64.
+  header += " ".repeat(63 - ((10 + header.length) % 64)) + "\n";
+  const out = new Uint8Array(10 + header.length + 4 * values.length);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
+  out.set(new TextEncoder().encode(header), 10);
+  new Float32Array(out.buffer, 10 + header.length).set(values);
+  return out;
+}
+
+async function extractFeatures() {
+  $("cif-error").hidden = true;
+  try {
+    const f = await client.features($("cif").value);
+    let at = 0;
+    const rows = app.bundle.summary.blocks.map((b) => {
+      const part = f.slice(at, at + b.dim);
+      at += b.dim;
+      return `<tr><td>${escape(b.kind)}</td><td>${b.dim}</td><td>${part.slice(0, 4).map((x) => x.toFixed(4)).join(" ")} …</td></tr>`;
+    });
+    $("features-summary").textContent = `${f.length} features of the CIF's first structure (as xtal embed --bundle B cif writes them)`;
+    $("features-blocks").querySelector("tbody").innerHTML = rows.join("");
+    const link = $("features-download");
+    if (link.href) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(new Blob([npyBytes(f, [1, f.length])], { type: "application/octet-stream" }));
+    $("features-result").hidden = false;
+    return f;
+  } catch (e) {
+    showError("cif-error", e.message);
+    throw e;
+  }
+}
+
 $("cif-search").addEventListener("click", () => cifSearch().catch(() => {}));
+$("features").addEventListener("click", () => extractFeatures().catch(() => {}));
 $("predict").addEventListener("click", () => predict().catch(() => {}));
 $("zero-shot").addEventListener("click", () => zeroShot().catch(() => {}));
 
@@ -442,7 +485,7 @@ $("download").addEventListener("click", async () => {
   }
 });
 
-Object.assign(app, { openBundle, fetchWithProgress, search, cifSearch, zeroShot, predict, fineTune, exportBundle, showStructure });
+Object.assign(app, { openBundle, fetchWithProgress, search, cifSearch, zeroShot, predict, extractFeatures, fineTune, exportBundle, showStructure });
 
 // ---- start ----------------------------------------------------------------------------------
 

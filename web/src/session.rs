@@ -16,19 +16,21 @@ use xtal_core::bundle::{
 };
 use xtal_core::device::{Flex, NdArray, Wgpu, copy_params_async};
 use xtal_core::models::clip::Clip;
+use xtal_core::models::ftcp_ssl::SslEncoder;
 use xtal_core::models::property::PropertyModel;
 use xtal_core::train::{FineTune, FineTuneReport, FineTuneSettings, parse_pairs_csv};
 
 use crate::{DeviceInfo, open_device};
 
 /// The bundle's model on one backend: a CLIP model (embedding, search, zero-shot,
-/// fine-tuning) or a property model (prediction).
+/// fine-tuning), a property model (prediction) or the SSL blocks (features).
 // One per session, cloned only as tensor handles: boxing would save nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Loaded<B: Backend> {
     Clip(Clip<B>),
     Property(PropertyModel<B>),
+    Ssl(SslEncoder<B>),
 }
 
 impl<B: Backend> Loaded<B> {
@@ -38,6 +40,7 @@ impl<B: Backend> Loaded<B> {
             BundledModel::Property(..) => {
                 Self::Property(bundle.property_model(device).map_err(js)?)
             }
+            BundledModel::Ssl(_) => Self::Ssl(bundle.ssl_model(device).map_err(js)?),
         })
     }
 
@@ -47,14 +50,26 @@ impl<B: Backend> Loaded<B> {
             Self::Property(_) => Err(js(
                 "this bundle holds a property model: it predicts a property from a CIF; embedding, search and fine-tuning need a CLIP bundle",
             )),
+            Self::Ssl(_) => Err(js(
+                "this bundle holds the SSL encoder: it turns a CIF into 2048-D features; embedding, search and fine-tuning need a CLIP bundle",
+            )),
         }
     }
 
     fn property(self) -> Result<PropertyModel<B>, JsError> {
         match self {
             Self::Property(m) => Ok(m),
-            Self::Clip(_) => Err(js(
-                "this bundle holds a CLIP model; predicting a property needs a property bundle",
+            Self::Clip(_) | Self::Ssl(_) => Err(js(
+                "this bundle holds no property model; predicting a property needs a property bundle",
+            )),
+        }
+    }
+
+    fn ssl(self) -> Result<SslEncoder<B>, JsError> {
+        match self {
+            Self::Ssl(m) => Ok(m),
+            _ => Err(js(
+                "this bundle holds no SSL encoder; 2048-D features need an SSL bundle",
             )),
         }
     }
@@ -186,6 +201,7 @@ impl Session {
         let (clip, property) = match &m.model.model {
             BundledModel::Clip(c) => (Some(c), None),
             BundledModel::Property(c, target) => (None, Some((c, target))),
+            BundledModel::Ssl(_) => (None, None),
         };
         json!({
             "format_version": m.format_version,
@@ -202,6 +218,13 @@ impl Session {
             "graph": m.model.model.graph_encoder(),
             "can_embed_cif": clip.is_some() && self.bundle.structure_input.reads_cif(),
             "can_predict": property.is_some(),
+            "can_extract_features": matches!(m.model.model, BundledModel::Ssl(_)),
+            "blocks": self.bundle.ssl_config().ok().map(|c| {
+                c.blocks
+                    .iter()
+                    .map(|b| json!({"kind": b.kind.name(), "width": b.width, "layers": b.layers, "dim": b.kind.output_dim()}))
+                    .collect::<Vec<_>>()
+            }),
             "index": m.index,
             "size": self.bundle.size,
             "card": self.bundle.card,
@@ -274,6 +297,21 @@ impl Session {
             "prediction": target.scale.invert(f64::from(z)),
         })
         .to_string())
+    }
+
+    /// An SSL bundle's 2048-D features of the first structure in a CIF (each block's part
+    /// in feature order, as `xtal embed --bundle B cif` and `xtal ssl extract` write them).
+    pub async fn features(&self, cif: String) -> Result<Vec<f32>, JsError> {
+        self.bundle.ssl_config().map_err(js)?;
+        let item = self.bundle.structure_input.from_cif(&cif).map_err(js)?;
+        let model = self.model.borrow().clone();
+        on_backend!(model, |model, device, B| async {
+            let features = self
+                .bundle
+                .ssl_features::<B>(&model.ssl()?, &[item], &device)
+                .map_err(js)?;
+            read(features).await
+        })
     }
 
     /// Top-`k` index entries for a text query (against structure embeddings). JSON

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::BundleError;
 use crate::featurize::FtcpConfig;
 use crate::models::clip::ClipConfig;
+use crate::models::ftcp_ssl::{FEATURE_DIM, SslEncoderConfig};
 use crate::models::hf::SUPPORTED_MODEL_TYPES;
 use crate::models::property::PropertyModelConfig;
 use crate::models::structure::StructureEncoderConfig;
@@ -58,6 +59,9 @@ pub enum BundledModel {
     /// A graph encoder predicting one scalar property (`kind: property`, `config`:
     /// `PropertyModelConfig`, `target`: what it predicts and in which units).
     Property(PropertyModelConfig, PropertyTarget),
+    /// The six self-supervised FTCP blocks (`kind: ssl`, `config`: `SslEncoderConfig`):
+    /// FTCP tensor → 2048-D features.
+    Ssl(SslEncoderConfig),
 }
 
 impl BundledModel {
@@ -66,6 +70,7 @@ impl BundledModel {
         match self {
             Self::Clip(_) => "clip",
             Self::Property(..) => "property",
+            Self::Ssl(_) => "ssl",
         }
     }
 
@@ -73,23 +78,28 @@ impl BundledModel {
         match self {
             Self::Clip(c) => c.parameter_count(),
             Self::Property(c, _) => c.parameter_count(),
+            Self::Ssl(c) => c.parameter_count(),
         }
     }
 
-    /// Width of the structure embedding (CLIP's shared space; a property model's encoder).
+    /// Width of the structure embedding (CLIP's shared space; a property model's encoder;
+    /// the SSL features).
     pub fn embed_dim(&self) -> usize {
         match self {
             Self::Clip(c) => c.text.embed_dim,
             Self::Property(c, _) => c.encoder.output_dim,
+            Self::Ssl(_) => FEATURE_DIM,
         }
     }
 
     /// `structure_input.dim`: what the structure side reads after the bundle's input
-    /// pipeline (a vector, or the graph encoder's output).
-    pub fn structure_input_dim(&self) -> usize {
+    /// pipeline (a vector, or the graph encoder's output); for SSL blocks, which read the
+    /// FTCP tensor itself, the layout decides (`None`).
+    pub fn structure_input_dim(&self) -> Option<usize> {
         match self {
-            Self::Clip(c) => c.structure.input_dim,
-            Self::Property(c, _) => c.encoder.output_dim,
+            Self::Clip(c) => Some(c.structure.input_dim),
+            Self::Property(c, _) => Some(c.encoder.output_dim),
+            Self::Ssl(_) => None,
         }
     }
 
@@ -98,6 +108,7 @@ impl BundledModel {
         match self {
             Self::Clip(c) => c.graph.as_ref(),
             Self::Property(c, _) => Some(&c.encoder),
+            Self::Ssl(_) => None,
         }
     }
 }
@@ -131,9 +142,10 @@ pub struct ModelSection {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModelSection {
-    /// `clip` or `property`.
+    /// `clip`, `property` or `ssl`.
     kind: String,
-    /// The full architecture: `ClipConfig` or `PropertyModelConfig` as JSON.
+    /// The full architecture: `ClipConfig`, `PropertyModelConfig` or `SslEncoderConfig` as
+    /// JSON.
     config: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<PropertyTarget>,
@@ -155,7 +167,10 @@ impl TryFrom<RawModelSection> for ModelSection {
                 serde_json::from_value(raw.config).map_err(config_error)?,
                 target,
             ),
-            ("clip" | "property", _) => {
+            ("ssl", None) => {
+                BundledModel::Ssl(serde_json::from_value(raw.config).map_err(config_error)?)
+            }
+            ("clip" | "property" | "ssl", _) => {
                 return Err(format!(
                     "model.target is needed exactly when model.kind is 'property' (found kind '{}')",
                     raw.kind
@@ -163,7 +178,7 @@ impl TryFrom<RawModelSection> for ModelSection {
             }
             (other, _) => {
                 return Err(format!(
-                    "model.kind '{other}' is not supported (supported: clip, property)"
+                    "model.kind '{other}' is not supported (supported: clip, property, ssl)"
                 ));
             }
         };
@@ -182,6 +197,7 @@ impl From<ModelSection> for RawModelSection {
         let (config, target) = match m.model {
             BundledModel::Clip(c) => (serde_json::to_value(c), None),
             BundledModel::Property(c, t) => (serde_json::to_value(c), Some(t)),
+            BundledModel::Ssl(c) => (serde_json::to_value(c), None),
         };
         Self {
             kind,
@@ -208,6 +224,8 @@ pub struct TokenizerSection {
 #[serde(deny_unknown_fields)]
 pub struct StructureInputSection {
     /// `ftcp`: the bundle embeds CIFs itself (FTCP → row min–max → standardise);
+    /// `ftcp_tensor`: it makes the FTCP tensor of a CIF, which the SSL blocks read with its
+    /// row min–max scaling;
     /// `graph`: it embeds CIFs through its graph encoder (crystal graph → encoder → `dim`);
     /// `vector`: precomputed structure vectors of `dim` (e.g. EquiformerV2), standardised.
     pub kind: String,
@@ -301,12 +319,38 @@ impl Manifest {
                     return bad("a property bundle's structure_input.kind must be 'graph'".into());
                 }
             }
+            BundledModel::Ssl(c) => {
+                c.check()
+                    .map_err(|m| BundleError::Manifest(format!("model.config: {m}")))?;
+                if self.tokenizer.is_some() || self.index.is_some() {
+                    return bad("an SSL bundle has no tokenizer and no index".into());
+                }
+                let input = &self.structure_input;
+                if input.kind != "ftcp_tensor" {
+                    return bad("an SSL bundle's structure_input.kind must be 'ftcp_tensor'".into());
+                }
+                if let Some(f) = &input.ftcp
+                    && f.element_columns() != c.element_columns()
+                {
+                    return bad(format!(
+                        "the blocks read {} element columns, structure_input.ftcp has {}",
+                        c.element_columns(),
+                        f.element_columns()
+                    ));
+                }
+            }
+        }
+        if self.structure_input.kind == "ftcp_tensor" && !matches!(model, BundledModel::Ssl(_)) {
+            return bad("structure_input.kind 'ftcp_tensor' is read by SSL bundles only".into());
         }
         if self.model.embed_dim != model.embed_dim() {
             return bad("model.embed_dim disagrees with model.config".into());
         }
         let input = &self.structure_input;
-        if input.dim != model.structure_input_dim() {
+        if model
+            .structure_input_dim()
+            .is_some_and(|dim| dim != input.dim)
+        {
             return bad("structure_input.dim disagrees with model.config".into());
         }
         let encoder = model.graph_encoder();
@@ -318,7 +362,7 @@ impl Manifest {
         }
         match (input.kind.as_str(), &input.ftcp) {
             ("vector", None) | ("graph", None) => {}
-            ("ftcp", Some(f)) => {
+            ("ftcp" | "ftcp_tensor", Some(f)) => {
                 if f.max_sites > 10_000 || f.max_elements > 103 || f.pad_rows > 1000 {
                     return bad("structure_input.ftcp is out of range".into());
                 }
@@ -333,7 +377,7 @@ impl Manifest {
             }
             (kind, _) => {
                 return bad(format!(
-                    "structure_input.kind '{kind}' needs ftcp settings exactly when it is 'ftcp' (supported: ftcp, graph, vector)"
+                    "structure_input.kind '{kind}' needs ftcp settings exactly when it is 'ftcp' or 'ftcp_tensor' (supported: ftcp, ftcp_tensor, graph, vector)"
                 ));
             }
         }

@@ -4,7 +4,7 @@
 //! ```text
 //! manifest.json                  format, version, model config, normalisers, sizes, sha256s
 //! weights.safetensors            the model (f32 or f16)
-//! structure_input.safetensors    standardisation (+ FTCP min–max), element table
+//! structure_input.safetensors    standardisation and/or FTCP min–max, element table
 //! tokenizer.json                 a HuggingFace text encoder's tokenizer (byte-level: none)
 //! index/records.json             optional: ids, formulas, descriptions
 //! index/embeddings.safetensors   optional: structure / text embeddings, 2-D map
@@ -38,8 +38,10 @@ use burn::prelude::*;
 use crate::data::StructureItem;
 use crate::featurize::{GraphBatch, GraphTensors};
 use crate::models::clip::{Clip, ClipConfig, StructureBatch, TextTokenizer};
+use crate::models::ftcp_ssl::{FEATURE_DIM, SslEncoder, SslEncoderConfig};
 use crate::models::hf::HfError;
 use crate::models::property::{PropertyModel, PropertyModelConfig};
+use crate::train::ssl::SslData;
 use crate::train::to_host;
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,11 @@ pub enum PackModel<'a, B: Backend> {
         model: &'a PropertyModel<B>,
         config: &'a PropertyModelConfig,
         target: PropertyTarget,
+    },
+    /// The six SSL blocks; the structure input must be [`StructureInput::FtcpTensor`].
+    Ssl {
+        model: &'a SslEncoder<B>,
+        config: &'a SslEncoderConfig,
     },
 }
 
@@ -170,6 +177,25 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
                 None,
             )
         }
+        PackModel::Ssl { model, config } => {
+            config.check().map_err(BundleError::Write)?;
+            if input.index.is_some() {
+                return Err(BundleError::Write(
+                    "an SSL bundle has no retrieval index".into(),
+                ));
+            }
+            if !matches!(input.structure_input, StructureInput::FtcpTensor(_)) {
+                return Err(BundleError::Write(
+                    "the SSL blocks read the FTCP tensor (structure input 'ftcp_tensor')".into(),
+                ));
+            }
+            (
+                BundledModel::Ssl(config.clone()),
+                weights::to_safetensors(model, input.half)?,
+                None,
+                None,
+            )
+        }
     };
     let mut entries = vec![
         Entry {
@@ -215,7 +241,10 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             data: card.into_bytes(),
         });
     }
-    let structure_dim = model.structure_input_dim();
+    let structure_dim = match input.structure_input {
+        StructureInput::FtcpTensor(f) => f.config.rows() * f.config.cols(),
+        _ => model.structure_input_dim().unwrap_or_default(),
+    };
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
@@ -232,7 +261,7 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             kind: input.structure_input.kind().into(),
             dim: structure_dim,
             ftcp: match input.structure_input {
-                StructureInput::Ftcp(f, _) => Some(f.config),
+                StructureInput::Ftcp(f, _) | StructureInput::FtcpTensor(f) => Some(f.config),
                 _ => None,
             },
             element_table: input.element_table_source,
@@ -361,7 +390,7 @@ impl Bundle {
                         },
                     })?,
             ),
-            BundledModel::Property(..) => None,
+            BundledModel::Property(..) | BundledModel::Ssl(_) => None,
         };
         let structure_input = StructureInput::from_entry(
             &manifest.structure_input,
@@ -420,6 +449,17 @@ impl Bundle {
         }
     }
 
+    /// An SSL bundle's block settings.
+    pub fn ssl_config(&self) -> Result<&SslEncoderConfig, BundleError> {
+        match &self.manifest.model.model {
+            BundledModel::Ssl(c) => Ok(c),
+            other => Err(BundleError::Kind {
+                found: other.kind(),
+                needed: "ssl",
+            }),
+        }
+    }
+
     /// A CLIP bundle's text tokenizer.
     pub fn tokenizer(&self) -> Result<&TextTokenizer, BundleError> {
         // Readers keep a tokenizer exactly for CLIP bundles.
@@ -451,6 +491,67 @@ impl Bundle {
             &self.tensors,
             WEIGHTS,
         )
+    }
+
+    /// An SSL bundle's six blocks on `device`, checked like [`Bundle::model`].
+    pub fn ssl_model<B: Backend>(&self, device: &B::Device) -> Result<SslEncoder<B>, BundleError> {
+        weights::load_into(
+            self.ssl_config()?.init(device),
+            &self.weights,
+            &self.tensors,
+            WEIGHTS,
+        )
+    }
+
+    /// An SSL bundle's features `[items, 2048]` of FTCP tensors its structure input made
+    /// ([`StructureInput::from_cif`]), from unmasked inputs in batches of 64, each block's
+    /// features in feature order: what `xtal ssl extract` writes for the same tensors.
+    pub fn ssl_features<B: Backend>(
+        &self,
+        model: &SslEncoder<B>,
+        items: &[StructureItem],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2>, BundleError> {
+        self.ssl_config()?;
+        let StructureInput::FtcpTensor(input) = &self.structure_input else {
+            return Err(BundleError::Input(
+                "this bundle's structure input is not the FTCP tensor".into(),
+            ));
+        };
+        let per = input.config.rows() * input.config.cols();
+        let mut raw = Vec::with_capacity(items.len() * per);
+        for item in items {
+            match item {
+                StructureItem::Vector(v) if v.len() == per => raw.extend_from_slice(v),
+                _ => return Err(structure_mismatch()),
+            }
+        }
+        if items.is_empty() {
+            return Ok(Tensor::zeros([0, FEATURE_DIM], device));
+        }
+        let n = items.len();
+        let data = SslData::new(
+            (0..n).map(|i| format!("structure {}", i + 1)).collect(),
+            input.config,
+            raw,
+            input.minmax.clone(),
+            vec![None; n],
+            vec![false; n],
+        )
+        .map_err(|e| BundleError::Input(format!("FTCP: {e}")))?;
+        let all: Vec<usize> = (0..n).collect();
+        let parts = all
+            .chunks(64)
+            .map(|chunk| {
+                let blocks = model
+                    .blocks
+                    .iter()
+                    .map(|block| block.features(&data.batch(block.kind(), chunk, None, device)))
+                    .collect();
+                Tensor::cat(blocks, 1)
+            })
+            .collect();
+        Ok(Tensor::cat(parts, 0))
     }
 
     /// A property bundle's predictions, in the target's units, for graphs the bundle's
@@ -539,6 +640,9 @@ impl Bundle {
             StructureInput::Graph(_) => {
                 Ok(StructureBatch::Graphs(self.graph_tensors(items, device)?))
             }
+            StructureInput::FtcpTensor(_) => Err(BundleError::Input(
+                "this bundle's SSL blocks make features, not CLIP structure embeddings".into(),
+            )),
             StructureInput::Vector(_) | StructureInput::Ftcp(..) => {
                 let d = self.manifest.structure_input.dim;
                 let mut values = Vec::with_capacity(items.len() * d);

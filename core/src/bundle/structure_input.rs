@@ -1,6 +1,7 @@
 //! How a bundle turns a structure into what its model reads: for `ftcp` bundles the whole
 //! path from CIF text (FTCP tensor → per-row min–max → flatten → standardise), for `graph`
-//! bundles the crystal graph its graph encoder reads, for `vector` bundles the
+//! bundles the crystal graph its graph encoder reads, for `ftcp_tensor` (SSL) bundles the
+//! FTCP tensor itself with its row min–max scaling, for `vector` bundles the
 //! standardisation of a precomputed embedding.
 
 use safetensors::tensor::Dtype;
@@ -37,6 +38,9 @@ pub enum StructureInput {
     Ftcp(FtcpInput, FeatureScaler),
     /// CIF → crystal graph; the model's graph encoder makes the projector's input.
     Graph(GraphInput),
+    /// CIF → FTCP tensor, kept whole: the SSL blocks read its parts, each scaled by
+    /// `minmax` as in training.
+    FtcpTensor(FtcpInput),
 }
 
 impl StructureInput {
@@ -46,6 +50,7 @@ impl StructureInput {
             Self::Vector(_) => "vector",
             Self::Ftcp(..) => "ftcp",
             Self::Graph(_) => "graph",
+            Self::FtcpTensor(_) => "ftcp_tensor",
         }
     }
 
@@ -57,7 +62,7 @@ impl StructureInput {
     fn element_table(&self) -> Option<&ElementTable> {
         match self {
             Self::Vector(_) => None,
-            Self::Ftcp(f, _) => Some(&f.table),
+            Self::Ftcp(f, _) | Self::FtcpTensor(f) => Some(&f.table),
             Self::Graph(g) => Some(&g.table),
         }
     }
@@ -66,9 +71,9 @@ impl StructureInput {
     pub fn standardize(&self, raw: &[f32]) -> Result<StructureItem, BundleError> {
         let scaler = match self {
             Self::Vector(s) | Self::Ftcp(_, s) => s,
-            Self::Graph(_) => {
+            Self::Graph(_) | Self::FtcpTensor(_) => {
                 return Err(BundleError::Input(
-                    "this bundle's graph encoder reads structures, not precomputed vectors".into(),
+                    "this bundle reads structures (CIFs), not precomputed vectors".into(),
                 ));
             }
         };
@@ -123,6 +128,14 @@ impl StructureInput {
             Self::Graph(g) => CrystalGraph::build_with_table(structure, &g.config, &g.table)
                 .map(StructureItem::Graph)
                 .map_err(|e| BundleError::Input(format!("graph: {e}"))),
+            // Unscaled, as `xtal prepare` stores it: the blocks scale the parts they read.
+            Self::FtcpTensor(f) => {
+                let t = ftcp(structure, &f.config, &f.table)
+                    .map_err(|e| BundleError::Input(format!("FTCP: {e}")))?;
+                Ok(StructureItem::Vector(
+                    t.data.into_iter().map(|x| x as f32).collect(),
+                ))
+            }
         }
     }
 
@@ -144,7 +157,7 @@ impl StructureInput {
                 f32s(&s.std),
             ));
         }
-        if let Self::Ftcp(f, _) = self {
+        if let Self::Ftcp(f, _) | Self::FtcpTensor(f) = self {
             let rows = f.minmax.rows;
             arrays.push(Array::new(
                 "ftcp.row_min",
@@ -198,6 +211,13 @@ impl StructureInput {
                 table: read_table(&a, section)?,
             }));
         }
+        if section.kind == "ftcp_tensor" {
+            let config = section.ftcp.as_ref().ok_or_else(|| BundleError::Entry {
+                name: STRUCTURE_INPUT.into(),
+                reason: "an ftcp_tensor input needs the FTCP settings".into(),
+            })?;
+            return Ok(Self::FtcpTensor(read_ftcp(&a, section, config)?));
+        }
         let d = section.dim;
         let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
         let mean = f32s(a.read("standardize.mean", &[Some(d)])?.0);
@@ -212,21 +232,34 @@ impl StructureInput {
         let Some(config) = &section.ftcp else {
             return Ok(Self::Vector(scaler));
         };
-        let rows = config.rows();
-        let min = a.read("ftcp.row_min", &[Some(rows)])?.0;
-        let max = a.read("ftcp.row_max", &[Some(rows)])?.0;
-        let ftcp = FtcpInput {
-            config: *config,
-            table: read_table(&a, section)?,
-            minmax: RowMinMax {
-                rows,
-                cols: config.cols(),
-                min,
-                max,
-            },
-        };
-        Ok(Self::Ftcp(ftcp, scaler))
+        Ok(Self::Ftcp(read_ftcp(&a, section, config)?, scaler))
     }
+}
+
+fn read_ftcp(
+    a: &Arrays<'_>,
+    section: &StructureInputSection,
+    config: &FtcpConfig,
+) -> Result<FtcpInput, BundleError> {
+    let rows = config.rows();
+    let min = a.read("ftcp.row_min", &[Some(rows)])?.0;
+    let max = a.read("ftcp.row_max", &[Some(rows)])?.0;
+    if min.iter().chain(&max).any(|v| !v.is_finite()) {
+        return Err(BundleError::Entry {
+            name: STRUCTURE_INPUT.into(),
+            reason: "ftcp.row_min / ftcp.row_max hold NaN or infinite values".into(),
+        });
+    }
+    Ok(FtcpInput {
+        config: *config,
+        table: read_table(a, section)?,
+        minmax: RowMinMax {
+            rows,
+            cols: config.cols(),
+            min,
+            max,
+        },
+    })
 }
 
 fn read_table(

@@ -191,6 +191,11 @@ impl SslData {
         std::hint::black_box(sum);
     }
 
+    /// Row `i`'s tensor as stored (unscaled), `rows × cols` values.
+    pub fn raw_row(&self, i: usize) -> &[f32] {
+        self.raw.row(i)
+    }
+
     pub fn sample(&self, i: usize) -> FtcpSample<'_> {
         FtcpSample {
             raw: self.raw.row(i),

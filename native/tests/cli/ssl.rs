@@ -53,6 +53,111 @@ fn prepared_sample(dir: &Path) -> PathBuf {
     data
 }
 
+/// The run packed as a bundle: a material's CIF through the bundle (CIF → FTCP → six
+/// blocks) gives the features `xtal ssl extract` computed from the tensor `xtal prepare`
+/// stored; f16 storage is measured; what an SSL bundle cannot do is refused by name.
+fn ssl_bundle_matches_extract(dir: &Path, run: &str, ids: &[String], features: &[f32]) {
+    let bundle = dir.join("ssl.xtal");
+    let b = bundle.to_str().unwrap();
+    let log = ok(&["bundle", "pack", "--run", run, "-o", b]);
+    assert!(log.contains("six SSL blocks"), "{log}");
+    let o = xtal(&["bundle", "verify", b, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = xtal(&["bundle", "inspect", b, "--json"]);
+    let manifest: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(manifest["model"]["kind"], "ssl");
+    assert_eq!(manifest["structure_input"]["kind"], "ftcp_tensor");
+
+    let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/sample/materials.csv");
+    let mut reader = csv::Reader::from_path(csv).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (id_at, cif_at) = (column("id"), column("cif"));
+    let cifs: std::collections::HashMap<String, String> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[id_at].to_string(), r[cif_at].to_string())
+        })
+        .collect();
+    let picked = [0, ids.len() / 2, ids.len() - 1];
+    let files: Vec<String> = picked
+        .iter()
+        .map(|&row| {
+            let path = dir.join(format!("{}.cif", ids[row]));
+            std::fs::write(&path, &cifs[&ids[row]]).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    let out = dir.join("bundle-features.npy");
+    let mut embed = vec![
+        "embed",
+        "--bundle",
+        b,
+        "--out",
+        out.to_str().unwrap(),
+        "cif",
+    ];
+    embed.extend(files.iter().map(String::as_str));
+    ok(&embed);
+    let (shape, got) = npy(&out);
+    assert_eq!(shape, [picked.len() as u64, 2048]);
+    for (k, &row) in picked.iter().enumerate() {
+        let want = &features[row * 2048..(row + 1) * 2048];
+        let diff = got[k * 2048..(k + 1) * 2048]
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-4,
+            "{}: bundle features differ from ssl extract by {diff}",
+            ids[row]
+        );
+    }
+
+    let half = dir.join("ssl-f16.xtal");
+    let log = ok(&[
+        "bundle",
+        "pack",
+        "--run",
+        run,
+        "--f16",
+        "-o",
+        half.to_str().unwrap(),
+    ]);
+    assert!(log.contains("f16 check: over"), "{log}");
+    assert!(std::fs::metadata(&half).unwrap().len() < std::fs::metadata(&bundle).unwrap().len());
+
+    refused(
+        &["embed", "--bundle", b, "text", "a layered oxide"],
+        "an SSL bundle turns CIFs into features",
+    );
+    refused(
+        &["search", "--bundle", b, "a layered oxide"],
+        "holds the SSL encoder",
+    );
+    refused(
+        &["predict", "--bundle", b, &files[0]],
+        "`xtal embed --bundle B cif FILE…` runs SSL bundles",
+    );
+    let data = dir.join("data");
+    refused(
+        &[
+            "bundle",
+            "pack",
+            "--run",
+            run,
+            "--index",
+            data.to_str().unwrap(),
+            "-o",
+            dir.join("no.xtal").to_str().unwrap(),
+        ],
+        "an SSL run's bundle has no retrieval index",
+    );
+    assert!(!dir.join("no.xtal").exists());
+}
+
 #[test]
 fn ssl_trains_extracts_compresses_and_evaluates() {
     let dir = scratch("ssl-all");
@@ -179,6 +284,8 @@ fn ssl_trains_extracts_compresses_and_evaluates() {
             "block at column {start} is still at its initialisation"
         );
     }
+
+    ssl_bundle_matches_extract(&dir, r, &ids, &features);
 
     let squeeze = dir.join("squeeze");
     ok(&[

@@ -9,6 +9,7 @@
 
 pub mod bottleneck;
 pub mod elements;
+pub mod encoder;
 pub mod lattice;
 pub mod occupancy;
 pub mod reciprocal;
@@ -26,6 +27,7 @@ use crate::structure::CrystalSystem;
 use crate::structure::lattice::{Lattice, Vec3, norm};
 
 pub use elements::{ElementsBatch, ElementsEncoder, ElementsEncoderConfig};
+pub use encoder::{SslEncoder, SslEncoderConfig};
 pub use lattice::{LatticeBatch, LatticeEncoder, LatticeEncoderConfig};
 pub use occupancy::{OccupancyBatch, OccupancyEncoder, OccupancyEncoderConfig};
 pub use reciprocal::{KDistanceBatch, KDistanceEncoder, KDistanceEncoderConfig};

@@ -35,19 +35,25 @@ pub fn open(path: &Path, limits: &Limits) -> anyhow::Result<Bundle> {
     Bundle::from_bytes(&bytes, limits).with_context(|| format!("{}", path.display()))
 }
 
-/// Reads and verifies a bundle that must be of model `kind` (`clip` or `property`); another
-/// kind is refused naming the command that runs it.
-pub fn open_kind(path: &Path, limits: &Limits, kind: &str) -> anyhow::Result<Bundle> {
+/// Reads and verifies a bundle whose model must be one of `kinds` (`clip`, `property`,
+/// `ssl`); another kind is refused naming the command that runs it.
+pub fn open_kind(path: &Path, limits: &Limits, kinds: &[&str]) -> anyhow::Result<Bundle> {
     let bundle = open(path, limits)?;
     let found = bundle.manifest.model.model.kind();
-    if found != kind {
+    if !kinds.contains(&found) {
         let runs_it = match found {
             "property" => "`xtal predict` runs property bundles",
+            "ssl" => "`xtal embed --bundle B cif FILE…` runs SSL bundles, giving 2048-D features",
             _ => "`xtal embed`, `search` and `zero-shot` run CLIP bundles",
         };
+        let holds = match found {
+            "ssl" => "the SSL encoder".to_string(),
+            _ => format!("a {found} model"),
+        };
         return Err(BadInput(format!(
-            "{}: the bundle holds a {found} model; this needs a {kind} bundle ({runs_it})",
-            path.display()
+            "{}: the bundle holds {holds}; this needs a {} bundle ({runs_it})",
+            path.display(),
+            kinds.join(" or ")
         ))
         .into());
     }

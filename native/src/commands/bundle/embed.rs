@@ -95,19 +95,40 @@ impl OnDevice for EmbedQueries<'_> {
                 to_host(bundle.embed_texts(&model, &t, &device)?)?
             }
             Query::Cifs(files) => {
-                let items = files
-                    .iter()
-                    .map(|(name, text)| {
-                        bundle
-                            .structure_input
-                            .from_cif(text)
-                            .map_err(|e| BadInput(format!("{name}: {e}")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let items = cif_items(bundle, &files)?;
                 to_host(bundle.embed_structures(&model, &items, &device)?)?
             }
         })
     }
+}
+
+/// An SSL bundle's 2048-D features of each CIF's first structure.
+struct SslFeatures<'a>(&'a Bundle, Vec<(String, String)>);
+
+impl OnDevice for SslFeatures<'_> {
+    type Output = anyhow::Result<Vec<f32>>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let bundle = self.0;
+        let model = bundle.ssl_model::<B::InnerBackend>(&device)?;
+        let items = cif_items(bundle, &self.1)?;
+        Ok(to_host(bundle.ssl_features(&model, &items, &device)?)?)
+    }
+}
+
+/// What the bundle's structure input makes of each (file name, CIF text).
+fn cif_items(
+    bundle: &Bundle,
+    files: &[(String, String)],
+) -> anyhow::Result<Vec<xtal_core::data::StructureItem>> {
+    Ok(files
+        .iter()
+        .map(|(name, text)| {
+            bundle
+                .structure_input
+                .from_cif(text)
+                .map_err(|e| BadInput(format!("{name}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 pub(super) fn read_cifs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
@@ -136,8 +157,21 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let Some(bundle_path) = &args.bundle else {
         return embed_with_model(&args);
     };
-    let bundle = open_kind(bundle_path, &args.limits.limits(), "clip")?;
+    let bundle = open_kind(bundle_path, &args.limits.limits(), &["clip", "ssl"])?;
     let device = crate::commands::one_device(&args.device)?;
+    if bundle.manifest.model.model.kind() == "ssl" {
+        let EmbedWhat::Cif { files } = &args.what else {
+            return Err(BadInput(format!(
+                "{}: an SSL bundle turns CIFs into features (`xtal embed --bundle B cif FILE…`); texts need a CLIP bundle",
+                bundle_path.display()
+            ))
+            .into());
+        };
+        let cifs = read_cifs(files)?;
+        let labels: Vec<String> = cifs.iter().map(|c| c.0.clone()).collect();
+        let features = run_on(&device, SslFeatures(&bundle, cifs))??;
+        return write_embeddings(&args, &labels, &features, bundle.manifest.model.embed_dim);
+    }
     let (query, labels) = match &args.what {
         EmbedWhat::Text { texts } => (Query::Texts(texts), texts.clone()),
         EmbedWhat::Cif { files } => {

@@ -57,7 +57,7 @@ pub fn run(args: FineTuneArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let bundle = open_kind(&args.bundle, &args.limits.limits(), "clip")?;
+    let bundle = open_kind(&args.bundle, &args.limits.limits(), &["clip"])?;
     let csv = std::fs::read_to_string(&args.pairs)
         .with_context(|| format!("{}: cannot read", args.pairs.display()))?;
     let settings = FineTuneSettings {

@@ -40,11 +40,16 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         m.created
     );
     println!(
-        "model      {} — {} parameters ({}), {}-D embeddings",
+        "model      {} — {} parameters ({}), {}-D {}",
         m.model.model.kind(),
         m.model.parameters,
         m.model.weights_dtype,
-        m.model.embed_dim
+        m.model.embed_dim,
+        if m.model.model.kind() == "ssl" {
+            "features"
+        } else {
+            "embeddings"
+        }
     );
     let s = &m.structure_input;
     let fitted = s
@@ -88,6 +93,19 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
                 c.head_hidden
             );
         }
+        BundledModel::Ssl(c) => {
+            let ftcp = s.ftcp.map(|f| format!("{} × {}", f.rows(), f.cols()));
+            println!(
+                "structure  FTCP tensor {} (reads CIFs) → six blocks ({}) → {}-D features",
+                ftcp.unwrap_or_default(),
+                c.blocks
+                    .iter()
+                    .map(|b| format!("{} width {}", b.kind.name(), b.width))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                m.model.embed_dim
+            );
+        }
     }
     match &m.index {
         Some(i) => println!(
@@ -112,11 +130,22 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         println!("f16        {}", f16_line(check));
     }
     if let Some(src) = &m.source {
+        // An SSL run's blocks each have their own best epoch.
+        let epoch = match src["epochs"].as_object() {
+            Some(blocks) => format!(
+                "epochs {}",
+                blocks
+                    .iter()
+                    .map(|(block, e)| format!("{block} {e}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!("epoch {}", src["epoch"]),
+        };
         println!(
-            "source     run {} ({} checkpoint, epoch {})",
+            "source     run {} ({} checkpoint, {epoch})",
             src["run"].as_str().unwrap_or("?"),
             src["checkpoint"].as_str().unwrap_or("?"),
-            src["epoch"]
         );
     }
     println!("entries");
@@ -153,6 +182,7 @@ impl OnDevice for BuildModel<'_> {
                 .0
                 .property_model::<B::InnerBackend>(&device)?
                 .num_params(),
+            BundledModel::Ssl(_) => self.0.ssl_model::<B::InnerBackend>(&device)?.num_params(),
         })
     }
 }

@@ -9,6 +9,7 @@ mod fine_tune;
 mod inspect;
 mod pack;
 mod pack_property;
+mod pack_ssl;
 mod predict;
 mod search;
 mod zero_shot;
@@ -20,7 +21,7 @@ pub use zero_shot::{ZeroShotArgs, zero_shot};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Pack a CLIP or property run into one portable zip:
+    /// Pack a CLIP, property or SSL run into one portable zip:
     /// `xtal bundle pack --run RUN [--index DATASET] -o B.xtal`.
     Pack(pack::PackArgs),
     /// Summarise a bundle: model, inputs, index, entries (`--json` for machines).

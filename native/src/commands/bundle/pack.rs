@@ -27,7 +27,8 @@ use crate::output::write_atomic;
 
 #[derive(clap::Args)]
 pub struct PackArgs {
-    /// The run to pack: a CLIP run, or a property run (`xtal train property`).
+    /// The run to pack: a CLIP run, a property run (`xtal train property`) or an SSL run
+    /// (`xtal ssl train`, all six blocks).
     #[arg(long)]
     pub(super) run: PathBuf,
     /// Which checkpoint of the run.
@@ -72,6 +73,9 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
     }
     if crate::run_dir::RunDir::new(&args.run).family().as_deref() == Some("property") {
         return super::pack_property::pack_property_run(&args);
+    }
+    if args.run.join("ssl.json").is_file() {
+        return super::pack_ssl::pack_ssl_run(&args);
     }
     let started = Instant::now();
     let loaded = load_clip_run(

@@ -38,7 +38,7 @@ struct Prediction<'a> {
 }
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
-    let bundle = open_kind(&args.bundle, &args.limits.limits(), "property")?;
+    let bundle = open_kind(&args.bundle, &args.limits.limits(), &["property"])?;
     let (_, target) = bundle.property()?;
     let cifs = read_cifs(&args.cifs)?;
     let device = crate::commands::one_device(&args.device)?;

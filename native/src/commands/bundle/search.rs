@@ -50,7 +50,7 @@ pub struct SearchArgs {
 }
 
 pub fn search(args: SearchArgs) -> anyhow::Result<()> {
-    let bundle = open_kind(&args.bundle, &args.limits.limits(), "clip")?;
+    let bundle = open_kind(&args.bundle, &args.limits.limits(), &["clip"])?;
     let index = bundle.index.as_ref().ok_or_else(|| {
         BadInput(format!(
             "{}: this bundle has no retrieval index (pack it with --index DATASET)",

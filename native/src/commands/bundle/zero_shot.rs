@@ -33,7 +33,7 @@ pub struct ZeroShotArgs {
 }
 
 pub fn zero_shot(args: ZeroShotArgs) -> anyhow::Result<()> {
-    let bundle = open_kind(&args.bundle, &args.limits.limits(), "clip")?;
+    let bundle = open_kind(&args.bundle, &args.limits.limits(), &["clip"])?;
     let device = crate::commands::one_device(&args.device)?;
     let (name, cif) = read_cifs(std::slice::from_ref(&args.cif))?
         .pop()

@@ -12,7 +12,7 @@
 mod bottleneck;
 mod eval;
 mod extract;
-mod run_info;
+pub(crate) mod run_info;
 mod train;
 
 use clap::Subcommand;
