@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use xtal_core::bundle::{
     Bundle, BundleError, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, PackModel,
-    PropertyTarget, RetrievalIndex, Side, StructureInput, pack,
+    PackTensorHead, PropertyTarget, Provenance, RetrievalIndex, Side, StructureInput, pack,
 };
 use xtal_core::data::{FeatureScaler, StructureItem};
 use xtal_core::device::{CpuBackend, DeviceSpec, OnDevice, available_devices, run_on};
@@ -20,9 +20,12 @@ use xtal_core::models::clip::{
 use xtal_core::models::ftcp_ssl::{BlockKind, SslBlockConfig, SslEncoderConfig};
 use xtal_core::models::property::PropertyModelConfig;
 use xtal_core::models::structure::{GraphBackbone, Readout, StructureEncoderConfig};
+use xtal_core::models::tensor_head::{TensorHeadConfig, TensorMode};
 use xtal_core::structure::{CifOptions, read_cif};
 use xtal_core::train::TargetScale;
+use xtal_core::train::spec::Modality;
 use xtal_core::train::ssl::{SslData, block_features};
+use xtal_core::train::tensor::TensorTargets;
 use xtal_core::train::to_host;
 
 type Cpu = xtal_core::device::Flex;
@@ -113,6 +116,27 @@ fn ftcp_input(cifs: &[(String, String, String)]) -> (StructureInput, Vec<Vec<f64
     (input, scaled)
 }
 
+/// What every test bundle shares: no head, index, card or provenance; f32; a fixed date.
+fn test_input<'a, B: Backend>(
+    model: PackModel<'a, B>,
+    structure_input: &'a StructureInput,
+) -> PackInput<'a, B> {
+    PackInput {
+        model,
+        tensor_head: None,
+        structure_input,
+        element_table_source: None,
+        fitted_on: None,
+        index: None,
+        card: None,
+        half: false,
+        created: "2026-01-01T00:00:00Z".into(),
+        xtal_version: "test".into(),
+        source: None,
+        f16_check: None,
+    }
+}
+
 struct Packed {
     bytes: Vec<u8>,
     half_bytes: Vec<u8>,
@@ -156,21 +180,19 @@ fn packed() -> Packed {
     };
     let pack_with = |half| {
         pack(PackInput {
-            model: PackModel::Clip {
-                model: &model,
-                config: &config,
-                tokenizer_json: None,
-            },
-            structure_input: &input,
             element_table_source: Some("default".into()),
             fitted_on: Some(cifs.len()),
             index: Some((&index, None)),
             card: Some("# test model\n".into()),
             half,
-            created: "2026-01-01T00:00:00Z".into(),
-            xtal_version: "test".into(),
-            source: None,
-            f16_check: None,
+            ..test_input(
+                PackModel::Clip {
+                    model: &model,
+                    config: &config,
+                    tokenizer_json: None,
+                },
+                &input,
+            )
         })
         .unwrap()
     };
@@ -315,21 +337,15 @@ fn a_graph_bundle_embeds_cifs_like_its_model() {
             table: table.clone(),
         });
         let bytes = pack(PackInput {
-            model: PackModel::Clip {
-                model: &model,
-                config: &config,
-                tokenizer_json: None,
-            },
-            structure_input: &input,
             element_table_source: Some("default".into()),
-            fitted_on: None,
-            index: None,
-            card: None,
-            half: false,
-            created: "2026-01-01T00:00:00Z".into(),
-            xtal_version: "test".into(),
-            source: None,
-            f16_check: None,
+            ..test_input(
+                PackModel::Clip {
+                    model: &model,
+                    config: &config,
+                    tokenizer_json: None,
+                },
+                &input,
+            )
         })
         .unwrap();
         let bundle = Bundle::from_bytes(&bytes, &Limits::default()).unwrap();
@@ -417,25 +433,20 @@ fn a_property_bundle_predicts_like_its_model() {
         });
         let pack_with = |half: bool| {
             pack(PackInput {
-                model: PackModel::Property {
-                    model: &model,
-                    config: &config,
-                    target: PropertyTarget {
-                        name: "band_gap".into(),
-                        source: Some("mp40".into()),
-                        scale,
-                    },
-                },
-                structure_input: &input,
                 element_table_source: Some("default".into()),
-                fitted_on: None,
-                index: None,
-                card: None,
                 half,
-                created: "2026-01-01T00:00:00Z".into(),
-                xtal_version: "test".into(),
-                source: None,
-                f16_check: None,
+                ..test_input(
+                    PackModel::Property {
+                        model: &model,
+                        config: &config,
+                        target: PropertyTarget {
+                            name: "band_gap".into(),
+                            source: Some("mp40".into()),
+                            scale,
+                        },
+                    },
+                    &input,
+                )
             })
             .unwrap()
         };
@@ -513,6 +524,179 @@ fn a_property_bundle_predicts_like_its_model() {
         let err = edited(&|m| m["model"]["target"]["surprise"] = 1.into());
         assert!(err.contains("surprise"), "{err}");
     }
+}
+
+/// A tensor head's components of the CIFs' structures (graph head) or the texts (text head).
+struct PredictTensors<'a>(&'a Bundle, &'a [(String, String, String)]);
+impl OnDevice for PredictTensors<'_> {
+    type Output = Vec<f64>;
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let (bundle, cifs) = (self.0, self.1);
+        let model = bundle.model::<B::InnerBackend>(&device).unwrap();
+        let head = bundle
+            .tensor_head_model::<B::InnerBackend>(&device)
+            .unwrap();
+        let embeddings = match bundle.tensor_head().unwrap().modality {
+            Modality::Text => {
+                let texts: Vec<&str> = cifs.iter().map(|c| c.1.as_str()).collect();
+                bundle.embed_texts(&model, &texts, &device).unwrap()
+            }
+            Modality::Graph => {
+                let items: Vec<StructureItem> = cifs
+                    .iter()
+                    .map(|(_, _, c)| bundle.structure_input.from_cif(c).unwrap())
+                    .collect();
+                bundle.embed_structures(&model, &items, &device).unwrap()
+            }
+        };
+        bundle.predict_tensors(&head, embeddings).unwrap()
+    }
+}
+
+#[test]
+fn a_tensor_head_travels_with_its_clip_model() {
+    let cifs = sample_cifs(6);
+    let (input, raw) = ftcp_input(&cifs);
+    let device = Default::default();
+    let dim = raw[0].len();
+    let config = small_config(dim);
+    Cpu::seed(&device, 11);
+    let model = config.init::<Cpu>(&device);
+    let head_config = TensorHeadConfig::new(16, 6).with_hidden(vec![8]);
+    let head = head_config.init::<Cpu>(&device);
+    let targets = TensorTargets {
+        mode: TensorMode::Voigt2d,
+        mean: vec![120.0, 110.0, 40.0, 35.0, 0.5, -0.5],
+        std: vec![30.0, 25.0, 10.0, 8.0, 2.0, 1.0],
+    };
+    // The reference: the head on the model's embeddings before packing, scaled back by hand.
+    let vectors: Vec<f32> = cifs
+        .iter()
+        .flat_map(|(_, _, c)| match input.from_cif(c).unwrap() {
+            StructureItem::Vector(v) => v,
+            StructureItem::Graph(_) => unreachable!("an FTCP input makes vectors"),
+        })
+        .collect();
+    let x = Tensor::<Cpu, 2>::from_data(TensorData::new(vectors, [cifs.len(), dim]), &device);
+    let texts: Vec<&str> = cifs.iter().map(|c| c.1.as_str()).collect();
+    let (ids, pad) = config.text.tokenizer().batch::<Cpu>(&texts, &device);
+    for (modality, embeddings) in [
+        (Modality::Graph, model.structure.forward(x)),
+        (Modality::Text, model.text.forward(ids, pad)),
+    ] {
+        let normalised = to_host(head.forward(embeddings)).unwrap();
+        let pack_with = |half| {
+            pack(PackInput {
+                tensor_head: Some(PackTensorHead {
+                    model: &head,
+                    config: &head_config,
+                    targets: targets.clone(),
+                    modality,
+                }),
+                element_table_source: Some("default".into()),
+                fitted_on: Some(cifs.len()),
+                half,
+                ..test_input(
+                    PackModel::Clip {
+                        model: &model,
+                        config: &config,
+                        tokenizer_json: None,
+                    },
+                    &input,
+                )
+            })
+            .unwrap()
+        };
+        // Differences in standard deviations of each component.
+        let worst = |got: &[f64]| {
+            assert_eq!(got.len(), normalised.len());
+            got.iter()
+                .zip(&normalised)
+                .enumerate()
+                .map(|(i, (g, z))| {
+                    let (m, s) = (targets.mean[i % 6], targets.std[i % 6]);
+                    ((g - m) / s - f64::from(*z)).abs()
+                })
+                .fold(0.0, f64::max)
+        };
+        let bytes = pack_with(false);
+        let bundle = Bundle::from_bytes(&bytes, &Limits::default()).unwrap();
+        let section = bundle.tensor_head().unwrap();
+        assert_eq!(section.modality, modality);
+        assert_eq!(section.parameters, head.num_params() as u64);
+        for spec in every_backend() {
+            let d = worst(&run_on(&spec, PredictTensors(&bundle, &cifs)).unwrap());
+            assert!(d <= 1e-4, "{modality} head on {spec}: {d:e}");
+        }
+        let half = Bundle::from_bytes(&pack_with(true), &Limits::default()).unwrap();
+        let d = worst(
+            &run_on(
+                &DeviceSpec::Cpu(CpuBackend::Flex),
+                PredictTensors(&half, &cifs),
+            )
+            .unwrap(),
+        );
+        assert!(d <= 2e-2, "f16 {modality} head: {d:e}");
+
+        // A fine-tuned model no longer makes the embeddings the head learned from.
+        let provenance = Provenance {
+            created: "2026-01-02T00:00:00Z".into(),
+            xtal_version: "test".into(),
+            source: serde_json::json!({}),
+        };
+        let repacked = bundle
+            .repack(&model, None, "fine-tuned", provenance)
+            .unwrap();
+        let repacked = Bundle::from_bytes(&repacked, &Limits::default()).unwrap();
+        let err = repacked.tensor_head().unwrap_err().to_string();
+        assert!(err.contains("no tensor head"), "{err}");
+
+        // Hostile or inconsistent heads are refused, naming the key.
+        let edited = |edit: &dyn Fn(&mut serde_json::Value)| refused_edit(&bytes, edit);
+        let err = edited(&|m| m["tensor_head"]["config"]["input_dim"] = 8.into());
+        assert!(err.contains("tensor_head.config.input_dim 8"), "{err}");
+        let err = edited(&|m| m["tensor_head"]["config"]["hidden"] = serde_json::json!([1 << 20]));
+        assert!(err.contains("tensor_head.config.hidden"), "{err}");
+        let err = edited(&|m| m["tensor_head"]["targets"]["std"][2] = 0.0.into());
+        assert!(err.contains("tensor_head.targets"), "{err}");
+        let err = edited(&|m| m["tensor_head"]["targets"]["mode"] = "full".into());
+        assert!(err.contains("targets.mode needs 9"), "{err}");
+        let err = edited(&|m| m["tensor_head"]["config"]["hidden"] = serde_json::json!([9]));
+        assert!(err.contains("tensor_head.parameters"), "{err}");
+        let err = edited(&|m| m["tensor_head"]["modality"] = "image".into());
+        assert!(err.contains("image"), "{err}");
+        let err = edited(&|m| {
+            m["tensor_head"]["config"]["hidden"] = serde_json::json!([]);
+            m["tensor_head"]["config"]["input_dim"] = 16.into();
+            m["tensor_head"]["config"]["output_dim"] = 6.into();
+            m["tensor_head"]["parameters"] = 102.into();
+        });
+        assert!(
+            err.contains("tensor_head.safetensors") && err.contains("holds"),
+            "{err}"
+        );
+        let err = edited(&|m| m["tensor_head"] = serde_json::Value::Null);
+        assert!(
+            err.contains("tensor_head.safetensors") && err.contains("not a bundle entry"),
+            "{err}"
+        );
+        let mut e = entries(&bytes);
+        e.retain(|(name, _)| name != "tensor_head.safetensors");
+        let err = refused(
+            &rezip(&e, zip::CompressionMethod::Stored),
+            &Limits::default(),
+        );
+        assert!(
+            err.contains("tensor_head.safetensors") && err.contains("missing"),
+            "{err}"
+        );
+    }
+    let plain = Bundle::from_bytes(&packed().bytes, &Limits::default()).unwrap();
+    let err = plain
+        .tensor_head_model::<Cpu>(&device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no tensor head"), "{err}");
 }
 
 struct SslFeatures<'a>(&'a Bundle, &'a [(String, String, String)]);
@@ -594,20 +778,15 @@ fn an_ssl_bundle_extracts_features_like_its_blocks() {
     });
     let pack_with = |half: bool| {
         pack(PackInput {
-            model: PackModel::Ssl {
-                model: &model,
-                config: &encoder,
-            },
-            structure_input: &input,
             element_table_source: Some("default".into()),
-            fitted_on: None,
-            index: None,
-            card: None,
             half,
-            created: "2026-01-01T00:00:00Z".into(),
-            xtal_version: "test".into(),
-            source: None,
-            f16_check: None,
+            ..test_input(
+                PackModel::Ssl {
+                    model: &model,
+                    config: &encoder,
+                },
+                &input,
+            )
         })
         .unwrap()
     };
@@ -638,22 +817,13 @@ fn an_ssl_bundle_extracts_features_like_its_blocks() {
     let clip = Bundle::from_bytes(&packed().bytes, &Limits::default()).unwrap();
     assert!(clip.ssl_model::<Cpu>(&device).is_err());
     // Packing refuses a structure input the blocks cannot read.
-    let wrong = pack(PackInput {
-        model: PackModel::Ssl {
+    let wrong = pack(test_input(
+        PackModel::Ssl {
             model: &model,
             config: &encoder,
         },
-        structure_input: &ftcp_input(&cifs[..4]).0,
-        element_table_source: None,
-        fitted_on: None,
-        index: None,
-        card: None,
-        half: false,
-        created: "2026-01-01T00:00:00Z".into(),
-        xtal_version: "test".into(),
-        source: None,
-        f16_check: None,
-    });
+        &ftcp_input(&cifs[..4]).0,
+    ));
     assert!(wrong.is_err());
 
     // Manifests that disagree with themselves are refused, naming the key.
@@ -955,21 +1125,16 @@ fn hf_packed(name: &str) -> HfPacked {
     };
     let pack_as = |half: bool| {
         pack(PackInput {
-            model: PackModel::Clip {
-                model: &model,
-                config: &config,
-                tokenizer_json: Some(&tokenizer_json),
-            },
-            structure_input: &input,
-            element_table_source: None,
-            fitted_on: None,
             index: Some((&index, None)),
-            card: None,
             half,
-            created: "2026-01-01T00:00:00Z".into(),
-            xtal_version: "test".into(),
-            source: None,
-            f16_check: None,
+            ..test_input(
+                PackModel::Clip {
+                    model: &model,
+                    config: &config,
+                    tokenizer_json: Some(&tokenizer_json),
+                },
+                &input,
+            )
         })
         .unwrap()
     };

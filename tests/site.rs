@@ -48,6 +48,13 @@ fn xtal_binary() -> PathBuf {
     bin
 }
 
+/// `xtal <train> --out run`, then `xtal bundle pack --run run -o bundle`.
+fn train_and_pack(train: &[&str], run: &Path, bundle: &Path) {
+    let (run, bundle) = (run.to_str().unwrap(), bundle.to_str().unwrap());
+    xtal(&[train, &["--out", run]].concat());
+    xtal(&["bundle", "pack", "--run", run, "-o", bundle]);
+}
+
 fn xtal(args: &[&str]) -> String {
     let out = Command::new(xtal_binary())
         .args(args)
@@ -288,6 +295,8 @@ struct Fixture {
     dir: PathBuf,
     bundle: PathBuf,
     cif: String,
+    /// Another material's CIF.
+    other_cif: String,
     /// Whose CIF `cif` is.
     cif_id: String,
     pairs: String,
@@ -309,16 +318,31 @@ fn fixture() -> Fixture {
     let mut atoms = std::collections::HashMap::new();
     let csv_path = dir.join("materials.csv");
     let mut writer = csv::Writer::from_path(&csv_path).unwrap();
-    writer.write_record(&headers).unwrap();
-    let (mut cif, mut cif_id, mut pairs) =
-        (String::new(), String::new(), String::from("id,text\n"));
+    // A 3×3 tensor per row for the tensor head (any numbers do: the page must reproduce the CLI).
+    writer
+        .write_record(headers.iter().chain(["tensor"]))
+        .unwrap();
+    let (mut cif, mut other_cif, mut cif_id, mut pairs) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::from("id,text\n"),
+    );
     for (i, row) in reader.records().take(64).enumerate() {
         let row = row.unwrap();
-        writer.write_record(&row).unwrap();
+        let n: f64 = row[n_atoms].parse().unwrap();
+        let k = (i % 5) as f64;
+        let tensor = format!("[{n}, {k}, 0, {k}, {}, 1, 0, 1, {}]", 2.0 * n, n + k);
+        writer
+            .write_record(row.iter().chain([tensor.as_str()]))
+            .unwrap();
         atoms.insert(
             row[id].to_string(),
             (row[n_atoms].parse().unwrap(), row[elements].to_string()),
         );
+        if i == 41 {
+            other_cif = row[cif_col].to_string();
+        }
         if i == 20 {
             cif = row[cif_col].to_string();
             cif_id = row[id].to_string();
@@ -339,6 +363,7 @@ fn fixture() -> Fixture {
         dir,
         bundle,
         cif,
+        other_cif,
         cif_id,
         pairs,
         atoms,
@@ -766,36 +791,30 @@ fn site_in_headless_chromium() {
     // `xtal predict` prints, on WebGPU and on the CPU.
     let (prop_run, prop_bundle) = (fx.dir.join("prop-run"), fx.dir.join("prop.xtal"));
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    xtal(&[
-        "train",
-        "property",
-        "--data",
-        &s(&fx.dir.join("data")),
-        "--target",
-        "energy_per_atom",
-        "--source",
-        "carbon24",
-        "--out",
-        &s(&prop_run),
-        "--width",
-        "16",
-        "--layers",
-        "2",
-        "--embedding-dim",
-        "12",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-    ]);
-    xtal(&[
-        "bundle",
-        "pack",
-        "--run",
-        &s(&prop_run),
-        "-o",
-        &s(&prop_bundle),
-    ]);
+    train_and_pack(
+        &[
+            "train",
+            "property",
+            "--data",
+            &s(&fx.dir.join("data")),
+            "--target",
+            "energy_per_atom",
+            "--source",
+            "carbon24",
+            "--width",
+            "16",
+            "--layers",
+            "2",
+            "--embedding-dim",
+            "12",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+        ],
+        &prop_run,
+        &prop_bundle,
+    );
     let cif_file = fx.dir.join("query.cif");
     std::fs::write(&cif_file, &fx.cif).unwrap();
     let native: Value = serde_json::from_str(&xtal(&[
@@ -848,32 +867,26 @@ fn site_in_headless_chromium() {
     // The SSL encoder (six tiny blocks): the page extracts from the pasted CIF the 2048
     // features `xtal embed --bundle B cif` writes, on WebGPU and on the CPU.
     let (ssl_run, ssl_bundle) = (fx.dir.join("ssl-run"), fx.dir.join("ssl.xtal"));
-    xtal(&[
-        "ssl",
-        "train",
-        "--data",
-        &s(&fx.dir.join("data")),
-        "--out",
-        &s(&ssl_run),
-        "--epochs",
-        "1",
-        "--width",
-        "16",
-        "--layers",
-        "1",
-        "--batch-size",
-        "16",
-        "--limit",
-        "32",
-    ]);
-    xtal(&[
-        "bundle",
-        "pack",
-        "--run",
-        &s(&ssl_run),
-        "-o",
-        &s(&ssl_bundle),
-    ]);
+    train_and_pack(
+        &[
+            "ssl",
+            "train",
+            "--data",
+            &s(&fx.dir.join("data")),
+            "--epochs",
+            "1",
+            "--width",
+            "16",
+            "--layers",
+            "1",
+            "--batch-size",
+            "16",
+            "--limit",
+            "32",
+        ],
+        &ssl_run,
+        &ssl_bundle,
+    );
     let native: Value = serde_json::from_str(&xtal(&[
         "embed",
         "--bundle",
@@ -922,6 +935,87 @@ fn site_in_headless_chromium() {
         );
         browser.scroll_to("cif-panel");
         browser.screenshot(&format!("ssl-features-{device}"));
+    }
+
+    // A tensor head over the tiny CLIP's structure embeddings, packed with it: the page
+    // predicts from the pasted CIF what `xtal predict` prints, on WebGPU and on the CPU.
+    let (head_run, head_bundle) = (fx.dir.join("tensor-run"), fx.dir.join("tensor.xtal"));
+    let other_file = fx.dir.join("other.cif");
+    std::fs::write(&other_file, &fx.other_cif).unwrap();
+    train_and_pack(
+        &[
+            "train",
+            "tensor",
+            "--clip-run",
+            &s(&fx.dir.join("run")),
+            "--mode",
+            "2d",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+        ],
+        &head_run,
+        &head_bundle,
+    );
+    let native: Value = serde_json::from_str(&xtal(&[
+        "predict",
+        "--bundle",
+        &s(&head_bundle),
+        "--json",
+        &s(&cif_file),
+        &s(&other_file),
+    ]))
+    .unwrap();
+    let want = &native[0]["components"];
+    // Another structure's prediction differs by far more than the tolerance, so the
+    // comparison below can tell structures apart.
+    let spread = want
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, w)| {
+            let (w, o) = (
+                w.as_f64().unwrap(),
+                native[1]["components"][k].as_f64().unwrap(),
+            );
+            (w - o).abs() / w.abs().max(1.0)
+        })
+        .fold(0f64, f64::max);
+    assert!(spread > 1e-2, "{spread:e}: {native}");
+    for device in ["webgpu", "cpu"] {
+        assert_eq!(
+            browser.open_bundle(&page(device, "tensor.xtal")),
+            "ready",
+            "{device}: the tensor-head bundle did not open"
+        );
+        let head = browser.run("return app.bundle.summary.tensor_head;", Value::Null);
+        assert_eq!(head["modality"], "graph", "{device}");
+        browser.run(
+            "document.getElementById('cif').value = args;",
+            json!(fx.cif),
+        );
+        let got = browser.run("return await app.predict();", Value::Null);
+        let components = got["components"].as_array().unwrap();
+        assert_eq!(components.len(), 4, "{device}: {got}");
+        let mut worst = 0f64;
+        for c in components {
+            let (v, w) = (
+                c["value"].as_f64().unwrap(),
+                want[c["name"].as_str().unwrap()].as_f64().unwrap(),
+            );
+            worst = worst.max((v - w).abs() / w.abs().max(1.0));
+        }
+        eprintln!("site: tensor head on {device}: max relative |page - CLI| {worst:.2e}");
+        let tolerance = if device == "webgpu" { 1e-3 } else { 1e-4 };
+        assert!(worst <= tolerance, "{device}: {worst:e}");
+        let rows = browser.run(
+            "return document.querySelectorAll('#cif-tensor tbody tr').length;",
+            Value::Null,
+        );
+        assert_eq!(rows, json!(4), "{device}");
+        browser.scroll_to("cif-panel");
+        browser.screenshot(&format!("tensor-head-{device}"));
     }
 
     // A corrupt bundle: one flipped byte in the weights.

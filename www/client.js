@@ -44,6 +44,9 @@ export class XtalClient {
   zeroShot(cif, phrases) { return this.call("zeroShot", { cif, phrases }); }
   /** A property bundle's prediction for a CIF: {target, source, prediction}. */
   predict(cif) { return this.call("predict", { cif }); }
+  /** A CLIP bundle's tensor head on a CIF (structure head) or a description (text head):
+   *  {modality, mode, components: [{name, value}]}. */
+  predictTensor(input) { return this.call("predictTensor", { input }); }
   /** An SSL bundle's 2048-D features of a CIF (numbers, each block's part in order). */
   features(cif) { return this.call("features", { cif }); }
   fineTune(csv, settings, onStep) {

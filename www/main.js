@@ -64,7 +64,7 @@ async function openBundle(source, name) {
     app.hits = [];
     app.queryPoint = null;
     // Results of the previously opened bundle are not this one's.
-    for (const id of ["prediction", "features-result", "cif-results", "zero-shot-results", "search-results", "viewer-panel"]) $(id).hidden = true;
+    for (const id of ["prediction", "features-result", "cif-results", "zero-shot-results", "search-results", "viewer-panel", "cif-tensor", "text-tensor"]) $(id).hidden = true;
     showSummary();
     drawMap();
     $("tools").hidden = false;
@@ -112,11 +112,16 @@ function showSummary() {
   $("summary").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${escape(v)}</dd>`).join("");
   $("summary").hidden = false;
   $("cif-search").disabled = $("zero-shot").disabled = !s.can_embed_cif;
-  $("predict").disabled = !s.can_predict;
   // A property bundle predicts from a CIF, an SSL bundle extracts features; search, phrases
-  // and fine-tuning need a CLIP bundle.
+  // and fine-tuning need a CLIP bundle, whose tensor head (if any) predicts from a CIF or
+  // from the search box's description.
   for (const id of ["search-panel", "map-panel", "tune-panel", "phrases", "cif-search", "zero-shot"]) $(id).hidden = s.kind !== "clip";
-  $("predict").hidden = s.kind !== "property";
+  const head = s.tensor_head;
+  $("predict").hidden = !(s.kind === "property" || (head && head.modality === "graph"));
+  $("predict").disabled = !(s.can_predict || head);
+  $("predict").textContent = head ? `Predict ${head.components.join(", ")}` : "Predict property";
+  $("predict-text").hidden = !(head && head.modality === "text");
+  $("predict-text").textContent = head ? `Predict ${head.components.join(", ")}` : "";
   $("features").hidden = s.kind !== "ssl";
 }
 
@@ -332,9 +337,34 @@ async function zeroShot() {
   }
 }
 
+/** Table rows of a tensor head's components. */
+function tensorRows(p) {
+  return p.components.map((c) => `<tr><td>${escape(c.name)}</td><td>${c.value.toFixed(4)}</td></tr>`).join("");
+}
+
+/** A tensor head over text embeddings, on the search box's description. */
+async function predictFromText() {
+  $("error").hidden = true;
+  try {
+    const p = await client.predictTensor($("query").value);
+    $("text-tensor").querySelector("tbody").innerHTML = tensorRows(p);
+    $("text-tensor").hidden = false;
+    return p;
+  } catch (e) {
+    showError("error", `Prediction failed: ${e.message}`);
+    throw e;
+  }
+}
+
 async function predict() {
   $("cif-error").hidden = true;
   try {
+    if (app.bundle.summary.tensor_head) {
+      const p = await client.predictTensor($("cif").value);
+      $("cif-tensor").querySelector("tbody").innerHTML = tensorRows(p);
+      $("cif-tensor").hidden = false;
+      return p;
+    }
     const p = await client.predict($("cif").value);
     $("prediction").textContent = `${p.target}: ${p.prediction.toFixed(4)}`;
     $("prediction").hidden = false;
@@ -383,6 +413,7 @@ async function extractFeatures() {
 $("cif-search").addEventListener("click", () => cifSearch().catch(() => {}));
 $("features").addEventListener("click", () => extractFeatures().catch(() => {}));
 $("predict").addEventListener("click", () => predict().catch(() => {}));
+$("predict-text").addEventListener("click", () => predictFromText().catch(() => {}));
 $("zero-shot").addEventListener("click", () => zeroShot().catch(() => {}));
 
 // ---- fine-tune ------------------------------------------------------------------------------
@@ -485,7 +516,7 @@ $("download").addEventListener("click", async () => {
   }
 });
 
-Object.assign(app, { openBundle, fetchWithProgress, search, cifSearch, zeroShot, predict, extractFeatures, fineTune, exportBundle, showStructure });
+Object.assign(app, { openBundle, fetchWithProgress, search, cifSearch, zeroShot, predict, predictFromText, extractFeatures, fineTune, exportBundle, showStructure });
 
 // ---- start ----------------------------------------------------------------------------------
 

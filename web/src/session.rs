@@ -18,6 +18,7 @@ use xtal_core::device::{Flex, NdArray, Wgpu, copy_params_async};
 use xtal_core::models::clip::Clip;
 use xtal_core::models::ftcp_ssl::SslEncoder;
 use xtal_core::models::property::PropertyModel;
+use xtal_core::train::spec::Modality;
 use xtal_core::train::{FineTune, FineTuneReport, FineTuneSettings, parse_pairs_csv};
 
 use crate::{DeviceInfo, open_device};
@@ -219,6 +220,11 @@ impl Session {
             "can_embed_cif": clip.is_some() && self.bundle.structure_input.reads_cif(),
             "can_predict": property.is_some(),
             "can_extract_features": matches!(m.model.model, BundledModel::Ssl(_)),
+            "tensor_head": m.tensor_head.as_ref().map(|h| json!({
+                "modality": h.modality,
+                "mode": h.targets.mode.name(),
+                "components": h.targets.mode.component_names(),
+            })),
             "blocks": self.bundle.ssl_config().ok().map(|c| {
                 c.blocks
                     .iter()
@@ -295,6 +301,51 @@ impl Session {
             "target": target.name,
             "source": target.source,
             "prediction": target.scale.invert(f64::from(z)),
+        })
+        .to_string())
+    }
+
+    /// A CLIP bundle's tensor head on `input`: the first structure of a CIF (a head over
+    /// structure embeddings) or a description (over text embeddings). JSON `{modality, mode,
+    /// components: [{name, value}]}` in the tensor's units, as `xtal predict` prints them.
+    #[wasm_bindgen(js_name = predictTensor)]
+    pub async fn predict_tensor(&self, input: String) -> Result<String, JsError> {
+        let head = self.bundle.tensor_head().map_err(js)?;
+        if !self.fine_tunes.borrow().is_empty() {
+            return Err(js(
+                "the tensor head was trained on the original model's embeddings; open the bundle again to use it",
+            ));
+        }
+        let item = match head.modality {
+            Modality::Graph => Some(self.bundle.structure_input.from_cif(&input).map_err(js)?),
+            Modality::Text => None,
+        };
+        let model = self.model.borrow().clone();
+        let normalised = on_backend!(model, |model, device, B| async {
+            let clip = model.clip()?;
+            let embeddings = match item {
+                Some(item) => self.bundle.embed_structures::<B>(&clip, &[item], &device),
+                None => self
+                    .bundle
+                    .embed_texts::<B>(&clip, &[input.as_str()], &device),
+            }
+            .map_err(js)?;
+            let head = self.bundle.tensor_head_model::<B>(&device).map_err(js)?;
+            read(head.forward(embeddings)).await
+        })?;
+        let values = head.targets.decode(&normalised);
+        let components: Vec<_> = head
+            .targets
+            .mode
+            .component_names()
+            .iter()
+            .zip(values)
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect();
+        Ok(json!({
+            "modality": head.modality,
+            "mode": head.targets.mode.name(),
+            "components": components,
         })
         .to_string())
     }

@@ -11,7 +11,10 @@ use crate::models::ftcp_ssl::{FEATURE_DIM, SslEncoderConfig};
 use crate::models::hf::SUPPORTED_MODEL_TYPES;
 use crate::models::property::PropertyModelConfig;
 use crate::models::structure::StructureEncoderConfig;
+use crate::models::tensor_head::TensorHeadConfig;
 use crate::train::TargetScale;
+use crate::train::spec::Modality;
+use crate::train::tensor::TensorTargets;
 
 pub const FORMAT: &str = "xtal-bundle";
 pub const FORMAT_VERSION: u32 = 1;
@@ -24,6 +27,8 @@ pub const INDEX_EMBEDDINGS: &str = "index/embeddings.safetensors";
 pub const CARD: &str = "README.md";
 /// A HF text encoder's `tokenizer.json`, as transformers saves it.
 pub const TOKENIZER: &str = "tokenizer.json";
+/// A CLIP bundle's tensor-regression head (`tensor_head` section).
+pub const TENSOR_HEAD: &str = "tensor_head.safetensors";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +46,9 @@ pub struct Manifest {
     pub structure_input: StructureInputSection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexSection>,
+    /// A tensor-regression head over the CLIP model's embeddings (CLIP bundles only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor_head: Option<TensorHeadSection>,
     /// Accuracy of f16 storage against the f32 model, measured when the bundle was packed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub f16_check: Option<Value>,
@@ -254,6 +262,59 @@ pub struct IndexSection {
     pub dataset: Option<String>,
 }
 
+/// A head from `xtal train tensor`, stored in `tensor_head.safetensors` (f32 or f16 as the
+/// model): it reads the CLIP model's `modality` embedding and predicts `targets.mode`'s
+/// components, `value = targets.mean + targets.std × output`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorHeadSection {
+    /// `graph` (the structure embedding) or `text`.
+    pub modality: Modality,
+    pub config: TensorHeadConfig,
+    pub targets: TensorTargets,
+    pub parameters: u64,
+}
+
+impl TensorHeadSection {
+    /// Bounds, and a head that fits the model's embeddings and its own targets.
+    pub fn check(&self, embed_dim: usize) -> Result<(), String> {
+        let c = &self.config;
+        c.check().map_err(|m| format!("config.{m}"))?;
+        if c.input_dim != embed_dim {
+            return Err(format!(
+                "config.input_dim {} is not the model's embed_dim {embed_dim}",
+                c.input_dim
+            ));
+        }
+        let t = &self.targets;
+        let k = t.mode.indices().len();
+        if c.output_dim != k || t.mean.len() != k || t.std.len() != k {
+            return Err(format!(
+                "targets.mode needs {k} components; config.output_dim is {}, targets.mean and targets.std have {} and {}",
+                c.output_dim,
+                t.mean.len(),
+                t.std.len()
+            ));
+        }
+        if !t
+            .mean
+            .iter()
+            .zip(&t.std)
+            .all(|(m, s)| m.is_finite() && s.is_finite() && *s > 0.0)
+        {
+            return Err("targets: every mean and std must be finite, every std positive".into());
+        }
+        if self.parameters != c.parameter_count() {
+            return Err(format!(
+                "parameters is {}, the configuration has {}",
+                self.parameters,
+                c.parameter_count()
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntrySection {
@@ -339,6 +400,13 @@ impl Manifest {
                     ));
                 }
             }
+        }
+        if let Some(head) = &self.tensor_head {
+            if !matches!(model, BundledModel::Clip(_)) {
+                return bad("tensor_head: only a CLIP bundle carries a tensor head".into());
+            }
+            head.check(self.model.embed_dim)
+                .map_err(|m| BundleError::Manifest(format!("tensor_head.{m}")))?;
         }
         if self.structure_input.kind == "ftcp_tensor" && !matches!(model, BundledModel::Ssl(_)) {
             return bad("structure_input.kind 'ftcp_tensor' is read by SSL bundles only".into());

@@ -6,6 +6,7 @@
 //! weights.safetensors            the model (f32 or f16)
 //! structure_input.safetensors    standardisation and/or FTCP min–max, element table
 //! tokenizer.json                 a HuggingFace text encoder's tokenizer (byte-level: none)
+//! tensor_head.safetensors        optional: a tensor-regression head over the CLIP embeddings
 //! index/records.json             optional: ids, formulas, descriptions
 //! index/embeddings.safetensors   optional: structure / text embeddings, 2-D map
 //! README.md                      optional model card
@@ -27,7 +28,8 @@ pub use index::{Hit, IndexRecords, RetrievalIndex, Side, dot, top_k};
 pub use manifest::{
     BundledModel, CARD, EntrySection, FORMAT, FORMAT_VERSION, INDEX_EMBEDDINGS, INDEX_RECORDS,
     IndexSection, MANIFEST, Manifest, ModelSection, PropertyTarget, STRUCTURE_INPUT,
-    StructureInputSection, TOKENIZER, TokenizerSection, WEIGHTS, check_config, check_property,
+    StructureInputSection, TENSOR_HEAD, TOKENIZER, TensorHeadSection, TokenizerSection, WEIGHTS,
+    check_config, check_property,
 };
 pub use structure_input::{FtcpInput, GraphInput, StructureInput};
 pub use weights::{StoredTensor, read_header};
@@ -41,7 +43,10 @@ use crate::models::clip::{Clip, ClipConfig, StructureBatch, TextTokenizer};
 use crate::models::ftcp_ssl::{FEATURE_DIM, SslEncoder, SslEncoderConfig};
 use crate::models::hf::HfError;
 use crate::models::property::{PropertyModel, PropertyModelConfig};
+use crate::models::tensor_head::{TensorHead, TensorHeadConfig};
+use crate::train::spec::Modality;
 use crate::train::ssl::SslData;
+use crate::train::tensor::TensorTargets;
 use crate::train::to_host;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +84,8 @@ pub struct Bundle {
     /// The weights entry as stored; its tensors' names, dtypes and shapes are in `tensors`.
     weights: Vec<u8>,
     pub tensors: Vec<StoredTensor>,
+    /// The tensor head's entry as stored, with its header.
+    tensor_head: Option<(Vec<u8>, Vec<StoredTensor>)>,
     /// Size of the bundle in bytes.
     pub size: usize,
 }
@@ -103,9 +110,19 @@ pub enum PackModel<'a, B: Backend> {
     },
 }
 
+/// A tensor-regression head packed with its CLIP model.
+pub struct PackTensorHead<'a, B: Backend> {
+    pub model: &'a TensorHead<B>,
+    pub config: &'a TensorHeadConfig,
+    pub targets: TensorTargets,
+    pub modality: Modality,
+}
+
 /// Everything [`pack`] writes besides what it derives (hashes, sizes, parameter count).
 pub struct PackInput<'a, B: Backend> {
     pub model: PackModel<'a, B>,
+    /// CLIP bundles only.
+    pub tensor_head: Option<PackTensorHead<'a, B>>,
     pub structure_input: &'a StructureInput,
     pub element_table_source: Option<String>,
     pub fitted_on: Option<usize>,
@@ -207,6 +224,30 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             data: input.structure_input.to_entry()?,
         },
     ];
+    let tensor_head = match input.tensor_head {
+        None => None,
+        Some(head) => {
+            let section = TensorHeadSection {
+                modality: head.modality,
+                config: head.config.clone(),
+                targets: head.targets,
+                parameters: head.config.parameter_count(),
+            };
+            if !matches!(model, BundledModel::Clip(_)) {
+                return Err(BundleError::Write(
+                    "only a CLIP bundle carries a tensor head".into(),
+                ));
+            }
+            section
+                .check(model.embed_dim())
+                .map_err(|m| BundleError::Write(format!("tensor head: {m}")))?;
+            entries.push(Entry {
+                name: TENSOR_HEAD.into(),
+                data: weights::to_safetensors(head.model, input.half)?,
+            });
+            Some(section)
+        }
+    };
     if let Some(json) = tokenizer_json {
         entries.push(Entry {
             name: TOKENIZER.into(),
@@ -268,6 +309,7 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             fitted_on: input.fitted_on,
         },
         index: index_section,
+        tensor_head,
         f16_check: input.f16_check,
         source: input.source,
         entries: entries
@@ -357,6 +399,27 @@ impl Bundle {
             Some(_) => Some((require(INDEX_RECORDS)?, require(INDEX_EMBEDDINGS)?)),
             None => None,
         };
+        let tensor_head = match &manifest.tensor_head {
+            Some(section) => {
+                let bytes = require(TENSOR_HEAD)?;
+                let header = read_header(&bytes, TENSOR_HEAD)?;
+                let stored: u64 = header
+                    .iter()
+                    .map(|t| t.shape.iter().product::<usize>() as u64)
+                    .sum();
+                if stored != section.parameters {
+                    return Err(BundleError::Entry {
+                        name: TENSOR_HEAD.into(),
+                        reason: format!(
+                            "holds {stored} values, tensor_head.config needs {}",
+                            section.parameters
+                        ),
+                    });
+                }
+                Some((bytes, header))
+            }
+            None => None,
+        };
         let card = take(CARD);
         // Every entry is listed (checked above); what is left is listed but unknown.
         if let Some(e) = entries.first() {
@@ -423,6 +486,7 @@ impl Bundle {
             tokenizer_json,
             weights,
             tensors,
+            tensor_head,
             size: bytes.len(),
         })
     }
@@ -458,6 +522,46 @@ impl Bundle {
                 needed: "ssl",
             }),
         }
+    }
+
+    /// The tensor head a CLIP bundle carries.
+    pub fn tensor_head(&self) -> Result<&TensorHeadSection, BundleError> {
+        self.manifest.tensor_head.as_ref().ok_or_else(|| {
+            BundleError::Input(
+                "this bundle has no tensor head (pack an `xtal train tensor` run to get one)"
+                    .into(),
+            )
+        })
+    }
+
+    /// The tensor head on `device`, checked like [`Bundle::model`].
+    pub fn tensor_head_model<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<TensorHead<B>, BundleError> {
+        let section = self.tensor_head()?;
+        let (bytes, header) = self
+            .tensor_head
+            .as_ref()
+            .ok_or_else(|| BundleError::Entry {
+                name: TENSOR_HEAD.into(),
+                reason: "is missing".into(),
+            })?;
+        weights::load_into(section.config.init(device), bytes, header, TENSOR_HEAD)
+    }
+
+    /// The head's components, in physical units, row-major `[n, components]`, of unit
+    /// embeddings `[n, embed_dim]` of the head's modality ([`Bundle::embed_structures`] or
+    /// [`Bundle::embed_texts`]).
+    pub fn predict_tensors<B: Backend>(
+        &self,
+        head: &TensorHead<B>,
+        embeddings: Tensor<B, 2>,
+    ) -> Result<Vec<f64>, BundleError> {
+        let section = self.tensor_head()?;
+        let normalised =
+            to_host(head.forward(embeddings)).map_err(|e| BundleError::Input(e.to_string()))?;
+        Ok(section.targets.decode(&normalised))
     }
 
     /// A CLIP bundle's text tokenizer.
@@ -682,7 +786,8 @@ impl Bundle {
 
     /// A new bundle of `model` (same configuration) that keeps this bundle's structure input,
     /// dataset name and card, with `index` (e.g. recomputed text embeddings) and a note
-    /// appended to the card. Weights are written as f32.
+    /// appended to the card. Weights are written as f32. A tensor head is left out: it was
+    /// trained on the old model's embeddings.
     pub fn repack<B: Backend>(
         &self,
         model: &Clip<B>,
@@ -701,6 +806,7 @@ impl Bundle {
                 config: self.clip_config()?,
                 tokenizer_json: self.tokenizer_json.as_deref(),
             },
+            tensor_head: None,
             structure_input: &self.structure_input,
             element_table_source: m.structure_input.element_table.clone(),
             fitted_on: m.structure_input.fitted_on,

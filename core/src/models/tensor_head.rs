@@ -32,6 +32,15 @@ impl TensorMode {
         }
     }
 
+    /// The configuration's name of the mode (`full`, `2d`, `voigt2d`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::TwoD => "2d",
+            Self::Voigt2d => "voigt2d",
+        }
+    }
+
     /// Row-major positions (0 … 8) of the predicted components.
     pub fn indices(self) -> &'static [usize] {
         match self {
@@ -79,6 +88,39 @@ pub struct TensorHead<B: Backend> {
 }
 
 impl TensorHeadConfig {
+    /// Values in the head's weights and biases.
+    pub fn parameter_count(&self) -> u64 {
+        let mut dims = vec![self.input_dim];
+        dims.extend(&self.hidden);
+        dims.push(self.output_dim);
+        dims.windows(2)
+            .map(|w| (w[0] as u64 + 1) * w[1] as u64)
+            .sum()
+    }
+
+    /// Bounds that keep a configuration read from a bundle from allocating without limit.
+    pub fn check(&self) -> Result<(), String> {
+        let in_range = |name: &str, v: usize| {
+            if (1..=1 << 16).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} = {v} is outside 1 … 65536"))
+            }
+        };
+        in_range("input_dim", self.input_dim)?;
+        in_range("output_dim", self.output_dim)?;
+        if self.hidden.len() > 16 {
+            return Err("hidden has more than 16 layers".into());
+        }
+        for &h in &self.hidden {
+            in_range("hidden", h)?;
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err("dropout must be in [0, 1)".into());
+        }
+        Ok(())
+    }
+
     pub fn init<B: Backend>(&self, device: &B::Device) -> TensorHead<B> {
         TensorHead {
             layers: super::linear_stack(self.input_dim, &self.hidden, self.output_dim, device),
@@ -122,6 +164,21 @@ impl RegressionLoss {
                     .init()
                     .forward(pred, target, Reduction::Mean)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::NdArray as B;
+
+    #[test]
+    fn parameter_count_is_burns() {
+        for hidden in [vec![], vec![32], vec![256, 128]] {
+            let config = TensorHeadConfig::new(16, 6).with_hidden(hidden);
+            let head = config.init::<B>(&Default::default());
+            assert_eq!(config.parameter_count(), head.num_params() as u64);
         }
     }
 }

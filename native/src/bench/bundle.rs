@@ -54,6 +54,7 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
     });
     let pack_with = |half: bool| {
         pack(PackInput {
+            tensor_head: None,
             model: PackModel::Clip {
                 model: &model,
                 config: &config,

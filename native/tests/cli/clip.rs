@@ -386,6 +386,97 @@ fn tensor_heads_train_on_frozen_embeddings_evaluate_and_name_bad_input() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(read(dir.join("text/run.json"))["modality"], "text");
 
+    // The head travels in its CLIP model's bundle: `xtal predict --text` gives what the run
+    // predicted (predictions.csv) for the same descriptions.
+    let text_head = dir.join("text-head.xtb");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let out = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        &s(&dir.join("text")),
+        "-o",
+        &s(&text_head),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tensor head ("), "{}", stderr(&out));
+    let out = xtal(&["bundle", "inspect", &s(&text_head)]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tensor     head over text embeddings"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let texts: std::collections::HashMap<String, String> =
+        std::fs::read_to_string(dir.join("data/dataset.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                Some((
+                    v["id"].as_str()?.to_string(),
+                    v["text"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+    let mut csv = csv::Reader::from_path(dir.join("text/predictions.csv")).unwrap();
+    let header = csv.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = csv.records().take(6).map(|r| r.unwrap()).collect();
+    let mut args = vec![
+        "predict".to_string(),
+        "--bundle".into(),
+        s(&text_head),
+        "--json".into(),
+    ];
+    for r in &rows {
+        args.extend(["--text".to_string(), texts[&r[0]].clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = xtal(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut compared = 0;
+    for (r, g) in rows.iter().zip(got.as_array().unwrap()) {
+        assert_eq!(g["text"].as_str(), Some(texts[&r[0]].as_str()));
+        for (name, want) in header.iter().zip(r.iter()) {
+            let Some(component) = name.strip_prefix("pred_") else {
+                continue;
+            };
+            let (x, y) = (
+                g["components"][component].as_f64().unwrap(),
+                want.parse::<f64>().unwrap(),
+            );
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{component}: {x} vs {y}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 6 * 4, "{compared}");
+    // A text head reads descriptions, not CIFs; a head trained on other embeddings is refused.
+    let cif = dir.join("x.cif");
+    std::fs::write(&cif, "data_x\n").unwrap();
+    let out = xtal(&["predict", "--bundle", &s(&text_head), &s(&cif)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--text"), "{}", stderr(&out));
+    let stale = dir.join("stale");
+    std::fs::create_dir_all(stale.join("checkpoints")).unwrap();
+    for f in ["checkpoints/best.ckpt", "summary.json"] {
+        std::fs::copy(dir.join("text").join(f), stale.join(f)).unwrap();
+    }
+    let mut info = read(dir.join("text/run.json"));
+    info["clip_epoch"] = 999.into();
+    std::fs::write(stale.join("run.json"), info.to_string()).unwrap();
+    let bad_bundle = dir.join("stale.xtb");
+    let out = xtal(&["bundle", "pack", "--run", &s(&stale), "-o", &s(&bad_bundle)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("epoch 999's embeddings"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!bad_bundle.exists());
+
     // Bad input: exit 2 with the cause named, nothing written.
     let bad = dir.join("bad");
     for (extra, named) in [

@@ -44,7 +44,9 @@ pub fn open_kind(path: &Path, limits: &Limits, kinds: &[&str]) -> anyhow::Result
         let runs_it = match found {
             "property" => "`xtal predict` runs property bundles",
             "ssl" => "`xtal embed --bundle B cif FILE…` runs SSL bundles, giving 2048-D features",
-            _ => "`xtal embed`, `search` and `zero-shot` run CLIP bundles",
+            _ => {
+                "`xtal embed`, `search` and `zero-shot` run CLIP bundles, `xtal predict` one with a tensor head"
+            }
         };
         let holds = match found {
             "ssl" => "the SSL encoder".to_string(),

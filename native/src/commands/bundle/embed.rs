@@ -115,8 +115,9 @@ impl OnDevice for SslFeatures<'_> {
     }
 }
 
-/// What the bundle's structure input makes of each (file name, CIF text).
-fn cif_items(
+/// What the bundle's structure input makes of each (file name, CIF text); every CIF is read
+/// before anything is computed, so a bad file fails fast by name.
+pub(super) fn cif_items(
     bundle: &Bundle,
     files: &[(String, String)],
 ) -> anyhow::Result<Vec<xtal_core::data::StructureItem>> {

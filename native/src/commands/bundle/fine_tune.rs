@@ -58,6 +58,12 @@ pub fn run(args: FineTuneArgs) -> anyhow::Result<()> {
         .into());
     }
     let bundle = open_kind(&args.bundle, &args.limits.limits(), &["clip"])?;
+    if bundle.manifest.tensor_head.is_some() {
+        eprintln!(
+            "warning: {}'s tensor head is left out of the fine-tuned bundle: it was trained on the original model's embeddings",
+            args.bundle.display()
+        );
+    }
     let csv = std::fs::read_to_string(&args.pairs)
         .with_context(|| format!("{}: cannot read", args.pairs.display()))?;
     let settings = FineTuneSettings {

@@ -107,6 +107,20 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(h) = &m.tensor_head {
+        let hidden = if h.config.hidden.is_empty() {
+            "linear".to_string()
+        } else {
+            format!("MLP {:?}", h.config.hidden)
+        };
+        println!(
+            "tensor     head over {} embeddings → {} ({} mode; {hidden}, {} parameters); xtal predict",
+            h.modality,
+            h.targets.mode.component_names().join(", "),
+            h.targets.mode.name(),
+            h.parameters
+        );
+    }
     match &m.index {
         Some(i) => println!(
             "index      {} entries ({}): {} embeddings{}{}",

@@ -10,6 +10,7 @@ mod inspect;
 mod pack;
 mod pack_property;
 mod pack_ssl;
+mod pack_tensor;
 mod predict;
 mod search;
 mod zero_shot;
@@ -21,7 +22,7 @@ pub use zero_shot::{ZeroShotArgs, zero_shot};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Pack a CLIP, property or SSL run into one portable zip:
+    /// Pack a CLIP, property, SSL or tensor-head run into one portable zip:
     /// `xtal bundle pack --run RUN [--index DATASET] -o B.xtal`.
     Pack(pack::PackArgs),
     /// Summarise a bundle: model, inputs, index, entries (`--json` for machines).

@@ -18,6 +18,8 @@ use xtal_core::train::clip::structure_batch;
 use xtal_core::train::{model_from_bytes, to_host};
 use xtal_core::viz::tsne::{TsneConfig, tsne};
 
+use super::pack_tensor::HeadToPack;
+
 use super::common::human_bytes;
 use crate::commands::clip::{EmbedTask, LoadedRun, load_clip_run};
 use crate::commands::text_model::text_tokenizer;
@@ -27,8 +29,9 @@ use crate::output::write_atomic;
 
 #[derive(clap::Args)]
 pub struct PackArgs {
-    /// The run to pack: a CLIP run, a property run (`xtal train property`) or an SSL run
-    /// (`xtal ssl train`, all six blocks).
+    /// The run to pack: a CLIP run, a property run (`xtal train property`), an SSL run
+    /// (`xtal ssl train`, all six blocks) or a tensor run (`xtal train tensor`: the head with
+    /// the CLIP checkpoint it was trained on).
     #[arg(long)]
     pub(super) run: PathBuf,
     /// Which checkpoint of the run.
@@ -78,15 +81,27 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         return super::pack_ssl::pack_ssl_run(&args);
     }
     let started = Instant::now();
+    // A tensor run travels with the CLIP model whose embeddings it reads.
+    let head = match crate::run_dir::RunDir::new(&args.run).family().as_deref() {
+        Some("tensor") => Some(HeadToPack::read(&args.run, &args.checkpoint)?),
+        _ => None,
+    };
+    let (clip_run, clip_checkpoint) = match &head {
+        Some(h) => (h.info.clip_run.clone(), h.info.clip_checkpoint.clone()),
+        None => (args.run.clone(), args.checkpoint.clone()),
+    };
     let loaded = load_clip_run(
-        &args.run,
+        &clip_run,
         args.index.as_deref(),
         args.graph_emb_dir.as_deref(),
     )?;
     // A HF text encoder travels with its tokenizer, read from the folder the run names.
     let (_, tokenizer_json) = text_tokenizer(&loaded.info.model.text)
-        .with_context(|| format!("{}: the run's text encoder", args.run.display()))?;
-    let checkpoint = loaded.run.load_checkpoint(&args.checkpoint)?;
+        .with_context(|| format!("{}: the run's text encoder", clip_run.display()))?;
+    let checkpoint = loaded.run.load_checkpoint(&clip_checkpoint)?;
+    if let Some(h) = &head {
+        h.check_clip(&clip_run, &clip_checkpoint, checkpoint.state.epoch, &loaded)?;
+    }
     let (structure_input, element_table) = structure_input(&loaded)?;
     let device = crate::commands::one_device(&args.device)?;
     let config = &loaded.info.model;
@@ -129,15 +144,29 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         }
     };
     let summary = run_summary(&loaded.run);
-    let source = json!({
-        "run": args.run.display().to_string(),
-        "checkpoint": args.checkpoint,
+    let mut source = json!({
+        "run": clip_run.display().to_string(),
+        "checkpoint": clip_checkpoint,
         "epoch": checkpoint.state.epoch,
         "data": loaded.info.data.jsonl.display().to_string(),
         "validation": summary.get("validation").cloned().unwrap_or_default(),
     });
+    if let Some(h) = &head {
+        source["tensor_head"] = h.source(&args.run, &args.checkpoint);
+    }
     let card = card_or(&args, || {
-        model_card(&args, &loaded, config, checkpoint.state.epoch, &summary)
+        let clip = model_card(
+            &clip_run,
+            &clip_checkpoint,
+            &loaded,
+            config,
+            checkpoint.state.epoch,
+            &summary,
+        );
+        match &head {
+            Some(h) => format!("{clip}\n{}", h.card(&args.run)),
+            None => clip,
+        }
     })?;
     let created = now();
     let packed = run_on(
@@ -146,6 +175,7 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
             weights: checkpoint.model,
             config,
             tokenizer_json: tokenizer_json.as_deref(),
+            head: head.as_ref(),
             structure_input: &structure_input,
             element_table,
             // Graph inputs have no fitted normalisers.
@@ -163,10 +193,18 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
     )??;
     write_atomic(&args.out, &packed.bytes)?;
     eprintln!(
-        "packed {} ({}, {} parameters{}{}) in {:.1} s",
+        "packed {} ({}, {} parameters{}{}{}) in {:.1} s",
         args.out.display(),
         human_bytes(packed.bytes.len() as u64),
         config.parameter_count(),
+        head.as_ref()
+            .map(|h| format!(
+                ", tensor head ({} {} components from {} embeddings)",
+                h.info.targets.components(),
+                h.info.targets.mode.name(),
+                h.info.modality
+            ))
+            .unwrap_or_default(),
         if args.f16 { ", f16" } else { "" },
         index
             .as_ref()
@@ -264,7 +302,8 @@ fn index_map(structure: &[f32], dim: usize) -> Option<Vec<f32>> {
 }
 
 fn model_card(
-    args: &PackArgs,
+    run: &Path,
+    checkpoint: &str,
     loaded: &LoadedRun,
     config: &ClipConfig,
     epoch: usize,
@@ -280,8 +319,8 @@ fn model_card(
          - Embedding: {}-D, L2-normalised; cosine similarity compares them\n\n\
          Validation retrieval at packing: structure → text Recall@1 {} / Recall@10 {}, \
          text → structure Recall@1 {} / Recall@10 {}.\n",
-        args.run.display(),
-        args.checkpoint,
+        run.display(),
+        checkpoint,
         loaded.info.data.jsonl.display(),
         config.text.describe(),
         config.structure.input_dim,
@@ -310,6 +349,7 @@ struct PackTask<'a> {
     weights: Vec<u8>,
     config: &'a ClipConfig,
     tokenizer_json: Option<&'a [u8]>,
+    head: Option<&'a HeadToPack>,
     structure_input: &'a StructureInput,
     element_table: Option<String>,
     fitted_on: Option<usize>,
@@ -327,6 +367,7 @@ impl OnDevice for PackTask<'_> {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let model: Clip<B::InnerBackend> =
             model_from_bytes(self.config.init(&device), self.weights, &device)?;
+        let head = self.head.map(|h| h.model(&device)).transpose()?;
         let bytes = |half: bool, f16_check: Option<serde_json::Value>| {
             pack(PackInput {
                 model: PackModel::Clip {
@@ -334,6 +375,10 @@ impl OnDevice for PackTask<'_> {
                     config: self.config,
                     tokenizer_json: self.tokenizer_json,
                 },
+                tensor_head: self
+                    .head
+                    .zip(head.as_ref())
+                    .map(|(h, model)| h.to_pack(model)),
                 structure_input: self.structure_input,
                 element_table_source: self.element_table.clone(),
                 fitted_on: self.fitted_on,

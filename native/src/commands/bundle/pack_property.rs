@@ -166,6 +166,7 @@ impl OnDevice for PackProperty<'_> {
             model_from_bytes(config.init(&device), self.weights, &device)?;
         let bytes = |half: bool, f16_check: Option<Value>| {
             pack(PackInput {
+                tensor_head: None,
                 model: PackModel::Property {
                     model: &model,
                     config,

@@ -187,6 +187,7 @@ impl OnDevice for PackSsl<'_> {
         let model: SslEncoder<B::InnerBackend> = SslEncoder { blocks };
         let bytes = |half: bool, f16_check: Option<Value>| {
             pack(PackInput {
+                tensor_head: None,
                 model: PackModel::Ssl {
                     model: &model,
                     config: self.config,

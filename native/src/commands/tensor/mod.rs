@@ -3,7 +3,7 @@
 //! loop in `xtal_core::train::fit`.
 
 mod eval;
-mod run;
+pub(crate) mod run;
 mod train;
 
 pub use eval::{EvalArgs, eval};

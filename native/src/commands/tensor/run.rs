@@ -19,18 +19,18 @@ use crate::run_dir::RunPaths;
 
 /// `run.json` of a tensor run: which CLIP run and checkpoint feed it, and how targets map.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct TensorRunInfo {
-    pub(super) family: String,
-    pub(super) clip_run: PathBuf,
-    pub(super) clip_checkpoint: String,
+pub(crate) struct TensorRunInfo {
+    pub(crate) family: String,
+    pub(crate) clip_run: PathBuf,
+    pub(crate) clip_checkpoint: String,
     /// The CLIP checkpoint's epoch when the head was trained (eval warns if it changed).
-    pub(super) clip_epoch: usize,
-    pub(super) data: DataSource,
-    pub(super) modality: Modality,
-    pub(super) head: TensorHeadConfig,
-    pub(super) targets: TensorTargets,
-    pub(super) loss: RegressionLoss,
-    pub(super) batch_size: usize,
+    pub(crate) clip_epoch: usize,
+    pub(crate) data: DataSource,
+    pub(crate) modality: Modality,
+    pub(crate) head: TensorHeadConfig,
+    pub(crate) targets: TensorTargets,
+    pub(crate) loss: RegressionLoss,
+    pub(crate) batch_size: usize,
 }
 
 impl RunPaths for TensorRunInfo {
