@@ -951,7 +951,7 @@ fn site_in_headless_chromium() {
             "--mode",
             "2d",
             "--epochs",
-            "2",
+            "10",
             "--batch-size",
             "8",
         ],
@@ -968,8 +968,8 @@ fn site_in_headless_chromium() {
     ]))
     .unwrap();
     let want = &native[0]["components"];
-    // Another structure's prediction differs by far more than the tolerance, so the
-    // comparison below can tell structures apart.
+    // Another structure's prediction differs by five times the looser tolerance (1e-3) or
+    // more, so the comparison below can tell structures apart.
     let spread = want
         .as_object()
         .unwrap()
@@ -982,7 +982,7 @@ fn site_in_headless_chromium() {
             (w - o).abs() / w.abs().max(1.0)
         })
         .fold(0f64, f64::max);
-    assert!(spread > 1e-2, "{spread:e}: {native}");
+    assert!(spread > 5e-3, "{spread:e}: {native}");
     for device in ["webgpu", "cpu"] {
         assert_eq!(
             browser.open_bundle(&page(device, "tensor.xtal")),

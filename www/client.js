@@ -47,6 +47,8 @@ export class XtalClient {
   /** A CLIP bundle's tensor head on a CIF (structure head) or a description (text head):
    *  {modality, mode, components: [{name, value}]}. */
   predictTensor(input) { return this.call("predictTensor", { input }); }
+  /** The P1 CIF of index entry `row` (null where the bundle has none). */
+  structure(row) { return this.call("structure", { row }); }
   /** An SSL bundle's 2048-D features of a CIF (numbers, each block's part in order). */
   features(cif) { return this.call("features", { cif }); }
   fineTune(csv, settings, onStep) {

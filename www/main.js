@@ -147,7 +147,7 @@ document.addEventListener("drop", (e) => {
 
 function fillResults(table, results) {
   const tbody = $(table).querySelector("tbody");
-  const viewable = (row) => app.bundle.records?.structures?.[row] != null;
+  const viewable = (row) => app.bundle.records?.has_structure?.[row] === true;
   tbody.innerHTML = results.map((r) =>
     `<tr${viewable(r.row) ? ` data-row="${r.row}" title="click for a 3-D view"` : ""}><td>${r.rank}</td><td>${escape(r.id)}</td><td>${escape(r.formula ?? "–")}</td>` +
     `<td>${r.score.toFixed(3)}</td><td><div class="desc" title="${escape(r.description)}">${escape(r.description)}</div></td></tr>`).join("");
@@ -184,7 +184,9 @@ for (const table of ["search-results", "cif-results"]) {
     const row = Number(tr.dataset.row);
     const r = app.bundle.records;
     try {
-      await showStructure(r.structures[row], `${r.formulas[row] ?? ""} (${r.ids[row]})`);
+      const cif = await app.client.structure(row);
+      if (cif == null) throw new Error("the bundle carries no structure for it");
+      await showStructure(cif, `${r.formulas[row] ?? ""} (${r.ids[row]})`);
     } catch (err) {
       showError("error", `Could not show ${r.ids[row]}: ${err.message}`);
     }

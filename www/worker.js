@@ -41,6 +41,7 @@ const ops = {
   async zeroShot({ cif, phrases }) { return JSON.parse(await need().zeroShot(cif, phrases)); },
   async predict({ cif }) { return JSON.parse(await need().predict(cif)); },
   async predictTensor({ input }) { return JSON.parse(await need().predictTensor(input)); },
+  async structure({ row }) { return need().structureCif(row) ?? null; },
   async features({ cif }) { return Array.from(await need().features(cif)); },
   async fineTune({ csv, settings }, id) {
     const onStep = (step, loss) => postMessage({ id, progress: { step, loss } });

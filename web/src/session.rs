@@ -240,12 +240,32 @@ impl Session {
         .to_string()
     }
 
-    /// JSON `{ids, formulas, descriptions}` of the index (or `null`).
+    /// JSON `{ids, formulas, descriptions, has_structure}` of the index (or `null`). The
+    /// structures themselves stay here until one is asked for ([`Session::structure_cif`]):
+    /// an index's CIFs can be tens of megabytes.
     pub fn records(&self) -> String {
         match self.current_index() {
-            Some(index) => serde_json::to_string(&index.records).unwrap_or_default(),
+            Some(index) => {
+                let r = &index.records;
+                json!({
+                    "ids": r.ids,
+                    "formulas": r.formulas,
+                    "descriptions": r.descriptions,
+                    "has_structure": r.structures.as_ref().map(|s| {
+                        s.iter().map(Option::is_some).collect::<Vec<_>>()
+                    }),
+                })
+                .to_string()
+            }
             None => "null".into(),
         }
+    }
+
+    /// The P1 CIF of index entry `row`, where the bundle carries it.
+    #[wasm_bindgen(js_name = structureCif)]
+    pub fn structure_cif(&self, row: usize) -> Option<String> {
+        let index = self.current_index()?;
+        index.records.structures.as_ref()?.get(row)?.clone()
     }
 
     /// The index's 2-D map, `[x0, y0, x1, y1, …]`, if it has one.
@@ -425,11 +445,13 @@ impl Session {
         *self.model.borrow_mut() = tuned;
         let index = self.current_index();
         if let Some(index) = index {
-            let text = self.embed_texts(index.records.descriptions.clone()).await?;
-            let refreshed = RetrievalIndex {
-                text: Some(text),
-                ..(*index).clone()
-            };
+            let described: Vec<String> = index
+                .described()
+                .into_iter()
+                .map(|r| index.records.descriptions[r].clone())
+                .collect();
+            let text = self.embed_texts(described).await?;
+            let refreshed = index.with_text_embeddings(&text).map_err(js)?;
             *self.index.borrow_mut() = Some(Rc::new(refreshed));
         }
         let json = serde_json::to_string(&report).map_err(js)?;

@@ -57,6 +57,35 @@ impl RetrievalIndex {
         self.records.ids.is_empty()
     }
 
+    /// The rows with a description, in order: the entries a text embedding exists for.
+    pub fn described(&self) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&r| !self.records.descriptions[r].is_empty())
+            .collect()
+    }
+
+    /// This index with new text embeddings: `embedded` holds the [`Self::described`] rows'
+    /// (`[rows, dim]`, in that order); the other rows are zero.
+    pub fn with_text_embeddings(&self, embedded: &[f32]) -> Result<Self, BundleError> {
+        let described = self.described();
+        if embedded.len() != described.len() * self.dim {
+            return Err(BundleError::Input(format!(
+                "{} text embedding values for {} described entries of width {}",
+                embedded.len(),
+                described.len(),
+                self.dim
+            )));
+        }
+        let mut text = vec![0f32; self.len() * self.dim];
+        for (&row, e) in described.iter().zip(embedded.chunks_exact(self.dim)) {
+            text[row * self.dim..(row + 1) * self.dim].copy_from_slice(e);
+        }
+        Ok(Self {
+            text: Some(text),
+            ..self.clone()
+        })
+    }
+
     pub fn embeddings(&self, side: Side) -> Option<&[f32]> {
         match side {
             Side::Structure => self.structure.as_deref(),
@@ -81,11 +110,23 @@ impl RetrievalIndex {
         if !norm.is_finite() || norm == 0.0 {
             return Err(BundleError::Input("query is zero or not finite".into()));
         }
+        // An entry without a description (an index of every structure, most without text)
+        // has no text embedding: it is never a text hit.
+        let textless = |row: usize| side == Side::Text && self.records.descriptions[row].is_empty();
         let scores: Vec<f32> = rows
             .chunks_exact(self.dim)
-            .map(|r| dot(r, query) / norm)
+            .enumerate()
+            .map(|(row, r)| {
+                if textless(row) {
+                    f32::NEG_INFINITY
+                } else {
+                    dot(r, query) / norm
+                }
+            })
             .collect();
-        Ok(top_k(&scores, k))
+        let mut hits = top_k(&scores, k);
+        hits.retain(|h| h.score.is_finite());
+        Ok(hits)
     }
 
     /// A hit as JSON: rank, row, id, formula, score, description.
@@ -249,5 +290,37 @@ mod tests {
         assert!(top_k(&s, 0).is_empty());
         let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
         assert_eq!(dot(&a, &a), (0..19).map(|i| (i * i) as f32).sum::<f32>());
+    }
+
+    #[test]
+    fn entries_without_text_are_structure_hits_only() {
+        let index = RetrievalIndex {
+            records: IndexRecords {
+                ids: ["a", "b", "c"].map(String::from).to_vec(),
+                formulas: vec![None; 3],
+                descriptions: ["one", "", "three"].map(String::from).to_vec(),
+                structures: None,
+            },
+            dim: 2,
+            structure: Some(vec![1.0, 0.0, 0.6, 0.8, 0.0, 1.0]),
+            text: None,
+            map: None,
+        };
+        assert_eq!(index.described(), [0, 2]);
+        assert!(index.with_text_embeddings(&[1.0, 0.0]).is_err());
+        let index = index.with_text_embeddings(&[1.0, 0.0, 0.0, 1.0]).unwrap();
+        assert_eq!(index.text.as_deref().unwrap()[2..4], [0.0, 0.0]);
+        // "b" is the nearest structure to (0.6, 0.8) and has no text: no text hit.
+        let q = [0.6, 0.8];
+        let rows = |side| -> Vec<usize> {
+            index
+                .search(&q, 3, side)
+                .unwrap()
+                .iter()
+                .map(|h| h.row)
+                .collect()
+        };
+        assert_eq!(rows(Side::Structure), [1, 2, 0]);
+        assert_eq!(rows(Side::Text), [2, 0]);
     }
 }

@@ -111,7 +111,7 @@ impl StructureInput {
     }
 
     /// What the model reads for `structure` (FTCP and graph bundles).
-    fn item_of(&self, structure: &Structure) -> Result<StructureItem, BundleError> {
+    pub fn item_of(&self, structure: &Structure) -> Result<StructureItem, BundleError> {
         match self {
             Self::Vector(_) => Err(BundleError::Input(
                 "this bundle reads precomputed structure vectors; it cannot embed a structure"

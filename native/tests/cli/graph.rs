@@ -261,7 +261,7 @@ fn clip_trains_a_graph_encoder_end_to_end() {
     assert!(shown.contains("PaiNN graph encoder"), "{shown}");
     let o = xtal(&["predict", "--bundle", b, cif.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("holds a clip model"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("has no tensor head"), "{}", stderr(&o));
     let o = xtal(&[
         "embed",
         "--bundle",
@@ -319,6 +319,130 @@ fn clip_trains_a_graph_encoder_end_to_end() {
     let hits = found["results"].as_array().unwrap();
     assert_eq!(hits[0]["id"].as_str(), Some(id.as_str()), "{hits:?}");
     assert!(hits[0]["score"].as_f64().unwrap() > 0.99, "{hits:?}");
+
+    // An index of every structure of a dataset, text or not: 40 sample rows, every other one
+    // without its description. All 40 are indexed; each structure is embedded as the run
+    // embeds its CIF; an entry without text is never a CIF's nearest description.
+    let (rows, textless) = dataset_with_textless_rows(&dir.join("mixed.csv"), 40);
+    let mixed = dir.join("mixed");
+    let o = xtal(&[
+        "prepare",
+        dir.join("mixed.csv").to_str().unwrap(),
+        "-o",
+        mixed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all = dir.join("all.xtal");
+    let o = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        run.to_str().unwrap(),
+        "--index-structures",
+        mixed.to_str().unwrap(),
+        "-o",
+        all.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("index: 40 structures"),
+        "{}",
+        stderr(&o)
+    );
+    let a = all.to_str().unwrap();
+    let o = xtal(&["bundle", "verify", a]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (textless_id, textless_cif) = &textless[0];
+    let o = xtal(&[
+        "embed",
+        "--run",
+        run.to_str().unwrap(),
+        "--json",
+        "cif",
+        textless_cif,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_run = vectors(&o.stdout).remove(0);
+    let search = |side: &str| -> Vec<serde_json::Value> {
+        let o = xtal(&[
+            "search",
+            "--bundle",
+            a,
+            "--against",
+            side,
+            "-k",
+            "50",
+            "--json",
+            "--cif",
+            textless_cif,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["results"].as_array().unwrap().clone()
+    };
+    let hits = search("structure");
+    assert_eq!(hits.len(), rows, "every structure is a structure hit");
+    assert_eq!(
+        hits[0]["id"].as_str(),
+        Some(textless_id.as_str()),
+        "{hits:?}"
+    );
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.9999, "{hits:?}");
+    // The bundle's embedding of the same CIF is the run's (the index used the same path).
+    let o = xtal(&["embed", "--bundle", a, "--json", "cif", textless_cif]);
+    let from_bundle = vectors(&o.stdout).remove(0);
+    let d = from_run
+        .iter()
+        .zip(&from_bundle)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(d <= 1e-5, "bundle vs run: {d:e}");
+    let hits = search("text");
+    assert_eq!(hits.len(), rows - textless.len(), "{hits:?}");
+    for h in &hits {
+        assert!(!h["description"].as_str().unwrap().is_empty(), "{h}");
+        assert!(
+            textless.iter().all(|(id, _)| h["id"].as_str() != Some(id)),
+            "{h}"
+        );
+    }
+    // The index options of a bundle without one are refused by name.
+    let o = xtal(&[
+        "bundle",
+        "pack",
+        "--run",
+        run.to_str().unwrap(),
+        "--no-structures",
+        "-o",
+        dir.join("x.xtal").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--no-structures"), "{}", stderr(&o));
+}
+
+/// The first `n` sample rows written to `csv` with every odd row's texts removed; returns `n`
+/// and each textless row's id and CIF file (written beside `csv`).
+fn dataset_with_textless_rows(csv: &Path, n: usize) -> (usize, Vec<(String, String)>) {
+    let mut r = csv::Reader::from_path(sample_csv()).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|x| x == name).unwrap();
+    let mut w = csv::Writer::from_path(csv).unwrap();
+    w.write_record(&h).unwrap();
+    let mut textless = Vec::new();
+    for (i, rec) in r.records().map(Result::unwrap).take(n).enumerate() {
+        let mut rec: Vec<String> = rec.iter().map(String::from).collect();
+        if i % 2 == 1 {
+            for c in ["description", "caption", "description_mp"] {
+                rec[col(c)].clear();
+            }
+            let cif = csv.with_file_name(format!("{}.cif", rec[col("id")]));
+            std::fs::write(&cif, &rec[col("cif")]).unwrap();
+            textless.push((rec[col("id")].clone(), cif.to_str().unwrap().to_string()));
+        }
+        w.write_record(&rec).unwrap();
+    }
+    w.flush().unwrap();
+    (n, textless)
 }
 
 /// The CIFs of the validation rows a property run on `data` held out, and their targets.

@@ -137,14 +137,12 @@ impl OnDevice for Task<'_> {
         let index = match bundle.index.as_ref() {
             Some(index) => {
                 let texts: Vec<&str> = index
-                    .records
-                    .descriptions
-                    .iter()
-                    .map(String::as_str)
+                    .described()
+                    .into_iter()
+                    .map(|r| index.records.descriptions[r].as_str())
                     .collect();
-                let mut index = index.clone();
-                index.text = Some(to_host(bundle.embed_texts(&model, &texts, &device)?)?);
-                Some(index)
+                let text = to_host(bundle.embed_texts(&model, &texts, &device)?)?;
+                Some(index.with_text_embeddings(&text)?)
             }
             None => None,
         };

@@ -6,6 +6,7 @@ mod common;
 mod embed;
 mod embed_structures;
 mod fine_tune;
+mod index_structures;
 mod inspect;
 mod pack;
 mod pack_property;

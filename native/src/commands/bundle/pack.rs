@@ -21,6 +21,7 @@ use xtal_core::viz::tsne::{TsneConfig, tsne};
 use super::pack_tensor::HeadToPack;
 
 use super::common::human_bytes;
+use super::index_structures::IndexEntries;
 use crate::commands::clip::{EmbedTask, LoadedRun, load_clip_run};
 use crate::commands::text_model::text_tokenizer;
 use crate::data::pairs::DataSource;
@@ -40,6 +41,12 @@ pub struct PackArgs {
     /// Add a retrieval index of every pair of this dataset (e.g. the run's own).
     #[arg(long, value_name = "DATASET")]
     pub(super) index: Option<PathBuf>,
+    /// Add a retrieval index of every structure of this prepared dataset, with its first text
+    /// where it has one (e.g. all 12,017 shared structures, most without text): embedded
+    /// through the bundle as `xtal embed --bundle` does. Entries without text are found by
+    /// text queries, never as a CIF's nearest description.
+    #[arg(long, value_name = "DATASET", conflicts_with_all = ["index", "graph_emb_dir"])]
+    pub(super) index_structures: Option<PathBuf>,
     /// Where the original layout's `.npy` embeddings of --index are (default: graph_emb/ beside it).
     #[arg(long, requires = "index")]
     pub(super) graph_emb_dir: Option<PathBuf>,
@@ -47,7 +54,7 @@ pub struct PackArgs {
     #[arg(long)]
     pub(super) f16: bool,
     /// Leave out the index's structures (P1 CIFs for pictures and 3-D views of hits).
-    #[arg(long, requires = "index")]
+    #[arg(long)]
     pub(super) no_structures: bool,
     /// Leave out the index's 2-D map (t-SNE of its structure embeddings).
     #[arg(long)]
@@ -103,6 +110,17 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         h.check_clip(&clip_run, &clip_checkpoint, checkpoint.state.epoch, &loaded)?;
     }
     let (structure_input, element_table) = structure_input(&loaded)?;
+    if args.no_structures && args.index.is_none() && args.index_structures.is_none() {
+        return Err(BadInput(
+            "--no-structures: there is no index to leave them out of (give --index or --index-structures)".into(),
+        )
+        .into());
+    }
+    let index_entries = args
+        .index_structures
+        .as_deref()
+        .map(|d| IndexEntries::read(d, &structure_input, !args.no_structures))
+        .transpose()?;
     let device = crate::commands::one_device(&args.device)?;
     let config = &loaded.info.model;
 
@@ -184,6 +202,8 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
                 .is_none()
                 .then(|| loaded.set.len() - loaded.set.is_val.iter().filter(|v| **v).count()),
             index: index.as_ref().map(|(i, d)| (i, Some(d.clone()))),
+            index_entries: index_entries.as_ref(),
+            no_map: args.no_map,
             card,
             half: args.f16,
             created,
@@ -206,14 +226,35 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
             ))
             .unwrap_or_default(),
         if args.f16 { ", f16" } else { "" },
-        index
-            .as_ref()
-            .map(|(i, _)| format!(", index of {} entries", i.len()))
+        packed
+            .index_len
+            .map(|n| format!(", index of {n} entries"))
             .unwrap_or_default(),
         started.elapsed().as_secs_f64()
     );
     if let Some(check) = packed.f16_check {
         eprintln!("f16 check: {}", f16_line(&check));
+    }
+    Ok(())
+}
+
+/// The index options, refused by name for a run whose bundle has no retrieval index (`kind`:
+/// "a property", "an SSL").
+pub(super) fn refuse_index_options(args: &PackArgs, kind: &str) -> anyhow::Result<()> {
+    for (given, name) in [
+        (args.index.is_some(), "--index"),
+        (args.index_structures.is_some(), "--index-structures"),
+        (args.graph_emb_dir.is_some(), "--graph-emb-dir"),
+        (args.no_map, "--no-map"),
+        (args.no_structures, "--no-structures"),
+    ] {
+        if given {
+            return Err(BadInput(format!(
+                "{name}: {kind} run's bundle has no retrieval index ({} is {kind} run)",
+                args.run.display()
+            ))
+            .into());
+        }
     }
     Ok(())
 }
@@ -343,6 +384,7 @@ fn model_card(
 struct Packed {
     bytes: Vec<u8>,
     f16_check: Option<serde_json::Value>,
+    index_len: Option<usize>,
 }
 
 struct PackTask<'a> {
@@ -354,6 +396,9 @@ struct PackTask<'a> {
     element_table: Option<String>,
     fitted_on: Option<usize>,
     index: Option<(&'a RetrievalIndex, Option<String>)>,
+    /// Structures to index through the packed model (`--index-structures`).
+    index_entries: Option<&'a IndexEntries>,
+    no_map: bool,
     card: String,
     half: bool,
     created: String,
@@ -368,7 +413,9 @@ impl OnDevice for PackTask<'_> {
         let model: Clip<B::InnerBackend> =
             model_from_bytes(self.config.init(&device), self.weights, &device)?;
         let head = self.head.map(|h| h.model(&device)).transpose()?;
-        let bytes = |half: bool, f16_check: Option<serde_json::Value>| {
+        let pack_with = |index: Option<(&RetrievalIndex, Option<String>)>,
+                         half: bool,
+                         f16_check: Option<serde_json::Value>| {
             pack(PackInput {
                 model: PackModel::Clip {
                     model: &model,
@@ -382,7 +429,7 @@ impl OnDevice for PackTask<'_> {
                 structure_input: self.structure_input,
                 element_table_source: self.element_table.clone(),
                 fitted_on: self.fitted_on,
-                index: self.index.clone(),
+                index,
                 card: Some(self.card.clone()),
                 half,
                 created: self.created.clone(),
@@ -391,10 +438,30 @@ impl OnDevice for PackTask<'_> {
                 f16_check,
             })
         };
+        // An index of a dataset's structures is embedded by the packed model itself.
+        let built = match self.index_entries {
+            None => None,
+            Some(entries) => {
+                let plain = Bundle::from_bytes(&pack_with(None, false, None)?, &Limits::default())?;
+                let dim = self.config.text.embed_dim;
+                let map = |s: &[f32]| (!self.no_map).then(|| index_map(s, dim)).flatten();
+                Some((
+                    entries.embed(&plain, &model, map, &device)?,
+                    entries.source.clone(),
+                ))
+            }
+        };
+        let index = self
+            .index
+            .clone()
+            .or_else(|| built.as_ref().map(|(i, source)| (i, Some(source.clone()))));
+        let index_len = index.as_ref().map(|(i, _)| i.len());
+        let bytes = |half: bool, f16_check| pack_with(index.clone(), half, f16_check);
         if !self.half {
             return Ok(Packed {
                 bytes: bytes(false, None)?,
                 f16_check: None,
+                index_len,
             });
         }
         // Measure what f16 storage changes: embeddings of the validation pairs (or all) and
@@ -422,7 +489,7 @@ impl OnDevice for PackTask<'_> {
             "max_abs_diff_text": diff(&t32, &t16),
             "max_abs_diff_structure": diff(&s32, &s16),
         });
-        if let (Some((index32, _)), Some(index16)) = (&self.index, &half.index) {
+        if let (Some((index32, _)), Some(index16)) = (&index, &half.index) {
             let d = self.config.text.embed_dim;
             let mut overlap = 0usize;
             for (q32, q16) in t32.chunks(d).zip(t16.chunks(d)) {
@@ -439,6 +506,7 @@ impl OnDevice for PackTask<'_> {
         Ok(Packed {
             bytes: bytes(true, Some(check.clone()))?,
             f16_check: Some(check),
+            index_len,
         })
     }
 }

@@ -17,24 +17,11 @@ use xtal_core::train::property::{PropertyRows, mean_absolute_error, predict_prop
 use super::common::human_bytes;
 use super::pack::{PackArgs, card_or, now, run_summary};
 use crate::commands::property::{PropertyRunInfo, property_rows};
-use crate::exit::BadInput;
 use crate::output::write_atomic;
 use crate::run_dir::RunDir;
 
 pub(super) fn pack_property_run(args: &PackArgs) -> anyhow::Result<()> {
-    for (given, name) in [
-        (args.index.is_some(), "--index"),
-        (args.graph_emb_dir.is_some(), "--graph-emb-dir"),
-        (args.no_map, "--no-map"),
-    ] {
-        if given {
-            return Err(BadInput(format!(
-                "{name}: a property run's bundle has no retrieval index ({} is a property run)",
-                args.run.display()
-            ))
-            .into());
-        }
-    }
+    super::pack::refuse_index_options(args, "a property")?;
     let started = Instant::now();
     let run = RunDir::new(&args.run);
     let info = PropertyRunInfo::load(&run)?;

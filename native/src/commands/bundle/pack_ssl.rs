@@ -25,19 +25,7 @@ use crate::output::write_atomic;
 const F16_CHECK_ROWS: usize = 256;
 
 pub(super) fn pack_ssl_run(args: &PackArgs) -> anyhow::Result<()> {
-    for (given, name) in [
-        (args.index.is_some(), "--index"),
-        (args.graph_emb_dir.is_some(), "--graph-emb-dir"),
-        (args.no_map, "--no-map"),
-    ] {
-        if given {
-            return Err(BadInput(format!(
-                "{name}: an SSL run's bundle has no retrieval index ({} is an SSL run)",
-                args.run.display()
-            ))
-            .into());
-        }
-    }
+    super::pack::refuse_index_options(args, "an SSL")?;
     let started = Instant::now();
     let info = SslRunInfo::load(&args.run)?;
     let dataset = &info.source.data;
