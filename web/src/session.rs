@@ -446,9 +446,9 @@ impl Session {
         let index = self.current_index();
         if let Some(index) = index {
             let described: Vec<String> = index
-                .described()
+                .described_texts()
                 .into_iter()
-                .map(|r| index.records.descriptions[r].clone())
+                .map(String::from)
                 .collect();
             let text = self.embed_texts(described).await?;
             let refreshed = index.with_text_embeddings(&text).map_err(js)?;

@@ -64,6 +64,15 @@ impl RetrievalIndex {
             .collect()
     }
 
+    /// The descriptions of the [`Self::described`] rows, in order: what to embed for
+    /// [`Self::with_text_embeddings`].
+    pub fn described_texts(&self) -> Vec<&str> {
+        self.described()
+            .into_iter()
+            .map(|r| self.records.descriptions[r].as_str())
+            .collect()
+    }
+
     /// This index with new text embeddings: `embedded` holds the [`Self::described`] rows'
     /// (`[rows, dim]`, in that order); the other rows are zero.
     pub fn with_text_embeddings(&self, embedded: &[f32]) -> Result<Self, BundleError> {

@@ -399,10 +399,8 @@ impl ClipConfig {
                 ByteTokenizer::VOCAB as u64 * w + t.layers as u64 * block + 2 * w + w * e + e
             }
         };
-        let mut dims = vec![self.structure.input_dim as u64];
-        dims.extend(self.structure.hidden.iter().map(|h| *h as u64));
-        dims.push(self.structure.embed_dim as u64);
-        let structure: u64 = dims.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
+        let s = &self.structure;
+        let structure = super::linear_stack_parameters(s.input_dim, &s.hidden, s.embed_dim);
         let graph = self.graph.as_ref().map_or(0, |g| g.parameter_count());
         text + structure + graph + 1
     }

@@ -37,3 +37,13 @@ pub(crate) fn linear_stack<B: Backend>(
         .map(|w| LinearConfig::new(w[0], w[1]).init(device))
         .collect()
 }
+
+/// Values in the weights and biases of [`linear_stack`]`(input, hidden, output)`.
+pub(crate) fn linear_stack_parameters(input: usize, hidden: &[usize], output: usize) -> u64 {
+    let mut dims = vec![input];
+    dims.extend(hidden);
+    dims.push(output);
+    dims.windows(2)
+        .map(|w| (w[0] as u64 + 1) * w[1] as u64)
+        .sum()
+}

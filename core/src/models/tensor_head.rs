@@ -90,12 +90,7 @@ pub struct TensorHead<B: Backend> {
 impl TensorHeadConfig {
     /// Values in the head's weights and biases.
     pub fn parameter_count(&self) -> u64 {
-        let mut dims = vec![self.input_dim];
-        dims.extend(&self.hidden);
-        dims.push(self.output_dim);
-        dims.windows(2)
-            .map(|w| (w[0] as u64 + 1) * w[1] as u64)
-            .sum()
+        super::linear_stack_parameters(self.input_dim, &self.hidden, self.output_dim)
     }
 
     /// Bounds that keep a configuration read from a bundle from allocating without limit.

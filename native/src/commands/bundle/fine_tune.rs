@@ -136,11 +136,7 @@ impl OnDevice for Task<'_> {
         let model = tune.model()?;
         let index = match bundle.index.as_ref() {
             Some(index) => {
-                let texts: Vec<&str> = index
-                    .described()
-                    .into_iter()
-                    .map(|r| index.records.descriptions[r].as_str())
-                    .collect();
+                let texts = index.described_texts();
                 let text = to_host(bundle.embed_texts(&model, &texts, &device)?)?;
                 Some(index.with_text_embeddings(&text)?)
             }

@@ -164,12 +164,7 @@ impl IndexEntries {
             structure: Some(structure),
             text: None,
         };
-        let texts: Vec<&str> = index
-            .described()
-            .into_iter()
-            .map(|r| self.texts[r].as_str())
-            .collect();
-        let text = to_host(bundle.embed_texts(model, &texts, device)?)?;
+        let text = to_host(bundle.embed_texts(model, &index.described_texts(), device)?)?;
         Ok(index.with_text_embeddings(&text)?)
     }
 }

@@ -87,6 +87,12 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
     if args.run.join("ssl.json").is_file() {
         return super::pack_ssl::pack_ssl_run(&args);
     }
+    if args.no_structures && args.index.is_none() && args.index_structures.is_none() {
+        return Err(BadInput(
+            "--no-structures: there is no index to leave them out of (give --index or --index-structures)".into(),
+        )
+        .into());
+    }
     let started = Instant::now();
     // A tensor run travels with the CLIP model whose embeddings it reads.
     let head = match crate::run_dir::RunDir::new(&args.run).family().as_deref() {
@@ -110,12 +116,6 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         h.check_clip(&clip_run, &clip_checkpoint, checkpoint.state.epoch, &loaded)?;
     }
     let (structure_input, element_table) = structure_input(&loaded)?;
-    if args.no_structures && args.index.is_none() && args.index_structures.is_none() {
-        return Err(BadInput(
-            "--no-structures: there is no index to leave them out of (give --index or --index-structures)".into(),
-        )
-        .into());
-    }
     let index_entries = args
         .index_structures
         .as_deref()
