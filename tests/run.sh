@@ -24,6 +24,9 @@ cargo fmt --all --check
 step "native tests (cpu + wgpu): unit tests, tests/integration.rs, native/tests/cli"
 cargo test --release --workspace
 
+# The patched CPU backend keeps its own unit tests (vendor/burn-flex/XTAL.md).
+cargo test --release --manifest-path vendor/burn-flex/Cargo.toml --lib
+
 step "web crate -> www/pkg"
 bash web/build.sh
 
