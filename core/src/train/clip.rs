@@ -249,7 +249,33 @@ pub fn evaluate_clip<B: Backend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Result<ClipEvaluation, ReadError> {
-    let (s, t) = embed_pairs(model, set, idx, tokens, batch_size, device);
+    // With several texts per structure, every text is embedded once: the loss takes each
+    // structure's first text from them and retrieval ranks them all.
+    let every_text = set.texts.has_several().then(|| set.texts.of_items(idx));
+    let (s, t, every_text) = match every_text {
+        Some((texts, owners)) => {
+            let s = Tensor::cat(
+                idx.chunks(batch_size.max(1))
+                    .map(|chunk| model.encode_structures(structure_batch(set, chunk, device)))
+                    .collect(),
+                0,
+            );
+            let every = embed_texts(model, &texts, tokens, batch_size, device);
+            // `of_items` lists each structure's texts together, its first text first.
+            let first: Vec<i64> = (0..owners.len())
+                .filter(|&k| k == 0 || owners[k] != owners[k - 1])
+                .map(|k| k as i64)
+                .collect();
+            let n = first.len();
+            let first = Tensor::<B, 1, Int>::from_data(TensorData::new(first, [n]), device);
+            let t = every.clone().select(0, first);
+            (s, t, Some((every, owners)))
+        }
+        None => {
+            let (s, t) = embed_pairs(model, set, idx, tokens, batch_size, device);
+            (s, t, None)
+        }
+    };
     let mut batches = Vec::new();
     let mut start = 0;
     while start < idx.len() {
@@ -262,12 +288,9 @@ pub fn evaluate_clip<B: Backend>(
     let scale = to_host(model.logit_scale.val())?;
     let logit_scale = scale.first().copied().unwrap_or(0.0) as f64;
     let figures = in_batch_figures(&batches, logit_scale);
-    let retrieval = if set.texts.has_several() {
-        let (texts, owners) = set.texts.of_items(idx);
-        let t = embed_texts(model, &texts, tokens, batch_size, device);
-        retrieval_metrics_grouped(s, t, &owners)?
-    } else {
-        retrieval_metrics(s, t)?
+    let retrieval = match every_text {
+        Some((every, owners)) => retrieval_metrics_grouped(s, every, &owners)?,
+        None => retrieval_metrics(s, t)?,
     };
     Ok(ClipEvaluation {
         loss: figures.loss,

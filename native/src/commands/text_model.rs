@@ -78,13 +78,24 @@ pub fn hf_text_config(spec: &RunSpec) -> anyhow::Result<Option<HfTextConfig>> {
 pub fn text_tokenizer(
     text: &TextEncoderConfig,
 ) -> anyhow::Result<(TextTokenizer, Option<Vec<u8>>)> {
-    let Some(hf) = &text.huggingface else {
+    let Some((path, bytes)) = tokenizer_json(text)? else {
         return Ok((text.text_tokenizer(None)?, None));
+    };
+    let tokenizer = text.text_tokenizer(Some((&bytes, &path.display().to_string())))?;
+    Ok((tokenizer, Some(bytes)))
+}
+
+/// For a HF text encoder, the path and bytes of its `tokenizer.json` (not parsed: whoever
+/// uses them checks them).
+pub fn tokenizer_json(
+    text: &TextEncoderConfig,
+) -> anyhow::Result<Option<(std::path::PathBuf, Vec<u8>)>> {
+    let Some(hf) = &text.huggingface else {
+        return Ok(None);
     };
     let path = Path::new(&hf.model).join("tokenizer.json");
     let bytes = required(&path)?;
-    let tokenizer = text.text_tokenizer(Some((&bytes, &path.display().to_string())))?;
-    Ok((tokenizer, Some(bytes)))
+    Ok(Some((path, bytes)))
 }
 
 /// The set's texts tokenized as `config`'s text encoder reads them.

@@ -23,7 +23,7 @@ use super::pack_tensor::HeadToPack;
 use super::common::human_bytes;
 use super::index_structures::IndexEntries;
 use crate::commands::clip::{EmbedTask, LoadedRun, load_clip_run};
-use crate::commands::text_model::text_tokenizer;
+use crate::commands::text_model::tokenizer_json;
 use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
 use crate::output::write_atomic;
@@ -108,9 +108,11 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
         args.index.as_deref(),
         args.graph_emb_dir.as_deref(),
     )?;
-    // A HF text encoder travels with its tokenizer, read from the folder the run names.
-    let (_, tokenizer_json) = text_tokenizer(&loaded.info.model.text)
-        .with_context(|| format!("{}: the run's text encoder", clip_run.display()))?;
+    // A HF text encoder travels with its tokenizer, read from the folder the run names (and
+    // checked once, by the packer).
+    let tokenizer_json = tokenizer_json(&loaded.info.model.text)
+        .with_context(|| format!("{}: the run's text encoder", clip_run.display()))?
+        .map(|(_, bytes)| bytes);
     let checkpoint = loaded.run.load_checkpoint(&clip_checkpoint)?;
     if let Some(h) = &head {
         h.check_clip(&clip_run, &clip_checkpoint, checkpoint.state.epoch, &loaded)?;
