@@ -91,11 +91,19 @@ mod tests {
             } else if reference.is_infinite() {
                 assert_eq!(ours, f32::INFINITY, "exp({x})");
             } else {
-                assert!(ours <= f32::MIN_POSITIVE, "exp({x}) = {ours}, libm {reference}");
+                assert!(
+                    ours <= f32::MIN_POSITIVE,
+                    "exp({x}) = {ours}, libm {reference}"
+                );
             }
             x += 7.3e-4;
         }
-        assert!(worst.0 <= 1, "exp is {} ulps off at x = {}", worst.0, worst.1);
+        assert!(
+            worst.0 <= 1,
+            "exp is {} ulps off at x = {}",
+            worst.0,
+            worst.1
+        );
     }
 
     #[test]

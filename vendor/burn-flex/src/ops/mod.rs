@@ -80,23 +80,56 @@ pub(crate) fn chunked_zip_mut<E: Send, R: Sync>(
 }
 
 /// Maps `src` element-wise into a new vector, on rayon's threads when there is enough work
-/// (xtal patch).
+/// (xtal patch). The output is written once, never zero-filled first.
 #[inline]
-pub(crate) fn chunked_map<E: Copy + Sync, R: Send + Copy + bytemuck::Zeroable>(
+pub(crate) fn chunked_map<E: Copy + Sync, R: Send + Copy>(
     src: &[E],
     f: impl Fn(E) -> R + Sync,
 ) -> alloc::vec::Vec<R> {
+    let n = src.len();
+    let mut out = alloc::vec::Vec::with_capacity(n);
+    chunked_zip_mut(&mut out.spare_capacity_mut()[..n], src, |o, s| {
+        for (o, &s) in o.iter_mut().zip(s) {
+            o.write(f(s));
+        }
+    });
+    // SAFETY: the loop above wrote each of the first `n` elements.
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// Maps matching elements of `a` and `b` (same length) into a new vector, on rayon's threads
+/// when there is enough work (xtal patch). The output is written once, never zero-filled first.
+#[inline]
+pub(crate) fn chunked_map2<A: Copy + Sync, B: Copy + Sync, R: Send + Copy>(
+    a: &[A],
+    b: &[B],
+    f: impl Fn(A, B) -> R + Sync,
+) -> alloc::vec::Vec<R> {
+    assert_eq!(a.len(), b.len(), "chunked_map2: lengths differ");
+    let n = a.len();
+    let mut out = alloc::vec::Vec::with_capacity(n);
+    let map = |o: &mut [core::mem::MaybeUninit<R>], a: &[A], b: &[B]| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            o.write(f(a, b));
+        }
+    };
+    let dst = &mut out.spare_capacity_mut()[..n];
     #[cfg(feature = "rayon")]
-    if src.len() >= 2 * ELEMENTWISE_GRAIN {
-        let mut out = alloc::vec![R::zeroed(); src.len()];
-        chunked_zip_mut(&mut out, src, |o, s| {
-            for (o, &s) in o.iter_mut().zip(s) {
-                *o = f(s);
-            }
-        });
-        return out;
+    if n >= 2 * ELEMENTWISE_GRAIN {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(ELEMENTWISE_GRAIN)
+            .zip(a.par_chunks(ELEMENTWISE_GRAIN))
+            .zip(b.par_chunks(ELEMENTWISE_GRAIN))
+            .for_each(|((o, a), b)| wide(|| map(o, a, b)));
+    } else {
+        wide(|| map(dst, a, b));
     }
-    wide(|| src.iter().map(|&x| f(x)).collect())
+    #[cfg(not(feature = "rayon"))]
+    wide(|| map(dst, a, b));
+    // SAFETY: the loops above wrote each of the first `n` elements.
+    unsafe { out.set_len(n) };
+    out
 }
 
 /// Wrapper for raw mutable pointers that can be sent across rayon threads.
@@ -223,6 +256,9 @@ mod chunked_tests {
 
             let doubled = super::chunked_map(&index, |x| 2 * x);
             assert_eq!(doubled, index.iter().map(|x| 2 * x).collect::<Vec<_>>());
+
+            let sums = super::chunked_map2(&index, &doubled, |a, b| a + b);
+            assert_eq!(sums, index.iter().map(|x| 3 * x).collect::<Vec<_>>());
         }
     }
 }
