@@ -52,11 +52,18 @@ pub(crate) fn chunked_mut<E: Send>(data: &mut [E], f: impl Fn(&mut [E]) + Sync) 
     #[cfg(feature = "rayon")]
     if data.len() >= 2 * ELEMENTWISE_GRAIN {
         use rayon::prelude::*;
-        data.par_chunks_mut(ELEMENTWISE_GRAIN)
-            .for_each(|chunk| wide(#[inline(always)] || f(chunk)));
+        data.par_chunks_mut(ELEMENTWISE_GRAIN).for_each(|chunk| {
+            wide(
+                #[inline(always)]
+                || f(chunk),
+            )
+        });
         return;
     }
-    wide(#[inline(always)] || f(data))
+    wide(
+        #[inline(always)]
+        || f(data),
+    )
 }
 
 /// Runs `f` over matching chunks of `data` and `other` (same length), on rayon's threads when
@@ -73,10 +80,18 @@ pub(crate) fn chunked_zip_mut<E: Send, R: Sync>(
         use rayon::prelude::*;
         data.par_chunks_mut(ELEMENTWISE_GRAIN)
             .zip(other.par_chunks(ELEMENTWISE_GRAIN))
-            .for_each(|(d, o)| wide(#[inline(always)] || f(d, o)));
+            .for_each(|(d, o)| {
+                wide(
+                    #[inline(always)]
+                    || f(d, o),
+                )
+            });
         return;
     }
-    wide(#[inline(always)] || f(data, other))
+    wide(
+        #[inline(always)]
+        || f(data, other),
+    )
 }
 
 /// Maps `src` element-wise into a new vector, on rayon's threads when there is enough work
@@ -121,12 +136,23 @@ pub(crate) fn chunked_map2<A: Copy + Sync, B: Copy + Sync, R: Send + Copy>(
         dst.par_chunks_mut(ELEMENTWISE_GRAIN)
             .zip(a.par_chunks(ELEMENTWISE_GRAIN))
             .zip(b.par_chunks(ELEMENTWISE_GRAIN))
-            .for_each(|((o, a), b)| wide(#[inline(always)] || map2_into(o, a, b, &f)));
+            .for_each(|((o, a), b)| {
+                wide(
+                    #[inline(always)]
+                    || map2_into(o, a, b, &f),
+                )
+            });
     } else {
-        wide(#[inline(always)] || map2_into(dst, a, b, &f));
+        wide(
+            #[inline(always)]
+            || map2_into(dst, a, b, &f),
+        );
     }
     #[cfg(not(feature = "rayon"))]
-    wide(#[inline(always)] || map2_into(dst, a, b, &f));
+    wide(
+        #[inline(always)]
+        || map2_into(dst, a, b, &f),
+    );
     // SAFETY: the loops above wrote each of the first `n` elements.
     unsafe { out.set_len(n) };
     out
