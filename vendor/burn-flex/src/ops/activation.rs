@@ -60,9 +60,12 @@ impl ActivationOps<Flex> for Flex {
         // 0.5 * x * (1 + erf(x / sqrt(2)))
         use crate::ops::unary::erf_f64;
         let sqrt2_f64: f64 = core::f64::consts::SQRT_2;
-        unary_op(tensor, gelu_f32, move |x: f64| {
-            0.5 * x * (1.0 + erf_f64(x / sqrt2_f64))
-        })
+        unary_op(
+            tensor,
+            #[inline(always)]
+            |x: f32| gelu_f32(x),
+            move |x: f64| 0.5 * x * (1.0 + erf_f64(x / sqrt2_f64)),
+        )
     }
 
     fn gelu_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
@@ -73,7 +76,8 @@ impl ActivationOps<Flex> for Flex {
         binary_op(
             x,
             grad,
-            gelu_backward_f32,
+            #[inline(always)]
+            |x: f32, g: f32| gelu_backward_f32(x, g),
             move |x: f64, g| {
                 let cdf = 0.5 * (1.0 + erf_f64(x / sqrt2_f64));
                 let pdf = inv_sqrt_2pi_f64 * (-0.5 * x * x).exp();
@@ -84,7 +88,12 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn sigmoid(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        unary_op(tensor, sigmoid_f32, sigmoid_f64)
+        unary_op(
+            tensor,
+            #[inline(always)]
+            |x: f32| sigmoid_f32(x),
+            sigmoid_f64,
+        )
     }
 
     fn sigmoid_backward(output: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {

@@ -361,11 +361,16 @@ where
     {
         let lhs_storage: &mut [E] = lhs.storage_mut();
         let r_slice = &rhs_storage[r_start..r_end];
-        crate::ops::chunked_zip_mut(&mut lhs_storage[..l_end], r_slice, |l, r| {
-            for (l, &r) in l.iter_mut().zip(r) {
-                *l = op(*l, r);
-            }
-        });
+        crate::ops::chunked_zip_mut(
+            &mut lhs_storage[..l_end],
+            r_slice,
+            #[inline(always)]
+            |l, r| {
+                for (l, &r) in l.iter_mut().zip(r) {
+                    *l = op(*l, r);
+                }
+            },
+        );
         return lhs;
     }
 
@@ -384,7 +389,7 @@ where
             let r_slice = &rhs_storage[r_start..r_end];
             // xtal patch: split across threads, as wide as the CPU (a saved activation is
             // shared, so backward passes such as GELU's land here rather than in place).
-            crate::ops::chunked_map2(l_slice, r_slice, &op)
+            crate::ops::chunked_map2(l_slice, r_slice, op)
         }
         // Fast path for 2D non-contiguous (common for transpose)
         _ if lhs.layout().num_dims() == 2 => {

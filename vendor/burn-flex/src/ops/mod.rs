@@ -52,11 +52,18 @@ pub(crate) fn chunked_mut<E: Send>(data: &mut [E], f: impl Fn(&mut [E]) + Sync) 
     #[cfg(feature = "rayon")]
     if data.len() >= 2 * ELEMENTWISE_GRAIN {
         use rayon::prelude::*;
-        data.par_chunks_mut(ELEMENTWISE_GRAIN)
-            .for_each(|chunk| wide(|| f(chunk)));
+        data.par_chunks_mut(ELEMENTWISE_GRAIN).for_each(|chunk| {
+            wide(
+                #[inline(always)]
+                || f(chunk),
+            )
+        });
         return;
     }
-    wide(|| f(data))
+    wide(
+        #[inline(always)]
+        || f(data),
+    )
 }
 
 /// Runs `f` over matching chunks of `data` and `other` (same length), on rayon's threads when
@@ -73,10 +80,18 @@ pub(crate) fn chunked_zip_mut<E: Send, R: Sync>(
         use rayon::prelude::*;
         data.par_chunks_mut(ELEMENTWISE_GRAIN)
             .zip(other.par_chunks(ELEMENTWISE_GRAIN))
-            .for_each(|(d, o)| wide(|| f(d, o)));
+            .for_each(|(d, o)| {
+                wide(
+                    #[inline(always)]
+                    || f(d, o),
+                )
+            });
         return;
     }
-    wide(|| f(data, other))
+    wide(
+        #[inline(always)]
+        || f(data, other),
+    )
 }
 
 /// Maps `src` element-wise into a new vector, on rayon's threads when there is enough work
@@ -88,11 +103,16 @@ pub(crate) fn chunked_map<E: Copy + Sync, R: Send + Copy>(
 ) -> alloc::vec::Vec<R> {
     let n = src.len();
     let mut out = alloc::vec::Vec::with_capacity(n);
-    chunked_zip_mut(&mut out.spare_capacity_mut()[..n], src, |o, s| {
-        for (o, &s) in o.iter_mut().zip(s) {
-            o.write(f(s));
-        }
-    });
+    chunked_zip_mut(
+        &mut out.spare_capacity_mut()[..n],
+        src,
+        #[inline(always)]
+        |o, s| {
+            for (o, &s) in o.iter_mut().zip(s) {
+                o.write(f(s));
+            }
+        },
+    );
     // SAFETY: the loop above wrote each of the first `n` elements.
     unsafe { out.set_len(n) };
     out
@@ -109,11 +129,6 @@ pub(crate) fn chunked_map2<A: Copy + Sync, B: Copy + Sync, R: Send + Copy>(
     assert_eq!(a.len(), b.len(), "chunked_map2: lengths differ");
     let n = a.len();
     let mut out = alloc::vec::Vec::with_capacity(n);
-    let map = |o: &mut [core::mem::MaybeUninit<R>], a: &[A], b: &[B]| {
-        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-            o.write(f(a, b));
-        }
-    };
     let dst = &mut out.spare_capacity_mut()[..n];
     #[cfg(feature = "rayon")]
     if n >= 2 * ELEMENTWISE_GRAIN {
@@ -121,15 +136,43 @@ pub(crate) fn chunked_map2<A: Copy + Sync, B: Copy + Sync, R: Send + Copy>(
         dst.par_chunks_mut(ELEMENTWISE_GRAIN)
             .zip(a.par_chunks(ELEMENTWISE_GRAIN))
             .zip(b.par_chunks(ELEMENTWISE_GRAIN))
-            .for_each(|((o, a), b)| wide(|| map(o, a, b)));
+            .for_each(|((o, a), b)| {
+                wide(
+                    #[inline(always)]
+                    || map2_into(o, a, b, &f),
+                )
+            });
     } else {
-        wide(|| map(dst, a, b));
+        wide(
+            #[inline(always)]
+            || map2_into(dst, a, b, &f),
+        );
     }
     #[cfg(not(feature = "rayon"))]
-    wide(|| map(dst, a, b));
+    wide(
+        #[inline(always)]
+        || map2_into(dst, a, b, &f),
+    );
     // SAFETY: the loops above wrote each of the first `n` elements.
     unsafe { out.set_len(n) };
     out
+}
+
+/// The loop of [`chunked_map2`]. Every function between `wide`'s dispatch and the element
+/// operation is forced inline (xtal patch): LLVM inlines bottom-up, so a shim left to its cost
+/// model grows by the whole operation (GELU's derivative) and then stays out of line, scalar and
+/// compiled for the baseline.
+#[inline(always)]
+fn map2_into<A: Copy, B: Copy, R>(
+    o: &mut [core::mem::MaybeUninit<R>],
+    a: &[A],
+    b: &[B],
+    f: &impl Fn(A, B) -> R,
+) {
+    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+        // `(*f)` calls the operation itself, not the `&F` forwarding shim.
+        o.write((*f)(a, b));
+    }
 }
 
 /// Wrapper for raw mutable pointers that can be sent across rayon threads.

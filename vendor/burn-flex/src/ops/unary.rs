@@ -82,11 +82,15 @@ where
     {
         let storage: &mut [E] = tensor.storage_mut();
         // xtal patch: split across threads.
-        crate::ops::chunked_mut(&mut storage[..n], |chunk| {
-            for x in chunk.iter_mut() {
-                *x = op(*x);
-            }
-        });
+        crate::ops::chunked_mut(
+            &mut storage[..n],
+            #[inline(always)]
+            |chunk| {
+                for x in chunk.iter_mut() {
+                    *x = op(*x);
+                }
+            },
+        );
         return tensor;
     }
 
@@ -167,7 +171,12 @@ where
 /// Exponential: e^x
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
     // xtal patch: a vectorisable f32 exp (within 1 ulp of libm), see `fast_math`.
-    unary_op(tensor, crate::ops::fast_math::exp_f32, |x| x.exp())
+    unary_op(
+        tensor,
+        #[inline(always)]
+        |x| crate::ops::fast_math::exp_f32(x),
+        |x| x.exp(),
+    )
 }
 
 /// Natural logarithm: ln(x)
