@@ -12,9 +12,12 @@ radial basis of periodic distances; Block 4 attends across sites (GATv1 scores p
 bias); Block 5 is a Transformer over the 59 k-points; Block 6 a strided residual CNN over a
 2×92×59 map. The original's bugs are not copied: masked values are zeroed in the input (a learned
 mask embedding stands in), and Block 4's attention mixes sites, not heads.
-Inputs are synthetic, seeded; Blocks 3 and 4 pad to `--sites` sites. Each timed step draws and
-masks its batch, runs forward and backward, and takes one AdamW step, as xtal's step does.
-Usage: python3 native/benches/ssl_baseline.py --blocks 1,2,3,4,5,6 --steps 3 --batch-size 32 --sites 24"""
+Inputs are synthetic, seeded; Blocks 3 and 4 draw 1…`--sites` sites per cell, or, with
+`--site-batches`, time exactly the batches given (each cell's site count, padded to the largest in
+its batch), which `xtal bench --ssl` passes so that both sides run the same shapes. Each timed step
+draws and masks its batch, runs forward and backward, and takes one AdamW step, as xtal's step does.
+Usage: python3 native/benches/ssl_baseline.py --blocks 1,2,3,4,5,6 --steps 3 --batch-size 32 --sites 24
+       [--site-batches 3,5,7/12,2,9/…]"""
 import argparse
 import json
 import math
@@ -128,10 +131,14 @@ class LatticeBlock(nn.Module):
         return 0.5 * system + 0.5 * weighted_mean((predicted - b["targets"]) ** 2, b["masked"])
 
 
-def site_graph(n, sites, mask_fraction):
-    """Random cells with 1…`sites` sites: valid flags, hidden sites, cos/sin coordinates and
-    shortest periodic distances (over the 27 neighbouring images)."""
-    counts = torch.randint(1, sites + 1, (n,))
+def site_graph(n, sites, mask_fraction, counts=None):
+    """Random cells with 1…`sites` sites (or `counts` sites each, padded to the largest): valid
+    flags, hidden sites, cos/sin coordinates and shortest periodic distances (over the 27
+    neighbouring images)."""
+    if counts is None:
+        counts = torch.randint(1, sites + 1, (n,))
+    else:
+        n, sites, counts = len(counts), max(counts), torch.tensor(counts)
     valid = (torch.arange(sites) < counts[:, None]).float()
     hidden = (torch.rand(n, sites) < mask_fraction).float() * valid * (counts[:, None] >= 2)
     hidden = at_least_one(hidden, counts)
@@ -185,8 +192,9 @@ class SitesBlock(nn.Module):
         self.pair_context, self.distance_head = nn.Linear(out, w), nn.Linear(w, 1)
 
     @staticmethod
-    def batch(n, sites):
-        valid, hidden, coords, distances, neighbours = site_graph(n, sites, 0.15)
+    def batch(n, sites, counts=None):
+        valid, hidden, coords, distances, neighbours = site_graph(n, sites, 0.15, counts)
+        n, sites = valid.shape
         touches_hidden = ((hidden[:, :, None] + hidden[:, None]) > 0).float() * neighbours
         known = neighbours - touches_hidden
         nodes = torch.cat([coords * (1 - hidden[..., None]), hidden[..., None]], 2)
@@ -246,8 +254,9 @@ class OccupancyBlock(nn.Module):
         self.occupancy_head = nn.Linear(w + out, ELEMENT_COLUMNS)
 
     @staticmethod
-    def batch(n, sites):
-        valid, hidden, coords, distances, neighbours = site_graph(n, sites, 0.2)
+    def batch(n, sites, counts=None):
+        valid, hidden, coords, distances, neighbours = site_graph(n, sites, 0.2, counts)
+        n, sites = valid.shape
         column = torch.randint(0, ELEMENT_COLUMNS, (n, sites))
         occupancy = F.one_hot(column, ELEMENT_COLUMNS).float() * (valid * (1 - hidden))[..., None]
         nodes = torch.cat([occupancy, hidden[..., None], coords], 2)
@@ -349,24 +358,30 @@ BLOCKS = {1: ("elements", ElementsBlock), 2: ("lattice", LatticeBlock), 3: ("sit
           6: ("structure_factors", StructureFactorBlock)}
 
 
-def samples_per_second(block_class, steps, batch_size, sites):
+def samples_per_second(block_class, steps, batch_size, sites, site_batches=None):
+    """Timed steps: `steps` batches of `batch_size`, or for the site blocks the `site_batches`
+    given (lists of site counts), after one warm-up step."""
     model = block_class()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-5)
+    uses_sites = block_class in (SitesBlock, OccupancyBlock)
+    batches = site_batches if site_batches and uses_sites else [None] * steps
 
-    def step():
-        loss = model.loss(block_class.batch(batch_size, sites))  # drawing + masking included
+    def step(counts):
+        batch = (block_class.batch(batch_size, sites, counts) if uses_sites
+                 else block_class.batch(batch_size, sites))  # drawing + masking included
+        loss = model.loss(batch)
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         return loss.item()
 
-    step()  # warm-up
+    step(batches[0])  # warm-up
     start = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    rate = steps * batch_size / (time.perf_counter() - start)
-    return rate, loss
+    for counts in batches:
+        loss = step(counts)
+    samples = sum(batch_size if c is None else len(c) for c in batches)
+    return samples / (time.perf_counter() - start), loss
 
 
 def main():
@@ -375,8 +390,18 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--sites", type=int, default=24, help="sites per cell in Blocks 3 and 4")
+    p.add_argument("--site-batches", default=None,
+                   help="Blocks 3 and 4: the timed batches, '/'-separated, each its cells' site counts")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args()
+    site_batches = None
+    if a.site_batches:
+        try:
+            site_batches = [[int(c) for c in b.split(",")] for b in a.site_batches.split("/")]
+        except ValueError:
+            p.error("--site-batches: '/'-separated batches of ','-separated site counts")
+        if any(not b or min(b) < 1 for b in site_batches):
+            p.error("--site-batches: every batch needs at least one cell, every cell a site")
     # Models, batches and masks are all made on the device (each step's loss.item() syncs).
     torch.set_default_device(a.device)
     numbers = [int(n) for n in a.blocks.split(",")]
@@ -386,12 +411,12 @@ def main():
     for number in numbers:
         name, block_class = BLOCKS[number]
         torch.manual_seed(number)
-        rate, loss = samples_per_second(block_class, a.steps, a.batch_size, a.sites)
+        rate, loss = samples_per_second(block_class, a.steps, a.batch_size, a.sites, site_batches)
         print(f"block {number} ({name}): {rate:.1f} samples/s, last loss {loss:.4f}", file=sys.stderr)
         rows.append({"block": number, "name": name, "samples_per_second": rate})
     gpu = torch.cuda.get_device_name() if a.device == "cuda" else None
     print(json.dumps({"threads": torch.get_num_threads(), "gpu": gpu, "batch_size": a.batch_size,
-                      "sites": a.sites, "blocks": rows}))
+                      "sites": a.sites, "site_batches": site_batches is not None, "blocks": rows}))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 //! dataset, with each block's forward FLOPs per sample counted from its shapes — which, with
 //! a GPU's sustained rate, estimates a pretraining run (README). The baseline the others are
 //! compared with is the PyTorch rendering of the blocks (native/benches/ssl_baseline.py) when
-//! `--torch` names it, else the first device.
+//! `--torch` names it, else the first device; for Blocks 3 and 4 it times the same batches
+//! (each cell's site count) as xtal does.
 
 use std::path::Path;
 use std::time::Instant;
@@ -87,6 +88,21 @@ fn forward_flops(kind: BlockKind, w: f64, layers: f64, sites: f64) -> f64 {
     2.0 * macs
 }
 
+/// The batches timed for `kind`: those training makes (Blocks 3 and 4 bucket rows by site
+/// count).
+fn timed_batches(
+    data: &SslData,
+    kind: BlockKind,
+    rows: &[usize],
+    batch_size: usize,
+) -> Vec<Vec<usize>> {
+    data.block_batches(
+        kind,
+        rows.chunks(batch_size).map(<[usize]>::to_vec).collect(),
+        1,
+    )
+}
+
 struct Measure<'a> {
     kind: BlockKind,
     data: &'a SslData,
@@ -99,15 +115,7 @@ impl OnDevice for Measure<'_> {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> f64 {
         B::seed(&device, 1);
         let mut model: SslBlock<B> = SslBlockConfig::new(self.kind).init(&device);
-        // The batches training makes: Blocks 3 and 4 bucket rows by site count.
-        let batches = self.data.block_batches(
-            self.kind,
-            self.rows
-                .chunks(self.batch_size)
-                .map(<[usize]>::to_vec)
-                .collect(),
-            1,
-        );
+        let batches = timed_batches(self.data, self.kind, self.rows, self.batch_size);
         let settings = TrainingSpec::default().optimizer_settings(1e-4, self.rows.len());
         let mut optimizer = ModelOptimizer::<B, SslBlock<B>>::new(settings, []);
         let weights: Vec<(String, f64)> = self
@@ -190,11 +198,31 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
     let baseline = match bench.torch {
         Some(torch) => {
             eprintln!("the blocks in PyTorch ({}) …", torch.device);
+            // Blocks 3 and 4 cost grows with the square of a batch's largest cell: the
+            // baseline runs the very batches timed here (each cell's site count).
+            let site_batches =
+                timed_batches(&data, BlockKind::Sites, &rows, bench.batch_size.max(2))
+                    .iter()
+                    .map(|batch| {
+                        batch
+                            .iter()
+                            .map(|&i| data.sample(i).occupied_sites().len().max(1).to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+            // As many timed steps as xtal times, so that both average over the same samples.
+            let steps = rows.len().div_ceil(bench.batch_size.max(2)).max(1);
             let v = torch.run([
+                "--steps".to_string(),
+                steps.to_string(),
                 "--batch-size".to_string(),
                 bench.batch_size.max(2).to_string(),
                 "--sites".to_string(),
                 format!("{}", sites.round().max(1.0)),
+                "--site-batches".to_string(),
+                site_batches,
             ])?;
             let device = torch.label("pytorch", &v);
             for b in v["blocks"].as_array().into_iter().flatten() {

@@ -30,7 +30,9 @@ macro_rules! conv_transpose3d_typed {
             bias: Option<FlexTensor>,
             options: &ConvTransposeOptions<3>,
         ) -> FlexTensor {
-            conv_transpose3d_impl::<$T>(x, weight, bias, options, $dtype, $zero, $gemm_fn, $add_fn)
+            conv_transpose3d_impl::<$T, _>(
+                x, weight, bias, options, $dtype, $zero, $gemm_fn, $add_fn,
+            )
         }
     };
 }
@@ -197,7 +199,10 @@ type ConvTransposeGemmFn<T> = fn(&mut [T], &[T], &[T], usize, usize, usize);
 
 /// 3D transposed convolution via GEMM + col2im.
 #[allow(clippy::too_many_arguments)]
-fn conv_transpose3d_impl<T: bytemuck::Pod + Clone + Copy + Send + Sync + burn_backend::Element>(
+fn conv_transpose3d_impl<
+    T: bytemuck::Pod + Clone + Copy + Send + Sync + burn_backend::Element,
+    Add: Fn(T, T) -> T + Copy + Sync,
+>(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
@@ -205,7 +210,7 @@ fn conv_transpose3d_impl<T: bytemuck::Pod + Clone + Copy + Send + Sync + burn_ba
     dtype: DType,
     zero: T,
     gemm_fn: ConvTransposeGemmFn<T>,
-    add_fn: fn(T, T) -> T,
+    add_fn: Add,
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
@@ -269,10 +274,17 @@ fn conv_transpose3d_impl<T: bytemuck::Pod + Clone + Copy + Send + Sync + burn_ba
         .expect("conv_transpose: output dimensions would overflow");
     let mut output = vec![zero; output_size];
 
-    // Reuse columns buffer across (batch, group) iterations; GEMM overwrites it fully.
-    let mut columns = vec![zero; columns_len];
-
-    for b in 0..batch_size {
+    let geometry = Col2im {
+        in_dims: [in_d, in_h, in_w],
+        out_dims: [out_d, out_h, out_w],
+        kernel: [kernel_d, kernel_h, kernel_w],
+        stride: [stride_d, stride_h, stride_w],
+        padding: [pad_d, pad_h, pad_w],
+        dilation: [dilation_d, dilation_h, dilation_w],
+    };
+    // One batch item: for each group, columns = W_g^T @ X_g (GEMM), then col2im scatters the
+    // columns into this item's output. `columns` is scratch that GEMM overwrites fully.
+    let fill_item = |b: usize, out_item: &mut [T], columns: &mut [T]| {
         for g in 0..groups {
             let ic_start = g * in_channels_per_group;
             let oc_start = g * out_channels_per_group;
@@ -284,7 +296,7 @@ fn conv_transpose3d_impl<T: bytemuck::Pod + Clone + Copy + Send + Sync + burn_ba
             let w_group = &w_data[w_offset..w_offset + in_channels_per_group * col_ch];
 
             gemm_fn(
-                &mut columns,
+                columns,
                 w_group,
                 x_group,
                 col_ch,
@@ -292,60 +304,37 @@ fn conv_transpose3d_impl<T: bytemuck::Pod + Clone + Copy + Send + Sync + burn_ba
                 in_spatial,
             );
 
-            // col2im: scatter columns into output for this (batch, group)
-            let out_base = b * out_channels * out_spatial;
             for oc in 0..out_channels_per_group {
-                let out_ch_base = out_base + (oc_start + oc) * out_spatial;
-                let oc_col_base = oc * k_spatial;
-
-                for kd in 0..kernel_d {
-                    for kh in 0..kernel_h {
-                        for kw in 0..kernel_w {
-                            let k_idx = kd * kernel_h * kernel_w + kh * kernel_w + kw;
-                            let col_base = (oc_col_base + k_idx) * in_spatial;
-
-                            for id in 0..in_d {
-                                let od_raw = id * stride_d + kd * dilation_d;
-                                if od_raw < pad_d {
-                                    continue;
-                                }
-                                let od = od_raw - pad_d;
-                                if od >= out_d {
-                                    continue;
-                                }
-
-                                for ih in 0..in_h {
-                                    let oh_raw = ih * stride_h + kh * dilation_h;
-                                    if oh_raw < pad_h {
-                                        continue;
-                                    }
-                                    let oh = oh_raw - pad_h;
-                                    if oh >= out_h {
-                                        continue;
-                                    }
-
-                                    for iw in 0..in_w {
-                                        let ow_raw = iw * stride_w + kw * dilation_w;
-                                        if ow_raw < pad_w {
-                                            continue;
-                                        }
-                                        let ow = ow_raw - pad_w;
-                                        if ow >= out_w {
-                                            continue;
-                                        }
-
-                                        let s = id * in_h * in_w + ih * in_w + iw;
-                                        let val = columns[col_base + s];
-                                        let out_idx =
-                                            out_ch_base + od * out_h * out_w + oh * out_w + ow;
-                                        output[out_idx] = add_fn(output[out_idx], val);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                let out_channel =
+                    &mut out_item[(oc_start + oc) * out_spatial..(oc_start + oc + 1) * out_spatial];
+                let channel_columns =
+                    &columns[oc * k_spatial * in_spatial..(oc + 1) * k_spatial * in_spatial];
+                geometry.scatter_channel(out_channel, channel_columns, add_fn);
             }
+        }
+    };
+
+    // Batch items write disjoint parts of the output, so they run in parallel, each with its
+    // own columns buffer. A single item keeps GEMM's own parallelism.
+    let item_len = out_channels * out_spatial;
+    #[cfg(feature = "rayon")]
+    if batch_size > 1 && item_len > 0 {
+        use rayon::prelude::*;
+        output.par_chunks_mut(item_len).enumerate().for_each_init(
+            || vec![zero; columns_len],
+            |columns, (b, out_item)| fill_item(b, out_item, columns),
+        );
+    } else {
+        let mut columns = vec![zero; columns_len];
+        for (b, out_item) in output.chunks_mut(item_len.max(1)).enumerate() {
+            fill_item(b, out_item, &mut columns);
+        }
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut columns = vec![zero; columns_len];
+        for (b, out_item) in output.chunks_mut(item_len.max(1)).enumerate() {
+            fill_item(b, out_item, &mut columns);
         }
     }
 
@@ -369,6 +358,111 @@ fn conv_transpose3d_impl<T: bytemuck::Pod + Clone + Copy + Send + Sync + burn_ba
         Layout::contiguous(out_shape),
         dtype,
     )
+}
+
+/// Where each column entry of a transposed convolution lands in the output (col2im).
+struct Col2im {
+    in_dims: [usize; 3],
+    out_dims: [usize; 3],
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    padding: [usize; 3],
+    dilation: [usize; 3],
+}
+
+/// The input positions `i` in `0..len` whose output position `i·stride + offset − pad` lies in
+/// `0..out`, as a range (they are consecutive), with the output position of the first.
+#[inline]
+fn landing_range(
+    len: usize,
+    out: usize,
+    stride: usize,
+    offset: usize,
+    pad: usize,
+) -> (core::ops::Range<usize>, usize) {
+    // First i with i·stride + offset ≥ pad.
+    let first = if offset >= pad {
+        0
+    } else {
+        (pad - offset).div_ceil(stride)
+    };
+    // First i with i·stride + offset ≥ pad + out (out of range from there on).
+    let end = if offset >= pad + out {
+        0
+    } else {
+        (pad + out - offset).div_ceil(stride)
+    }
+    .min(len);
+    if first >= end {
+        return (0..0, 0);
+    }
+    (first..end, first * stride + offset - pad)
+}
+
+impl Col2im {
+    /// Adds one output channel's columns (`[k_spatial, in_spatial]`) into its output plane.
+    /// Same additions in the same order as a per-element scatter, so results are unchanged;
+    /// the innermost run is a contiguous slice when the stride along width is 1.
+    #[inline]
+    fn scatter_channel<T: Copy>(&self, out: &mut [T], columns: &[T], add_fn: impl Fn(T, T) -> T) {
+        let [in_d, in_h, in_w] = self.in_dims;
+        let [out_d, out_h, out_w] = self.out_dims;
+        let in_spatial = in_d * in_h * in_w;
+        let mut k_idx = 0;
+        for kd in 0..self.kernel[0] {
+            let (ds, od0) = landing_range(
+                in_d,
+                out_d,
+                self.stride[0],
+                kd * self.dilation[0],
+                self.padding[0],
+            );
+            for kh in 0..self.kernel[1] {
+                let (hs, oh0) = landing_range(
+                    in_h,
+                    out_h,
+                    self.stride[1],
+                    kh * self.dilation[1],
+                    self.padding[1],
+                );
+                for kw in 0..self.kernel[2] {
+                    let (ws, ow0) = landing_range(
+                        in_w,
+                        out_w,
+                        self.stride[2],
+                        kw * self.dilation[2],
+                        self.padding[2],
+                    );
+                    let col = &columns[k_idx * in_spatial..(k_idx + 1) * in_spatial];
+                    k_idx += 1;
+                    if ws.is_empty() {
+                        continue;
+                    }
+                    for (step_d, id) in ds.clone().enumerate() {
+                        let od = od0 + step_d * self.stride[0];
+                        for (step_h, ih) in hs.clone().enumerate() {
+                            let oh = oh0 + step_h * self.stride[1];
+                            let src = &col[(id * in_h + ih) * in_w..][ws.clone()];
+                            let row =
+                                &mut out[(od * out_h + oh) * out_w..(od * out_h + oh + 1) * out_w];
+                            if self.stride[2] == 1 {
+                                let dst = &mut row[ow0..ow0 + src.len()];
+                                for (o, &v) in dst.iter_mut().zip(src) {
+                                    *o = add_fn(*o, v);
+                                }
+                            } else {
+                                for (o, &v) in
+                                    row[ow0..].iter_mut().step_by(self.stride[2]).zip(src)
+                                {
+                                    *o = add_fn(*o, v);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 // ============================================================================
@@ -440,6 +534,121 @@ conv_transpose_gemm_typed!(
 mod tests {
     use super::*;
     use burn_backend::TensorData;
+
+    /// Straight from the definition: every input element, times every kernel tap, lands at
+    /// `i·stride + k·dilation − padding` (f64 accumulation).
+    #[allow(clippy::too_many_arguments)]
+    fn direct_conv_transpose2d(
+        x: &[f32],
+        w: &[f32],
+        [n, c_in, h, wd]: [usize; 4],
+        [c_out_g, kh, kw]: [usize; 3],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        padding_out: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> (Vec<f32>, [usize; 4]) {
+        let oh = (h - 1) * stride[0] + dilation[0] * (kh - 1) + padding_out[0] + 1 - 2 * padding[0];
+        let ow =
+            (wd - 1) * stride[1] + dilation[1] * (kw - 1) + padding_out[1] + 1 - 2 * padding[1];
+        let c_out = c_out_g * groups;
+        let c_in_g = c_in / groups;
+        let mut out = vec![0f64; n * c_out * oh * ow];
+        for b in 0..n {
+            for ic in 0..c_in {
+                let g = ic / c_in_g;
+                for oc in 0..c_out_g {
+                    for ki in 0..kh {
+                        for kj in 0..kw {
+                            for i in 0..h {
+                                for j in 0..wd {
+                                    let y = (i * stride[0] + ki * dilation[0]) as isize
+                                        - padding[0] as isize;
+                                    let z = (j * stride[1] + kj * dilation[1]) as isize
+                                        - padding[1] as isize;
+                                    if y < 0 || z < 0 || y >= oh as isize || z >= ow as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((b * c_in + ic) * h + i) * wd + j] as f64;
+                                    let wv = w[((ic * c_out_g + oc) * kh + ki) * kw + kj] as f64;
+                                    let o = ((b * c_out + g * c_out_g + oc) * oh + y as usize) * ow
+                                        + z as usize;
+                                    out[o] += xv * wv;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (
+            out.into_iter().map(|v| v as f32).collect(),
+            [n, c_out, oh, ow],
+        )
+    }
+
+    /// The parallel, row-wise col2im against the definition, over strides, paddings (which
+    /// crop), output padding, dilation, groups and several batch items.
+    #[test]
+    fn test_conv_transpose2d_matches_definition() {
+        // Input shape, [out channels per group, kh, kw], stride, padding, output padding,
+        // dilation, groups.
+        type Case = (
+            [usize; 4],
+            [usize; 3],
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            usize,
+        );
+        let cases: [Case; 6] = [
+            ([3, 4, 5, 7], [3, 3, 3], [1, 1], [1, 1], [0, 0], [1, 1], 1),
+            ([4, 4, 6, 9], [2, 3, 3], [2, 2], [1, 1], [1, 1], [1, 1], 1),
+            ([2, 6, 5, 4], [2, 3, 2], [2, 3], [2, 0], [1, 2], [1, 1], 2),
+            ([3, 2, 4, 6], [3, 3, 3], [1, 2], [0, 3], [0, 1], [2, 2], 1),
+            ([1, 3, 8, 3], [4, 1, 5], [3, 1], [0, 2], [2, 0], [1, 1], 1),
+            ([5, 2, 3, 3], [1, 4, 4], [1, 1], [1, 2], [0, 0], [1, 1], 1),
+        ];
+        for (case, (xs, ks, stride, padding, padding_out, dilation, groups)) in
+            cases.into_iter().enumerate()
+        {
+            let x: Vec<f32> = (0..xs.iter().product::<usize>())
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let ws = [xs[1], ks[0], ks[1], ks[2]];
+            let w: Vec<f32> = (0..ws.iter().product::<usize>())
+                .map(|i| ((i * 53 % 89) as f32 - 44.0) / 30.0)
+                .collect();
+            let (expected, shape) = direct_conv_transpose2d(
+                &x,
+                &w,
+                xs,
+                ks,
+                stride,
+                padding,
+                padding_out,
+                dilation,
+                groups,
+            );
+            let opts = ConvTransposeOptions::new(stride, padding, padding_out, dilation, groups);
+            let got = conv_transpose2d_f32(
+                FlexTensor::from_data(TensorData::new(x, xs.to_vec())),
+                FlexTensor::from_data(TensorData::new(w, ws.to_vec())),
+                None,
+                &opts,
+            );
+            assert_eq!(got.layout().shape().to_vec(), shape.to_vec(), "case {case}");
+            let got: Vec<f32> = got.into_data().to_vec().unwrap();
+            for (i, (a, e)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "case {case}, element {i}: {a} vs {e}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn test_conv_transpose2d_f64() {

@@ -330,6 +330,27 @@ unsafe fn gemm_call<T: GemmScalar>(
     }
 }
 
+/// The single stride that walks every row of `dims` (a tensor's batch dimensions and its
+/// rows, `strides` theirs) in order, if there is one: each dimension of size above one must
+/// step exactly over the next one. Dimensions of size one never move, so they are skipped.
+fn merged_row_stride(dims: &[usize], strides: &[isize]) -> Option<isize> {
+    let mut row_stride = None;
+    let mut next = 0isize;
+    for (&dim, &stride) in dims.iter().zip(strides).rev() {
+        if dim == 1 {
+            continue;
+        }
+        match row_stride {
+            None => row_stride = Some(stride),
+            Some(_) if stride != next => return None,
+            Some(_) => {}
+        }
+        next = stride.checked_mul(dim as isize)?;
+    }
+    // All rows one: any stride walks them.
+    Some(row_stride.unwrap_or(strides.last().copied().unwrap_or(0)))
+}
+
 /// Batched matmul: [B..., M, K] x [B..., K, N] -> [B..., M, N]
 /// Supports broadcasting on batch dimensions and strided (non-contiguous) inputs.
 fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
@@ -348,6 +369,46 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     let (broadcast_shape, _, _) = broadcast_batch_dims(&lhs_batch, &rhs_batch);
     let batch_size: usize = broadcast_shape.iter().product();
     let broadcast_len = broadcast_shape.len();
+
+    // One right-hand matrix for every batch (a Linear's weight broadcast over `[b, t, k]`): when
+    // the left-hand batch and row dimensions merge into one row stride, the whole product is
+    // a single `[B·M, K] × [K, N]` GEMM, which packs the right-hand matrix once and spreads
+    // all rows over the threads, instead of B small calls.
+    if rhs_batch.iter().all(|&d| d == 1)
+        && let Some(rows_stride) = merged_row_stride(
+            &lhs_shape[..lhs_rank - 1],
+            &lhs.layout().strides()[..lhs_rank - 1],
+        )
+    {
+        let rows = checked_size(batch_size, m);
+        let mut out_dims = broadcast_shape.clone();
+        out_dims.push(m);
+        out_dims.push(n);
+        let mut output = FlexTensor::empty(Shape::from(out_dims), T::dtype());
+        let (_, lhs_col_stride) = get_2d_strides(lhs.layout());
+        let (rhs_row_stride, rhs_col_stride) = get_2d_strides(rhs.layout());
+        let lhs_data: &[T] = lhs.storage();
+        let rhs_data: &[T] = rhs.storage();
+        let out_data: &mut [T] = output.storage_mut();
+        unsafe {
+            gemm_call::<T>(
+                rows,
+                n,
+                k,
+                out_data.as_mut_ptr(),
+                1,
+                n as isize,
+                lhs_data.as_ptr().add(lhs.layout().start_offset()),
+                lhs_col_stride,
+                rows_stride,
+                rhs_data.as_ptr().add(rhs.layout().start_offset()),
+                rhs_col_stride,
+                rhs_row_stride,
+                get_parallelism(rows, n, k),
+            );
+        }
+        return output;
+    }
 
     let lhs_batch_strides =
         broadcast_batch_elem_strides(&lhs_batch, lhs.layout().strides(), broadcast_len);
@@ -843,6 +904,115 @@ mod tests {
     use burn_std::{bf16, f16};
 
     use crate::{Flex, FlexTensor};
+
+    /// `[.., M, K] × [K, N]` (a shared right-hand matrix) by a direct triple loop.
+    fn direct_shared_rhs(
+        lhs: &[f32],
+        batch: usize,
+        m: usize,
+        k: usize,
+        rhs: &[f32],
+        n: usize,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; batch * m * n];
+        for r in 0..batch * m {
+            for j in 0..n {
+                out[r * n + j] = (0..k)
+                    .map(|i| lhs[r * k + i] as f64 * rhs[i * n + j] as f64)
+                    .sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    /// A weight shared by every batch (Linear on a 3-D/4-D input) as one folded GEMM, over
+    /// layouts that merge (contiguous, size-one dims, broadcast rows) and that do not (a
+    /// permuted left-hand side), against a direct loop.
+    #[test]
+    fn test_matmul_shared_rhs_matches_direct() {
+        use burn_std::Shape;
+        let (b0, b1, m, k, n) = (3, 4, 5, 7, 6);
+        let lhs: Vec<f32> = (0..b0 * b1 * m * k)
+            .map(|i| ((i * 31 % 97) as f32 - 48.0) / 16.0)
+            .collect();
+        let rhs: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 17 % 53) as f32 - 26.0) / 9.0)
+            .collect();
+        let expected = direct_shared_rhs(&lhs, b0 * b1, m, k, &rhs, n);
+        let close = |got: Vec<f32>, expected: &[f32], what: &str| {
+            assert_eq!(got.len(), expected.len(), "{what}");
+            for (i, (a, e)) in got.iter().zip(expected).enumerate() {
+                assert!(
+                    (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{what}, element {i}: {a} vs {e}"
+                );
+            }
+        };
+        let rhs_t = || FlexTensor::from_data(TensorData::new(rhs.clone(), [1, 1, k, n]));
+
+        // Contiguous [b0, b1, m, k] against [1, 1, k, n]; and against a 2-D right-hand side.
+        let x = FlexTensor::from_data(TensorData::new(lhs.clone(), [b0, b1, m, k]));
+        let got = Flex::float_matmul(x.clone(), rhs_t());
+        assert_eq!(got.layout().shape().to_vec(), vec![b0, b1, m, n]);
+        close(got.into_data().to_vec().unwrap(), &expected, "contiguous");
+        let two_d = FlexTensor::from_data(TensorData::new(rhs.clone(), [k, n]));
+        let got = Flex::float_matmul(
+            FlexTensor::from_data(TensorData::new(lhs.clone(), [b0 * b1, m, k])),
+            Flex::float_reshape(two_d, Shape::from(vec![1, k, n])),
+        );
+        close(got.into_data().to_vec().unwrap(), &expected, "3-D");
+
+        // Permuted: [b1, b0, m, k] viewed as [b0, b1, m, k] does not merge into one stride.
+        let mut permuted_data = vec![0f32; lhs.len()];
+        for i in 0..b0 {
+            for j in 0..b1 {
+                let src = (i * b1 + j) * m * k;
+                let dst = (j * b0 + i) * m * k;
+                permuted_data[dst..dst + m * k].copy_from_slice(&lhs[src..src + m * k]);
+            }
+        }
+        let permuted = Flex::float_swap_dims(
+            FlexTensor::from_data(TensorData::new(permuted_data, [b1, b0, m, k])),
+            0,
+            1,
+        );
+        close(
+            Flex::float_matmul(permuted, rhs_t())
+                .into_data()
+                .to_vec()
+                .unwrap(),
+            &expected,
+            "permuted",
+        );
+
+        // A transposed right-hand side (a Linear's backward uses Wᵀ) with a contiguous left.
+        let rhs_transposed: Vec<f32> = (0..n * k).map(|i| rhs[(i % k) * n + i / k]).collect();
+        let w_t = Flex::float_swap_dims(
+            FlexTensor::from_data(TensorData::new(rhs_transposed, [1, 1, n, k])),
+            2,
+            3,
+        );
+        close(
+            Flex::float_matmul(x, w_t).into_data().to_vec().unwrap(),
+            &expected,
+            "transposed rhs",
+        );
+
+        // A batch broadcast with stride 0 does not merge either: every batch is the first one.
+        let first = FlexTensor::from_data(TensorData::new(lhs[..m * k].to_vec(), [1, m, k]));
+        let expanded = Flex::float_expand(first, Shape::from(vec![b0, m, k]));
+        let once = direct_shared_rhs(&lhs[..m * k], 1, m, k, &rhs, n);
+        let repeated: Vec<f32> = (0..b0).flat_map(|_| once.iter().copied()).collect();
+        let rhs_3d = FlexTensor::from_data(TensorData::new(rhs.clone(), [1, k, n]));
+        close(
+            Flex::float_matmul(expanded, rhs_3d)
+                .into_data()
+                .to_vec()
+                .unwrap(),
+            &repeated,
+            "expanded",
+        );
+    }
 
     #[test]
     fn test_matmul_f64() {

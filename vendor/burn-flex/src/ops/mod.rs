@@ -35,6 +35,8 @@ pub(crate) const ELEMENTWISE_GRAIN: usize = 32 * 1024;
 pub(crate) fn wide<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(feature = "simd")]
     {
+        // `S` is used by the macro: it instantiates `dispatch` once per instruction set.
+        #[allow(clippy::extra_unused_type_parameters)]
         #[macerator::with_simd]
         fn dispatch<S: macerator::Simd, R, F: FnOnce() -> R>(body: F) -> R {
             body()

@@ -43,6 +43,24 @@ pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(
 }
 
 impl ModuleOps<Flex> for Flex {
+    /// `dW = xᵀ · grad` summed over every leading dimension, as one `[d_in, N] × [N, d_out]`
+    /// product over all N rows. The default multiplies per batch item and then sums: for a
+    /// Linear over `[b, s, s, k]` site pairs that is b·s tiny GEMMs and a large temporary.
+    fn linear_weight_backward(
+        x: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        let x_shape = x.shape();
+        let grad_shape = output_grad.shape();
+        let (x_rank, grad_rank) = (x_shape.num_dims(), grad_shape.num_dims());
+        let d_in = x_shape[x_rank - 1];
+        let d_out = grad_shape[grad_rank - 1];
+        let rows: usize = (0..x_rank - 1).map(|d| x_shape[d]).product();
+        let x = Flex::float_reshape(x, Shape::new([rows, d_in]));
+        let grad = Flex::float_reshape(output_grad, Shape::new([rows, d_out]));
+        Flex::float_matmul(Flex::float_swap_dims(x, 0, 1), grad)
+    }
+
     fn conv1d(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
@@ -768,5 +786,57 @@ impl ModuleOps<Flex> for Flex {
             dtype.into(),
         );
         Flex::float_select_add(grad, 0, indices, output_grad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use burn_backend::TensorData;
+
+    /// The folded weight gradient against Σ over every row of xᵀ·grad, by a direct loop, for
+    /// a contiguous 4-D input and for a permuted (non-contiguous) one.
+    #[test]
+    fn linear_weight_backward_sums_every_row() {
+        let (b, s, k, n) = (3, 4, 5, 6);
+        let rows = b * s * s;
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 29 % 83) as f32 - 41.0) / 20.0)
+            .collect();
+        let g: Vec<f32> = (0..rows * n)
+            .map(|i| ((i * 13 % 71) as f32 - 35.0) / 15.0)
+            .collect();
+        let mut expected = vec![0f64; k * n];
+        for r in 0..rows {
+            for i in 0..k {
+                for j in 0..n {
+                    expected[i * n + j] += x[r * k + i] as f64 * g[r * n + j] as f64;
+                }
+            }
+        }
+        let check = |x: FlexTensor, g: FlexTensor, what: &str| {
+            let got = Flex::linear_weight_backward(x, g);
+            assert_eq!(got.layout().shape().to_vec(), vec![k, n], "{what}");
+            let got: Vec<f32> = got.into_data().to_vec().unwrap();
+            for (idx, (a, e)) in got.iter().zip(&expected).enumerate() {
+                let e = *e as f32;
+                assert!(
+                    (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{what}, element {idx}: {a} vs {e}"
+                );
+            }
+        };
+        let x4 = || FlexTensor::from_data(TensorData::new(x.clone(), [b, s, s, k]));
+        let g4 = || FlexTensor::from_data(TensorData::new(g.clone(), [b, s, s, n]));
+        check(x4(), g4(), "contiguous");
+        // The same rows in another order: swapping two leading dims of both inputs permutes
+        // the rows identically, which leaves the sum over rows unchanged.
+        check(
+            Flex::float_swap_dims(x4(), 1, 2),
+            Flex::float_swap_dims(g4(), 1, 2),
+            "permuted",
+        );
     }
 }
