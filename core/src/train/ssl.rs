@@ -174,7 +174,7 @@ impl SslData {
     ) -> Vec<Vec<usize>> {
         match kind {
             BlockKind::Sites | BlockKind::Occupancy => {
-                crate::data::bucket_by_size(batches, |i| self.site_counts[i], 16, seed)
+                crate::data::bucket_by_size(batches, |i| self.site_count(i), 16, seed)
             }
             _ => batches,
         }
@@ -194,6 +194,11 @@ impl SslData {
     /// Row `i`'s tensor as stored (unscaled), `rows × cols` values.
     pub fn raw_row(&self, i: usize) -> &[f32] {
         self.raw.row(i)
+    }
+
+    /// Row `i`'s occupied sites: the width Blocks 3 and 4 pad its batch to.
+    pub fn site_count(&self, i: usize) -> usize {
+        self.site_counts[i]
     }
 
     pub fn sample(&self, i: usize) -> FtcpSample<'_> {

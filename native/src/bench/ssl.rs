@@ -155,11 +155,10 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
     let mut rows = data.indices(false);
     xtal_core::data::seeded_shuffle(&mut rows, 3);
     rows.truncate(bench.samples.max(bench.batch_size));
-    let sites = rows
-        .iter()
-        .map(|&i| data.sample(i).occupied_sites().len())
-        .sum::<usize>() as f64
-        / rows.len().max(1) as f64;
+    let sites =
+        rows.iter().map(|&i| data.site_count(i)).sum::<usize>() as f64 / rows.len().max(1) as f64;
+    // The batch both sides run: at least 2, which the PyTorch baseline requires.
+    let batch_size = bench.batch_size.max(2);
     let config = SslBlockConfig::new(BlockKind::Elements);
     let mut out = Vec::new();
     for kind in BlockKind::ALL {
@@ -178,7 +177,7 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
                     kind,
                     data: &data,
                     rows: &rows,
-                    batch_size: bench.batch_size.max(2),
+                    batch_size,
                 },
             )?;
             out.push(Row {
@@ -200,25 +199,24 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
             eprintln!("the blocks in PyTorch ({}) …", torch.device);
             // Blocks 3 and 4 cost grows with the square of a batch's largest cell: the
             // baseline runs the very batches timed here (each cell's site count).
-            let site_batches =
-                timed_batches(&data, BlockKind::Sites, &rows, bench.batch_size.max(2))
-                    .iter()
-                    .map(|batch| {
-                        batch
-                            .iter()
-                            .map(|&i| data.sample(i).occupied_sites().len().max(1).to_string())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .collect::<Vec<_>>()
-                    .join("/");
+            let site_batches = timed_batches(&data, BlockKind::Sites, &rows, batch_size)
+                .iter()
+                .map(|batch| {
+                    batch
+                        .iter()
+                        .map(|&i| data.site_count(i).max(1).to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .collect::<Vec<_>>()
+                .join("/");
             // As many timed steps as xtal times, so that both average over the same samples.
-            let steps = rows.len().div_ceil(bench.batch_size.max(2)).max(1);
+            let steps = rows.len().div_ceil(batch_size).max(1);
             let v = torch.run([
                 "--steps".to_string(),
                 steps.to_string(),
                 "--batch-size".to_string(),
-                bench.batch_size.max(2).to_string(),
+                batch_size.to_string(),
                 "--sites".to_string(),
                 format!("{}", sites.round().max(1.0)),
                 "--site-batches".to_string(),

@@ -161,8 +161,8 @@ impl ActivationOps<Flex> for Flex {
 
 /// GELU for f32 (xtal patch): the vectorisable erf of `fast_math` (within 5e-7 of libm), as
 /// PyTorch's CPU GELU uses a polynomial erf; libm's scalar erff was 8 % of CLIP training.
-/// Always inlined into its caller; the `Fn::call` shim around it can still be left out of line
-/// (see XTAL.md).
+/// Always inlined, as is every closure from the wide dispatch down to it (see XTAL.md), so
+/// the element-wise loops vectorise it.
 #[inline(always)]
 fn gelu_f32(x: f32) -> f32 {
     0.5 * x * (1.0 + crate::ops::fast_math::erf_f32(x * core::f32::consts::FRAC_1_SQRT_2))

@@ -317,6 +317,12 @@ fn conv_transpose3d_impl<
     // Batch items write disjoint parts of the output, so they run in parallel, each with its
     // own columns buffer. A single item keeps GEMM's own parallelism.
     let item_len = out_channels * out_spatial;
+    let one_by_one = |output: &mut [T]| {
+        let mut columns = vec![zero; columns_len];
+        for (b, out_item) in output.chunks_mut(item_len.max(1)).enumerate() {
+            fill_item(b, out_item, &mut columns);
+        }
+    };
     #[cfg(feature = "rayon")]
     if batch_size > 1 && item_len > 0 {
         use rayon::prelude::*;
@@ -325,18 +331,10 @@ fn conv_transpose3d_impl<
             |columns, (b, out_item)| fill_item(b, out_item, columns),
         );
     } else {
-        let mut columns = vec![zero; columns_len];
-        for (b, out_item) in output.chunks_mut(item_len.max(1)).enumerate() {
-            fill_item(b, out_item, &mut columns);
-        }
+        one_by_one(&mut output);
     }
     #[cfg(not(feature = "rayon"))]
-    {
-        let mut columns = vec![zero; columns_len];
-        for (b, out_item) in output.chunks_mut(item_len.max(1)).enumerate() {
-            fill_item(b, out_item, &mut columns);
-        }
-    }
+    one_by_one(&mut output);
 
     // Add bias if present
     if let Some(bias) = bias {
