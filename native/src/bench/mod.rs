@@ -87,6 +87,10 @@ pub struct Args {
     /// Measure the FTCP self-supervised blocks (training samples/s) on this prepared dataset.
     #[arg(long, value_name = "DATASET")]
     ssl: Option<std::path::PathBuf>,
+    /// With --ssl: only these blocks (1–6, comma-separated or repeated; default all six).
+    #[arg(long = "block", value_delimiter = ',', requires = "ssl",
+          value_parser = clap::value_parser!(u8).range(1..=6))]
+    ssl_blocks: Vec<u8>,
     /// Measure the data path at scale instead: this CSV replicated (distinct ids, strained
     /// cells) to each of --sizes rows, then `prepare`, one SSL block epoch, one CLIP epoch on
     /// FTCP and a retrieval evaluation of every pair, each timed with its peak memory.
@@ -216,6 +220,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             devices: &args.devices,
             samples: args.graph_count,
             batch_size: args.batch_size,
+            blocks: &args.ssl_blocks,
             torch: args.torch_baseline(),
             json: args.json,
         });

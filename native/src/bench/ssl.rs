@@ -27,6 +27,8 @@ pub struct SslBench<'a> {
     pub devices: &'a [String],
     pub samples: usize,
     pub batch_size: usize,
+    /// Block numbers to measure; empty: all six.
+    pub blocks: &'a [u8],
     pub torch: Option<TorchBaseline<'a>>,
     pub json: bool,
 }
@@ -160,8 +162,12 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
     // The batch both sides run: at least 2, which the PyTorch baseline requires.
     let batch_size = bench.batch_size.max(2);
     let config = SslBlockConfig::new(BlockKind::Elements);
+    let kinds: Vec<BlockKind> = BlockKind::ALL
+        .into_iter()
+        .filter(|k| bench.blocks.is_empty() || bench.blocks.contains(&(k.number() as u8)))
+        .collect();
     let mut out = Vec::new();
-    for kind in BlockKind::ALL {
+    for &kind in &kinds {
         for device in bench.devices {
             let spec = crate::commands::one_device(device)?;
             eprintln!(
@@ -212,7 +218,10 @@ pub fn run(bench: SslBench) -> anyhow::Result<()> {
                 .join("/");
             // As many timed steps as xtal times, so that both average over the same samples.
             let steps = rows.len().div_ceil(batch_size).max(1);
+            let blocks = kinds.iter().map(|k| k.number().to_string());
             let v = torch.run([
+                "--blocks".to_string(),
+                blocks.collect::<Vec<_>>().join(","),
                 "--steps".to_string(),
                 steps.to_string(),
                 "--batch-size".to_string(),

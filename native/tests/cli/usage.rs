@@ -68,6 +68,29 @@ fn devices_lists_the_cpu_and_every_backend_state() {
 }
 
 #[test]
+fn ssl_bench_blocks_outside_1_to_6_are_refused_by_name() {
+    for (args, key) in [
+        (
+            &["bench", "--ssl", "runs/none", "--block", "7"][..],
+            "--block",
+        ),
+        (
+            &["bench", "--ssl", "runs/none", "--block", "2,x"][..],
+            "--block",
+        ),
+        (&["bench", "--block", "2"][..], "--ssl"),
+    ] {
+        let out = xtal(args);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {msg}");
+        assert!(
+            msg.contains(key) && !msg.contains("panicked"),
+            "{args:?}: {msg}"
+        );
+    }
+}
+
+#[test]
 fn unknown_or_unavailable_devices_are_clear_errors_with_exit_2() {
     let out = xtal(&["bench", "--device", "tpu", "--seconds", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

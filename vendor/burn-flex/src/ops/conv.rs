@@ -71,14 +71,30 @@ macro_rules! conv3d_typed {
             if should_use_depthwise_conv(x_shape, w_shape, options) {
                 return $fn_depthwise(x, weight, bias, options);
             }
-            if should_use_small_channel_conv(x_shape, w_shape, options) {
-                return $fn_small_channel(x, weight, bias, options);
-            }
             $(
                 if should_use_direct_conv(x_shape, w_shape, options) {
                     return $fn_direct(x, weight, bias, options);
                 }
+                // xtal patch: one GEMM per item over an NCHW column matrix while it is small.
+                let positions: usize = (0..3)
+                    .map(|a| {
+                        calculate_conv_output_size(
+                            w_shape[2 + a],
+                            options.stride[a],
+                            options.padding[a],
+                            options.dilation[a],
+                            x_shape[2 + a],
+                        )
+                    })
+                    .product();
+                let taps = w_shape[2] * w_shape[3] * w_shape[4];
+                if super::conv_gemm::fits(x_shape[1], taps, positions, options.groups) {
+                    return super::conv_gemm::conv3d_columns::<$T>(x, weight, bias, options);
+                }
             )?
+            if should_use_small_channel_conv(x_shape, w_shape, options) {
+                return $fn_small_channel(x, weight, bias, options);
+            }
             conv3d_impl::<$T>(x, weight, bias, options, $dtype, $zero, $gemm_fn, $add_fn)
         }
     };

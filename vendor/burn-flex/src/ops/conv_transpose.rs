@@ -19,7 +19,7 @@ use burn_std::{Bytes, Shape, f16};
 
 use crate::{FlexTensor, Layout};
 
-use super::conv_common::{add_bias, squeeze_3d_to_1d, squeeze_3d_to_2d};
+use super::conv_common::{ColumnGeometry, add_bias, squeeze_3d_to_1d, squeeze_3d_to_2d};
 
 /// Generates a conv_transpose3d typed function.
 macro_rules! conv_transpose3d_typed {
@@ -274,9 +274,10 @@ fn conv_transpose3d_impl<
         .expect("conv_transpose: output dimensions would overflow");
     let mut output = vec![zero; output_size];
 
-    let geometry = Col2im {
-        in_dims: [in_d, in_h, in_w],
-        out_dims: [out_d, out_h, out_w],
+    // The transposed convolution's input is the forward convolution's output positions.
+    let geometry = ColumnGeometry {
+        positions: [in_d, in_h, in_w],
+        image: [out_d, out_h, out_w],
         kernel: [kernel_d, kernel_h, kernel_w],
         stride: [stride_d, stride_h, stride_w],
         padding: [pad_d, pad_h, pad_w],
@@ -356,111 +357,6 @@ fn conv_transpose3d_impl<
         Layout::contiguous(out_shape),
         dtype,
     )
-}
-
-/// Where each column entry of a transposed convolution lands in the output (col2im).
-struct Col2im {
-    in_dims: [usize; 3],
-    out_dims: [usize; 3],
-    kernel: [usize; 3],
-    stride: [usize; 3],
-    padding: [usize; 3],
-    dilation: [usize; 3],
-}
-
-/// The input positions `i` in `0..len` whose output position `i·stride + offset − pad` lies in
-/// `0..out`, as a range (they are consecutive), with the output position of the first.
-#[inline]
-fn landing_range(
-    len: usize,
-    out: usize,
-    stride: usize,
-    offset: usize,
-    pad: usize,
-) -> (core::ops::Range<usize>, usize) {
-    // First i with i·stride + offset ≥ pad.
-    let first = if offset >= pad {
-        0
-    } else {
-        (pad - offset).div_ceil(stride)
-    };
-    // First i with i·stride + offset ≥ pad + out (out of range from there on).
-    let end = if offset >= pad + out {
-        0
-    } else {
-        (pad + out - offset).div_ceil(stride)
-    }
-    .min(len);
-    if first >= end {
-        return (0..0, 0);
-    }
-    (first..end, first * stride + offset - pad)
-}
-
-impl Col2im {
-    /// Adds one output channel's columns (`[k_spatial, in_spatial]`) into its output plane.
-    /// Same additions in the same order as a per-element scatter, so results are unchanged;
-    /// the innermost run is a contiguous slice when the stride along width is 1.
-    #[inline]
-    fn scatter_channel<T: Copy>(&self, out: &mut [T], columns: &[T], add_fn: impl Fn(T, T) -> T) {
-        let [in_d, in_h, in_w] = self.in_dims;
-        let [out_d, out_h, out_w] = self.out_dims;
-        let in_spatial = in_d * in_h * in_w;
-        let mut k_idx = 0;
-        for kd in 0..self.kernel[0] {
-            let (ds, od0) = landing_range(
-                in_d,
-                out_d,
-                self.stride[0],
-                kd * self.dilation[0],
-                self.padding[0],
-            );
-            for kh in 0..self.kernel[1] {
-                let (hs, oh0) = landing_range(
-                    in_h,
-                    out_h,
-                    self.stride[1],
-                    kh * self.dilation[1],
-                    self.padding[1],
-                );
-                for kw in 0..self.kernel[2] {
-                    let (ws, ow0) = landing_range(
-                        in_w,
-                        out_w,
-                        self.stride[2],
-                        kw * self.dilation[2],
-                        self.padding[2],
-                    );
-                    let col = &columns[k_idx * in_spatial..(k_idx + 1) * in_spatial];
-                    k_idx += 1;
-                    if ws.is_empty() {
-                        continue;
-                    }
-                    for (step_d, id) in ds.clone().enumerate() {
-                        let od = od0 + step_d * self.stride[0];
-                        for (step_h, ih) in hs.clone().enumerate() {
-                            let oh = oh0 + step_h * self.stride[1];
-                            let src = &col[(id * in_h + ih) * in_w..][ws.clone()];
-                            let row =
-                                &mut out[(od * out_h + oh) * out_w..(od * out_h + oh + 1) * out_w];
-                            if self.stride[2] == 1 {
-                                let dst = &mut row[ow0..ow0 + src.len()];
-                                for (o, &v) in dst.iter_mut().zip(src) {
-                                    *o = add_fn(*o, v);
-                                }
-                            } else {
-                                for (o, &v) in
-                                    row[ow0..].iter_mut().step_by(self.stride[2]).zip(src)
-                                {
-                                    *o = add_fn(*o, v);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 // ============================================================================

@@ -255,6 +255,7 @@ pub mod cat;
 pub mod comparison;
 #[macro_use]
 mod conv_common;
+mod conv_gemm;
 pub mod conv;
 pub mod conv_transpose;
 pub mod cumulative;

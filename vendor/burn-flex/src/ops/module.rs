@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_gemm, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -13,7 +13,7 @@ use burn_backend::{
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
 };
-use burn_std::{Bytes, Shape};
+use burn_std::{Bytes, FloatDType, Shape};
 use bytemuck::Pod;
 
 /// Cast a tensor from half-precision type E to f32.
@@ -89,6 +89,47 @@ impl ModuleOps<Flex> for Flex {
             DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
         }
+    }
+
+    /// xtal patch: Σ over batch items of one GEMM each (the output gradient × the item's
+    /// NCHW column matrix), instead of burn's default, a convolution of the input by the
+    /// whole output gradient (see `conv_gemm`). f16 and bf16 compute in f32.
+    fn conv2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let dtype = x.dtype();
+        let ws = weight.layout().shape().to_vec();
+        // As a 3-D convolution of depth 1.
+        let as_3d = |t: FlexTensor| {
+            let s = t.layout().shape().to_vec();
+            t.reshape(Shape::from(vec![s[0], s[1], 1, s[2], s[3]]))
+        };
+        let options = ConvOptions::new(
+            [1, options.stride[0], options.stride[1]],
+            [0, options.padding[0], options.padding[1]],
+            [1, options.dilation[0], options.dilation[1]],
+            options.groups,
+        );
+        let kernel = [1, ws[2], ws[3]];
+        let (x, g) = (as_3d(x), as_3d(output_grad));
+        let grad = match dtype {
+            DType::F64 => conv_gemm::conv3d_weight_backward_columns::<f64>(x, g, kernel, &options),
+            DType::F32 => conv_gemm::conv3d_weight_backward_columns::<f32>(x, g, kernel, &options),
+            _ => {
+                let f32 = |t| Flex::float_cast(t, FloatDType::F32);
+                let grad = conv_gemm::conv3d_weight_backward_columns::<f32>(
+                    f32(x),
+                    f32(g),
+                    kernel,
+                    &options,
+                );
+                Flex::float_cast(grad, dtype.into())
+            }
+        };
+        grad.reshape(Shape::from(ws))
     }
 
     fn deform_conv2d(
@@ -838,5 +879,209 @@ mod tests {
             Flex::float_swap_dims(g4(), 1, 2),
             "permuted",
         );
+    }
+
+    /// The weight gradient against its definition, dW[o, c, i, j] = Σ_b Σ_p grad[b, o, p] ·
+    /// x[b, c·groups_offset, p·stride + (i, j)·dilation − padding] (zero outside), summed in
+    /// f64: strides, dilation, padding, groups, a batch that is not a multiple of the
+    /// partial-sum size, an input large enough to be gathered in several row blocks, f64 and
+    /// f16 inputs.
+    #[test]
+    fn conv2d_weight_backward_matches_definition() {
+        struct Case {
+            batch: usize,
+            channels: [usize; 2],
+            image: [usize; 2],
+            kernel: [usize; 2],
+            stride: [usize; 2],
+            padding: [usize; 2],
+            dilation: [usize; 2],
+            groups: usize,
+            dtype: DType,
+        }
+        let case = |batch, channels, image, kernel| Case {
+            batch,
+            channels,
+            image,
+            kernel,
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            dtype: DType::F32,
+        };
+        let cases = [
+            case(5, [3, 4], [7, 6], [3, 3]),
+            Case {
+                stride: [2, 3],
+                padding: [0, 2],
+                ..case(2, [2, 3], [9, 11], [3, 2])
+            },
+            Case {
+                dilation: [2, 1],
+                ..case(3, [2, 2], [8, 8], [3, 3])
+            },
+            Case {
+                groups: 2,
+                ..case(2, [4, 6], [5, 5], [3, 3])
+            },
+            Case {
+                stride: [2, 2],
+                ..case(4, [2, 16], [92, 59], [3, 3])
+            },
+            // 64 channels × 9 taps × 100 positions a row: the 100 rows take two blocks.
+            case(1, [64, 2], [100, 100], [3, 3]),
+            Case {
+                dtype: DType::F64,
+                ..case(3, [3, 2], [6, 7], [3, 3])
+            },
+            Case {
+                dtype: DType::F16,
+                ..case(2, [2, 2], [5, 5], [3, 3])
+            },
+        ];
+        for (n, c) in cases.iter().enumerate() {
+            let [c_in, c_out] = c.channels;
+            let [h, w] = c.image;
+            let [kh, kw] = c.kernel;
+            let out = |a: usize| {
+                (c.image[a] + 2 * c.padding[a] - c.dilation[a] * (c.kernel[a] - 1) - 1)
+                    / c.stride[a]
+                    + 1
+            };
+            let (oh, ow) = (out(0), out(1));
+            let x: Vec<f64> = (0..c.batch * c_in * h * w)
+                .map(|i| ((i * 37 % 101) as f64 - 50.0) / 64.0)
+                .collect();
+            let g: Vec<f64> = (0..c.batch * c_out * oh * ow)
+                .map(|i| ((i * 53 % 97) as f64 - 48.0) / 64.0)
+                .collect();
+            let (in_per_group, out_per_group) = (c_in / c.groups, c_out / c.groups);
+            let mut expected = vec![0f64; c_out * in_per_group * kh * kw];
+            for b in 0..c.batch {
+                for o in 0..c_out {
+                    let group = o / out_per_group;
+                    for ci in 0..in_per_group {
+                        let channel = group * in_per_group + ci;
+                        for (i, j) in (0..kh).flat_map(|i| (0..kw).map(move |j| (i, j))) {
+                            let mut sum = 0.0;
+                            for (p, q) in (0..oh).flat_map(|p| (0..ow).map(move |q| (p, q))) {
+                                let y = (p * c.stride[0] + i * c.dilation[0]) as isize
+                                    - c.padding[0] as isize;
+                                let z = (q * c.stride[1] + j * c.dilation[1]) as isize
+                                    - c.padding[1] as isize;
+                                if y < 0 || z < 0 || y >= h as isize || z >= w as isize {
+                                    continue;
+                                }
+                                sum += g[((b * c_out + o) * oh + p) * ow + q]
+                                    * x[((b * c_in + channel) * h + y as usize) * w + z as usize];
+                            }
+                            expected[((o * in_per_group + ci) * kh + i) * kw + j] += sum;
+                        }
+                    }
+                }
+            }
+            let tensor = |v: &[f64], shape: [usize; 4]| {
+                let data = TensorData::new(v.to_vec(), shape);
+                FlexTensor::from_data(match c.dtype {
+                    DType::F64 => data,
+                    DType::F16 => data.convert::<burn_std::f16>(),
+                    _ => data.convert::<f32>(),
+                })
+            };
+            let weight = tensor(&expected, [c_out, in_per_group, kh, kw]);
+            let options = ConvOptions::new(c.stride, c.padding, c.dilation, c.groups);
+            let got = Flex::conv2d_weight_backward(
+                tensor(&x, [c.batch, c_in, h, w]),
+                weight,
+                tensor(&g, [c.batch, c_out, oh, ow]),
+                options,
+            );
+            assert_eq!(got.dtype(), c.dtype, "case {n}");
+            assert_eq!(
+                got.layout().shape().to_vec(),
+                vec![c_out, in_per_group, kh, kw]
+            );
+            let got: Vec<f64> = got.into_data().convert::<f64>().to_vec().unwrap();
+            // f16 inputs are exact here (multiples of 1/64 below 1), the sum is f32 then
+            // rounded to f16.
+            let tolerance = if c.dtype == DType::F16 { 2e-3 } else { 1e-4 };
+            for (idx, (a, e)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (a - e).abs() <= tolerance * (1.0 + e.abs()),
+                    "case {n}, element {idx}: {a} vs {e}"
+                );
+            }
+        }
+    }
+
+    /// Timing of square and CLIP-shaped matrix products (not a check).
+    #[test]
+    #[ignore]
+    fn matmul_timing() {
+        extern crate std;
+        for [m, k, n] in [
+            [1024, 1024, 1024],
+            [8192, 128, 128],
+            [8192, 128, 512],
+            [8192, 512, 128],
+        ] {
+            let a = FlexTensor::from_data(TensorData::new(vec![0.5f32; m * k], [m, k]));
+            let b = FlexTensor::from_data(TensorData::new(vec![0.25f32; k * n], [k, n]));
+            Flex::float_matmul(a.clone(), b.clone());
+            let start = std::time::Instant::now();
+            for _ in 0..10 {
+                Flex::float_matmul(a.clone(), b.clone());
+            }
+            let s = start.elapsed().as_secs_f64() / 10.0;
+            std::println!(
+                "{m}x{k}x{n}: {:.3} ms, {:.1} GFLOP/s",
+                s * 1e3,
+                2.0 * (m * k * n) as f64 / s / 1e9
+            );
+        }
+    }
+
+    /// Timing of Block 6's convolutions (not a check): `cargo test --release --lib
+    /// conv_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn conv_timing() {
+        extern crate std;
+        let t = |c: usize, h: usize, w: usize, b: usize| {
+            let n = b * c * h * w;
+            FlexTensor::from_data(TensorData::new(
+                (0..n)
+                    .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+                    .collect::<Vec<_>>(),
+                [b, c, h, w],
+            ))
+        };
+        let time = |what: &str, f: &dyn Fn()| {
+            f();
+            let start = std::time::Instant::now();
+            for _ in 0..20 {
+                f();
+            }
+            std::println!(
+                "{what}: {:.3} ms",
+                start.elapsed().as_secs_f64() * 1e3 / 20.0
+            );
+        };
+        for (name, cin, h, w, stride) in [("stem", 2, 92, 59, 2), ("residual", 16, 46, 30, 1)] {
+            let opts = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
+            let x = t(cin, h, w, 32);
+            let wt = t(cin, 3, 3, 16);
+            let out = Flex::conv2d(x.clone(), wt.clone(), None, opts.clone());
+            time(&std::format!("{name} forward"), &|| {
+                Flex::conv2d(x.clone(), wt.clone(), None, opts.clone());
+            });
+            time(&std::format!("{name} weight backward"), &|| {
+                Flex::conv2d_weight_backward(x.clone(), wt.clone(), out.clone(), opts.clone());
+            });
+            time(&std::format!("{name} x backward"), &|| {
+                Flex::conv2d_x_backward(x.clone(), wt.clone(), out.clone(), opts.clone());
+            });
+        }
     }
 }
