@@ -76,19 +76,7 @@ macro_rules! conv3d_typed {
                     return $fn_direct(x, weight, bias, options);
                 }
                 // xtal patch: one GEMM per item over an NCHW column matrix while it is small.
-                let positions: usize = (0..3)
-                    .map(|a| {
-                        calculate_conv_output_size(
-                            w_shape[2 + a],
-                            options.stride[a],
-                            options.padding[a],
-                            options.dilation[a],
-                            x_shape[2 + a],
-                        )
-                    })
-                    .product();
-                let taps = w_shape[2] * w_shape[3] * w_shape[4];
-                if super::conv_gemm::fits(x_shape[1], taps, positions, options.groups) {
+                if super::conv_gemm::takes_forward(x_shape, w_shape, options) {
                     return super::conv_gemm::conv3d_columns::<$T>(x, weight, bias, options);
                 }
             )?
@@ -181,7 +169,7 @@ conv_nd_via_3d!(
 );
 bf16_via_f32!(conv2d_bf16, conv2d_f32, 2, ConvOptions);
 
-fn expand_2d_to_3d(
+pub(crate) fn expand_2d_to_3d(
     x: &FlexTensor,
     weight: &FlexTensor,
     options: &ConvOptions<2>,

@@ -71,11 +71,33 @@ fn geometry(
     }
 }
 
-/// Whether the column path takes this convolution: groups = 1 and one item's column matrix
+/// Output spatial dims of a 3-D convolution over `image` with this kernel.
+fn output_positions(image: &[usize], kernel: &[usize], options: &ConvOptions<3>) -> [usize; 3] {
+    core::array::from_fn(|a| {
+        burn_backend::ops::conv::calculate_conv_output_size(
+            kernel[a],
+            options.stride[a],
+            options.padding[a],
+            options.dilation[a],
+            image[a],
+        )
+    })
+}
+
+/// Whether the forward column path takes this convolution (`x` `[b, c_in, d, h, w]`, weight
+/// `[c_out, c_in, kd, kh, kw]`): groups = 1 and one item's column matrix
 /// (`c_in · taps × positions`) within `COLUMNS_LIMIT`.
-pub(crate) fn fits(channels_in: usize, taps: usize, positions: usize, groups: usize) -> bool {
-    groups == 1
-        && channels_in
+pub(crate) fn takes_forward(
+    x_shape: &[usize],
+    w_shape: &[usize],
+    options: &ConvOptions<3>,
+) -> bool {
+    let positions: usize = output_positions(&x_shape[2..], &w_shape[2..], options)
+        .iter()
+        .product();
+    let taps: usize = w_shape[2..].iter().product();
+    options.groups == 1
+        && x_shape[1]
             .checked_mul(taps)
             .and_then(|k| k.checked_mul(positions))
             .is_some_and(|len| len > 0 && len <= COLUMNS_LIMIT)
@@ -160,7 +182,7 @@ unsafe fn gemm_into<T: ColumnElement>(
 }
 
 /// Forward convolution, `x` `[b, c_in, d, h, w]`, `weight` `[c_out, c_in, kd, kh, kw]`.
-/// Callers check `fits` first.
+/// Callers check `takes_forward` first.
 pub(crate) fn conv3d_columns<T: ColumnElement>(
     x: FlexTensor,
     weight: FlexTensor,
@@ -174,15 +196,7 @@ pub(crate) fn conv3d_columns<T: ColumnElement>(
     let (batch, channels_in, channels_out) = (xs[0], xs[1], ws[0]);
     let image = [xs[2], xs[3], xs[4]];
     let kernel = [ws[2], ws[3], ws[4]];
-    let positions: [usize; 3] = core::array::from_fn(|a| {
-        burn_backend::ops::conv::calculate_conv_output_size(
-            kernel[a],
-            options.stride[a],
-            options.padding[a],
-            options.dilation[a],
-            image[a],
-        )
-    });
+    let positions = output_positions(&image, &kernel, options);
     let geometry = geometry(image, positions, kernel, options);
     let count = geometry.position_count();
     let k = channels_in * geometry.tap_count();

@@ -102,19 +102,11 @@ impl ModuleOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         let dtype = x.dtype();
         let ws = weight.layout().shape().to_vec();
-        // As a 3-D convolution of depth 1.
-        let as_3d = |t: FlexTensor| {
-            let s = t.layout().shape().to_vec();
-            t.reshape(Shape::from(vec![s[0], s[1], 1, s[2], s[3]]))
-        };
-        let options = ConvOptions::new(
-            [1, options.stride[0], options.stride[1]],
-            [0, options.padding[0], options.padding[1]],
-            [1, options.dilation[0], options.dilation[1]],
-            options.groups,
-        );
-        let kernel = [1, ws[2], ws[3]];
-        let (x, g) = (as_3d(x), as_3d(output_grad));
+        // As a 3-D convolution of depth 1, the output gradient reshaped as x is.
+        let gs = output_grad.layout().shape().to_vec();
+        let g = output_grad.reshape(Shape::from(vec![gs[0], gs[1], 1, gs[2], gs[3]]));
+        let (x, weight, options) = conv::expand_2d_to_3d(&x, &weight, &options);
+        let kernel = core::array::from_fn(|a| weight.layout().shape()[2 + a]);
         let grad = match dtype {
             DType::F64 => conv_gemm::conv3d_weight_backward_columns::<f64>(x, g, kernel, &options),
             DType::F32 => conv_gemm::conv3d_weight_backward_columns::<f32>(x, g, kernel, &options),
@@ -1012,33 +1004,6 @@ mod tests {
                     "case {n}, element {idx}: {a} vs {e}"
                 );
             }
-        }
-    }
-
-    /// Timing of square and CLIP-shaped matrix products (not a check).
-    #[test]
-    #[ignore]
-    fn matmul_timing() {
-        extern crate std;
-        for [m, k, n] in [
-            [1024, 1024, 1024],
-            [8192, 128, 128],
-            [8192, 128, 512],
-            [8192, 512, 128],
-        ] {
-            let a = FlexTensor::from_data(TensorData::new(vec![0.5f32; m * k], [m, k]));
-            let b = FlexTensor::from_data(TensorData::new(vec![0.25f32; k * n], [k, n]));
-            Flex::float_matmul(a.clone(), b.clone());
-            let start = std::time::Instant::now();
-            for _ in 0..10 {
-                Flex::float_matmul(a.clone(), b.clone());
-            }
-            let s = start.elapsed().as_secs_f64() / 10.0;
-            std::println!(
-                "{m}x{k}x{n}: {:.3} ms, {:.1} GFLOP/s",
-                s * 1e3,
-                2.0 * (m * k * n) as f64 / s / 1e9
-            );
         }
     }
 
