@@ -289,6 +289,14 @@ fn a_bundle_reproduces_its_model_on_every_backend() {
     }
     assert!(index.search(&p.cif[..16], 3, Side::Text).is_err());
     assert_eq!(index.map.as_ref().unwrap()[3], 3.0);
+    // The byte-level encoder has no sentence embedding outside the CLIP: refused by name.
+    let refused = run_on(
+        &DeviceSpec::Cpu(CpuBackend::NdArray),
+        SentenceEmbeddings(&bundle, vec![TEXTS[0].into()]),
+    )
+    .unwrap()
+    .unwrap_err();
+    assert!(refused.contains("byte-level"), "{refused}");
 }
 
 #[test]
@@ -1174,6 +1182,21 @@ impl OnDevice for EmbedTexts<'_> {
     }
 }
 
+/// The bundle's pretrained encoder's own sentence embeddings (before the CLIP projection).
+struct SentenceEmbeddings<'a>(&'a Bundle, Vec<String>);
+impl OnDevice for SentenceEmbeddings<'_> {
+    type Output = Result<Vec<f32>, String>;
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let model = self.0.model::<B::InnerBackend>(&device).unwrap();
+        let texts: Vec<&str> = self.1.iter().map(String::as_str).collect();
+        let embedded = self
+            .0
+            .sentence_embeddings(&model, &texts, &device)
+            .map_err(|e| e.to_string())?;
+        Ok(to_host(embedded).unwrap())
+    }
+}
+
 /// A bundle of a CLIP whose text side is a pretrained HF encoder embeds texts as
 /// transformers does: the fixture's pooled states (computed by transformers) through the
 /// bundle's own projection, L2-normalised, within 1e-4 on every backend; f16 within 5e-3.
@@ -1193,7 +1216,7 @@ fn a_huggingface_text_bundle_embeds_like_transformers() {
             .map(|s| s.as_str().unwrap().to_string())
             .collect();
         let (w, b) = &p.projection;
-        let mut expected = Vec::new();
+        let (mut expected, mut expected_sentences) = (Vec::new(), Vec::new());
         for pooled in reference["pooled_mean"].as_array().unwrap() {
             let x: Vec<f64> = pooled
                 .as_array()
@@ -1202,6 +1225,8 @@ fn a_huggingface_text_bundle_embeds_like_transformers() {
                 .map(|v| v.as_f64().unwrap())
                 .collect();
             assert_eq!(x.len(), p.hidden);
+            let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+            expected_sentences.extend(x.iter().map(|v| (v / norm) as f32));
             let y: Vec<f64> = (0..16)
                 .map(|o| {
                     b[o] as f64
@@ -1222,6 +1247,15 @@ fn a_huggingface_text_bundle_embeds_like_transformers() {
             let got = run_on(&spec, EmbedTexts(&bundle, sentences.clone())).unwrap();
             let d = max_diff(&got, &expected);
             assert!(d <= 1e-4, "{name} on {spec}: {d:e} from transformers");
+            // The pretrained encoder's own embeddings, as sentence-transformers would give them.
+            let got = run_on(&spec, SentenceEmbeddings(&bundle, sentences.clone()))
+                .unwrap()
+                .unwrap();
+            let d = max_diff(&got, &expected_sentences);
+            assert!(
+                d <= 1e-4,
+                "{name} sentences on {spec}: {d:e} from transformers"
+            );
         }
         let half = Bundle::from_bytes(&p.half_bytes, &Limits::default()).unwrap();
         let got = run_on(

@@ -2,6 +2,7 @@
 //! test executable, not twelve). `browser.rs` is the wasm target's own; `site.rs` is ignored
 //! by default and run by tests/run.sh once the page and the CLI are built.
 
+mod anchor;
 mod backends;
 mod bundle;
 mod cif_corpus;

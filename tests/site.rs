@@ -28,12 +28,12 @@ const QUERIES: [&str; 3] = [
     "carbon allotrope in the triclinic system",
 ];
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// The `xtal` binary of the profile these tests were built with (target/<profile>/xtal).
-fn xtal_binary() -> PathBuf {
+pub(crate) fn xtal_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
@@ -55,7 +55,7 @@ fn train_and_pack(train: &[&str], run: &Path, bundle: &Path) {
     xtal(&["bundle", "pack", "--run", run, "-o", bundle]);
 }
 
-fn xtal(args: &[&str]) -> String {
+pub(crate) fn xtal(args: &[&str]) -> String {
     let out = Command::new(xtal_binary())
         .args(args)
         .env_remove("RUST_LOG")
@@ -73,20 +73,32 @@ fn xtal(args: &[&str]) -> String {
 
 /// Serves `www/` at `/` and `extra` at `/t/`, on a free port; returns the port.
 fn serve(www: PathBuf, extra: PathBuf) -> u16 {
+    serve_mounts(vec![("/t/".into(), extra), ("/".into(), www)], "")
+}
+
+/// Serves each `(prefix, folder)` of `mounts` (the first whose prefix a path starts with;
+/// `/` is `index.html`) on a free port, adding `headers` (`Name: value\r\n` lines) to every
+/// response; returns the port.
+pub(crate) fn serve_mounts(mounts: Vec<(String, PathBuf)>, headers: &'static str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let mounts = std::sync::Arc::new(mounts);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (www, extra) = (www.clone(), extra.clone());
+            let mounts = mounts.clone();
             std::thread::spawn(move || {
-                let _ = answer(stream, &www, &extra);
+                let _ = answer(stream, &mounts, headers);
             });
         }
     });
     port
 }
 
-fn answer(mut stream: TcpStream, www: &Path, extra: &Path) -> std::io::Result<()> {
+fn answer(
+    mut stream: TcpStream,
+    mounts: &[(String, PathBuf)],
+    headers: &str,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -99,31 +111,30 @@ fn answer(mut stream: TcpStream, www: &Path, extra: &Path) -> std::io::Result<()
     let mut parts = request.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     let path = target.split('?').next().unwrap_or("/");
-    let file = match path.strip_prefix("/t/") {
-        Some(rest) => extra.join(rest),
-        None if path == "/" => www.join("index.html"),
-        None => www.join(path.trim_start_matches('/')),
+    let file = mounts.iter().find_map(|(prefix, dir)| {
+        let rest = path.strip_prefix(prefix.as_str())?;
+        Some(dir.join(if rest.is_empty() { "index.html" } else { rest }))
+    });
+    let body = match file.as_ref() {
+        Some(file) if !path.contains("..") => std::fs::read(file).ok(),
+        _ => None,
     };
-    let body = if path.contains("..") {
-        None
-    } else {
-        std::fs::read(&file).ok()
-    };
-    let Some(body) = body else {
+    let (Some(file), Some(body)) = (file, body) else {
         return stream.write_all(
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
     };
     let kind = match file.extension().and_then(|e| e.to_str()) {
         Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript",
+        Some("js" | "mjs") => "text/javascript",
         Some("css") => "text/css",
+        Some("json") => "application/json",
         Some("wasm") => "application/wasm",
         _ => "application/octet-stream",
     };
     write!(
         stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{headers}Connection: close\r\n\r\n",
         body.len()
     )?;
     if method != "HEAD" {
@@ -134,13 +145,13 @@ fn answer(mut stream: TcpStream, www: &Path, extra: &Path) -> std::io::Result<()
 
 // ---- a minimal WebDriver client -------------------------------------------------------------
 
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     base: String,
 }
 
 impl Browser {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -188,7 +199,7 @@ impl Browser {
         browser
     }
 
-    fn command(&mut self, method: &str, path: &str, body: Value) -> Value {
+    pub(crate) fn command(&mut self, method: &str, path: &str, body: Value) -> Value {
         let url = format!("{}/{path}", self.base);
         let response = match method {
             "GET" => ureq::get(&url).call(),
@@ -205,12 +216,12 @@ impl Browser {
         value["value"].clone()
     }
 
-    fn open(&mut self, url: &str) {
+    pub(crate) fn open(&mut self, url: &str) {
         self.command("POST", "url", json!({ "url": url }));
     }
 
     /// Runs `body` (an async function body with `app = window.xtalApp`) and returns its value.
-    fn run(&mut self, body: &str, args: Value) -> Value {
+    pub(crate) fn run(&mut self, body: &str, args: Value) -> Value {
         let script = format!(
             "const done = arguments[arguments.length - 1]; const args = arguments[0]; \
              const app = window.xtalApp; \

@@ -289,6 +289,23 @@ impl Session {
         })
     }
 
+    /// A bundle with a pretrained text encoder: its own unit sentence embeddings, row-major
+    /// `[texts, hidden]` (pooled, before CLIP's projection: for all-MiniLM-L6-v2, what
+    /// sentence-transformers and transformers.js return).
+    #[wasm_bindgen(js_name = sentenceEmbeddings)]
+    pub async fn sentence_embeddings(&self, texts: Vec<String>) -> Result<Vec<f32>, JsError> {
+        let model = self.model.borrow().clone();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        on_backend!(model, |model, device, B| async {
+            read(
+                self.bundle
+                    .sentence_embeddings::<B>(&model.clip()?, &refs, &device)
+                    .map_err(js)?,
+            )
+            .await
+        })
+    }
+
     /// Unit embedding `[embed_dim]` of the first structure in a CIF.
     #[wasm_bindgen(js_name = embedCif)]
     pub async fn embed_cif(&self, cif: String) -> Result<Vec<f32>, JsError> {

@@ -701,6 +701,49 @@ impl Bundle {
         texts: &[&str],
         device: &B::Device,
     ) -> Result<Tensor<B, 2>, BundleError> {
+        self.over_text_batches(texts, self.manifest.model.embed_dim, device, |ids, pad| {
+            Ok(model.text.forward(ids, pad))
+        })
+    }
+
+    /// The pretrained text encoder's own unit sentence embeddings `[texts, hidden]` (pooled,
+    /// before CLIP's projection; see [`TextEncoder::sentence_embeddings`]), in batches of 64.
+    /// A bundle with the byte-level text encoder has none.
+    ///
+    /// [`TextEncoder::sentence_embeddings`]: crate::models::clip::TextEncoder::sentence_embeddings
+    pub fn sentence_embeddings<B: Backend>(
+        &self,
+        model: &Clip<B>,
+        texts: &[&str],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2>, BundleError> {
+        let hidden = self
+            .clip_config()?
+            .text
+            .huggingface
+            .as_ref()
+            .map(|hf| hf.encoder.hidden_size())
+            .ok_or_else(|| {
+                BundleError::Input(
+                    "this bundle's text encoder is xtal's byte-level Transformer, which has no sentence embedding of its own outside the CLIP projection; use the CLIP text embedding (embedTexts / xtal embed)".into(),
+                )
+            })?;
+        self.over_text_batches(texts, hidden, device, |ids, pad| {
+            model.text.sentence_embeddings(ids, pad).ok_or_else(|| {
+                BundleError::Input("the model's text encoder is not a pretrained one".into())
+            })
+        })
+    }
+
+    /// `encode` over `texts` tokenised in batches of 64, rows concatenated (`[0, width]` for
+    /// no texts).
+    fn over_text_batches<B: Backend>(
+        &self,
+        texts: &[&str],
+        width: usize,
+        device: &B::Device,
+        encode: impl Fn(Tensor<B, 2, Int>, Tensor<B, 2, Bool>) -> Result<Tensor<B, 2>, BundleError>,
+    ) -> Result<Tensor<B, 2>, BundleError> {
         let parts = texts
             .chunks(64)
             .map(|chunk| {
@@ -708,11 +751,11 @@ impl Bundle {
                     .tokenizer()?
                     .batch::<B>(chunk, device)
                     .map_err(|e| BundleError::Input(e.to_string()))?;
-                Ok(model.text.forward(ids, pad))
+                encode(ids, pad)
             })
             .collect::<Result<Vec<Tensor<B, 2>>, BundleError>>()?;
         if parts.is_empty() {
-            return Ok(Tensor::zeros([0, self.manifest.model.embed_dim], device));
+            return Ok(Tensor::zeros([0, width], device));
         }
         Ok(Tensor::cat(parts, 0))
     }

@@ -261,11 +261,30 @@ impl<B: Backend> TextEncoder<B> {
     pub fn forward(&self, ids: Tensor<B, 2, Int>, pad: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
         match self {
             TextEncoder::Bytes(m) => m.forward(ids, pad),
-            TextEncoder::HuggingFace(m) => {
-                let states = m.backbone.forward(ids, pad.clone());
-                l2_normalize(m.projection.forward(m.pooling.forward(states, pad)))
-            }
+            TextEncoder::HuggingFace(m) => l2_normalize(m.projection.forward(m.pooled(ids, pad))),
         }
+    }
+
+    /// A pretrained encoder's own sentence embeddings, `[batch, hidden]`: its pooled states,
+    /// L2-normalised, before CLIP's projection — what sentence-transformers returns for a
+    /// model with a Normalize module. `None` for the byte-level encoder, whose pooled states
+    /// mean nothing outside this CLIP.
+    pub fn sentence_embeddings(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        pad: Tensor<B, 2, Bool>,
+    ) -> Option<Tensor<B, 2>> {
+        match self {
+            TextEncoder::Bytes(_) => None,
+            TextEncoder::HuggingFace(m) => Some(l2_normalize(m.pooled(ids, pad))),
+        }
+    }
+}
+
+impl<B: Backend> HfTextEncoder<B> {
+    fn pooled(&self, ids: Tensor<B, 2, Int>, pad: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
+        let states = self.backbone.forward(ids, pad.clone());
+        self.pooling.forward(states, pad)
     }
 }
 
