@@ -350,4 +350,105 @@ fn transformers_js_side_by_side() {
     let path = anchor.join("anchor.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
     println!("written: {}", path.display());
+    let picture = anchor.join("anchor.svg");
+    std::fs::write(&picture, chart(&rows)).unwrap();
+    println!("written: {}", picture.display());
+}
+
+/// Bars of each run's median over the rounds: the gzipped download, and one query's latency
+/// on the CPU (SwiftShader's WebGPU, a CPU emulation, is left out of that panel).
+fn chart(rows: &[Value]) -> String {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    // plotters lays text out with a registered font: the one the CLI ships.
+    let _ = plotters::style::register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        include_bytes!("../native/assets/DejaVuSans.ttf"),
+    );
+    let mut labels: Vec<&str> = Vec::new();
+    for row in rows {
+        let label = row["label"].as_str().unwrap();
+        if !labels.contains(&label) {
+            labels.push(label);
+        }
+    }
+    let median = |label: &str, key: &str| {
+        let mut v: Vec<f64> = rows
+            .iter()
+            .filter(|r| r["label"] == label)
+            .filter_map(|r| r[key].as_f64())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let panels = [
+        ("download, MB gzipped", "download_gzip_bytes", 1e-6, false),
+        ("one query, ms (CPU)", "per_sentence_median_ms", 1.0, true),
+    ];
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1200, 480)).into_drawing_area();
+        root.fill(&WHITE).unwrap();
+        for (area, (title, key, scale, cpu_only)) in root.split_evenly((1, 2)).iter().zip(panels) {
+            let shown: Vec<&str> = labels
+                .iter()
+                .copied()
+                .filter(|l| !cpu_only || !l.contains("webgpu"))
+                .collect();
+            let values: Vec<f64> = shown.iter().map(|l| median(l, key) * scale).collect();
+            let top = values.iter().copied().fold(0.0, f64::max) * 1.2;
+            let n = shown.len() as f64;
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 20))
+                .margin(12)
+                .margin_left(250)
+                .x_label_area_size(30)
+                .build_cartesian_2d(0.0..top, 0.0..n)
+                .unwrap();
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .disable_y_axis()
+                .label_style(("sans-serif", 13))
+                .draw()
+                .unwrap();
+            let base = area.get_base_pixel();
+            for (i, (label, value)) in shown.iter().zip(&values).enumerate() {
+                let y = n - 1.0 - i as f64;
+                let colour = if label.starts_with("xtal") {
+                    RGBColor(40, 90, 200)
+                } else {
+                    RGBColor(230, 120, 20)
+                };
+                chart
+                    .draw_series([Rectangle::new(
+                        [(0.0, y + 0.15), (*value, y + 0.85)],
+                        colour.filled(),
+                    )])
+                    .unwrap();
+                let beside = TextStyle::from(("sans-serif", 13).into_font())
+                    .pos(Pos::new(HPos::Left, VPos::Center));
+                chart
+                    .draw_series([Text::new(format!(" {value:.1}"), (*value, y + 0.5), beside)])
+                    .unwrap();
+                let (x, y) = chart.backend_coord(&(0.0, y + 0.5));
+                let name = TextStyle::from(("sans-serif", 14).into_font())
+                    .pos(Pos::new(HPos::Right, VPos::Center));
+                area.draw(&Text::new(
+                    label.to_string(),
+                    (x - base.0 - 8, y - base.1),
+                    name,
+                ))
+                .unwrap();
+            }
+        }
+        root.present().unwrap();
+    }
+    svg
 }
