@@ -33,7 +33,7 @@ pub(crate) fn repo() -> PathBuf {
 }
 
 /// The `xtal` binary of the profile these tests were built with (target/<profile>/xtal).
-pub(crate) fn xtal_binary() -> PathBuf {
+fn xtal_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
@@ -199,7 +199,7 @@ impl Browser {
         browser
     }
 
-    pub(crate) fn command(&mut self, method: &str, path: &str, body: Value) -> Value {
+    fn command(&mut self, method: &str, path: &str, body: Value) -> Value {
         let url = format!("{}/{path}", self.base);
         let response = match method {
             "GET" => ureq::get(&url).call(),
