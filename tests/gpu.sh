@@ -17,7 +17,9 @@
 #   4. `xtal bench` on the GPU: matmul/MLP GFLOP/s, CLIP training (small and default),
 #      the six SSL blocks, MiniLM inference and the graph encoders, next to PyTorch on the
 #      same GPU where python3 has torch (sentence-transformers for MiniLM);
-#   5. data-parallel training over two GPUs where there are two (not implemented yet: said so).
+#   5. data-parallel training where there are two GPUs: the sample CLIP for two epochs as one
+#      process on cuda:0 and as two ranks (cuda:0 and cuda:1, coordinator on 127.0.0.1),
+#      whose epoch losses must agree (relative 1e-3), both timed.
 # Every figure goes to OUT/gpu.json; logs beside it. A check that fails makes the exit code 1,
 # but the others still run.
 #
@@ -141,8 +143,30 @@ else
 fi
 
 say "data-parallel training over two GPUs"
-if [ "$gpus" -ge 2 ]; then
-    echo "not implemented yet: --device cuda:0,cuda:1 is refused (issue 27)" > "$out/data-parallel.txt"
+if [ "$device" = cuda ] && [ "$gpus" -ge 2 ]; then
+    dp_devices=(cuda:0 cuda:1)
+elif [ "$device" != cuda ]; then
+    dp_devices=("$device" "$device") # a dry run of this leg, both ranks on one device
+else
+    dp_devices=()
+fi
+if [ "${#dp_devices[@]}" = 2 ]; then
+    dp="$xtal train clip --config configs/sample_clip.json --data $work/data $(epochs_flag 2) --no-plots"
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    t0=$(date +%s.%N)
+    timeout 600 $dp --out "$work/dp-one" --device "${dp_devices[0]}" > "$out/dp-one.log" 2>&1 \
+        || fail "data-parallel: one process on ${dp_devices[0]}"
+    t1=$(date +%s.%N)
+    for k in 0 1; do
+        timeout 600 $dp --out "$work/dp-two" --device "${dp_devices[k]}" --nodes 2 --node-rank "$k" \
+            --coordinator "127.0.0.1:$port" > "$out/dp-rank$k.log" 2>&1 &
+        ranks[k]=$!
+    done
+    wait "${ranks[0]}" || fail "data-parallel: rank 0"
+    wait "${ranks[1]}" || fail "data-parallel: rank 1"
+    t2=$(date +%s.%N)
+    echo "$t0 $t1 $t2" > "$work/dp.times"
+    echo "ran" > "$out/data-parallel.txt"
 else
     echo "skipped: $gpus GPU(s)" > "$out/data-parallel.txt"
 fi
@@ -196,6 +220,21 @@ for name in ["matmul", "clip", "ssl", "graphs", "minilm"]:
     summary[f"bench_{name}"] = load(os.path.join(out, f"bench-{name}.json"))
 summary["minilm_weights"] = "random (same architecture)" if os.path.exists(os.path.join(work, "minilm.random")) else "as given"
 summary["data_parallel"] = open(os.path.join(out, "data-parallel.txt")).read().strip()
+if summary["data_parallel"] == "ran":
+    def epochs(run):
+        path = os.path.join(run, "metrics.jsonl")
+        rows = [json.loads(l) for l in open(path) if l.strip()] if os.path.exists(path) else []
+        return [r for r in rows if r.get("kind") == "epoch"]
+    one, two = epochs(os.path.join(work, "dp-one")), epochs(os.path.join(work, "dp-two"))
+    pairs = [(a[k], b[k]) for a, b in zip(one, two) for k in ("train_loss", "val_loss")]
+    rel = max((abs(x - y) / max(abs(x), 1e-12) for x, y in pairs), default=float("nan"))
+    t0, t1, t2 = map(float, open(os.path.join(work, "dp.times")).read().split())
+    ok = len(one) == len(two) == 2 and rel <= 1e-3
+    summary["data_parallel"] = {"one_process": one, "two_ranks": two, "max_rel_diff_loss": rel,
+                                "ok": ok, "seconds_one_process": t1 - t0,
+                                "seconds_two_ranks": t2 - t1}
+    if not ok:
+        failures.append(f"data-parallel: max relative loss difference {rel:.2e}")
 summary["seconds"] = int(seconds)
 summary["failures"] = failures
 with open(os.path.join(out, "gpu.json"), "w") as f:

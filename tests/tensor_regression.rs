@@ -14,7 +14,8 @@ use xtal_core::models::tensor_head::{RegressionLoss, TensorHeadConfig, TensorMod
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::tensor::{TensorRows, TensorStep, TensorTargets, evaluate_head};
 use xtal_core::train::{
-    FitSettings, MemoryStore, ModelOptimizer, OptimizerSettings, WarmupCosine, fit, to_host,
+    FitSettings, MemoryStore, ModelOptimizer, OneRank, OptimizerSettings, WarmupCosine, fit,
+    to_host,
 };
 use xtal_tests::floats;
 
@@ -202,7 +203,7 @@ fn a_trained_head_beats_ridge_on_real_metric_tensors() {
         batch_size: 64,
         device,
     };
-    let fitted = fit::<_, _, _, _, Box<dyn std::error::Error>>(
+    let fitted = fit::<_, _, _, _, Box<dyn std::error::Error>, _>(
         &step,
         head,
         &mut optimizer,
@@ -211,6 +212,7 @@ fn a_trained_head_beats_ridge_on_real_metric_tensors() {
             train: &train_idx,
             state: training.fresh_state(),
             stop_after: None,
+            ranks: &OneRank,
         },
         &mut MemoryStore::default(),
         &mut (),

@@ -1,6 +1,7 @@
 //! `xtal`: prepare crystal data, train and evaluate models on CPU or GPU, pack bundles.
 
 mod bench;
+mod collective;
 mod commands;
 mod data;
 mod exit;

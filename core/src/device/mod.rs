@@ -53,7 +53,7 @@ pub enum DeviceError {
     )]
     Unknown { given: String, available: String },
     #[error(
-        "device list `{given}` names {count} devices; several devices are reserved for multi-GPU training, which this version does not do yet: pass one (available here: {available})"
+        "device list `{given}` names {count} devices, and a process uses one: to train on several, run one process per device (`xtal train clip --device D --nodes N --node-rank K --coordinator HOST:PORT`); available here: {available}"
     )]
     Several {
         given: String,

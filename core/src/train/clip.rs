@@ -10,6 +10,7 @@ use crate::featurize::GraphBatch;
 use crate::metrics::{RetrievalMetrics, retrieval_metrics, retrieval_metrics_grouped};
 use crate::models::clip::{Clip, MAX_LOGIT_SCALE, StructureBatch, TokenizedTexts};
 
+use super::fit::ranks::{Ranks, gather_rows};
 use super::fit::{Metrics, StepLoss, TrainStep};
 use super::{ReadError, to_host};
 
@@ -104,6 +105,23 @@ impl<B: AutodiffBackend> TrainStep<B> for ClipStep<'_, B> {
         let (ids, pad) = self.tokens.batch(&texts, &self.device);
         let s = model.encode_structures(structure);
         let t = model.text.forward(ids, pad);
+        Ok(StepLoss::new(model.loss(s, t)))
+    }
+
+    /// The contrastive loss over the global batch: every rank's embeddings are gathered, so
+    /// each pair has the whole global batch's negatives, as in one process.
+    fn loss_across<R: Ranks>(
+        &self,
+        model: &Clip<B>,
+        (texts, structures): (Vec<usize>, LoadedStructures),
+        ranks: &R,
+    ) -> Result<StepLoss<B>, ReadError> {
+        let structure = structures.to_device(self.set.feature_dim, &self.device);
+        let (ids, pad) = self.tokens.batch(&texts, &self.device);
+        let s = model.encode_structures(structure);
+        let t = model.text.forward(ids, pad);
+        let gathered = gather_rows(s, ranks).and_then(|s| Ok((s, gather_rows(t, ranks)?)));
+        let (s, t) = gathered.map_err(|e| ReadError(e.to_string()))?;
         Ok(StepLoss::new(model.loss(s, t)))
     }
 

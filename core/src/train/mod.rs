@@ -39,6 +39,7 @@ pub use fine_tune::{
 };
 #[cfg(not(target_family = "wasm"))]
 pub use fit::fit;
+pub use fit::ranks::{OneRank, Ranks, RanksError};
 pub use fit::{
     EpochEnd, FitError, FitObserver, FitSettings, Fitted, MemoryStore, Metrics, RunStore, StepLoss,
     TrainStep, fit_async,

@@ -11,6 +11,7 @@ use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 
+use super::fit::ranks::{OneRank, Ranks, RanksError, mean_over_ranks};
 use super::schedule::WarmupCosine;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,27 +74,50 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> ModelOptimizer<B, M> {
     /// Adds one micro-batch's gradients; steps once `accumulation` of them are in. Returns the
     /// model (updated or not) and whether it stepped.
     pub fn backward(&mut self, model: M, loss: Tensor<B, 1>) -> (M, bool) {
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        self.accumulator.accumulate(&model, grads);
-        self.pending += 1;
-        if self.pending >= self.settings.accumulation.max(1) {
-            (self.apply(model), true)
-        } else {
-            (model, false)
+        match self.backward_across(model, loss, &OneRank) {
+            Ok(out) => out,
+            Err(e) => unreachable!("one rank has nothing to disagree with: {e}"),
         }
     }
 
     /// Steps on whatever is accumulated (the end of an epoch); a no-op when nothing is.
     pub fn flush(&mut self, model: M) -> M {
-        if self.pending == 0 {
-            model
-        } else {
-            self.apply(model)
+        match self.flush_across(model, &OneRank) {
+            Ok(model) => model,
+            Err(e) => unreachable!("one rank has nothing to disagree with: {e}"),
         }
     }
 
-    fn apply(&mut self, model: M) -> M {
+    /// [`Self::backward`] in a data-parallel run: the accumulated gradients are averaged over
+    /// `ranks` before the step, so every rank takes the same one.
+    pub fn backward_across<R: Ranks>(
+        &mut self,
+        model: M,
+        loss: Tensor<B, 1>,
+        ranks: &R,
+    ) -> Result<(M, bool), RanksError> {
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        self.accumulator.accumulate(&model, grads);
+        self.pending += 1;
+        if self.pending >= self.settings.accumulation.max(1) {
+            Ok((self.apply(model, ranks)?, true))
+        } else {
+            Ok((model, false))
+        }
+    }
+
+    /// [`Self::flush`] in a data-parallel run.
+    pub fn flush_across<R: Ranks>(&mut self, model: M, ranks: &R) -> Result<M, RanksError> {
+        if self.pending == 0 {
+            Ok(model)
+        } else {
+            self.apply(model, ranks)
+        }
+    }
+
+    fn apply<R: Ranks>(&mut self, model: M, ranks: &R) -> Result<M, RanksError> {
         let mut grads = self.accumulator.grads();
+        mean_over_ranks(&model, &mut grads, ranks)?;
         let count = std::mem::take(&mut self.pending);
         scale_gradients(&model, &mut grads, count, self.settings.clip_norm);
         let mut exempt = GradientsParams::new();
@@ -106,7 +130,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> ModelOptimizer<B, M> {
         let model = self.decayed.step(lr, model, grads);
         let model = self.undecayed.step(lr, model, exempt);
         self.step += 1;
-        model
+        Ok(model)
     }
 
     /// Moments of both AdamW halves and the step count, as bytes.

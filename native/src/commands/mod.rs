@@ -22,7 +22,7 @@ pub fn split_rows(split: Option<&str>, own_data: bool, is_val: &[bool]) -> (Stri
     (split.to_string(), rows)
 }
 
-/// Parse `--device` into exactly one device (a comma list is reserved for multi-GPU).
+/// Parse `--device` into exactly one device (several devices train as one process each: `--nodes`).
 pub fn one_device(text: &str) -> anyhow::Result<DeviceSpec> {
     let specs = parse_device_list(text, available_summary)?;
     match specs.as_slice() {

@@ -20,7 +20,7 @@ use xtal_core::train::property::{
     PropertyRows, PropertyStep, composition_baseline, mean_absolute_error, predict_property,
 };
 use xtal_core::train::spec::TrainingSpec;
-use xtal_core::train::{FitSettings, ModelOptimizer, TargetScale, fit, model_from_bytes};
+use xtal_core::train::{FitSettings, ModelOptimizer, OneRank, TargetScale, fit, model_from_bytes};
 
 use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
@@ -419,7 +419,7 @@ impl OnDevice for TrainProperty<'_> {
             )
         });
         let (started, mut store) = (Instant::now(), self.run);
-        let fitted = fit::<_, _, _, _, anyhow::Error>(
+        let fitted = fit::<_, _, _, _, anyhow::Error, _>(
             &step,
             model,
             &mut optimizer,
@@ -428,6 +428,7 @@ impl OnDevice for TrainProperty<'_> {
                 train: &train_idx,
                 state,
                 stop_after: self.stop_after,
+                ranks: &OneRank,
             },
             &mut store,
             &mut progress,

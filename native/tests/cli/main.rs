@@ -5,6 +5,7 @@ mod common;
 
 mod bundle;
 mod clip;
+mod data_parallel;
 mod graph;
 mod relocation;
 mod shards;

@@ -103,7 +103,11 @@ fn unknown_or_unavailable_devices_are_clear_errors_with_exit_2() {
 
     let out = xtal(&["bench", "--device", "cuda:0,cuda:1", "--seconds", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("multi-GPU"), "{}", text(&out));
+    assert!(
+        text(&out).contains("run one process per device"),
+        "{}",
+        text(&out)
+    );
 
     let has_cuda_driver = [
         "/usr/lib/x86_64-linux-gnu/libcuda.so.1",

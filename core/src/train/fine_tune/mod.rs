@@ -14,6 +14,7 @@ use crate::models::clip::{Clip, TextTokenizer, TokenizedTexts, clip_loss};
 
 use super::ReadError;
 use super::checkpoint::CheckpointError;
+use super::fit::ranks::{OneRank, RanksError};
 use super::fit::{
     FitObserver, FitSettings, MemoryStore, Metrics, StepLoss, TrainStep, fit_async, scalar,
 };
@@ -46,6 +47,12 @@ impl From<ReadError> for FineTuneError {
 
 impl From<CheckpointError> for FineTuneError {
     fn from(e: CheckpointError) -> Self {
+        Self::Run(e.to_string())
+    }
+}
+
+impl From<RanksError> for FineTuneError {
+    fn from(e: RanksError) -> Self {
         Self::Run(e.to_string())
     }
 }
@@ -332,7 +339,7 @@ impl<B: AutodiffBackend> FineTune<B> {
             losses: Vec::with_capacity(self.step.settings.steps),
             on_step,
         };
-        let fitted = fit_async::<B, _, _, _, FineTuneError>(
+        let fitted = fit_async::<B, _, _, _, FineTuneError, _>(
             &self.step,
             model,
             &mut self.optimizer,
@@ -341,6 +348,7 @@ impl<B: AutodiffBackend> FineTune<B> {
                 train: &all,
                 state: training.fresh_state(),
                 stop_after: None,
+                ranks: &OneRank,
             },
             &mut MemoryStore::metrics_only(),
             &mut observer,

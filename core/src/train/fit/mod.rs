@@ -3,7 +3,8 @@
 //! the rest — seeding, epoch batches, gradient accumulation and clipping (through the
 //! optimiser), the schedule, early stopping, checkpoints behind a [`RunStore`] (a run
 //! directory natively, memory in tests and the browser), exact resume, and progress events
-//! for the front end ([`FitObserver`]).
+//! for the front end ([`FitObserver`]). The same loop trains data-parallel over several
+//! ranks ([`ranks`]).
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -13,6 +14,9 @@ use serde_json::{Value, json};
 use crate::data::epoch_batches;
 
 mod loader;
+pub mod ranks;
+
+use ranks::{OneRank, Ranks, RanksError};
 
 use super::ReadError;
 use super::checkpoint::{Checkpoint, CheckpointError, TrainState, model_to_bytes};
@@ -59,6 +63,20 @@ pub trait TrainStep<B: AutodiffBackend> {
 
     /// The loss of a loaded micro-batch.
     fn loss(&self, model: &Self::Model, batch: Self::Batch) -> Result<StepLoss<B>, Self::Error>;
+
+    /// The loss of this rank's part of a global micro-batch in a data-parallel run. The loop
+    /// averages the ranks' gradients, so a loss that is a mean over the batch's items (the
+    /// default: [`Self::loss`]) trains as one process would on the whole batch. A loss that
+    /// couples the items (a contrastive one) sees the other ranks' parts through
+    /// [`ranks::gather_rows`].
+    fn loss_across<R: Ranks>(
+        &self,
+        model: &Self::Model,
+        batch: Self::Batch,
+        _ranks: &R,
+    ) -> Result<StepLoss<B>, Self::Error> {
+        self.loss(model, batch)
+    }
 
     /// What validation measures, by name (the names early stopping may watch); empty when
     /// the run has no validation.
@@ -121,13 +139,14 @@ impl<M> FitObserver<M> for () {
 }
 
 /// What [`fit`] needs besides the model: the training settings, the items, where the run
-/// starts (a fresh [`TrainingSpec::fresh_state`] or a checkpoint's state) and an epoch to
-/// stop after (tests of resume).
-pub struct FitSettings<'a> {
+/// starts (a fresh [`TrainingSpec::fresh_state`] or a checkpoint's state), an epoch to
+/// stop after (tests of resume) and the ranks training together ([`OneRank`] alone).
+pub struct FitSettings<'a, R: Ranks = OneRank> {
     pub training: &'a TrainingSpec,
     pub train: &'a [usize],
     pub state: TrainState,
     pub stop_after: Option<usize>,
+    pub ranks: &'a R,
 }
 
 /// What a front end's error type `E` takes in from a [`fit`]: the step's, the store's and the
@@ -139,6 +158,7 @@ pub trait FitError<StepError, StoreError, ObserverError>:
     + From<ReadError>
     + From<CheckpointError>
     + From<OptimizerStateError>
+    + From<RanksError>
 {
 }
 
@@ -149,6 +169,7 @@ impl<E, StepError, StoreError, ObserverError> FitError<StepError, StoreError, Ob
         + From<ReadError>
         + From<CheckpointError>
         + From<OptimizerStateError>
+        + From<RanksError>
 {
 }
 
@@ -170,11 +191,11 @@ pub struct Fitted<M> {
 ///
 /// Batches are loaded on a thread ahead of training, in their order.
 #[cfg(not(target_family = "wasm"))]
-pub fn fit<B, S, St, O, E>(
+pub fn fit<B, S, St, O, E, R>(
     step: &S,
     model: S::Model,
     optimizer: &mut ModelOptimizer<B, S::Model>,
-    settings: FitSettings,
+    settings: FitSettings<R>,
     store: &mut St,
     observer: &mut O,
     device: &B::Device,
@@ -187,6 +208,7 @@ where
     St: RunStore,
     O: FitObserver<<S::Model as AutodiffModule<B>>::InnerModule>,
     E: FitError<S::Error, St::Error, O::Error>,
+    R: Ranks,
 {
     std::thread::scope(|scope| {
         let mut loader = loader::ThreadLoader::new(scope, step);
@@ -207,11 +229,11 @@ where
 /// and checkpoints read synchronously, so in a browser the step has no validation and the
 /// store keeps no checkpoints ([`RunStore::keeps_checkpoints`]). Batches are loaded when
 /// they are due.
-pub async fn fit_async<B, S, St, O, E>(
+pub async fn fit_async<B, S, St, O, E, R>(
     step: &S,
     model: S::Model,
     optimizer: &mut ModelOptimizer<B, S::Model>,
-    settings: FitSettings<'_>,
+    settings: FitSettings<'_, R>,
     store: &mut St,
     observer: &mut O,
     device: &B::Device,
@@ -222,6 +244,7 @@ where
     St: RunStore,
     O: FitObserver<<S::Model as AutodiffModule<B>>::InnerModule>,
     E: FitError<S::Error, St::Error, O::Error>,
+    R: Ranks,
 {
     let mut loader = loader::InlineLoader::new(step);
     fit_with(
@@ -237,13 +260,14 @@ where
     .await
 }
 
-/// The loop of [`fit`] and [`fit_async`], its batches from `loader`.
+/// The loop of [`fit`] and [`fit_async`], its batches from `loader`. In a data-parallel run
+/// only rank 0 validates, reports to `observer` and writes to `store`.
 #[allow(clippy::too_many_arguments)]
-async fn fit_with<B, S, St, O, E, L>(
+async fn fit_with<B, S, St, O, E, L, R>(
     step: &S,
     mut model: S::Model,
     optimizer: &mut ModelOptimizer<B, S::Model>,
-    settings: FitSettings<'_>,
+    settings: FitSettings<'_, R>,
     store: &mut St,
     observer: &mut O,
     device: &B::Device,
@@ -256,22 +280,41 @@ where
     O: FitObserver<<S::Model as AutodiffModule<B>>::InnerModule>,
     E: FitError<S::Error, St::Error, O::Error>,
     L: loader::EpochLoader<B, S>,
+    R: Ranks,
 {
     let t = settings.training;
+    let ranks = settings.ranks;
+    let (world, lead) = (ranks.world(), ranks.rank() == 0);
     let mut state = settings.state;
-    store.truncate_metrics(state.epoch)?;
+    if lead {
+        store.truncate_metrics(state.epoch)?;
+    }
     let (mut best, mut items_seen) = (None, 0);
     for epoch in state.epoch + 1..=t.epochs {
         if state.stopped {
             break;
         }
         // Dropout draws from the backend generator: re-seeded per epoch so that a resumed
-        // run sees the same stream.
-        B::seed(device, t.seed.wrapping_add(epoch as u64));
-        let batches = step.batches(epoch, settings.train, t);
-        let count = batches.len();
+        // run sees the same stream (each rank its own).
+        B::seed(
+            device,
+            t.seed
+                .wrapping_add(epoch as u64)
+                .wrapping_add((ranks.rank() as u64) << 32),
+        );
+        let mut batches = step.batches(epoch, settings.train, t);
+        // Items of the global batches: the throughput a front end reports.
         let items: usize = batches.iter().map(Vec::len).sum();
-        observer.epoch_start(epoch, t.epochs, count);
+        if world > 1 {
+            batches = batches
+                .iter()
+                .map(|b| ranks::shard(b, ranks))
+                .collect::<Result<_, _>>()?;
+        }
+        let count = batches.len();
+        if lead {
+            observer.epoch_start(epoch, t.epochs, count);
+        }
         let mut steps = EpochSteps::new(epoch, optimizer.step, t, count);
         let mut part_sums: Vec<(String, f64)> = Vec::new();
         loader.start(epoch, batches);
@@ -279,24 +322,47 @@ where
             let batch = loader
                 .next()
                 .ok_or_else(|| ReadError("the batch loader stopped".into()))??;
-            let out = step.loss(&model, batch)?;
+            let out = if world > 1 {
+                step.loss_across(&model, batch, ranks)?
+            } else {
+                step.loss(&model, batch)?
+            };
             let lr = optimizer.lr();
-            let detached = out.loss.clone().inner();
+            // The loss and its parts, read back together (averaged over ranks: the global
+            // batch's figures).
+            let names: Vec<String> = out.parts.iter().map(|(n, _)| n.clone()).collect();
+            let mut figures = vec![out.loss.clone().inner()];
+            figures.extend(out.parts.into_iter().map(|(_, p)| p));
+            let figures = Tensor::cat(figures, 0);
             // The update is queued before the loss is read, so the device is not left idle
             // waiting for the host.
-            model = optimizer.backward(model, out.loss).0;
-            let loss = scalar(detached).await?;
-            for (i, (name, part)) in out.parts.into_iter().enumerate() {
-                let value = scalar(part).await?;
+            let stepped;
+            (model, stepped) = optimizer.backward_across(model, out.loss, ranks)?;
+            if stepped {
+                ranks::check_identical(&model.valid(), ranks, optimizer.step).await?;
+            }
+            let figures = if world > 1 {
+                ranks.sum(figures)? / world as f64
+            } else {
+                figures
+            };
+            let figures = read_all(figures).await?;
+            for (i, (name, value)) in names.into_iter().zip(&figures[1..]).enumerate() {
                 match part_sums.get_mut(i) {
                     Some((_, sum)) => *sum += value,
-                    None => part_sums.push((name, value)),
+                    None => part_sums.push((name, *value)),
                 }
             }
-            steps.record(loss, lr);
-            observer.step(loss, lr)?;
+            steps.record(figures[0], lr);
+            if lead {
+                observer.step(figures[0], lr)?;
+            }
         }
-        model = optimizer.flush(model);
+        let before_flush = optimizer.step;
+        model = optimizer.flush_across(model, ranks)?;
+        if optimizer.step != before_flush {
+            ranks::check_identical(&model.valid(), ranks, optimizer.step).await?;
+        }
         items_seen += items;
         let mut line = json!({
             "kind": "epoch", "epoch": epoch, "step": optimizer.step,
@@ -304,6 +370,17 @@ where
         });
         for (name, sum) in &part_sums {
             line[format!("train_{name}")] = json!(sum / count.max(1) as f64);
+        }
+        if !lead {
+            // Rank 0 validates and writes; its early-stopping verdict is every rank's.
+            state.epoch = epoch;
+            state.step = optimizer.step;
+            state.stopped =
+                ranks::from_lead::<R, B::InnerBackend>(&[false], ranks, device).await?[0];
+            if settings.stop_after == Some(epoch) {
+                break;
+            }
+            continue;
         }
         observer.epoch_trained(&mut line);
         let valid = model.valid();
@@ -313,6 +390,7 @@ where
         }
         let improved =
             end_epoch::<B, _, _, E>(store, t, &mut state, steps, &mut line, &model, optimizer)?;
+        ranks::from_lead::<R, B::InnerBackend>(&[state.stopped], ranks, device).await?;
         if improved {
             best = Some((epoch, metrics));
         }
@@ -340,6 +418,11 @@ where
 
 /// The first value of `x`, read back without blocking.
 pub(crate) async fn scalar<B: Backend>(x: Tensor<B, 1>) -> Result<f64, ReadError> {
+    Ok(read_all(x).await?.first().copied().unwrap_or(f64::NAN))
+}
+
+/// The values of `x`, read back without blocking.
+async fn read_all<B: Backend>(x: Tensor<B, 1>) -> Result<Vec<f64>, ReadError> {
     let data = x
         .into_data_async()
         .await
@@ -348,7 +431,7 @@ pub(crate) async fn scalar<B: Backend>(x: Tensor<B, 1>) -> Result<f64, ReadError
         .convert::<f32>()
         .into_vec()
         .map_err(|e| ReadError(e.to_string()))?;
-    Ok(values.first().copied().unwrap_or(f32::NAN) as f64)
+    Ok(values.into_iter().map(f64::from).collect())
 }
 
 /// Ends an epoch: early stopping watches `line[early_stopping_metric]`; the step lines and

@@ -2,6 +2,7 @@ use burn::backend::Autodiff;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 
+use super::ranks::OneRank;
 use super::*;
 use crate::device::NdArray;
 use crate::train::{model_from_bytes, to_host};
@@ -34,6 +35,11 @@ impl From<ReadError> for ToyError {
 }
 impl From<CheckpointError> for ToyError {
     fn from(e: CheckpointError) -> Self {
+        Self(e.to_string())
+    }
+}
+impl From<RanksError> for ToyError {
+    fn from(e: RanksError) -> Self {
         Self(e.to_string())
     }
 }
@@ -145,7 +151,7 @@ fn run(
         optimizer = optimizer.load_bytes(c.optimizer, &device).unwrap();
         state = c.state;
     }
-    let fitted = fit::<_, _, _, _, ToyError>(
+    let fitted = fit::<_, _, _, _, ToyError, _>(
         &step,
         model,
         &mut optimizer,
@@ -154,6 +160,7 @@ fn run(
             train: &train,
             state,
             stop_after,
+            ranks: &OneRank,
         },
         &mut store,
         &mut (),
@@ -244,7 +251,7 @@ fn early_stopping_ends_the_run_and_a_resume_does_not_restart_it() {
     let mut optimizer =
         ModelOptimizer::<B, Toy<B>>::new(t.optimizer_settings(t.learning_rate, 30), []);
     let mut store = MemoryStore::default();
-    let fitted = fit::<_, _, _, _, ToyError>(
+    let fitted = fit::<_, _, _, _, ToyError, _>(
         &step,
         init(&t),
         &mut optimizer,
@@ -253,6 +260,7 @@ fn early_stopping_ends_the_run_and_a_resume_does_not_restart_it() {
             train: &train,
             state: t.fresh_state(),
             stop_after: None,
+            ranks: &OneRank,
         },
         &mut store,
         &mut (),
@@ -261,7 +269,7 @@ fn early_stopping_ends_the_run_and_a_resume_does_not_restart_it() {
     .unwrap();
     assert!(fitted.state.stopped);
     assert!(fitted.state.epoch < 6, "{}", fitted.state.epoch);
-    let again = fit::<_, _, _, _, ToyError>(
+    let again = fit::<_, _, _, _, ToyError, _>(
         &step,
         fitted.model,
         &mut optimizer,
@@ -270,6 +278,7 @@ fn early_stopping_ends_the_run_and_a_resume_does_not_restart_it() {
             train: &train,
             state: fitted.state.clone(),
             stop_after: None,
+            ranks: &OneRank,
         },
         &mut store,
         &mut (),
@@ -296,10 +305,11 @@ fn loaded_both_ways(
             train: &train,
             state: t.fresh_state(),
             stop_after: None,
+            ranks: &OneRank,
         };
         let model = init(&t);
         let fitted = if threaded {
-            fit::<_, _, _, _, ToyError>(
+            fit::<_, _, _, _, ToyError, _>(
                 &step,
                 model,
                 &mut optimizer,
@@ -309,7 +319,7 @@ fn loaded_both_ways(
                 &device,
             )
         } else {
-            futures_lite::future::block_on(fit_async::<_, _, _, _, ToyError>(
+            futures_lite::future::block_on(fit_async::<_, _, _, _, ToyError, _>(
                 &step,
                 model,
                 &mut optimizer,

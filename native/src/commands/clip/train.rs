@@ -16,12 +16,13 @@ use xtal_core::train::clip::{ClipEvaluation, ClipStep, embed_pairs, evaluate_cli
 use xtal_core::train::spec::RunSpec;
 use xtal_core::train::trainable::{set_trainable, trainable_parameters};
 use xtal_core::train::{
-    EpochEnd, FitSettings, ModelOptimizer, TrainState, fit, model_from_bytes, to_host,
+    EpochEnd, FitSettings, ModelOptimizer, Ranks, TrainState, fit, model_from_bytes, to_host,
 };
 
 use super::eval::print_retrieval;
 use super::plots::{embedding_plots, plotted_subset, write_all_plots};
 use super::run::{SpecOverrides, check_structure_dim};
+use crate::collective::{NodeArgs, NodePlan, NodeRanks};
 use crate::data::pairs::{DataReport, DataSource};
 use crate::exit::BadInput;
 use crate::run_dir::{Bar, Progress, RunDir, RunInfo};
@@ -61,6 +62,8 @@ pub struct TrainArgs {
     no_plots: bool,
     #[command(flatten)]
     tracking: TrackingArgs,
+    #[command(flatten)]
+    nodes: NodeArgs,
 }
 
 fn spec_from(args: &TrainArgs, run: &RunDir) -> anyhow::Result<RunSpec> {
@@ -113,6 +116,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .or(spec.training.device.clone())
         .unwrap_or_else(|| "cpu".into());
     let device = crate::commands::one_device(&device_text)?;
+    let nodes = args.nodes.plan()?;
+    // Rank 0 alone writes the run; the other ranks only train (and read it to resume).
+    let lead = nodes.as_ref().is_none_or(|p| p.rank == 0);
+    if let Some(plan) = &nodes {
+        plan.check_batch(spec.training.batch_size, "training.batch_size")?;
+    }
 
     let t = &spec.training;
     let graph = spec.model.graph_encoder().map(|g| g.graph);
@@ -145,22 +154,26 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let mut config = spec.clip_config(set.feature_dim);
     config.text.huggingface = crate::commands::text_model::hf_text_config(&spec)?;
 
-    if !args.resume {
-        run.create(args.force, " or --resume to continue it")?;
-    }
-    let source = source.adopted_by(&run.path)?;
-    run.write_json("config.json", &spec)?;
-    run.write_info(
-        "run.json",
-        &RunInfo {
-            family: "clip".into(),
-            data: source.clone(),
-            model: config.clone(),
-            scaler: scaler.clone(),
-        },
-    )?;
-    run.write_json("data_report.json", &report)?;
-    let run = run.track(&args.tracking, &serde_json::to_value(&spec)?, args.resume)?;
+    let run = if lead {
+        if !args.resume {
+            run.create(args.force, " or --resume to continue it")?;
+        }
+        let source = source.adopted_by(&run.path)?;
+        run.write_json("config.json", &spec)?;
+        run.write_info(
+            "run.json",
+            &RunInfo {
+                family: "clip".into(),
+                data: source.clone(),
+                model: config.clone(),
+                scaler: scaler.clone(),
+            },
+        )?;
+        run.write_json("data_report.json", &report)?;
+        run.track(&args.tracking, &serde_json::to_value(&spec)?, args.resume)?
+    } else {
+        run
+    };
 
     let outcome = run_on(
         &device,
@@ -171,8 +184,17 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             run: &run,
             resume: args.resume,
             stop_after: args.stop_after,
+            nodes: nodes.as_ref(),
         },
     )??;
+    if !lead {
+        eprintln!(
+            "rank {} done after epoch {} (rank 0 writes the run)",
+            nodes.as_ref().map_or(0, |p| p.rank),
+            outcome.state.epoch
+        );
+        return Ok(());
+    }
 
     if let Some(eval) = &outcome.validation {
         let texts = set.texts.count(&set.indices(true));
@@ -210,6 +232,7 @@ struct TrainTask<'a> {
     run: &'a RunDir,
     resume: bool,
     stop_after: Option<usize>,
+    nodes: Option<&'a NodePlan>,
 }
 
 struct TrainOutcome {
@@ -233,6 +256,8 @@ impl OnDevice for TrainTask<'_> {
             Vec::new()
         };
         let settings = t.optimizer_settings(t.learning_rate, train_idx.len());
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
+        let lead = ranks.rank() == 0;
         B::seed(&device, t.seed);
         let model: Clip<B> = self.config.init(&device);
         // After loading: parameter ids come from the checkpoint, and the temperature must be
@@ -336,7 +361,7 @@ impl OnDevice for TrainTask<'_> {
             Ok(())
         });
         let (started, mut store) = (Instant::now(), self.run);
-        let fitted = fit::<_, _, _, _, anyhow::Error>(
+        let fitted = fit::<_, _, _, _, anyhow::Error, _>(
             &step,
             model,
             &mut optimizer,
@@ -345,12 +370,14 @@ impl OnDevice for TrainTask<'_> {
                 train: &train_idx,
                 state,
                 stop_after: self.stop_after,
+                ranks: &ranks,
             },
             &mut store,
             &mut progress,
             &device,
         )?;
         drop(progress);
+        ranks.finish()?;
         let seconds = started.elapsed().as_secs_f64();
         // Report the best checkpoint's validation figures (the last epoch's without one).
         let best_epoch = fitted
@@ -358,7 +385,7 @@ impl OnDevice for TrainTask<'_> {
             .early_stopping
             .as_ref()
             .and_then(|e| e.best_epoch);
-        let validation = if val_idx.is_empty() {
+        let validation = if val_idx.is_empty() || !lead {
             None
         } else if best_epoch.is_some() {
             let c = self.run.load_checkpoint("best")?;

@@ -11,7 +11,7 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::ftcp_ssl::bottleneck::{Bottleneck, BottleneckConfig};
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::ssl::BottleneckStep;
-use xtal_core::train::{FitSettings, ModelOptimizer, fit, model_from_bytes, to_host};
+use xtal_core::train::{FitSettings, ModelOptimizer, OneRank, fit, model_from_bytes, to_host};
 
 use super::run_info::{ids_path, write_ids};
 use crate::data::mapped::NpyTensors;
@@ -196,7 +196,7 @@ impl OnDevice for TrainBottleneck<'_> {
             )
         });
         let mut store = self.run;
-        let fitted = fit::<_, _, _, _, anyhow::Error>(
+        let fitted = fit::<_, _, _, _, anyhow::Error, _>(
             &step,
             model,
             &mut optimizer,
@@ -205,6 +205,7 @@ impl OnDevice for TrainBottleneck<'_> {
                 train: &train_idx,
                 state: training.fresh_state(),
                 stop_after: None,
+                ranks: &OneRank,
             },
             &mut store,
             &mut progress,

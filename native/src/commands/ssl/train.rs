@@ -12,7 +12,9 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::ftcp_ssl::{BlockKind, SslBlock, SslBlockConfig};
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::ssl::{SslData, SslStep, TaskLosses, task_weights};
-use xtal_core::train::{EpochEnd, FitSettings, ModelOptimizer, TrainStep, fit, model_from_bytes};
+use xtal_core::train::{
+    EpochEnd, FitSettings, ModelOptimizer, OneRank, TrainStep, fit, model_from_bytes,
+};
 
 use super::run_info::SslRunInfo;
 use crate::data::ftcp::SslSource;
@@ -436,7 +438,7 @@ impl OnDevice for TrainBlock<'_> {
             summary,
         );
         let (started, mut store) = (Instant::now(), self.dir);
-        let fitted = fit::<_, _, _, _, anyhow::Error>(
+        let fitted = fit::<_, _, _, _, anyhow::Error, _>(
             &step,
             model,
             &mut optimizer,
@@ -445,6 +447,7 @@ impl OnDevice for TrainBlock<'_> {
                 train: &train_idx,
                 state,
                 stop_after: None,
+                ranks: &OneRank,
             },
             &mut store,
             &mut progress,

@@ -10,7 +10,7 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::tensor_head::TensorHead;
 use xtal_core::train::spec::{RunSpec, TensorRegressionSpec};
 use xtal_core::train::tensor::{TensorEvaluation, TensorRows, TensorStep, TensorTargets};
-use xtal_core::train::{FitSettings, ModelOptimizer, TrainState, fit};
+use xtal_core::train::{FitSettings, ModelOptimizer, OneRank, TrainState, fit};
 
 use super::run::{TensorRunInfo, baseline, embed_rows, predict_on, print_table, write_predictions};
 use crate::commands::clip::SpecOverrides;
@@ -463,7 +463,7 @@ impl OnDevice for HeadTrainTask<'_> {
             message
         });
         let (started, mut store) = (Instant::now(), self.run);
-        let fitted = fit::<_, _, _, _, anyhow::Error>(
+        let fitted = fit::<_, _, _, _, anyhow::Error, _>(
             &step,
             head,
             &mut optimizer,
@@ -472,6 +472,7 @@ impl OnDevice for HeadTrainTask<'_> {
                 train: &train_idx,
                 state,
                 stop_after: self.stop_after,
+                ranks: &OneRank,
             },
             &mut store,
             &mut progress,

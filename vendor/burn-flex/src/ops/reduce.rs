@@ -129,7 +129,11 @@ fn sum_f32_contiguous(data: &[f32]) -> f32 {
 fn sum_f32_parallel(data: &[f32]) -> f32 {
     const CHUNK_SIZE: usize = 64 * 1024; // 64K elements per chunk
 
-    data.par_chunks(CHUNK_SIZE)
+    // xtal patch: the chunks' sums are added in chunk order. Rayon's `sum` combines them in
+    // whatever tree its work splitting made, so the same tensor summed twice could differ in
+    // the last bits (two data-parallel ranks computing the same gradient norm disagreed).
+    let partial: Vec<f32> = data
+        .par_chunks(CHUNK_SIZE)
         .map(|chunk| {
             #[cfg(feature = "simd")]
             {
@@ -140,7 +144,8 @@ fn sum_f32_parallel(data: &[f32]) -> f32 {
                 chunk.iter().copied().sum::<f32>()
             }
         })
-        .sum()
+        .collect();
+    partial.iter().sum()
 }
 
 fn sum_impl<E: Element + bytemuck::Pod + Default + core::iter::Sum>(
@@ -2265,6 +2270,26 @@ mod tests {
     use burn_std::{bf16, f16};
 
     use crate::{Flex, FlexTensor};
+
+    /// xtal patch: a large parallel sum adds its chunks in order, so it is the same every time
+    /// (rayon's own `sum` combined them in a tree that depended on work stealing).
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn large_sums_add_their_chunks_in_order() {
+        let n = 5 * 1024 * 1024 + 17;
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 8) as f32 * 1e-7 - 0.3)
+            .collect();
+        let in_order: f32 = data
+            .chunks(64 * 1024)
+            .map(super::sum_f32_contiguous)
+            .collect::<Vec<f32>>()
+            .iter()
+            .sum();
+        for _ in 0..20 {
+            assert_eq!(super::sum_f32_contiguous(&data).to_bits(), in_order.to_bits());
+        }
+    }
 
     #[test]
     fn test_mean_f16_overflow_intermediate_sum() {
