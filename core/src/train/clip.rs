@@ -10,7 +10,7 @@ use crate::featurize::GraphBatch;
 use crate::metrics::{RetrievalMetrics, retrieval_metrics, retrieval_metrics_grouped};
 use crate::models::clip::{Clip, MAX_LOGIT_SCALE, StructureBatch, TokenizedTexts};
 
-use super::fit::ranks::{Ranks, gather_rows};
+use super::fit::ranks::{OneRank, Ranks, gather_rows};
 use super::fit::{Metrics, StepLoss, TrainStep};
 use super::{ReadError, to_host};
 
@@ -99,13 +99,10 @@ impl<B: AutodiffBackend> TrainStep<B> for ClipStep<'_, B> {
     fn loss(
         &self,
         model: &Clip<B>,
-        (texts, structures): (Vec<usize>, LoadedStructures),
+        batch: (Vec<usize>, LoadedStructures),
     ) -> Result<StepLoss<B>, ReadError> {
-        let structure = structures.to_device(self.set.feature_dim, &self.device);
-        let (ids, pad) = self.tokens.batch(&texts, &self.device);
-        let s = model.encode_structures(structure);
-        let t = model.text.forward(ids, pad);
-        Ok(StepLoss::new(model.loss(s, t)))
+        // One rank's gather is the batch itself.
+        self.loss_across(model, batch, &OneRank)
     }
 
     /// The contrastive loss over the global batch: every rank's embeddings are gathered, so
