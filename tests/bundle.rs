@@ -1,5 +1,5 @@
 //! Bundles: a packed model loads from bytes on every native backend with the embeddings of
-//! the model it was packed from; f16 storage stays close; hostile archives are refused with
+//! the model it was packed from; f16 and int8 storage stay close; hostile archives are refused with
 //! an error naming the problem, never a panic.
 #![cfg(not(target_family = "wasm"))]
 
@@ -9,7 +9,8 @@ use burn::module::Module;
 use burn::prelude::*;
 use xtal_core::bundle::{
     Bundle, BundleError, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, PackModel,
-    PackTensorHead, PropertyTarget, Provenance, RetrievalIndex, Side, StructureInput, pack,
+    PackTensorHead, Precision, PropertyTarget, Provenance, RetrievalIndex, Side, StructureInput,
+    pack,
 };
 use xtal_core::data::{FeatureScaler, StructureItem};
 use xtal_core::device::{CpuBackend, DeviceSpec, OnDevice, available_devices, run_on};
@@ -129,17 +130,18 @@ fn test_input<'a, B: Backend>(
         fitted_on: None,
         index: None,
         card: None,
-        half: false,
+        precision: Precision::F32,
         created: "2026-01-01T00:00:00Z".into(),
         xtal_version: "test".into(),
         source: None,
-        f16_check: None,
+        precision_check: None,
     }
 }
 
 struct Packed {
     bytes: Vec<u8>,
     half_bytes: Vec<u8>,
+    int8_bytes: Vec<u8>,
     /// Embeddings of the model before packing: TEXTS, then the CIFs.
     text: Vec<f32>,
     cif: Vec<f32>,
@@ -178,13 +180,13 @@ fn packed() -> Packed {
         text: None,
         map: Some((0..cifs.len() * 2).map(|i| i as f32).collect()),
     };
-    let pack_with = |half| {
+    let pack_with = |precision| {
         pack(PackInput {
             element_table_source: Some("default".into()),
             fitted_on: Some(cifs.len()),
             index: Some((&index, None)),
             card: Some("# test model\n".into()),
-            half,
+            precision,
             ..test_input(
                 PackModel::Clip {
                     model: &model,
@@ -197,8 +199,9 @@ fn packed() -> Packed {
         .unwrap()
     };
     Packed {
-        bytes: pack_with(false),
-        half_bytes: pack_with(true),
+        bytes: pack_with(Precision::F32),
+        half_bytes: pack_with(Precision::F16),
+        int8_bytes: pack_with(Precision::Int8),
         text,
         cif,
         cifs,
@@ -312,6 +315,77 @@ fn f16_bundles_are_half_the_size_and_close() {
     let (dt, dc) = (max_diff(&text, &p.text), max_diff(&cif, &p.cif));
     assert!(dt < 5e-3 && dc < 5e-3, "f16: text {dt:e}, cif {dc:e}");
     assert!(dt > 0.0, "f16 weights cannot be exact");
+}
+
+/// int8 storage: every linear and embedding matrix of at least 1024 values is int8 with f32
+/// scales per output column (linear) or row (embedding), the rest f16, the index f16; the
+/// loaded model stays close to the f32 one it was packed from.
+#[test]
+fn int8_bundles_store_matrices_as_int8_and_stay_close() {
+    let p = packed();
+    let int8 = Bundle::from_bytes(&p.int8_bytes, &Limits::default()).unwrap();
+    assert_eq!(int8.manifest.model.weights_dtype, "int8");
+    assert_eq!(int8.manifest.index.as_ref().unwrap().dtype, "f16");
+    let weights = entries(&p.int8_bytes)
+        .into_iter()
+        .find(|(n, _)| n == "weights.safetensors")
+        .unwrap()
+        .1;
+    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    let dtype = |name: &str| st.tensor(name).unwrap().dtype();
+    let shape = |name: &str| st.tensor(name).unwrap().shape().to_vec();
+    use safetensors::Dtype;
+    // A linear layer of the text encoder (64 × 64 values): one scale per output column.
+    let linear = "text.encoder.layers.0.mha.query.weight";
+    assert_eq!(dtype(linear), Dtype::I8);
+    assert_eq!(shape(&format!("{linear}_scale")), vec![1, shape(linear)[1]]);
+    // The token embedding table: one scale per row.
+    let table = "text.tokens.weight";
+    assert_eq!(dtype(table), Dtype::I8);
+    assert_eq!(shape(&format!("{table}_scale")), vec![shape(table)[0], 1]);
+    // Biases, norms and the temperature stay f16.
+    assert_eq!(dtype("text.encoder.layers.0.mha.query.bias"), Dtype::F16);
+    // The scales are max |w| / 127 of each column, recomputed here from the f32 bundle.
+    let full = entries(&p.bytes)
+        .into_iter()
+        .find(|(n, _)| n == "weights.safetensors")
+        .unwrap()
+        .1;
+    let full = safetensors::SafeTensors::deserialize(&full).unwrap();
+    let floats = |v: safetensors::tensor::TensorView| -> Vec<f32> {
+        v.data()
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let w = floats(full.tensor(linear).unwrap());
+    let scales = floats(st.tensor(&format!("{linear}_scale")).unwrap());
+    let cols = scales.len();
+    for (c, s) in scales.iter().enumerate() {
+        let max = (0..w.len() / cols)
+            .map(|r| w[r * cols + c].abs())
+            .fold(0f32, f32::max);
+        assert!((s * 127.0 - max).abs() <= 1e-6 * max, "column {c}");
+    }
+    for (i, q) in st.tensor(linear).unwrap().data().iter().enumerate() {
+        let back = f32::from(*q as i8) * scales[i % cols];
+        assert!(
+            (back - w[i]).abs() <= scales[i % cols] / 2.0 + 1e-7,
+            "value {i}"
+        );
+    }
+    let size = |b: &Bundle| b.manifest.entry("weights.safetensors").unwrap().size as f64;
+    let ratio = size(&int8) / size(&Bundle::from_bytes(&p.bytes, &Limits::default()).unwrap());
+    assert!(ratio < 0.35, "int8 / f32 weights {ratio}");
+    for spec in every_backend() {
+        let (text, cif) = run_on(&spec, Embed(&int8, &p.cifs)).unwrap();
+        let (dt, dc) = (max_diff(&text, &p.text), max_diff(&cif, &p.cif));
+        assert!(
+            dt < 3e-2 && dc < 3e-2,
+            "int8 on {spec}: text {dt:e}, cif {dc:e}"
+        );
+        assert!(dt > 0.0, "int8 weights cannot be exact");
+    }
 }
 
 /// A CLIP with a graph encoder packs into a `graph` bundle that embeds CIFs itself — graph
@@ -439,10 +513,10 @@ fn a_property_bundle_predicts_like_its_model() {
             config: encoder.graph,
             table: table.clone(),
         });
-        let pack_with = |half: bool| {
+        let pack_with = |precision| {
             pack(PackInput {
                 element_table_source: Some("default".into()),
-                half,
+                precision,
                 ..test_input(
                     PackModel::Property {
                         model: &model,
@@ -458,7 +532,7 @@ fn a_property_bundle_predicts_like_its_model() {
             })
             .unwrap()
         };
-        let bytes = pack_with(false);
+        let bytes = pack_with(Precision::F32);
         let bundle = Bundle::from_bytes(&bytes, &Limits::default()).unwrap();
         assert_eq!(bundle.manifest.model.model.kind(), "property");
         assert_eq!(bundle.manifest.model.parameters, model.num_params() as u64);
@@ -474,16 +548,18 @@ fn a_property_bundle_predicts_like_its_model() {
                 .fold(0.0, f64::max);
             assert!(d <= 1e-4, "{backbone:?} on {spec}: {d:e}");
         }
-        let half = Bundle::from_bytes(&pack_with(true), &Limits::default()).unwrap();
-        let weights = |b: &Bundle| b.manifest.entry("weights.safetensors").unwrap().size;
-        assert!(weights(&half) < weights(&bundle) * 6 / 10);
-        let got = run_on(&DeviceSpec::Cpu(CpuBackend::Flex), Predict(&half, &cifs)).unwrap();
-        let d = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        assert!(d <= 2e-2, "f16: {d:e}");
+        for (precision, tolerance) in [(Precision::F16, 2e-2), (Precision::Int8, 1e-1)] {
+            let stored = Bundle::from_bytes(&pack_with(precision), &Limits::default()).unwrap();
+            let weights = |b: &Bundle| b.manifest.entry("weights.safetensors").unwrap().size;
+            assert!(weights(&stored) < weights(&bundle) * 6 / 10);
+            let got = run_on(&DeviceSpec::Cpu(CpuBackend::Flex), Predict(&stored, &cifs)).unwrap();
+            let d = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(d <= tolerance && d > 0.0, "{precision:?}: {d:e}");
+        }
 
         // A property bundle is not a CLIP bundle, and the other way round.
         let err = bundle.model::<Cpu>(&device).unwrap_err();
@@ -593,7 +669,7 @@ fn a_tensor_head_travels_with_its_clip_model() {
         (Modality::Text, model.text.forward(ids, pad)),
     ] {
         let normalised = to_host(head.forward(embeddings)).unwrap();
-        let pack_with = |half| {
+        let pack_with = |precision| {
             pack(PackInput {
                 tensor_head: Some(PackTensorHead {
                     model: &head,
@@ -603,7 +679,7 @@ fn a_tensor_head_travels_with_its_clip_model() {
                 }),
                 element_table_source: Some("default".into()),
                 fitted_on: Some(cifs.len()),
-                half,
+                precision,
                 ..test_input(
                     PackModel::Clip {
                         model: &model,
@@ -627,7 +703,7 @@ fn a_tensor_head_travels_with_its_clip_model() {
                 })
                 .fold(0.0, f64::max)
         };
-        let bytes = pack_with(false);
+        let bytes = pack_with(Precision::F32);
         let bundle = Bundle::from_bytes(&bytes, &Limits::default()).unwrap();
         let section = bundle.tensor_head().unwrap();
         assert_eq!(section.modality, modality);
@@ -636,15 +712,20 @@ fn a_tensor_head_travels_with_its_clip_model() {
             let d = worst(&run_on(&spec, PredictTensors(&bundle, &cifs)).unwrap());
             assert!(d <= 1e-4, "{modality} head on {spec}: {d:e}");
         }
-        let half = Bundle::from_bytes(&pack_with(true), &Limits::default()).unwrap();
-        let d = worst(
-            &run_on(
-                &DeviceSpec::Cpu(CpuBackend::Flex),
-                PredictTensors(&half, &cifs),
-            )
-            .unwrap(),
-        );
-        assert!(d <= 2e-2, "f16 {modality} head: {d:e}");
+        for (precision, tolerance) in [(Precision::F16, 2e-2), (Precision::Int8, 1e-1)] {
+            let stored = Bundle::from_bytes(&pack_with(precision), &Limits::default()).unwrap();
+            let d = worst(
+                &run_on(
+                    &DeviceSpec::Cpu(CpuBackend::Flex),
+                    PredictTensors(&stored, &cifs),
+                )
+                .unwrap(),
+            );
+            assert!(
+                d <= tolerance && d > 0.0,
+                "{precision:?} {modality} head: {d:e}"
+            );
+        }
 
         // A fine-tuned model no longer makes the embeddings the head learned from.
         let provenance = Provenance {
@@ -784,10 +865,10 @@ fn an_ssl_bundle_extracts_features_like_its_blocks() {
         table,
         minmax,
     });
-    let pack_with = |half: bool| {
+    let pack_with = |precision| {
         pack(PackInput {
             element_table_source: Some("default".into()),
-            half,
+            precision,
             ..test_input(
                 PackModel::Ssl {
                     model: &model,
@@ -798,7 +879,7 @@ fn an_ssl_bundle_extracts_features_like_its_blocks() {
         })
         .unwrap()
     };
-    let bytes = pack_with(false);
+    let bytes = pack_with(Precision::F32);
     let bundle = Bundle::from_bytes(&bytes, &Limits::default()).unwrap();
     assert_eq!(bundle.manifest.model.model.kind(), "ssl");
     assert_eq!(bundle.manifest.model.parameters, model.num_params() as u64);
@@ -809,14 +890,16 @@ fn an_ssl_bundle_extracts_features_like_its_blocks() {
         let d = max_diff(&got, &want);
         assert!(d <= 1e-4, "{spec}: {d:e}");
     }
-    let half = Bundle::from_bytes(&pack_with(true), &Limits::default()).unwrap();
-    let got = run_on(
-        &DeviceSpec::Cpu(CpuBackend::Flex),
-        SslFeatures(&half, &cifs),
-    )
-    .unwrap();
-    let d = max_diff(&got, &want);
-    assert!(d <= 2e-2, "f16: {d:e}");
+    for (precision, tolerance) in [(Precision::F16, 2e-2), (Precision::Int8, 1e-1)] {
+        let stored = Bundle::from_bytes(&pack_with(precision), &Limits::default()).unwrap();
+        let got = run_on(
+            &DeviceSpec::Cpu(CpuBackend::Flex),
+            SslFeatures(&stored, &cifs),
+        )
+        .unwrap();
+        let d = max_diff(&got, &want);
+        assert!(d <= tolerance && d > 0.0, "{precision:?}: {d:e}");
+    }
 
     // An SSL bundle is neither a CLIP nor a property bundle.
     let err = bundle.model::<Cpu>(&device).unwrap_err();
@@ -905,6 +988,109 @@ fn with_manifest(p: &Packed, edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
     edit(&mut m);
     e[0].1 = serde_json::to_vec(&m).unwrap();
     rezip(&e, zip::CompressionMethod::Stored)
+}
+
+/// `bytes` with its weights entry's tensors edited and re-serialised, the manifest's sizes and
+/// hashes recomputed (so only the edit is judged).
+fn with_weights(
+    bytes: &[u8],
+    edit: impl Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
+) -> Vec<u8> {
+    let mut e = entries(bytes);
+    let w = e
+        .iter()
+        .position(|(n, _)| n == "weights.safetensors")
+        .unwrap();
+    let st = safetensors::SafeTensors::deserialize(&e[w].1).unwrap();
+    let mut tensors: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut tensors);
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    e[w].1 = safetensors::serialize(views, None).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&e[0].1).unwrap();
+    for listed in m["entries"].as_array_mut().unwrap() {
+        if listed["name"] == "weights.safetensors" {
+            listed["size"] = e[w].1.len().into();
+            listed["sha256"] = xtal_core::bundle::sha256_hex(&e[w].1).into();
+        }
+    }
+    e[0].1 = serde_json::to_vec(&m).unwrap();
+    rezip(&e, zip::CompressionMethod::Stored)
+}
+
+/// An int8 weights file is checked like any other: scales that are missing, of another dtype
+/// or shape, negative or not finite are refused with the tensor named.
+#[test]
+fn hostile_int8_weights_are_refused() {
+    use safetensors::Dtype;
+    let p = packed();
+    let limits = Limits::default();
+    let linear = "text.encoder.layers.0.mha.query.weight";
+    let scale = format!("{linear}_scale");
+    // Unaltered (re-serialised), it loads.
+    let same = with_weights(&p.int8_bytes, |_| {});
+    Bundle::from_bytes(&same, &limits)
+        .unwrap()
+        .model::<Cpu>(&Default::default())
+        .unwrap();
+    let dropped = with_weights(&p.int8_bytes, |t| t.retain(|(n, ..)| *n != scale));
+    let err = refused(&dropped, &limits);
+    assert!(
+        err.contains(&format!("{linear} is int8 without its scales")),
+        "{err}"
+    );
+    let reshaped = with_weights(&p.int8_bytes, |t| {
+        let s = t.iter_mut().find(|(n, ..)| *n == scale).unwrap();
+        // Square matrix: [cols, 1] would broadcast (per row); [2, cols / 2] cannot.
+        let cols = s.2[1];
+        s.2 = vec![2, cols / 2];
+    });
+    let err = refused(&reshaped, &limits);
+    assert!(
+        err.contains(&scale) && err.contains("each dimension"),
+        "{err}"
+    );
+    let halved = with_weights(&p.int8_bytes, |t| {
+        let s = t.iter_mut().find(|(n, ..)| *n == scale).unwrap();
+        s.1 = Dtype::F16;
+        s.3.truncate(s.3.len() / 2);
+    });
+    let err = refused(&halved, &limits);
+    assert!(err.contains(&scale) && err.contains("must be f32"), "{err}");
+    for bad in [f32::NAN, f32::INFINITY, -1.0] {
+        let poisoned = with_weights(&p.int8_bytes, |t| {
+            let s = t.iter_mut().find(|(n, ..)| *n == scale).unwrap();
+            s.3[..4].copy_from_slice(&bad.to_le_bytes());
+        });
+        // The header is sound; the values are judged when the model is built.
+        let bundle = Bundle::from_bytes(&poisoned, &limits).unwrap();
+        let err = bundle
+            .model::<Cpu>(&Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&scale) && err.contains("finite and ≥ 0"),
+            "{bad}: {err}"
+        );
+    }
+    // An int8 tensor where the configuration has none: named like any stray tensor.
+    let stray = with_weights(&p.int8_bytes, |t| {
+        t.push(("surprise".into(), Dtype::I8, vec![2, 2], vec![1; 4]));
+        t.push(("surprise_scale".into(), Dtype::F32, vec![1, 2], vec![0; 8]));
+    });
+    let err = refused(&stray, &limits);
+    assert!(err.contains("values"), "{err}");
 }
 
 #[test]
@@ -1131,10 +1317,10 @@ fn hf_packed(name: &str) -> HfPacked {
         text: None,
         map: None,
     };
-    let pack_as = |half: bool| {
+    let pack_as = |precision| {
         pack(PackInput {
             index: Some((&index, None)),
-            half,
+            precision,
             ..test_input(
                 PackModel::Clip {
                     model: &model,
@@ -1146,7 +1332,7 @@ fn hf_packed(name: &str) -> HfPacked {
         })
         .unwrap()
     };
-    let bytes = pack_as(false);
+    let bytes = pack_as(Precision::F32);
     let weights = entries(&bytes)
         .into_iter()
         .find(|(n, _)| n == "weights.safetensors")
@@ -1162,7 +1348,7 @@ fn hf_packed(name: &str) -> HfPacked {
             .collect()
     };
     HfPacked {
-        half_bytes: pack_as(true),
+        half_bytes: pack_as(Precision::F16),
         projection: (
             floats("text.projection.weight"),
             floats("text.projection.bias"),

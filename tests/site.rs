@@ -717,9 +717,10 @@ fn site_in_headless_chromium() {
         browser.screenshot(&format!("graph-cif-{device}"));
     }
 
-    // A CLIP with a pretrained HuggingFace text encoder (the BERT fixture): the page runs the
-    // bundle's BERT with its tokenizer.json and finds what the CLI finds; a fine-tune's export
-    // keeps the tokenizer and embeds in the CLI as in the page.
+    // A CLIP with a pretrained HuggingFace text encoder (the BERT fixture), packed with int8
+    // matrices: the page runs the bundle's BERT with its tokenizer.json and finds what the CLI
+    // finds with the same bundle; a fine-tune's export (f32) keeps the tokenizer and embeds in
+    // the CLI as in the page.
     let (hf_run, hf_bundle) = (fx.dir.join("hf-run"), fx.dir.join("hf.xtal"));
     let bert = format!(
         "model.text_model_name={}",
@@ -754,7 +755,7 @@ fn site_in_headless_chromium() {
         "2",
     ]);
     xtal(&[
-        "bundle", "pack", "--run", &hf_run_s, "--index", &data_s, "-o", &hf_s,
+        "bundle", "pack", "--run", &hf_run_s, "--index", &data_s, "--int8", "-o", &hf_s,
     ]);
     let hf_vectors = native_embeddings(&hf_s);
     let hf_top: Vec<Value> = QUERIES.iter().map(|q| native_top10(&hf_s, &[q])).collect();

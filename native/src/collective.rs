@@ -112,6 +112,12 @@ impl NodeArgs {
     }
 }
 
+/// What a rank other than 0 says when its part is done (`what`: e.g. "after epoch 3").
+pub fn say_done(plan: Option<&NodePlan>, what: &str) {
+    let rank = plan.map_or(0, |p| p.rank);
+    eprintln!("rank {rank} done{what} (rank 0 writes the run)");
+}
+
 impl NodePlan {
     /// Checks a global batch splits evenly over the ranks (`key` names the setting).
     pub fn check_batch(&self, batch_size: usize, key: &str) -> anyhow::Result<()> {

@@ -52,6 +52,9 @@ pub struct Manifest {
     /// Accuracy of f16 storage against the f32 model, measured when the bundle was packed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub f16_check: Option<Value>,
+    /// The same for int8 storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8_check: Option<Value>,
     /// Where the model came from (run, checkpoint, epoch, validation metrics); informative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Value>,
@@ -142,7 +145,7 @@ pub struct ModelSection {
     pub model: BundledModel,
     pub embed_dim: usize,
     pub parameters: u64,
-    /// `f32` or `f16` (weights are f32 in memory either way).
+    /// `f32`, `f16` or `int8` (weights are f32 in memory whatever the storage).
     pub weights_dtype: String,
 }
 
@@ -356,16 +359,17 @@ impl Manifest {
     /// Internal consistency: the known kinds, dims that agree, bounded sizes.
     fn check(&self) -> Result<(), BundleError> {
         let bad = |m: String| Err(BundleError::Manifest(m));
-        for dtype in [
-            Some(&self.model.weights_dtype),
-            self.index.as_ref().map(|i| &i.dtype),
-        ]
-        .into_iter()
-        .flatten()
+        let weights = &self.model.weights_dtype;
+        if super::Precision::parse(weights).is_none() {
+            return bad(format!(
+                "model.weights_dtype '{weights}' is not f32, f16 or int8"
+            ));
+        }
+        if let Some(index) = &self.index
+            && index.dtype != "f32"
+            && index.dtype != "f16"
         {
-            if dtype != "f32" && dtype != "f16" {
-                return bad(format!("dtype '{dtype}' is not f32 or f16"));
-            }
+            return bad(format!("index.dtype '{}' is not f32 or f16", index.dtype));
         }
         let model = &self.model.model;
         match model {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! manifest.json                  format, version, model config, normalisers, sizes, sha256s
-//! weights.safetensors            the model (f32 or f16)
+//! weights.safetensors            the model (f32, f16 or int8 matrices)
 //! structure_input.safetensors    standardisation and/or FTCP min–max, element table
 //! tokenizer.json                 a HuggingFace text encoder's tokenizer (byte-level: none)
 //! tensor_head.safetensors        optional: a tensor-regression head over the CLIP embeddings
@@ -32,7 +32,7 @@ pub use manifest::{
     check_config, check_property,
 };
 pub use structure_input::{FtcpInput, GraphInput, StructureInput};
-pub use weights::{StoredTensor, read_header};
+pub use weights::{Precision, StoredTensor, read_header};
 pub use zero_shot::{PhraseScore, temperature_scale, zero_shot};
 
 use burn::prelude::*;
@@ -128,11 +128,13 @@ pub struct PackInput<'a, B: Backend> {
     pub fitted_on: Option<usize>,
     pub index: Option<(&'a RetrievalIndex, Option<String>)>,
     pub card: Option<String>,
-    pub half: bool,
+    /// Weights as f32, f16 or int8; the index is f16 unless the weights are f32.
+    pub precision: Precision,
     pub created: String,
     pub xtal_version: String,
     pub source: Option<serde_json::Value>,
-    pub f16_check: Option<serde_json::Value>,
+    /// What the reduced precision changes, measured by the packer (f16 and int8 only).
+    pub precision_check: Option<serde_json::Value>,
 }
 
 /// Who wrote a bundle, when, and from what (the front ends know; core has no clock).
@@ -171,7 +173,7 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             };
             (
                 BundledModel::Clip(c.clone()),
-                weights::to_safetensors(model, input.half)?,
+                weights::to_safetensors(model, input.precision)?,
                 tokenizer_json,
                 Some(tokenizer),
             )
@@ -189,7 +191,7 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             }
             (
                 BundledModel::Property(config.clone(), target),
-                weights::to_safetensors(model, input.half)?,
+                weights::to_safetensors(model, input.precision)?,
                 None,
                 None,
             )
@@ -208,7 +210,7 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             }
             (
                 BundledModel::Ssl(config.clone()),
-                weights::to_safetensors(model, input.half)?,
+                weights::to_safetensors(model, input.precision)?,
                 None,
                 None,
             )
@@ -243,7 +245,7 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
                 .map_err(|m| BundleError::Write(format!("tensor head: {m}")))?;
             entries.push(Entry {
                 name: TENSOR_HEAD.into(),
-                data: weights::to_safetensors(head.model, input.half)?,
+                data: weights::to_safetensors(head.model, input.precision)?,
             });
             Some(section)
         }
@@ -257,7 +259,7 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
     let index_section = match input.index {
         None => None,
         Some((index, dataset)) => {
-            let (records, embeddings) = index.to_entries(input.half)?;
+            let (records, embeddings) = index.to_entries(input.precision.index_half())?;
             entries.push(Entry {
                 name: INDEX_RECORDS.into(),
                 data: records,
@@ -268,7 +270,12 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
             });
             Some(IndexSection {
                 entries: index.len(),
-                dtype: dtype_name(input.half).into(),
+                dtype: if input.precision.index_half() {
+                    "f16"
+                } else {
+                    "f32"
+                }
+                .into(),
                 structure: index.structure.is_some(),
                 text: index.text.is_some(),
                 map: index.map.is_some(),
@@ -294,7 +301,7 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
         model: ModelSection {
             embed_dim: model.embed_dim(),
             parameters: model.parameter_count(),
-            weights_dtype: dtype_name(input.half).into(),
+            weights_dtype: input.precision.name().into(),
             model,
         },
         tokenizer,
@@ -310,7 +317,13 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
         },
         index: index_section,
         tensor_head,
-        f16_check: input.f16_check,
+        f16_check: input
+            .precision_check
+            .clone()
+            .filter(|_| input.precision == Precision::F16),
+        int8_check: input
+            .precision_check
+            .filter(|_| input.precision == Precision::Int8),
         source: input.source,
         entries: entries
             .iter()
@@ -331,10 +344,6 @@ pub fn pack<B: Backend>(input: PackInput<'_, B>) -> Result<Vec<u8>, BundleError>
         },
     );
     archive::write_zip(&entries)
-}
-
-fn dtype_name(half: bool) -> &'static str {
-    if half { "f16" } else { "f32" }
 }
 
 impl Bundle {
@@ -855,11 +864,11 @@ impl Bundle {
             fitted_on: m.structure_input.fitted_on,
             index: index.map(|i| (i, m.index.as_ref().and_then(|s| s.dataset.clone()))),
             card: Some(card.trim_start().to_string()),
-            half: false,
+            precision: Precision::F32,
             created: provenance.created,
             xtal_version: provenance.xtal_version,
             source: Some(provenance.source),
-            f16_check: None,
+            precision_check: None,
         })
     }
 

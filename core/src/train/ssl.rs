@@ -245,11 +245,13 @@ pub fn task_weights(kind: BlockKind, overrides: &[(String, f64)]) -> Vec<(String
 }
 
 /// The masking stream of one batch: a function of (seed, epoch, batch) only, so a resumed
-/// run masks as the uninterrupted one would.
-fn mask_rng(seed: u64, epoch: usize, batch: usize) -> SeededRng {
+/// run masks as the uninterrupted one would. Data-parallel ranks mix in their rank, so their
+/// shards of one batch are not masked alike (rank 0's stream is one process's).
+fn mask_rng(seed: u64, epoch: usize, batch: usize, rank: usize) -> SeededRng {
     SeededRng::new(
         seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+            ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+            ^ (rank as u64).wrapping_mul(0x94D0_49BB_1331_11EB),
     )
 }
 
@@ -263,6 +265,8 @@ pub struct SslStep<'a, B: Backend> {
     pub val: &'a [usize],
     pub batch_size: usize,
     pub seed: u64,
+    /// The data-parallel rank (0 for one process): its masking stream.
+    pub rank: usize,
     pub device: B::Device,
 }
 
@@ -289,7 +293,7 @@ impl<B: AutodiffBackend> TrainStep<B> for SslStep<'_, B> {
         batch: usize,
     ) -> Result<(Vec<usize>, SeededRng), ReadError> {
         self.data.touch(items);
-        Ok((items.to_vec(), mask_rng(self.seed, epoch, batch)))
+        Ok((items.to_vec(), mask_rng(self.seed, epoch, batch, self.rank)))
     }
 
     fn loss(
@@ -436,7 +440,7 @@ pub fn evaluate_ssl<B: Backend>(
         .collect();
     let mut total = 0.0;
     for (k, chunk) in idx.chunks(batch_size.max(1)).enumerate() {
-        let mut rng = mask_rng(seed, 0, k);
+        let mut rng = mask_rng(seed, 0, k, 0);
         let batch = data.batch::<B>(kind, chunk, Some(&mut rng), device);
         let losses = model.pretext(&batch);
         let share = chunk.len() as f64 / idx.len().max(1) as f64;

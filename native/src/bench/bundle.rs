@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use xtal_core::bundle::{
-    Bundle, IndexRecords, Limits, PackInput, PackModel, RetrievalIndex, Side, StructureInput, pack,
+    Bundle, IndexRecords, Limits, PackInput, PackModel, Precision, RetrievalIndex, Side,
+    StructureInput, pack,
 };
 use xtal_core::data::FeatureScaler;
 use xtal_core::device::Flex;
@@ -52,7 +53,7 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
         mean: vec![0.0; 1024],
         std: vec![1.0; 1024],
     });
-    let pack_with = |half: bool| {
+    let pack_with = |precision: Precision| {
         pack(PackInput {
             tensor_head: None,
             model: PackModel::Clip {
@@ -65,11 +66,11 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
             fitted_on: None,
             index: None,
             card: None,
-            half,
+            precision,
             created: "1970-01-01T00:00:00Z".into(),
             xtal_version: env!("CARGO_PKG_VERSION").into(),
             source: None,
-            f16_check: None,
+            precision_check: None,
         })
     };
     let mut rows = Vec::new();
@@ -82,15 +83,15 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
             &device,
         ))
     });
-    for half in [false, true] {
-        let bytes = pack_with(half)?;
-        let pack_s = median(3, || drop(pack_with(half)));
+    for precision in [Precision::F32, Precision::F16, Precision::Int8] {
+        let bytes = pack_with(precision)?;
+        let pack_s = median(3, || drop(pack_with(precision)));
         let load_s = median(3, || {
             let b = Bundle::from_bytes(&bytes, &Limits::default()).expect("bundle loads");
             drop(b.model::<Flex>(&device).expect("model builds"));
         });
         rows.push(json!({
-            "workload": format!("20M-parameter bundle, {}", if half { "f16" } else { "f32" }),
+            "workload": format!("20M-parameter bundle, {}", precision.name()),
             "bytes": bytes.len(),
             "pack_seconds": pack_s,
             "load_seconds": load_s,

@@ -20,8 +20,9 @@ use xtal_core::train::property::{
     PropertyRows, PropertyStep, composition_baseline, mean_absolute_error, predict_property,
 };
 use xtal_core::train::spec::TrainingSpec;
-use xtal_core::train::{FitSettings, ModelOptimizer, OneRank, TargetScale, fit, model_from_bytes};
+use xtal_core::train::{FitSettings, ModelOptimizer, Ranks, TargetScale, fit, model_from_bytes};
 
+use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
 use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves, ParityPlot};
@@ -58,6 +59,8 @@ pub struct TrainArgs {
     stop_after: Option<usize>,
     #[command(flatten)]
     tracking: TrackingArgs,
+    #[command(flatten)]
+    nodes: NodeArgs,
     /// Graph network: cgcnn or painn.
     #[arg(long, default_value = "cgcnn")]
     backbone: GraphBackbone,
@@ -199,12 +202,13 @@ pub(crate) fn property_rows(
     Ok((rows, unusable))
 }
 
-/// A new run's description from the arguments (the run directory created, the data's
-/// element table adopted), written as `run.json`, with its rows and the count of structures
-/// without a usable graph.
+/// A new run's description from the arguments, with its rows and the count of structures
+/// without a usable graph. The `lead` process (rank 0, or the only one) also creates the
+/// run directory, adopts the data's element table and writes `run.json`.
 fn new_run(
     args: &TrainArgs,
     run: &RunDir,
+    lead: bool,
 ) -> anyhow::Result<(PropertyRunInfo, PropertyRows, usize)> {
     let (Some(data), Some(target)) = (&args.data, &args.target) else {
         return Err(BadInput("--data and --target are required (or --resume)".into()).into());
@@ -235,7 +239,9 @@ fn new_run(
     );
     let data = DataSource::new(data, None)?;
     let (rows, unusable) = property_rows(&data, target, args.source.as_deref(), &config.encoder)?;
-    run.create(args.force, " or --resume to continue it")?;
+    if lead {
+        run.create(args.force, " or --resume to continue it")?;
+    }
     // The best checkpoint is the epoch of the lowest validation MAE.
     let training = TrainingSpec {
         epochs: args.epochs,
@@ -250,14 +256,20 @@ fn new_run(
     };
     let info = PropertyRunInfo {
         family: "property".into(),
-        data: data.adopted_by(&run.path)?,
+        data: if lead {
+            data.adopted_by(&run.path)?
+        } else {
+            data
+        },
         target: target.clone(),
         source: args.source.clone(),
         model: config,
         scale: rows.scale(),
         training,
     };
-    run.write_info("run.json", &info)?;
+    if lead {
+        run.write_info("run.json", &info)?;
+    }
     Ok((info, rows, unusable))
 }
 
@@ -271,6 +283,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let run = RunDir::new(&args.out);
     let device = super::one_device(&args.device)?;
+    let nodes = args.nodes.plan()?;
+    // Rank 0 alone writes the run; the other ranks only train (and read it to resume).
+    let lead = nodes.as_ref().is_none_or(|p| p.rank == 0);
+    if let Some(plan) = &nodes {
+        plan.check_batch(args.batch_size, "--batch-size")?;
+    }
     let (info, rows, unusable) = if args.resume {
         let info = PropertyRunInfo::load(&run)?;
         let (rows, unusable) = property_rows(
@@ -281,9 +299,18 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         )?;
         (info, rows, unusable)
     } else {
-        new_run(&args, &run)?
+        new_run(&args, &run, lead)?
     };
-    let run = run.track(&args.tracking, &serde_json::to_value(&info)?, args.resume)?;
+    if let Some(plan) = &nodes
+        && args.resume
+    {
+        plan.check_batch(info.training.batch_size, "the run's batch size")?;
+    }
+    let run = if lead {
+        run.track(&args.tracking, &serde_json::to_value(&info)?, args.resume)?
+    } else {
+        run
+    };
     let n_val = rows.indices(true).len();
     eprintln!(
         "data: {} structures with {} ({} train, {n_val} validation); {unusable} without a usable graph",
@@ -301,8 +328,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             run: &run,
             resume: args.resume,
             stop_after: args.stop_after,
+            nodes: nodes.as_ref(),
         },
     )??;
+    let Some(outcome) = outcome else {
+        say_done(nodes.as_ref(), "");
+        return Ok(());
+    };
 
     let val = rows.indices(true);
     let truth: Vec<f64> = val.iter().map(|&i| rows.targets[i]).collect();
@@ -372,6 +404,7 @@ struct TrainProperty<'a> {
     run: &'a RunDir,
     resume: bool,
     stop_after: Option<usize>,
+    nodes: Option<&'a NodePlan>,
 }
 
 struct PropertyOutcome {
@@ -385,12 +418,14 @@ struct PropertyOutcome {
 }
 
 impl OnDevice for TrainProperty<'_> {
-    type Output = anyhow::Result<PropertyOutcome>;
+    /// `None` on ranks other than 0, which write and report nothing.
+    type Output = anyhow::Result<Option<PropertyOutcome>>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let training = &self.info.training;
         let train_idx = self.rows.indices(false);
         let val_idx = self.rows.indices(true);
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
         B::seed(&device, training.seed);
         let model: PropertyModel<B> = self.info.model.init(&device);
         let parameters = model.num_params();
@@ -428,12 +463,18 @@ impl OnDevice for TrainProperty<'_> {
                 train: &train_idx,
                 state,
                 stop_after: self.stop_after,
-                ranks: &OneRank,
+                ranks: &ranks,
             },
             &mut store,
             &mut progress,
             &device,
         )?;
+        drop(progress);
+        let lead = ranks.rank() == 0;
+        ranks.finish()?;
+        if !lead {
+            return Ok(None);
+        }
         let best_epoch = fitted
             .state
             .early_stopping
@@ -454,13 +495,13 @@ impl OnDevice for TrainProperty<'_> {
         let curve = self.run.epoch_curve("val_mae");
         let seen = fitted.items_seen;
         let seconds = started.elapsed().as_secs_f64();
-        Ok(PropertyOutcome {
+        Ok(Some(PropertyOutcome {
             predictions,
             best_epoch,
             curve,
             parameters,
             seconds,
             graphs_per_second: seen as f64 / seconds.max(1e-9),
-        })
+        }))
     }
 }

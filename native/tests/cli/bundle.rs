@@ -26,11 +26,12 @@ fn bad(o: &std::process::Output, needle: &str) {
 fn pack_inspect_verify_embed_and_search() {
     let dir = scratch("bundle-e2e");
     let (csv, cifs) = materials(&dir);
-    let (data, run, b, half) = (
+    let (data, run, b, half, int8) = (
         dir.join("data"),
         dir.join("run"),
         dir.join("b.xtal"),
         dir.join("half.xtal"),
+        dir.join("int8.xtal"),
     );
     let s = |p: &Path| p.to_str().unwrap().to_string();
     ok(&xtal(&["prepare", &s(&csv), "-o", &s(&data)]), "prepare");
@@ -66,6 +67,14 @@ fn pack_inspect_verify_embed_and_search() {
     let packed = pack(&half, &["--f16"]);
     ok(&packed, "pack --f16");
     assert!(stderr(&packed).contains("f16 check"), "{}", stderr(&packed));
+    let packed = pack(&int8, &["--int8"]);
+    ok(&packed, "pack --int8");
+    assert!(
+        stderr(&packed).contains("int8 check: over"),
+        "{}",
+        stderr(&packed)
+    );
+    bad(&pack(&int8, &["--int8", "--f16", "--force"]), "--f16");
 
     let manifest: Value = serde_json::from_str(&ok(
         &xtal(&["bundle", "inspect", &s(&b), "--json"]),
@@ -94,6 +103,50 @@ fn pack_inspect_verify_embed_and_search() {
         size(&half),
         size(&b)
     );
+    let int8_manifest: Value = serde_json::from_str(&ok(
+        &xtal(&["bundle", "inspect", &s(&int8), "--json"]),
+        "inspect",
+    ))
+    .unwrap();
+    assert_eq!(int8_manifest["model"]["weights_dtype"], "int8");
+    assert!(int8_manifest.get("f16_check").is_none());
+    let check = &int8_manifest["int8_check"];
+    assert!(
+        check["max_abs_diff_text"].as_f64().unwrap() < 5e-2,
+        "{check}"
+    );
+    assert!(check["top10_overlap"].as_f64().unwrap() > 0.5, "{check}");
+    // The matrices are a quarter of f32.
+    let weights = |m: &Value| {
+        m["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "weights.safetensors")
+            .unwrap()["size"]
+            .as_f64()
+            .unwrap()
+    };
+    let ratio = weights(&int8_manifest) / weights(&manifest);
+    assert!(ratio < 0.4, "int8 / f32 weights {ratio}");
+    assert!(ok(&xtal(&["bundle", "verify", &s(&int8)]), "verify").starts_with("ok:"));
+    let hits = |bundle: &Path| {
+        let out = ok(
+            &xtal(&[
+                "search",
+                "--bundle",
+                &s(bundle),
+                "a cubic perovskite",
+                "-k",
+                "4",
+                "--json",
+            ]),
+            "search",
+        );
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["results"].as_array().unwrap().len()
+    };
+    assert_eq!(hits(&int8), 4);
     assert!(ok(&xtal(&["bundle", "inspect", &s(&b)]), "inspect").contains("weights.safetensors"));
     assert!(ok(&xtal(&["bundle", "verify", &s(&b)]), "verify").starts_with("ok:"));
 

@@ -289,6 +289,8 @@ where
     if lead {
         store.truncate_metrics(state.epoch)?;
     }
+    // Every rank starts from rank 0's parameters (same seed, same checkpoint), or none trains.
+    ranks::check_identical(&model.valid(), ranks, state.step).await?;
     let (mut best, mut items_seen) = (None, 0);
     for epoch in state.epoch + 1..=t.epochs {
         if state.stopped {

@@ -187,7 +187,12 @@ pub async fn check_identical<B: Backend, M: Module<B>, R: Ranks>(
     match verdicts.iter().position(|&v| v != 0.0) {
         None => Ok(()),
         Some(k) => Err(RanksError(format!(
-            "after optimiser step {step}, rank {k}'s parameters differ from rank 0's"
+            "{}, rank {k}'s parameters differ from rank 0's",
+            if step == 0 {
+                "before the first optimiser step".to_string()
+            } else {
+                format!("after optimiser step {step}")
+            }
         ))),
     }
 }

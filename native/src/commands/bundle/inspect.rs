@@ -10,7 +10,7 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::structure::StructureEncoderConfig;
 
 use super::common::{LimitArgs, human_bytes, open};
-use super::pack::f16_line;
+use super::pack::precision_line;
 
 #[derive(clap::Args)]
 pub struct InspectArgs {
@@ -141,7 +141,10 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         None => println!("index      none"),
     }
     if let Some(check) = &m.f16_check {
-        println!("f16        {}", f16_line(check));
+        println!("f16        {}", precision_line(check));
+    }
+    if let Some(check) = &m.int8_check {
+        println!("int8       {}", precision_line(check));
     }
     if let Some(src) = &m.source {
         // An SSL run's blocks each have their own best epoch.

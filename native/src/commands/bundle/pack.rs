@@ -7,8 +7,8 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 use xtal_core::bundle::{
-    Bundle, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, PackModel, RetrievalIndex,
-    Side, StructureInput, pack, rfc3339,
+    Bundle, FtcpInput, GraphInput, IndexRecords, Limits, PackInput, PackModel, Precision,
+    RetrievalIndex, Side, StructureInput, pack, rfc3339,
 };
 use xtal_core::data::{Layout, PairSet};
 use xtal_core::device::{OnDevice, run_on};
@@ -53,6 +53,11 @@ pub struct PackArgs {
     /// Store weights and index as f16 (half the size); the accuracy change is measured and kept.
     #[arg(long)]
     pub(super) f16: bool,
+    /// Store every linear and embedding matrix as int8 with one f32 scale per output channel
+    /// (embedding tables: per row), the rest of the weights and the index as f16 — about a
+    /// quarter of f32; the accuracy change is measured and kept.
+    #[arg(long, conflicts_with = "f16")]
+    pub(super) int8: bool,
     /// Leave out the index's structures (P1 CIFs for pictures and 3-D views of hits).
     #[arg(long)]
     pub(super) no_structures: bool,
@@ -71,6 +76,24 @@ pub struct PackArgs {
     /// Device that computes the index embeddings.
     #[arg(long, default_value = "cpu")]
     pub(super) device: String,
+}
+
+impl PackArgs {
+    pub(super) fn precision(&self) -> Precision {
+        match (self.f16, self.int8) {
+            (_, true) => Precision::Int8,
+            (true, false) => Precision::F16,
+            (false, false) => Precision::F32,
+        }
+    }
+
+    /// ", f16" / ", int8" for the summary line; nothing for f32.
+    pub(super) fn precision_label(&self) -> String {
+        match self.precision() {
+            Precision::F32 => String::new(),
+            p => format!(", {}", p.name()),
+        }
+    }
 }
 
 pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
@@ -207,7 +230,7 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
             index_entries: index_entries.as_ref(),
             no_map: args.no_map,
             card,
-            half: args.f16,
+            precision: args.precision(),
             created,
             source,
             set: &loaded.set,
@@ -227,15 +250,19 @@ pub(super) fn pack_run(args: PackArgs) -> anyhow::Result<()> {
                 h.info.modality
             ))
             .unwrap_or_default(),
-        if args.f16 { ", f16" } else { "" },
+        args.precision_label(),
         packed
             .index_len
             .map(|n| format!(", index of {n} entries"))
             .unwrap_or_default(),
         started.elapsed().as_secs_f64()
     );
-    if let Some(check) = packed.f16_check {
-        eprintln!("f16 check: {}", f16_line(&check));
+    if let Some(check) = packed.precision_check {
+        eprintln!(
+            "{} check: {}",
+            args.precision().name(),
+            precision_line(&check)
+        );
     }
     Ok(())
 }
@@ -385,7 +412,7 @@ fn model_card(
 
 struct Packed {
     bytes: Vec<u8>,
-    f16_check: Option<serde_json::Value>,
+    precision_check: Option<serde_json::Value>,
     index_len: Option<usize>,
 }
 
@@ -402,10 +429,10 @@ struct PackTask<'a> {
     index_entries: Option<&'a IndexEntries>,
     no_map: bool,
     card: String,
-    half: bool,
+    precision: Precision,
     created: String,
     source: serde_json::Value,
-    /// Pairs whose validation rows measure what f16 changes.
+    /// Pairs whose validation rows measure what the reduced precision changes.
     set: &'a PairSet,
 }
 
@@ -416,8 +443,8 @@ impl OnDevice for PackTask<'_> {
             model_from_bytes(self.config.init(&device), self.weights, &device)?;
         let head = self.head.map(|h| h.model(&device)).transpose()?;
         let pack_with = |index: Option<(&RetrievalIndex, Option<String>)>,
-                         half: bool,
-                         f16_check: Option<serde_json::Value>| {
+                         precision: Precision,
+                         precision_check: Option<serde_json::Value>| {
             pack(PackInput {
                 model: PackModel::Clip {
                     model: &model,
@@ -433,18 +460,21 @@ impl OnDevice for PackTask<'_> {
                 fitted_on: self.fitted_on,
                 index,
                 card: Some(self.card.clone()),
-                half,
+                precision,
                 created: self.created.clone(),
                 xtal_version: env!("CARGO_PKG_VERSION").into(),
                 source: Some(self.source.clone()),
-                f16_check,
+                precision_check,
             })
         };
         // An index of a dataset's structures is embedded by the packed model itself.
         let built = match self.index_entries {
             None => None,
             Some(entries) => {
-                let plain = Bundle::from_bytes(&pack_with(None, false, None)?, &Limits::default())?;
+                let plain = Bundle::from_bytes(
+                    &pack_with(None, Precision::F32, None)?,
+                    &Limits::default(),
+                )?;
                 let dim = self.config.text.embed_dim;
                 let map = |s: &[f32]| (!self.no_map).then(|| index_map(s, dim)).flatten();
                 Some((
@@ -458,28 +488,29 @@ impl OnDevice for PackTask<'_> {
             .clone()
             .or_else(|| built.as_ref().map(|(i, source)| (i, Some(source.clone()))));
         let index_len = index.as_ref().map(|(i, _)| i.len());
-        let bytes = |half: bool, f16_check| pack_with(index.clone(), half, f16_check);
-        if !self.half {
+        let bytes = |precision, check| pack_with(index.clone(), precision, check);
+        if self.precision == Precision::F32 {
             return Ok(Packed {
-                bytes: bytes(false, None)?,
-                f16_check: None,
+                bytes: bytes(Precision::F32, None)?,
+                precision_check: None,
                 index_len,
             });
         }
-        // Measure what f16 storage changes: embeddings of the validation pairs (or all) and
-        // the top-10 of every text query against the index, f16 bundle vs f32 model.
-        let half = Bundle::from_bytes(&bytes(true, None)?, &Limits::default())?;
-        let half_model: Clip<B::InnerBackend> = half.model(&device)?;
+        // Measure what f16 or int8 storage changes: embeddings of the validation pairs (or
+        // all) and the top-10 of every text query against the index, stored vs f32 model.
+        let stored = Bundle::from_bytes(&bytes(self.precision, None)?, &Limits::default())?;
+        let stored_model: Clip<B::InnerBackend> = stored.model(&device)?;
         let set = self.set;
         let mut idx = set.indices(true);
         if idx.len() < 2 {
             idx = (0..set.len()).collect();
         }
         let texts: Vec<&str> = idx.iter().map(|&i| set.texts.first(i)).collect();
-        let t32 = to_host(half.embed_texts(&model, &texts, &device)?)?;
-        let t16 = to_host(half.embed_texts(&half_model, &texts, &device)?)?;
+        let t32 = to_host(stored.embed_texts(&model, &texts, &device)?)?;
+        let t_stored = to_host(stored.embed_texts(&stored_model, &texts, &device)?)?;
         let s32 = to_host(model.encode_structures(structure_batch(set, &idx, &device)))?;
-        let s16 = to_host(half_model.encode_structures(structure_batch(set, &idx, &device)))?;
+        let s_stored =
+            to_host(stored_model.encode_structures(structure_batch(set, &idx, &device)))?;
         let diff = |a: &[f32], b: &[f32]| {
             a.iter()
                 .zip(b)
@@ -488,15 +519,15 @@ impl OnDevice for PackTask<'_> {
         };
         let mut check = json!({
             "rows": idx.len(),
-            "max_abs_diff_text": diff(&t32, &t16),
-            "max_abs_diff_structure": diff(&s32, &s16),
+            "max_abs_diff_text": diff(&t32, &t_stored),
+            "max_abs_diff_structure": diff(&s32, &s_stored),
         });
-        if let (Some((index32, _)), Some(index16)) = (&index, &half.index) {
+        if let (Some((index32, _)), Some(index_stored)) = (&index, &stored.index) {
             let d = self.config.text.embed_dim;
             let mut overlap = 0usize;
-            for (q32, q16) in t32.chunks(d).zip(t16.chunks(d)) {
+            for (q32, q_stored) in t32.chunks(d).zip(t_stored.chunks(d)) {
                 let a = index32.search(q32, 10, Side::Structure)?;
-                let b = index16.search(q16, 10, Side::Structure)?;
+                let b = index_stored.search(q_stored, 10, Side::Structure)?;
                 overlap += a
                     .iter()
                     .filter(|h| b.iter().any(|g| g.row == h.row))
@@ -506,19 +537,44 @@ impl OnDevice for PackTask<'_> {
             check["top10_overlap"] = json!(overlap as f64 / (k * idx.len()) as f64);
         }
         Ok(Packed {
-            bytes: bytes(true, Some(check.clone()))?,
-            f16_check: Some(check),
+            bytes: bytes(self.precision, Some(check.clone()))?,
+            precision_check: Some(check),
             index_len,
         })
     }
 }
 
-pub(super) fn f16_line(check: &serde_json::Value) -> String {
+/// What reduced-precision storage changed, as `bundle pack` and `bundle inspect` print it
+/// (a CLIP, property or SSL bundle's check).
+pub(super) fn precision_line(check: &serde_json::Value) -> String {
+    let f = |key: &str| check[key].as_f64().unwrap_or(f64::NAN);
+    if check.get("max_abs_diff_prediction").is_some() {
+        let stored = check
+            .as_object()
+            .and_then(|o| o.keys().find(|k| k.starts_with("mae_") && *k != "mae_f32"))
+            .cloned()
+            .unwrap_or_default();
+        return format!(
+            "over {} validation structures, max |Δ prediction| {:.2e}; MAE {:.4} (f32) / {:.4} ({})",
+            check["rows"],
+            f("max_abs_diff_prediction"),
+            f("mae_f32"),
+            f(&stored),
+            stored.trim_start_matches("mae_"),
+        );
+    }
+    if check.get("max_abs_diff_feature").is_some() {
+        return format!(
+            "over {} validation tensors, max |Δ feature| {:.2e} (features are unit-normalised per block)",
+            check["rows"],
+            f("max_abs_diff_feature"),
+        );
+    }
     format!(
         "over {} validation pairs, max |Δ| of unit embeddings {:.2e} (text) / {:.2e} (structure){}",
         check["rows"],
-        check["max_abs_diff_text"].as_f64().unwrap_or(f64::NAN),
-        check["max_abs_diff_structure"].as_f64().unwrap_or(f64::NAN),
+        f("max_abs_diff_text"),
+        f("max_abs_diff_structure"),
         check["top10_overlap"]
             .as_f64()
             .map(|o| format!("; text→structure top-10 shared with f32: {:.1}%", 100.0 * o))

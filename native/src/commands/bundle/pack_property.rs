@@ -7,7 +7,8 @@ use std::time::Instant;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::{Value, json};
 use xtal_core::bundle::{
-    Bundle, GraphInput, Limits, PackInput, PackModel, PropertyTarget, StructureInput, pack,
+    Bundle, GraphInput, Limits, PackInput, PackModel, Precision, PropertyTarget, StructureInput,
+    pack,
 };
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::property::PropertyModel;
@@ -32,8 +33,8 @@ pub(super) fn pack_property_run(args: &PackArgs) -> anyhow::Result<()> {
         config: info.model.encoder.graph,
         table,
     });
-    // The validation rows measure what f16 storage changes.
-    let rows = if args.f16 {
+    // The validation rows measure what f16 or int8 storage changes.
+    let rows = if args.precision() != Precision::F32 {
         Some(
             property_rows(
                 &info.data,
@@ -60,7 +61,7 @@ pub(super) fn pack_property_run(args: &PackArgs) -> anyhow::Result<()> {
     })?;
     let created = now();
     let device = crate::commands::one_device(&args.device)?;
-    let (bytes, f16_check) = run_on(
+    let (bytes, precision_check) = run_on(
         &device,
         PackProperty {
             weights: checkpoint.model,
@@ -68,7 +69,7 @@ pub(super) fn pack_property_run(args: &PackArgs) -> anyhow::Result<()> {
             structure_input: &structure_input,
             element_table,
             card,
-            half: args.f16,
+            precision: args.precision(),
             created,
             source,
             rows: rows.as_ref(),
@@ -81,18 +82,14 @@ pub(super) fn pack_property_run(args: &PackArgs) -> anyhow::Result<()> {
         human_bytes(bytes.len() as u64),
         info.target,
         info.model.parameter_count(),
-        if args.f16 { ", f16" } else { "" },
+        args.precision_label(),
         started.elapsed().as_secs_f64()
     );
-    if let Some(check) = f16_check {
+    if let Some(check) = precision_check {
         eprintln!(
-            "f16 check: over {} validation structures, max |Δ prediction| {:.2e}; MAE {:.4} (f32) / {:.4} (f16)",
-            check["rows"],
-            check["max_abs_diff_prediction"]
-                .as_f64()
-                .unwrap_or(f64::NAN),
-            check["mae_f32"].as_f64().unwrap_or(f64::NAN),
-            check["mae_f16"].as_f64().unwrap_or(f64::NAN),
+            "{} check: {}",
+            args.precision().name(),
+            super::pack::precision_line(&check)
         );
     }
     Ok(())
@@ -139,7 +136,7 @@ struct PackProperty<'a> {
     structure_input: &'a StructureInput,
     element_table: Option<String>,
     card: String,
-    half: bool,
+    precision: Precision,
     created: String,
     source: Value,
     rows: Option<&'a PropertyRows>,
@@ -151,7 +148,7 @@ impl OnDevice for PackProperty<'_> {
         let config = &self.info.model;
         let model: PropertyModel<B::InnerBackend> =
             model_from_bytes(config.init(&device), self.weights, &device)?;
-        let bytes = |half: bool, f16_check: Option<Value>| {
+        let bytes = |precision: Precision, precision_check: Option<Value>| {
             pack(PackInput {
                 tensor_head: None,
                 model: PackModel::Property {
@@ -168,30 +165,31 @@ impl OnDevice for PackProperty<'_> {
                 fitted_on: None,
                 index: None,
                 card: Some(self.card.clone()),
-                half,
+                precision,
                 created: self.created.clone(),
                 xtal_version: env!("CARGO_PKG_VERSION").into(),
                 source: Some(self.source.clone()),
-                f16_check,
+                precision_check,
             })
         };
-        let Some(rows) = self.rows.filter(|_| self.half) else {
-            return Ok((bytes(false, None)?, None));
+        let Some(rows) = self.rows.filter(|_| self.precision != Precision::F32) else {
+            return Ok((bytes(Precision::F32, None)?, None));
         };
-        // What f16 storage changes: the validation predictions, f16 bundle vs f32 model.
-        let half = Bundle::from_bytes(&bytes(true, None)?, &Limits::default())?;
-        let half_model = half.property_model::<B::InnerBackend>(&device)?;
+        // What f16 or int8 storage changes: the validation predictions, stored vs f32 model.
+        let stored = Bundle::from_bytes(&bytes(self.precision, None)?, &Limits::default())?;
+        let stored_model = stored.property_model::<B::InnerBackend>(&device)?;
         let val = rows.indices(true);
         let truth: Vec<f64> = val.iter().map(|&i| rows.targets[i]).collect();
         let scale = self.info.scale;
         let p32 = predict_property(&model, rows, &val, 64, scale, &device)?;
-        let p16 = predict_property(&half_model, rows, &val, 64, scale, &device)?;
-        let check = json!({
+        let p_stored = predict_property(&stored_model, rows, &val, 64, scale, &device)?;
+        let mut check = json!({
             "rows": val.len(),
-            "max_abs_diff_prediction": p32.iter().zip(&p16).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max),
+            "max_abs_diff_prediction": p32.iter().zip(&p_stored).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max),
             "mae_f32": mean_absolute_error(&p32, &truth),
-            "mae_f16": mean_absolute_error(&p16, &truth),
         });
-        Ok((bytes(true, Some(check.clone()))?, Some(check)))
+        check[format!("mae_{}", self.precision.name())] =
+            json!(mean_absolute_error(&p_stored, &truth));
+        Ok((bytes(self.precision, Some(check.clone()))?, Some(check)))
     }
 }

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::{Value, json};
-use xtal_core::bundle::{Bundle, FtcpInput, Limits, PackInput, PackModel, StructureInput, pack};
+use xtal_core::bundle::{
+    Bundle, FtcpInput, Limits, PackInput, PackModel, Precision, StructureInput, pack,
+};
 use xtal_core::data::StructureItem;
 use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::ftcp_ssl::{BlockKind, SslEncoder, SslEncoderConfig};
@@ -21,7 +23,7 @@ use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
 use crate::output::write_atomic;
 
-/// Validation tensors the f16 check compares features on.
+/// Validation tensors the f16 or int8 check compares features on.
 const F16_CHECK_ROWS: usize = 256;
 
 pub(super) fn pack_ssl_run(args: &PackArgs) -> anyhow::Result<()> {
@@ -66,8 +68,8 @@ pub(super) fn pack_ssl_run(args: &PackArgs) -> anyhow::Result<()> {
         epochs.insert(kind.name().into(), json!(c.state.epoch));
         checkpoints.push((dir.checkpoint_path(&args.checkpoint), c.model));
     }
-    // The validation tensors measure what f16 storage changes.
-    let rows = if args.f16 {
+    // The validation tensors measure what f16 or int8 storage changes.
+    let rows = if args.precision() != Precision::F32 {
         Some(info.source.load(Some(&info.normalizer))?.data)
     } else {
         None
@@ -80,7 +82,7 @@ pub(super) fn pack_ssl_run(args: &PackArgs) -> anyhow::Result<()> {
     });
     let card = card_or(args, || model_card(args, &info, &config))?;
     let device = crate::commands::one_device(&args.device)?;
-    let (bytes, f16_check) = run_on(
+    let (bytes, precision_check) = run_on(
         &device,
         PackSsl {
             checkpoints,
@@ -88,7 +90,7 @@ pub(super) fn pack_ssl_run(args: &PackArgs) -> anyhow::Result<()> {
             structure_input: &structure_input,
             element_table,
             card,
-            half: args.f16,
+            precision: args.precision(),
             created: now(),
             source,
             rows: rows.as_ref(),
@@ -101,14 +103,14 @@ pub(super) fn pack_ssl_run(args: &PackArgs) -> anyhow::Result<()> {
         human_bytes(bytes.len() as u64),
         config.parameter_count(),
         xtal_core::models::ftcp_ssl::FEATURE_DIM,
-        if args.f16 { ", f16" } else { "" },
+        args.precision_label(),
         started.elapsed().as_secs_f64()
     );
-    if let Some(check) = f16_check {
+    if let Some(check) = precision_check {
         eprintln!(
-            "f16 check: over {} validation tensors, max |Δ feature| {:.2e} (features are unit-normalised per block)",
-            check["rows"],
-            check["max_abs_diff_feature"].as_f64().unwrap_or(f64::NAN),
+            "{} check: {}",
+            args.precision().name(),
+            super::pack::precision_line(&check)
         );
     }
     Ok(())
@@ -153,7 +155,7 @@ struct PackSsl<'a> {
     structure_input: &'a StructureInput,
     element_table: Option<String>,
     card: String,
-    half: bool,
+    precision: Precision,
     created: String,
     source: Value,
     rows: Option<&'a SslData>,
@@ -173,7 +175,7 @@ impl OnDevice for PackSsl<'_> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let model: SslEncoder<B::InnerBackend> = SslEncoder { blocks };
-        let bytes = |half: bool, f16_check: Option<Value>| {
+        let bytes = |precision: Precision, precision_check: Option<Value>| {
             pack(PackInput {
                 tensor_head: None,
                 model: PackModel::Ssl {
@@ -185,21 +187,21 @@ impl OnDevice for PackSsl<'_> {
                 fitted_on: None,
                 index: None,
                 card: Some(self.card.clone()),
-                half,
+                precision,
                 created: self.created.clone(),
                 xtal_version: env!("CARGO_PKG_VERSION").into(),
                 source: Some(self.source.clone()),
-                f16_check,
+                precision_check,
             })
         };
-        let Some(data) = self.rows.filter(|_| self.half) else {
-            return Ok((bytes(false, None)?, None));
+        let Some(data) = self.rows.filter(|_| self.precision != Precision::F32) else {
+            return Ok((bytes(Precision::F32, None)?, None));
         };
-        // What f16 storage changes: validation features, f16 bundle vs f32 model, through
-        // the bundle's own feature path.
-        let f32_bundle = Bundle::from_bytes(&bytes(false, None)?, &Limits::default())?;
-        let half = Bundle::from_bytes(&bytes(true, None)?, &Limits::default())?;
-        let half_model = half.ssl_model::<B::InnerBackend>(&device)?;
+        // What f16 or int8 storage changes: validation features, stored vs f32 model,
+        // through the bundle's own feature path.
+        let f32_bundle = Bundle::from_bytes(&bytes(Precision::F32, None)?, &Limits::default())?;
+        let stored = Bundle::from_bytes(&bytes(self.precision, None)?, &Limits::default())?;
+        let stored_model = stored.ssl_model::<B::InnerBackend>(&device)?;
         let val: Vec<usize> = data
             .indices(true)
             .into_iter()
@@ -210,11 +212,11 @@ impl OnDevice for PackSsl<'_> {
             .map(|&i| StructureItem::Vector(data.raw_row(i).to_vec()))
             .collect();
         let f32s = to_host(f32_bundle.ssl_features(&model, &items, &device)?)?;
-        let f16s = to_host(half.ssl_features(&half_model, &items, &device)?)?;
+        let stored_features = to_host(stored.ssl_features(&stored_model, &items, &device)?)?;
         let check = json!({
             "rows": val.len(),
-            "max_abs_diff_feature": f32s.iter().zip(&f16s).map(|(a, b)| f64::from((a - b).abs())).fold(0.0, f64::max),
+            "max_abs_diff_feature": f32s.iter().zip(&stored_features).map(|(a, b)| f64::from((a - b).abs())).fold(0.0, f64::max),
         });
-        Ok((bytes(true, Some(check.clone()))?, Some(check)))
+        Ok((bytes(self.precision, Some(check.clone()))?, Some(check)))
     }
 }

@@ -22,7 +22,7 @@ use xtal_core::train::{
 use super::eval::print_retrieval;
 use super::plots::{embedding_plots, plotted_subset, write_all_plots};
 use super::run::{SpecOverrides, check_structure_dim};
-use crate::collective::{NodeArgs, NodePlan, NodeRanks};
+use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
 use crate::data::pairs::{DataReport, DataSource};
 use crate::exit::BadInput;
 use crate::run_dir::{Bar, Progress, RunDir, RunInfo};
@@ -188,10 +188,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         },
     )??;
     if !lead {
-        eprintln!(
-            "rank {} done after epoch {} (rank 0 writes the run)",
-            nodes.as_ref().map_or(0, |p| p.rank),
-            outcome.state.epoch
+        say_done(
+            nodes.as_ref(),
+            &format!(" after epoch {}", outcome.state.epoch),
         );
         return Ok(());
     }

@@ -11,9 +11,10 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::ftcp_ssl::bottleneck::{Bottleneck, BottleneckConfig};
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::ssl::BottleneckStep;
-use xtal_core::train::{FitSettings, ModelOptimizer, OneRank, fit, model_from_bytes, to_host};
+use xtal_core::train::{FitSettings, ModelOptimizer, Ranks, fit, model_from_bytes, to_host};
 
 use super::run_info::{ids_path, write_ids};
+use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
 use crate::data::mapped::NpyTensors;
 use crate::exit::BadInput;
 use crate::output::write_npy;
@@ -48,6 +49,8 @@ pub struct BottleneckArgs {
     device: String,
     #[command(flatten)]
     tracking: TrackingArgs,
+    #[command(flatten)]
+    nodes: NodeArgs,
 }
 
 pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
@@ -108,15 +111,25 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
             xtal_core::train::TargetScale::fit(train.iter().map(|&i| data[i * d + c] as f64));
         (mean[c], std[c]) = (scale.mean, scale.std);
     }
+    let nodes = args.nodes.plan()?;
+    // Rank 0 alone writes the run; the other ranks only train.
+    let lead = nodes.as_ref().is_none_or(|p| p.rank == 0);
+    if let Some(plan) = &nodes {
+        plan.check_batch(args.batch_size, "--batch-size")?;
+    }
     let run = RunDir::new(&args.out);
-    run.create(args.force, "")?;
-    let params = json!({"features": args.features, "dim": args.dim, "epochs": args.epochs,
-                        "batch_size": args.batch_size, "lr": args.lr,
-                        "val_fraction": args.val_fraction, "seed": args.seed});
-    let run = run.track(&args.tracking, &params, false)?;
+    let run = if lead {
+        run.create(args.force, "")?;
+        let params = json!({"features": args.features, "dim": args.dim, "epochs": args.epochs,
+                            "batch_size": args.batch_size, "lr": args.lr,
+                            "val_fraction": args.val_fraction, "seed": args.seed});
+        run.track(&args.tracking, &params, false)?
+    } else {
+        run
+    };
     let device = crate::commands::one_device(&args.device)?;
     let config = BottleneckConfig::new(args.dim).with_input_dim(d);
-    let (codes, best) = run_on(
+    let trained = run_on(
         &device,
         TrainBottleneck {
             args: &args,
@@ -127,8 +140,13 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
             std: &std,
             is_val: &is_val,
             run: &run,
+            nodes: nodes.as_ref(),
         },
     )??;
+    let Some((codes, best)) = trained else {
+        say_done(nodes.as_ref(), "");
+        return Ok(());
+    };
     let out = args.out.join(format!("features_{}.npy", args.dim));
     write_npy(&out, &[n as u64, args.dim as u64], &codes)?;
     write_ids(&ids_path(&out), &ids)?;
@@ -154,10 +172,12 @@ struct TrainBottleneck<'a> {
     std: &'a [f64],
     is_val: &'a [bool],
     run: &'a RunDir,
+    nodes: Option<&'a NodePlan>,
 }
 
 impl OnDevice for TrainBottleneck<'_> {
-    type Output = anyhow::Result<(Vec<f32>, f64)>;
+    /// The codes of every row and the best validation MSE; `None` on ranks other than 0.
+    type Output = anyhow::Result<Option<(Vec<f32>, f64)>>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let a = self.args;
@@ -181,6 +201,7 @@ impl OnDevice for TrainBottleneck<'_> {
             val: &val_idx,
             device: device.clone(),
         };
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
         B::seed(&device, a.seed);
         let model: Bottleneck<B> = self.config.init(&device);
         let mut optimizer = ModelOptimizer::<B, Bottleneck<B>>::new(
@@ -205,12 +226,18 @@ impl OnDevice for TrainBottleneck<'_> {
                 train: &train_idx,
                 state: training.fresh_state(),
                 stop_after: None,
-                ranks: &OneRank,
+                ranks: &ranks,
             },
             &mut store,
             &mut progress,
             &device,
         )?;
+        drop(progress);
+        let lead = ranks.rank() == 0;
+        ranks.finish()?;
+        if !lead {
+            return Ok(None);
+        }
         let state = fitted.state;
         let curve = self.run.epoch_curve("val_loss");
         plots::save(
@@ -237,6 +264,6 @@ impl OnDevice for TrainBottleneck<'_> {
         for chunk in all.chunks(512) {
             codes.extend(to_host(best.encode(step.rows(chunk)))?);
         }
-        Ok((codes, best_val))
+        Ok(Some((codes, best_val)))
     }
 }

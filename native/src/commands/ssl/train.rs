@@ -13,10 +13,11 @@ use xtal_core::models::ftcp_ssl::{BlockKind, SslBlock, SslBlockConfig};
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::ssl::{SslData, SslStep, TaskLosses, task_weights};
 use xtal_core::train::{
-    EpochEnd, FitSettings, ModelOptimizer, OneRank, TrainStep, fit, model_from_bytes,
+    EpochEnd, FitSettings, ModelOptimizer, Ranks, TrainStep, fit, model_from_bytes,
 };
 
 use super::run_info::SslRunInfo;
+use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
 use crate::data::ftcp::SslSource;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves};
@@ -79,6 +80,9 @@ pub struct TrainArgs {
     /// Each block is tracked as a run of its own (named RUN/blockN_name in MLflow).
     #[command(flatten)]
     tracking: TrackingArgs,
+    /// Every rank trains the same blocks in turn, each block data-parallel over the ranks.
+    #[command(flatten)]
+    nodes: NodeArgs,
 }
 
 pub fn parse_blocks(text: &str) -> anyhow::Result<Vec<BlockKind>> {
@@ -136,6 +140,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .into());
     }
     let device = crate::commands::one_device(&args.device)?;
+    let nodes = args.nodes.plan()?;
+    // Rank 0 alone writes the run; the other ranks only train (and read it to resume).
+    let lead = nodes.as_ref().is_none_or(|p| p.rank == 0);
+    if let Some(plan) = &nodes {
+        plan.check_batch(args.batch_size, "--batch-size")?;
+    }
     let info = if args.resume {
         if args.data.is_some() {
             return Err(
@@ -160,7 +170,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             .into());
         }
         info.training.epochs = args.epochs;
-        RunDir::new(&args.out).write_info("ssl.json", &info)?;
+        if let Some(plan) = &nodes {
+            plan.check_batch(info.training.batch_size, "the run's batch size")?;
+        }
+        if lead {
+            RunDir::new(&args.out).write_info("ssl.json", &info)?;
+        }
         info
     } else {
         let weights = parse_weights(&args.task_weights)?;
@@ -210,7 +225,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             training,
             limit: args.limit,
         };
-        start_or_join(&RunDir::new(&args.out), &info, &blocks, args.force)?;
+        if lead {
+            start_or_join(&RunDir::new(&args.out), &info, &blocks, args.force)?;
+        }
         info
     };
     let loaded = info.source.load(Some(&info.normalizer))?;
@@ -225,12 +242,16 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     for kind in blocks {
         let dir = SslRunInfo::block_dir(&args.out, kind);
         let resume = args.resume && dir.checkpoint_path("last").is_file();
-        if !resume {
-            dir.create(true, "")?;
-        }
-        let params = serde_json::json!({"block": info.config(kind), "training": info.training,
-                            "weights": info.weights, "limit": info.limit});
-        let dir = dir.track(&args.tracking, &params, resume)?;
+        let dir = if lead {
+            if !resume {
+                dir.create(true, "")?;
+            }
+            let params = serde_json::json!({"block": info.config(kind), "training": info.training,
+                                "weights": info.weights, "limit": info.limit});
+            dir.track(&args.tracking, &params, resume)?
+        } else {
+            dir
+        };
         let weights = task_weights(
             kind,
             &info
@@ -259,8 +280,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 dir: &dir,
                 resume,
                 limit: info.limit,
+                nodes: nodes.as_ref(),
             },
         )??;
+        let Some(outcome) = outcome else {
+            say_done(nodes.as_ref(), &format!(" with block {}", kind.number()));
+            continue;
+        };
         dir.write_json("summary.json", &outcome)?;
         let mut series = vec![
             ("train".to_string(), dir.epoch_curve("train_loss")),
@@ -360,6 +386,7 @@ struct TrainBlock<'a> {
     dir: &'a RunDir,
     resume: bool,
     limit: Option<usize>,
+    nodes: Option<&'a NodePlan>,
 }
 
 #[derive(Serialize)]
@@ -380,7 +407,8 @@ struct BlockOutcome {
 }
 
 impl OnDevice for TrainBlock<'_> {
-    type Output = anyhow::Result<BlockOutcome>;
+    /// `None` on ranks other than 0, which write and report nothing.
+    type Output = anyhow::Result<Option<BlockOutcome>>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let t = self.training;
@@ -393,6 +421,7 @@ impl OnDevice for TrainBlock<'_> {
             train_idx.sort_unstable();
         }
         let val_idx = self.data.indices(true);
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
         B::seed(&device, t.seed);
         let model: SslBlock<B> = self.config.init(&device);
         let parameters = model.num_params();
@@ -413,6 +442,7 @@ impl OnDevice for TrainBlock<'_> {
             val: &val_idx,
             batch_size: t.batch_size,
             seed: t.seed,
+            rank: ranks.rank(),
             device: device.clone(),
         };
         let summary = |end: &EpochEnd| {
@@ -447,12 +477,18 @@ impl OnDevice for TrainBlock<'_> {
                 train: &train_idx,
                 state,
                 stop_after: None,
-                ranks: &OneRank,
+                ranks: &ranks,
             },
             &mut store,
             &mut progress,
             &device,
         )?;
+        drop(progress);
+        let lead = ranks.rank() == 0;
+        ranks.finish()?;
+        if !lead {
+            return Ok(None);
+        }
         let seconds = started.elapsed().as_secs_f64();
         let (best_epoch, best_val) = match fitted.best {
             Some((epoch, metrics)) => (epoch, TaskLosses::from_metrics(&metrics)),
@@ -467,7 +503,7 @@ impl OnDevice for TrainBlock<'_> {
         };
         let state = fitted.state;
         let seen = fitted.items_seen;
-        Ok(BlockOutcome {
+        Ok(Some(BlockOutcome {
             block: kind.number(),
             name: kind.name(),
             parameters,
@@ -479,6 +515,6 @@ impl OnDevice for TrainBlock<'_> {
             epochs_run: state.epoch,
             seconds,
             samples_per_second: seen as f64 / seconds.max(1e-9),
-        })
+        }))
     }
 }

@@ -10,9 +10,10 @@ use xtal_core::device::{OnDevice, run_on};
 use xtal_core::models::tensor_head::TensorHead;
 use xtal_core::train::spec::{RunSpec, TensorRegressionSpec};
 use xtal_core::train::tensor::{TensorEvaluation, TensorRows, TensorStep, TensorTargets};
-use xtal_core::train::{FitSettings, ModelOptimizer, OneRank, TrainState, fit};
+use xtal_core::train::{FitSettings, ModelOptimizer, TrainState, fit};
 
 use super::run::{TensorRunInfo, baseline, embed_rows, predict_on, print_table, write_predictions};
+use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
 use crate::commands::clip::SpecOverrides;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves, ParityPlot};
@@ -55,6 +56,8 @@ pub struct TrainArgs {
     overrides: SpecOverrides,
     #[command(flatten)]
     tracking: TrackingArgs,
+    #[command(flatten)]
+    nodes: NodeArgs,
     /// Replace an existing run directory.
     #[arg(long)]
     force: bool,
@@ -164,6 +167,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .or(t.device.clone())
         .unwrap_or_else(|| "cpu".into());
     let device = crate::commands::one_device(&device_text)?;
+    let nodes = args.nodes.plan()?;
+    // Rank 0 alone writes the run; the other ranks only train (and read it to resume).
+    let lead = nodes.as_ref().is_none_or(|p| p.rank == 0);
+    if let Some(plan) = &nodes {
+        plan.check_batch(t.batch_size, "training.batch_size")?;
+    }
     let embedded = embed_rows(
         &clip_run,
         &clip_checkpoint,
@@ -215,18 +224,22 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         },
     };
 
-    if !args.resume {
-        run.create(args.force, " or --resume to continue it")?;
-    }
-    run.write_json("config.json", &spec)?;
-    run.write_info("run.json", &info)?;
-    run.write_json(
-        "data_report.json",
-        &json!({"data": embedded.source.jsonl, "rows_with_tensor": rows.len(),
-                "train": n_train, "validation": n_val,
-                "without_tensor": {"count": embedded.without_tensor.len(), "ids": embedded.without_tensor}}),
-    )?;
-    let run = run.track(&args.tracking, &serde_json::to_value(&spec)?, args.resume)?;
+    let run = if lead {
+        if !args.resume {
+            run.create(args.force, " or --resume to continue it")?;
+        }
+        run.write_json("config.json", &spec)?;
+        run.write_info("run.json", &info)?;
+        run.write_json(
+            "data_report.json",
+            &json!({"data": embedded.source.jsonl, "rows_with_tensor": rows.len(),
+                    "train": n_train, "validation": n_val,
+                    "without_tensor": {"count": embedded.without_tensor.len(), "ids": embedded.without_tensor}}),
+        )?;
+        run.track(&args.tracking, &serde_json::to_value(&spec)?, args.resume)?
+    } else {
+        run
+    };
 
     let outcome = run_on(
         &device,
@@ -237,8 +250,16 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             run: &run,
             resume: args.resume,
             stop_after: args.stop_after,
+            nodes: nodes.as_ref(),
         },
     )??;
+    if !lead {
+        say_done(
+            nodes.as_ref(),
+            &format!(" after epoch {}", outcome.state.epoch),
+        );
+        return Ok(());
+    }
 
     // Final figures from the best checkpoint (the last one when nothing was tracked).
     let c = run.load_checkpoint("best")?;
@@ -417,6 +438,7 @@ struct HeadTrainTask<'a> {
     run: &'a RunDir,
     resume: bool,
     stop_after: Option<usize>,
+    nodes: Option<&'a NodePlan>,
 }
 
 struct HeadOutcome {
@@ -439,6 +461,7 @@ impl OnDevice for HeadTrainTask<'_> {
         };
         let settings =
             t.optimizer_settings(tr.regression_lr.unwrap_or(t.learning_rate), train_idx.len());
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
         B::seed(&device, t.seed);
         let head: TensorHead<B> = self.info.head.init(&device);
         let optimizer =
@@ -472,12 +495,14 @@ impl OnDevice for HeadTrainTask<'_> {
                 train: &train_idx,
                 state,
                 stop_after: self.stop_after,
-                ranks: &OneRank,
+                ranks: &ranks,
             },
             &mut store,
             &mut progress,
             &device,
         )?;
+        drop(progress);
+        ranks.finish()?;
         Ok(HeadOutcome {
             state: fitted.state,
             seconds: started.elapsed().as_secs_f64(),
