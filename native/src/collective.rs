@@ -110,6 +110,22 @@ impl NodeArgs {
             node_port,
         }))
     }
+
+    /// [`Self::plan`] for a run whose global batch is `batch_size` (`key` names the setting),
+    /// checked to split evenly over the ranks, and whether this process leads: rank 0 alone
+    /// writes the run, the other ranks only train (and read it to resume).
+    pub fn plan_for_batch(
+        &self,
+        batch_size: usize,
+        key: &str,
+    ) -> anyhow::Result<(Option<NodePlan>, bool)> {
+        let plan = self.plan()?;
+        if let Some(plan) = &plan {
+            plan.check_batch(batch_size, key)?;
+        }
+        let lead = plan.as_ref().is_none_or(|p| p.rank == 0);
+        Ok((plan, lead))
+    }
 }
 
 /// What a rank other than 0 says when its part is done (`what`: e.g. "after epoch 3").

@@ -19,6 +19,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use super::BundleError;
+use crate::models::hf::float_values;
 
 /// How a bundle stores its weights (the manifest's `weights_dtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -121,16 +122,11 @@ fn quantise(bytes: &[u8], matrices: &HashMap<String, Channel>) -> Result<Vec<u8>
     let mut out: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
-        if view.dtype() != Dtype::F32 {
+        let (Dtype::F32, Some(values)) = (view.dtype(), float_values(&view)) else {
             // Not a float parameter: as saved.
             out.push((name, view.dtype(), shape, view.data().to_vec()));
             continue;
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        };
         let Some(&channel) = matrices.get(&name) else {
             let half = values
                 .iter()
@@ -265,13 +261,11 @@ fn dequantise(bytes: &[u8], stored: &[StoredTensor], entry: &str) -> Result<Vec<
             continue;
         };
         let scale_name = format!("{}{SCALE_SUFFIX}", t.name);
-        let scales: Vec<f32> = st
+        let scales = st
             .tensor(&scale_name)
-            .map_err(|e| bad(e.to_string()))?
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+            .ok()
+            .and_then(|v| float_values(&v))
+            .ok_or_else(|| bad(format!("{scale_name}: not a float tensor")))?;
         if let Some(s) = scales.iter().find(|s| !s.is_finite() || **s < 0.0) {
             return Err(bad(format!(
                 "{scale_name} holds {s}; scales must be finite and ≥ 0"

@@ -195,25 +195,11 @@ impl Weights {
         };
         let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
         let view = st.tensor(name).map_err(|e| bad(e.to_string()))?;
-        let data = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(bad(format!(
-                    "stored as {other:?}; expected F32, F16 or BF16"
-                )));
-            }
+        let Some(values) = float_values(&view) else {
+            return Err(bad(format!(
+                "stored as {:?}; expected F32, F16 or BF16",
+                view.dtype()
+            )));
         };
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             return Err(bad(format!("value {i} is {}", values[i])));
@@ -322,4 +308,25 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+/// A safetensors tensor's values as f32, from F32, F16 or BF16 (little-endian, as the format
+/// stores them); `None` for any other type.
+pub(crate) fn float_values(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> {
+    let data = view.data();
+    Some(match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
 }

@@ -16,6 +16,7 @@ mod pooling;
 pub mod t5;
 mod tokenizer;
 
+pub(crate) use loader::float_values;
 pub use loader::{HfFiles, HfLoaded, Weights, load, load_weights, parse_config, read_folder};
 pub use pooling::Pooling;
 pub use tokenizer::{HfTokenizer, TokenBatch};

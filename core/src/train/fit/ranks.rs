@@ -124,7 +124,10 @@ pub fn gather_rows<B: AutodiffBackend, R: Ranks>(
 }
 
 /// Replaces every gradient in `grads` by its mean over ranks, in one sum over all of them
-/// (every rank visits the same parameters in the same order).
+/// (every rank visits the same parameters in the same order). A trainable parameter without a
+/// gradient on this rank (its branch unused by this rank's part of the batch) sends zeros, so
+/// that every rank sends the same layout; one presence flag per parameter is summed with
+/// them, and a parameter that no rank has a gradient for stays without one, as in one process.
 pub fn mean_over_ranks<B: AutodiffBackend, M: AutodiffModule<B>, R: Ranks>(
     model: &M,
     grads: &mut GradientsParams,
@@ -137,15 +140,33 @@ pub fn mean_over_ranks<B: AutodiffBackend, M: AutodiffModule<B>, R: Ranks>(
     let mut flat = Flatten::<B> {
         grads,
         parts: Vec::new(),
+        present: Vec::new(),
     };
     model.visit(&mut flat);
-    if flat.parts.is_empty() {
+    let Flatten { parts, present, .. } = flat;
+    let Some(device) = parts.first().map(Tensor::device) else {
         return Ok(());
-    }
-    let mean = ranks.sum(Tensor::cat(flat.parts, 0))? / world as f64;
+    };
+    let count = present.len();
+    let flags = Tensor::from_data(
+        TensorData::new(
+            present.iter().map(|&p| p as u8 as f32).collect::<Vec<_>>(),
+            [count],
+        ),
+        &device,
+    );
+    let sum = ranks.sum(Tensor::cat(parts.into_iter().chain([flags]).collect(), 0))?;
+    let values = sum.dims()[0] - count;
+    let anywhere = crate::train::to_host(sum.clone().narrow(0, values, count))
+        .map_err(|e| RanksError(format!("reading the summed gradients back: {e}")))?
+        .into_iter()
+        .map(|n| n > 0.5)
+        .collect();
     model.visit(&mut Unflatten::<B> {
         grads,
-        flat: mean,
+        mean: sum.narrow(0, 0, values) / world as f64,
+        anywhere,
+        param: 0,
         offset: 0,
     });
     Ok(())
@@ -228,30 +249,47 @@ async fn read<B: Backend>(x: Tensor<B, 1>) -> Result<Vec<f32>, RanksError> {
 struct Flatten<'a, B: AutodiffBackend> {
     grads: &'a GradientsParams,
     parts: Vec<Tensor<B::InnerBackend, 1>>,
+    /// Per trainable parameter: whether this rank has its gradient.
+    present: Vec<bool>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let n = g.shape().num_elements();
-            self.parts.push(g.reshape([n]));
+        let value = param.val();
+        if !value.is_require_grad() {
+            return;
         }
+        let g = self.grads.get::<B::InnerBackend, D>(param.id);
+        self.present.push(g.is_some());
+        let g = g.unwrap_or_else(|| value.inner().zeros_like());
+        let n = g.shape().num_elements();
+        self.parts.push(g.reshape([n]));
     }
 }
 
 struct Unflatten<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
-    flat: Tensor<B::InnerBackend, 1>,
+    mean: Tensor<B::InnerBackend, 1>,
+    /// Per trainable parameter: whether any rank had its gradient.
+    anywhere: Vec<bool>,
+    param: usize,
     offset: usize,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            let shape = g.shape();
-            let n = shape.num_elements();
-            let part = self.flat.clone().narrow(0, self.offset, n);
-            self.offset += n;
+        let value = param.val();
+        if !value.is_require_grad() {
+            return;
+        }
+        let shape = value.shape();
+        let n = shape.num_elements();
+        let part = self.mean.clone().narrow(0, self.offset, n);
+        self.offset += n;
+        let anywhere = self.anywhere[self.param];
+        self.param += 1;
+        self.grads.remove::<B::InnerBackend, D>(param.id);
+        if anywhere {
             let part: Tensor<B::InnerBackend, D> = part.reshape(shape);
             self.grads.register(param.id, part);
         }
@@ -267,5 +305,160 @@ impl<B: Backend> ModuleVisitor<B> for Values<B> {
         let v = param.val();
         let n = v.shape().num_elements();
         self.parts.push(v.reshape([n]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier, Mutex};
+
+    use burn::backend::Autodiff;
+    use burn::nn::{Linear, LinearConfig};
+
+    use super::*;
+    use crate::device::NdArray;
+    use crate::train::to_host;
+
+    type B = Autodiff<NdArray>;
+
+    /// Ranks as threads of one process: each sum meets the others at a barrier. A rank that
+    /// sends a different length is an error, as it would be for a real engine.
+    struct ThreadRanks {
+        rank: usize,
+        world: usize,
+        barrier: Arc<Barrier>,
+        slots: Arc<Mutex<Vec<Vec<f32>>>>,
+    }
+
+    impl Ranks for ThreadRanks {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+        fn world(&self) -> usize {
+            self.world
+        }
+        fn sum<Bk: Backend>(&self, x: Tensor<Bk, 1>) -> Result<Tensor<Bk, 1>, RanksError> {
+            let own = to_host(x.clone()).map_err(|e| RanksError(e.to_string()))?;
+            self.slots.lock().unwrap()[self.rank] = own;
+            self.barrier.wait();
+            let all = self.slots.lock().unwrap().clone();
+            // Everyone has read before anyone writes the next sum.
+            self.barrier.wait();
+            let n = all[0].len();
+            if let Some(other) = all.iter().find(|v| v.len() != n) {
+                return Err(RanksError(format!(
+                    "ranks sent {n} and {} values",
+                    other.len()
+                )));
+            }
+            let sum: Vec<f32> = (0..n).map(|i| all.iter().map(|v| v[i]).sum()).collect();
+            Ok(Tensor::from_data(TensorData::new(sum, [n]), &x.device()))
+        }
+    }
+
+    #[derive(Module, Debug)]
+    struct Branches<B: Backend> {
+        shared: Linear<B>,
+        /// Used by rank 0's items only.
+        rare: Linear<B>,
+        /// Used by nobody.
+        unused: Linear<B>,
+        /// Used by everyone, not trained.
+        frozen: Linear<B>,
+    }
+
+    fn loss(model: &Branches<B>, rank: usize) -> Tensor<B, 1> {
+        let device = Default::default();
+        let x = Tensor::<B, 2>::from_data(
+            [[0.3 + rank as f32, -1.2], [0.7, 0.4 * rank as f32]],
+            &device,
+        );
+        let mut y = model.shared.forward(x.clone()) + model.frozen.forward(x.clone());
+        if rank == 0 {
+            y = y + model.rare.forward(x).powi_scalar(2);
+        }
+        y.sum()
+    }
+
+    fn grad(grads: &GradientsParams, param: &Param<Tensor<B, 2>>) -> Option<Vec<f32>> {
+        grads
+            .get::<NdArray, 2>(param.id)
+            .map(|g| to_host(g).unwrap())
+    }
+
+    /// What each rank's optimiser receives: (shared, rare, unused, frozen) weight gradients.
+    type Received = [Option<Vec<f32>>; 4];
+
+    fn received(model: &Branches<B>, grads: &GradientsParams) -> Received {
+        [
+            grad(grads, &model.shared.weight),
+            grad(grads, &model.rare.weight),
+            grad(grads, &model.unused.weight),
+            grad(grads, &model.frozen.weight),
+        ]
+    }
+
+    #[test]
+    fn a_gradient_missing_on_one_rank_is_averaged_as_one_process_would() {
+        let device = Default::default();
+        let linear = || LinearConfig::new(2, 3).init::<B>(&device);
+        let mut model = Branches {
+            shared: linear(),
+            rare: linear(),
+            unused: linear(),
+            frozen: linear(),
+        };
+        model.frozen = model.frozen.no_grad();
+
+        // One process: the mean of the two ranks' losses over the global batch.
+        let whole = (loss(&model, 0) + loss(&model, 1)) / 2.0;
+        let expected = received(
+            &model,
+            &GradientsParams::from_grads(whole.backward(), &model),
+        );
+        assert!(expected[1].is_some() && expected[2].is_none() && expected[3].is_none());
+
+        let world = 2;
+        let barrier = Arc::new(Barrier::new(world));
+        let slots = Arc::new(Mutex::new(vec![Vec::new(); world]));
+        let ranks: Vec<Received> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..world)
+                .map(|rank| {
+                    let ranks = ThreadRanks {
+                        rank,
+                        world,
+                        barrier: barrier.clone(),
+                        slots: slots.clone(),
+                    };
+                    let model = model.clone();
+                    s.spawn(move || {
+                        let mut grads =
+                            GradientsParams::from_grads(loss(&model, rank).backward(), &model);
+                        mean_over_ranks(&model, &mut grads, &ranks).unwrap();
+                        received(&model, &grads)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (rank, got) in ranks.iter().enumerate() {
+            for (which, (g, e)) in ["shared", "rare", "unused", "frozen"]
+                .iter()
+                .zip(got.iter().zip(&expected))
+            {
+                match (g, e) {
+                    (None, None) => {}
+                    (Some(g), Some(e)) => {
+                        for (a, b) in g.iter().zip(e) {
+                            assert!(
+                                (a - b).abs() <= 1e-6,
+                                "rank {rank}, {which}: {g:?} vs {e:?}"
+                            );
+                        }
+                    }
+                    _ => panic!("rank {rank}, {which}: gradient {g:?}, one process {e:?}"),
+                }
+            }
+        }
     }
 }

@@ -116,12 +116,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .or(spec.training.device.clone())
         .unwrap_or_else(|| "cpu".into());
     let device = crate::commands::one_device(&device_text)?;
-    let nodes = args.nodes.plan()?;
-    // Rank 0 alone writes the run; the other ranks only train (and read it to resume).
-    let lead = nodes.as_ref().is_none_or(|p| p.rank == 0);
-    if let Some(plan) = &nodes {
-        plan.check_batch(spec.training.batch_size, "training.batch_size")?;
-    }
+    let (nodes, lead) = args
+        .nodes
+        .plan_for_batch(spec.training.batch_size, "training.batch_size")?;
 
     let t = &spec.training;
     let graph = spec.model.graph_encoder().map(|g| g.graph);

@@ -111,12 +111,7 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
             xtal_core::train::TargetScale::fit(train.iter().map(|&i| data[i * d + c] as f64));
         (mean[c], std[c]) = (scale.mean, scale.std);
     }
-    let nodes = args.nodes.plan()?;
-    // Rank 0 alone writes the run; the other ranks only train.
-    let lead = nodes.as_ref().is_none_or(|p| p.rank == 0);
-    if let Some(plan) = &nodes {
-        plan.check_batch(args.batch_size, "--batch-size")?;
-    }
+    let (nodes, lead) = args.nodes.plan_for_batch(args.batch_size, "--batch-size")?;
     let run = RunDir::new(&args.out);
     let run = if lead {
         run.create(args.force, "")?;

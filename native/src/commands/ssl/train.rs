@@ -140,12 +140,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .into());
     }
     let device = crate::commands::one_device(&args.device)?;
-    let nodes = args.nodes.plan()?;
-    // Rank 0 alone writes the run; the other ranks only train (and read it to resume).
-    let lead = nodes.as_ref().is_none_or(|p| p.rank == 0);
-    if let Some(plan) = &nodes {
-        plan.check_batch(args.batch_size, "--batch-size")?;
-    }
+    let (nodes, lead) = args.nodes.plan_for_batch(args.batch_size, "--batch-size")?;
     let info = if args.resume {
         if args.data.is_some() {
             return Err(

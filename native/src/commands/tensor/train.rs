@@ -167,12 +167,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .or(t.device.clone())
         .unwrap_or_else(|| "cpu".into());
     let device = crate::commands::one_device(&device_text)?;
-    let nodes = args.nodes.plan()?;
-    // Rank 0 alone writes the run; the other ranks only train (and read it to resume).
-    let lead = nodes.as_ref().is_none_or(|p| p.rank == 0);
-    if let Some(plan) = &nodes {
-        plan.check_batch(t.batch_size, "training.batch_size")?;
-    }
+    let (nodes, lead) = args
+        .nodes
+        .plan_for_batch(t.batch_size, "training.batch_size")?;
     let embedded = embed_rows(
         &clip_run,
         &clip_checkpoint,
