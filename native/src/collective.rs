@@ -18,6 +18,8 @@ use crate::exit::BadInput;
 
 /// How long a rank waits for every rank to reach the coordinator.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long leaving the run may take (every rank has done its last sum by then).
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(ClapArgs, Debug, Clone, Default)]
 pub struct NodeArgs {
@@ -248,11 +250,39 @@ impl NodeRanks {
         })
     }
 
-    /// Leaves the run (every rank, after its last sum).
+    /// Leaves the run (every rank, after its last sum). Rank 0, whose process hosts the
+    /// coordinator, then waits for every other rank to have left: a rank whose leaving
+    /// reaches a coordinator that is gone waits for an answer forever.
     pub fn finish(self) -> anyhow::Result<()> {
-        if let Some(m) = self.member {
-            (m.finish)(m.peer)
-                .map_err(|e| anyhow::anyhow!("data-parallel: leaving the run failed: {e:?}"))?;
+        let Some(m) = self.member else {
+            return Ok(());
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send((m.finish)(m.peer));
+        });
+        match receiver.recv_timeout(LEAVE_TIMEOUT) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => anyhow::bail!("data-parallel: leaving the run failed: {e:?}"),
+            Err(_) => anyhow::bail!(
+                "data-parallel: rank {}'s training is done, but the coordinator did not answer                  its leaving within {} s (rank 0 gone?)",
+                self.rank,
+                LEAVE_TIMEOUT.as_secs()
+            ),
+        }
+        if self.rank == 0 {
+            let start = std::time::Instant::now();
+            while burn_collective::registered_nodes() > 0 {
+                if start.elapsed() > LEAVE_TIMEOUT {
+                    eprintln!(
+                        "data-parallel: warning: {} rank(s) did not leave the run within {} s",
+                        burn_collective::registered_nodes(),
+                        LEAVE_TIMEOUT.as_secs()
+                    );
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         Ok(())
     }
@@ -321,4 +351,131 @@ fn start_coordinator(plan: &NodePlan) -> anyhow::Result<()> {
         std::process::exit(130);
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+    use xtal_core::device::Flex;
+
+    /// Set in the two child processes this test starts: "rank,coordinator port,own port".
+    const CHILD: &str = "XTAL_TEST_ALL_REDUCE_CHILD";
+    const NAME: &str = "collective::tests::many_small_all_reduces_in_a_row_sum_exactly";
+    const SUMS: usize = 600;
+
+    /// Rank `rank`'s vector for sum `i`: known to both ranks, so each checks the exact sum.
+    /// Lengths 1 to 37 (1 is shorter than the ranks: the padded path), and every 50th a
+    /// large one, so that quick and slow transfers follow each other.
+    fn values(rank: usize, i: usize) -> Vec<f32> {
+        let n = if i % 50 == 49 {
+            200_003
+        } else {
+            1 + (i * 7) % 37
+        };
+        (0..n)
+            .map(|j| ((rank * 7919 + i * 104_729 + j) as f32 * 0.618).sin())
+            .collect()
+    }
+
+    fn run_rank(rank: usize, coordinator: u16, own: u16) {
+        let plan = NodeArgs {
+            nodes: Some(2),
+            node_rank: Some(rank),
+            coordinator: Some(format!("127.0.0.1:{coordinator}")),
+            node_address: Some(format!("127.0.0.1:{own}")),
+        }
+        .plan()
+        .unwrap()
+        .unwrap();
+        let device = Default::default();
+        let ranks = NodeRanks::join::<Flex>(Some(&plan), device).unwrap();
+        for i in 0..SUMS {
+            let mine = values(rank, i);
+            let want: Vec<f32> = values(0, i)
+                .iter()
+                .zip(values(1, i))
+                .map(|(a, b)| a + b)
+                .collect();
+            let x =
+                Tensor::<Flex, 1>::from_data(TensorData::new(mine.clone(), [mine.len()]), &device);
+            let got = ranks.sum(x).unwrap().into_data().to_vec::<f32>().unwrap();
+            assert!(
+                got == want,
+                "sum {i} ({} values) on rank {rank} is not the exact sum",
+                mine.len()
+            );
+        }
+        ranks.finish().unwrap();
+        eprintln!("rank {rank}: {SUMS} exact sums");
+    }
+
+    /// Many all-reduces back to back through burn-collective (two processes on 127.0.0.1,
+    /// as `--nodes 2` runs them), each checked for the exact sum (the ring reuses its transfer
+    /// ids for every all-reduce and only its barrier keeps consecutive ones apart), then both
+    /// leave the run. Rank 0 used to exit first about one time in twenty, taking the
+    /// coordinator with it, and rank 1 then waited for its leaving to be answered forever.
+    #[test]
+    fn many_small_all_reduces_in_a_row_sum_exactly() {
+        if let Ok(child) = std::env::var(CHILD) {
+            let v: Vec<usize> = child.split(',').map(|s| s.parse().unwrap()).collect();
+            run_rank(v[0], v[1] as u16, v[2] as u16);
+            return;
+        }
+        let held: Vec<TcpListener> = (0..3)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        drop(held);
+        let exe = std::env::current_exe().unwrap();
+        let log = |rank: usize| {
+            std::env::temp_dir().join(format!(
+                "xtal-{}-all-reduce-rank{rank}.log",
+                std::process::id()
+            ))
+        };
+        let mut children: Vec<_> = (0..2)
+            .map(|rank| {
+                Command::new(&exe)
+                    .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+                    .env(CHILD, format!("{rank},{},{}", ports[0], ports[1 + rank]))
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(log(rank)).unwrap())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let start = Instant::now();
+        let mut codes = vec![None; 2];
+        while codes.iter().any(Option::is_none) && start.elapsed() < Duration::from_secs(120) {
+            for (code, child) in codes.iter_mut().zip(&mut children) {
+                if code.is_none() {
+                    *code = child.try_wait().unwrap().map(|s| s.success());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut report = String::new();
+        for (rank, child) in children.iter_mut().enumerate() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = std::fs::read_to_string(log(rank)).unwrap_or_default();
+            let _ = std::fs::remove_file(log(rank));
+            report.push_str(&format!("--- rank {rank}:\n{text}\n"));
+        }
+        // A child that ran no test (a renamed test) would succeed too.
+        let done = (0..2).all(|rank| report.contains(&format!("rank {rank}: {SUMS} exact sums")));
+        // Leaving must be quiet too: a rank whose coordinator vanished panicked in a task.
+        let done = done && !report.contains("panicked");
+        assert!(
+            done && codes.iter().all(|c| *c == Some(true)),
+            "{SUMS} all-reduces in two processes: {codes:?} after {:.0?}\n{report}",
+            start.elapsed()
+        );
+    }
 }

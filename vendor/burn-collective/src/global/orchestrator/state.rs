@@ -10,7 +10,19 @@ use crate::{
 };
 use burn_communication::Address;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc::{Receiver, Sender};
+
+/// xtal patch: how many nodes are registered with this process's orchestrator, so that the
+/// process hosting it can wait for every node to have finished before it exits (a node whose
+/// `Finish` reaches an orchestrator that is gone waits for its answer forever).
+static REGISTERED_NODES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many nodes are registered with the orchestrator running in this process (0 once every
+/// node has finished, or when none runs here).
+pub fn registered_nodes() -> usize {
+    REGISTERED_NODES.load(Ordering::SeqCst)
+}
 
 pub(crate) struct Session {
     response_sender: Sender<CollectiveMessageResponse>,
@@ -131,6 +143,7 @@ impl GlobalCollectiveState {
             .registered_nodes
             .remove(&session_id)
             .ok_or(GlobalCollectiveError::NotRegisteredOnFinish)?;
+        REGISTERED_NODES.store(self.registered_nodes.len(), Ordering::SeqCst); // xtal patch
         self.node_addresses.remove(&node_id);
         self.node_peers.remove(&node_id);
         self.num_global_peers = 0;
@@ -187,6 +200,7 @@ impl GlobalCollectiveState {
 
         let node_id: NodeId = self.registered_nodes.len().into();
         self.registered_nodes.insert(session_id, node_id);
+        REGISTERED_NODES.store(self.registered_nodes.len(), Ordering::SeqCst); // xtal patch
         if self.node_addresses.values().any(|addr| node_addr == *addr) {
             return Err(GlobalCollectiveError::DoubleRegister);
         }
