@@ -1,17 +1,22 @@
-//! Several processes (machines) training one model: burn-collective's all-reduce behind
-//! core's [`Ranks`]. Each process runs the same command with `--nodes N --node-rank K
+//! Several devices and processes (machines) training one model: burn-collective's all-reduce
+//! behind core's [`Ranks`]. Each process runs the same command with `--nodes N --node-rank K
 //! --coordinator HOST:PORT`; rank 0 hosts burn-collective's orchestrator at the coordinator's
-//! port, and every rank serves its tensors to the others peer to peer on a port of its own.
+//! port, and every process serves its tensors to the others peer to peer on a port of its own.
+//! A process given several devices (`--device cuda:0,cuda:1`) runs one rank per device, each
+//! in a thread of its own ([`train_on_devices`]); burn-collective sums their tensors inside
+//! the process before it sums across processes.
 
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::str::FromStr;
 use std::time::Duration;
 
+use anyhow::Context;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn_collective::{CollectiveConfig, PeerId, ReduceOperation};
 use burn_communication::Address;
 use clap::Args as ClapArgs;
+use xtal_core::device::{DeviceSpec, OnDevice, run_on};
 use xtal_core::train::{Ranks, RanksError};
 
 use crate::exit::BadInput;
@@ -113,42 +118,51 @@ impl NodeArgs {
         }))
     }
 
-    /// [`Self::plan`] for a run whose global batch is `batch_size` (`key` names the setting),
-    /// checked to split evenly over the ranks, and whether this process leads: rank 0 alone
-    /// writes the run, the other ranks only train (and read it to resume).
+    /// [`Self::plan`] for a run on `devices` devices per process whose global batch is
+    /// `batch_size` (`key` names the setting), checked to split evenly over the ranks, and
+    /// whether this process leads: rank 0's process alone writes the run, the other ranks only
+    /// train (and read it to resume).
     pub fn plan_for_batch(
         &self,
         batch_size: usize,
         key: &str,
+        devices: usize,
     ) -> anyhow::Result<(Option<NodePlan>, bool)> {
         let plan = self.plan()?;
-        if let Some(plan) = &plan {
-            plan.check_batch(batch_size, key)?;
-        }
+        check_batch(plan.as_ref(), devices, batch_size, key)?;
         let lead = plan.as_ref().is_none_or(|p| p.rank == 0);
         Ok((plan, lead))
     }
+}
+
+/// Checks a global batch splits evenly over the ranks: `devices` per process of `plan`
+/// (`key` names the setting).
+pub fn check_batch(
+    plan: Option<&NodePlan>,
+    devices: usize,
+    batch_size: usize,
+    key: &str,
+) -> anyhow::Result<()> {
+    let world = plan.map_or(1, |p| p.nodes) * devices;
+    if !batch_size.is_multiple_of(world) {
+        let over = match (plan, devices) {
+            (Some(p), 1) => format!("--nodes {}", p.nodes),
+            (None, d) => format!("the {d} devices"),
+            (Some(p), d) => format!("--nodes {} × {d} devices", p.nodes),
+        };
+        return Err(BadInput(format!(
+            "{key} = {batch_size} does not split evenly over {over}; the global batch must be a \
+             multiple of the ranks"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// What a rank other than 0 says when its part is done (`what`: e.g. "after epoch 3").
 pub fn say_done(plan: Option<&NodePlan>, what: &str) {
     let rank = plan.map_or(0, |p| p.rank);
     eprintln!("rank {rank} done{what} (rank 0 writes the run)");
-}
-
-impl NodePlan {
-    /// Checks a global batch splits evenly over the ranks (`key` names the setting).
-    pub fn check_batch(&self, batch_size: usize, key: &str) -> anyhow::Result<()> {
-        if !batch_size.is_multiple_of(self.nodes) {
-            return Err(BadInput(format!(
-                "{key} = {batch_size} does not split evenly over --nodes {}; the global batch \
-                 must be a multiple of the ranks",
-                self.nodes
-            ))
-            .into());
-        }
-        Ok(())
-    }
 }
 
 /// `HOST:PORT` split and checked.
@@ -182,100 +196,269 @@ fn reaching_address(coordinator: &str) -> anyhow::Result<IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
-/// This process's place among the ranks: one process, or a member of a burn-collective run
+/// One rank's place in a run: its process's plan (none: one process) and its device among
+/// the process's devices. Ranks are numbered process by process: `node rank × devices + device`.
+#[derive(Debug, Clone, Copy)]
+pub struct RankPlace<'a> {
+    pub nodes: Option<&'a NodePlan>,
+    /// This rank's device, `0..devices`.
+    pub device: usize,
+    /// How many devices (ranks) each process trains on; the same on every process.
+    pub devices: usize,
+}
+
+impl<'a> RankPlace<'a> {
+    /// The only device of this process.
+    pub fn single(nodes: Option<&'a NodePlan>) -> Self {
+        Self {
+            nodes,
+            device: 0,
+            devices: 1,
+        }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.nodes.map_or(0, |p| p.rank) * self.devices + self.device
+    }
+
+    pub fn world(&self) -> usize {
+        self.nodes.map_or(1, |p| p.nodes) * self.devices
+    }
+}
+
+/// The devices a training command was given: one, or several of one backend (one rank each),
+/// each checked to exist in this build and on this machine.
+pub fn training_devices(text: &str) -> anyhow::Result<Vec<DeviceSpec>> {
+    let specs = xtal_core::device::parse_device_list(text, xtal_core::device::available_summary)?;
+    let kind = |d: &DeviceSpec| match d {
+        DeviceSpec::Cpu(b) => format!("{b:?}"),
+        DeviceSpec::Wgpu(_) => "wgpu".into(),
+        DeviceSpec::Cuda(_) => "cuda".into(),
+    };
+    if specs.iter().any(|d| kind(d) != kind(&specs[0])) {
+        return Err(BadInput(format!(
+            "--device {text}: the devices of one run must be of one backend (all cuda, all wgpu \
+             or all cpu)"
+        ))
+        .into());
+    }
+    // A device that is missing fails now, before a run is written or a rank waits for it.
+    for spec in &specs {
+        run_on(spec, Reachable)?;
+    }
+    Ok(specs)
+}
+
+/// Runs `task(place)` on each of `devices`, one rank per device; with several, each in a
+/// thread of its own (named `rank K`). Returns rank 0's result of this process, or the error
+/// of the rank where training failed (the other ranks' errors then only say that a sum failed).
+pub fn train_on_devices<'a, T, X, F>(
+    devices: &[DeviceSpec],
+    nodes: Option<&'a NodePlan>,
+    task: F,
+) -> anyhow::Result<X>
+where
+    T: OnDevice<Output = anyhow::Result<X>> + Send,
+    X: Send,
+    F: Fn(RankPlace<'a>) -> T + Sync,
+{
+    if let [device] = devices {
+        return run_on(device, task(RankPlace::single(nodes)))?;
+    }
+    let count = devices.len();
+    let results: Vec<anyhow::Result<X>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = devices
+            .iter()
+            .enumerate()
+            .map(|(device, spec)| {
+                let place = RankPlace {
+                    nodes,
+                    device,
+                    devices: count,
+                };
+                let work = task(place);
+                std::thread::Builder::new()
+                    .name(format!("rank {}", place.rank()))
+                    .spawn_scoped(scope, move || -> anyhow::Result<X> {
+                        run_on(spec, work)?
+                            .with_context(|| format!("rank {} ({spec})", place.rank()))
+                    })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| match t {
+                Ok(t) => t
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a rank's thread panicked"))),
+                Err(e) => Err(anyhow::Error::from(e).context("starting a rank's thread")),
+            })
+            .collect()
+    });
+    let (mut lead, mut errors) = (None, Vec::new());
+    for (rank, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(x) if rank == 0 => lead = Some(x),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    // A rank that failed on its own comes first: the others' sums then fail with it.
+    errors.sort_by_key(|e| format!("{e:#}").contains(SUM_FAILED));
+    match (lead, errors.into_iter().next()) {
+        (_, Some(e)) => Err(e),
+        (Some(x), None) => Ok(x),
+        (None, None) => unreachable!("rank 0 gave neither a result nor an error"),
+    }
+}
+
+struct Reachable;
+
+impl OnDevice for Reachable {
+    type Output = ();
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, _: B::Device) {}
+}
+
+/// What a failed sum says (a rank stopped, or the network failed).
+const SUM_FAILED: &str = "the all-reduce with the other ranks failed";
+
+/// This rank's place among the ranks: alone, or a member of a burn-collective run
 /// (registered for backend `B`, the one its sums use).
 pub struct NodeRanks {
     rank: usize,
     world: usize,
+    /// Whether this process has other ranks (threads) than this one.
+    threads: bool,
+    /// Whether this rank's process hosts the coordinator and waits for every process to leave.
+    hosts: bool,
     member: Option<Member>,
 }
 
 struct Member {
     peer: PeerId,
     finish: fn(PeerId) -> Result<(), burn_collective::CollectiveError>,
+    /// Forgets the process's collective state: a rank that stops without leaving releases the
+    /// other ranks of its process from their sums (they fail instead of waiting forever).
+    reset: fn(),
+}
+
+impl Drop for NodeRanks {
+    fn drop(&mut self) {
+        if let Some(m) = &self.member
+            && self.threads
+        {
+            (m.reset)();
+        }
+    }
 }
 
 impl NodeRanks {
-    /// Joins the run of `plan` (none: one process) with `device`, the backend `B` every sum
-    /// will use; waits for every rank.
-    pub fn join<B: Backend>(plan: Option<&NodePlan>, device: B::Device) -> anyhow::Result<Self> {
-        let Some(plan) = plan else {
+    /// Joins the run at `place` with `device`, the backend `B` every sum will use; waits for
+    /// every rank.
+    pub fn join<B: Backend>(place: RankPlace, device: B::Device) -> anyhow::Result<Self> {
+        let (rank, world) = (place.rank(), place.world());
+        if world == 1 {
             return Ok(Self {
                 rank: 0,
                 world: 1,
+                threads: false,
+                hosts: false,
                 member: None,
             });
+        }
+        let mut config = CollectiveConfig::default().with_num_devices(place.devices);
+        let hosts = place.nodes.is_some_and(|p| p.rank == 0);
+        let waiting_for = match place.nodes {
+            Some(plan) => {
+                if hosts && place.device == 0 {
+                    start_coordinator(plan)?;
+                }
+                let address = |s: String| Address::from_str(&s).map_err(anyhow::Error::msg);
+                config = config
+                    .with_num_nodes(plan.nodes as u32)
+                    .with_global_address(address(format!("ws://{}", plan.coordinator))?)
+                    .with_node_address(address(format!(
+                        "ws://{}:{}",
+                        plan.node_host, plan.node_port
+                    ))?)
+                    .with_data_service_port(plan.node_port);
+                eprintln!(
+                    "data-parallel: rank {rank} of {world}, coordinator {}, this process at \
+                     {}:{}; waiting for every rank",
+                    plan.coordinator, plan.node_host, plan.node_port
+                );
+                format!("the coordinator at {}", plan.coordinator)
+            }
+            None => {
+                eprintln!("data-parallel: rank {rank} of {world} (one per device of this process)");
+                "this process's other devices".to_string()
+            }
         };
-        if plan.rank == 0 {
-            start_coordinator(plan)?;
-        }
-        let peer = PeerId(plan.rank as u32);
-        let address = |s: String| Address::from_str(&s).map_err(anyhow::Error::msg);
-        let config = CollectiveConfig::default()
-            .with_num_devices(1)
-            .with_num_nodes(plan.nodes as u32)
-            .with_global_address(address(format!("ws://{}", plan.coordinator))?)
-            .with_node_address(address(format!(
-                "ws://{}:{}",
-                plan.node_host, plan.node_port
-            ))?)
-            .with_data_service_port(plan.node_port);
-        eprintln!(
-            "data-parallel: rank {} of {}, coordinator {}, this rank at {}:{}; waiting for every rank",
-            plan.rank, plan.nodes, plan.coordinator, plan.node_host, plan.node_port
-        );
+        let peer = PeerId(rank as u32);
         // Registration waits for every rank: a rank that never comes must not hang the others.
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = sender.send(burn_collective::register::<B>(peer, device, config));
-        });
-        match receiver.recv_timeout(JOIN_TIMEOUT) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => anyhow::bail!("data-parallel: joining the coordinator failed: {e:?}"),
-            Err(_) => anyhow::bail!(
-                "data-parallel: not every one of the {} ranks reached the coordinator at {} \
-                 within {} s",
-                plan.nodes,
-                plan.coordinator,
+        let on = device.clone();
+        within(JOIN_TIMEOUT, move || {
+            burn_collective::register::<B>(peer, on, config)
+        })
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "data-parallel: not every one of the {world} ranks reached {waiting_for} within \
+                 {} s",
                 JOIN_TIMEOUT.as_secs()
-            ),
-        }
-        Ok(Self {
-            rank: plan.rank,
-            world: plan.nodes,
+            )
+        })?
+        .map_err(|e| anyhow::anyhow!("data-parallel: joining the other ranks failed: {e:?}"))?;
+        let ranks = Self {
+            rank,
+            world,
+            threads: place.devices > 1,
+            hosts,
             member: Some(Member {
                 peer,
                 finish: burn_collective::finish_collective::<B>,
+                reset: burn_collective::reset_collective::<B>,
             }),
-        })
+        };
+        // Processes with different device counts would number their ranks apart.
+        let counted = ranks
+            .sum(Tensor::<B, 1>::ones([1], &device))?
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("data-parallel: counting the ranks: {e:?}"))?[0];
+        if counted as usize != world {
+            anyhow::bail!(
+                "data-parallel: {counted} ranks joined, and this process counts {world} \
+                 ({} per process): every process must be given the same number of devices",
+                place.devices
+            );
+        }
+        Ok(ranks)
     }
 
-    /// Leaves the run (every rank, after its last sum). Rank 0, whose process hosts the
-    /// coordinator, then waits for every other rank to have left: a rank whose leaving
+    /// Leaves the run (every rank, after its last sum). The rank whose process hosts the
+    /// coordinator then waits for every other process to have left: a process whose leaving
     /// reaches a coordinator that is gone waits for an answer forever.
-    pub fn finish(self) -> anyhow::Result<()> {
-        let Some(m) = self.member else {
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        let Some(m) = self.member.take() else {
             return Ok(());
         };
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = sender.send((m.finish)(m.peer));
-        });
-        match receiver.recv_timeout(LEAVE_TIMEOUT) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => anyhow::bail!("data-parallel: leaving the run failed: {e:?}"),
-            Err(_) => anyhow::bail!(
-                "data-parallel: rank {}'s training is done, but the coordinator did not answer                  its leaving within {} s (rank 0 gone?)",
-                self.rank,
-                LEAVE_TIMEOUT.as_secs()
-            ),
-        }
-        if self.rank == 0 {
+        let (peer, finish) = (m.peer, m.finish);
+        within(LEAVE_TIMEOUT, move || finish(peer))
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "data-parallel: rank {}'s training is done, but the coordinator did not \
+                     answer its leaving within {} s (rank 0 gone?)",
+                    self.rank,
+                    LEAVE_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|e| anyhow::anyhow!("data-parallel: leaving the run failed: {e:?}"))?;
+        if self.hosts && self.rank == 0 {
             let start = std::time::Instant::now();
             while burn_collective::registered_nodes() > 0 {
                 if start.elapsed() > LEAVE_TIMEOUT {
                     eprintln!(
-                        "data-parallel: warning: {} rank(s) did not leave the run within {} s",
+                        "data-parallel: warning: {} process(es) did not leave the run within {} s",
                         burn_collective::registered_nodes(),
                         LEAVE_TIMEOUT.as_secs()
                     );
@@ -286,6 +469,19 @@ impl NodeRanks {
         }
         Ok(())
     }
+}
+
+/// `f`'s result if it comes within `limit` (it runs on a thread of its own, left behind
+/// otherwise).
+fn within<R: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, std::sync::mpsc::RecvTimeoutError> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(f());
+    });
+    receiver.recv_timeout(limit)
 }
 
 impl Ranks for NodeRanks {
@@ -316,8 +512,7 @@ impl Ranks for NodeRanks {
         )
         .map_err(|e| {
             RanksError(format!(
-                "the all-reduce with the other ranks failed ({e:?}): a rank stopped, or the \
-                 network between them failed"
+                "{SUM_FAILED} ({e:?}): a rank stopped, or the network between them failed"
             ))
         })?;
         let sum = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(sum));
@@ -391,7 +586,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let device = Default::default();
-        let ranks = NodeRanks::join::<Flex>(Some(&plan), device).unwrap();
+        let ranks = NodeRanks::join::<Flex>(RankPlace::single(Some(&plan)), device).unwrap();
         for i in 0..SUMS {
             let mine = values(rank, i);
             let want: Vec<f32> = values(0, i)

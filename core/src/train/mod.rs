@@ -26,12 +26,34 @@ pub use checkpoint::{
     unpack_sections,
 };
 pub use early_stopping::{EarlyStopping, Mode, Verdict};
-/// Held by unit tests that seed or draw from the backend's one global generator (model
-/// initialisation, dropout), which tests running in parallel would otherwise interleave.
-#[cfg(test)]
+/// Held while seeding the backend's one global generator and drawing from it (model
+/// initialisation, dropout): ranks that are threads of one process (one per device), and unit
+/// tests running in parallel, would otherwise interleave their draws.
 pub(crate) fn backend_rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `init(device)` with the backend's generator seeded with `seed` and every parameter drawn
+/// before it returns (burn draws a parameter lazily, at its first use), while no other thread
+/// of this process draws: each rank of a run on several devices of one process then starts
+/// from the parameters a process of its own would draw.
+pub fn seeded_init<B: Backend, M: Module<B>>(
+    device: &B::Device,
+    seed: u64,
+    init: impl FnOnce(&B::Device) -> M,
+) -> M {
+    struct Draw;
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Draw {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    let _alone = backend_rng_lock();
+    B::seed(device, seed);
+    let model = init(device);
+    model.visit(&mut Draw);
+    model
 }
 
 pub use fine_tune::{

@@ -13,16 +13,19 @@ use clap::Args as ClapArgs;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use xtal_core::data::StructureGraphs;
-use xtal_core::device::{OnDevice, run_on};
+use xtal_core::device::OnDevice;
 use xtal_core::models::property::{PropertyModel, PropertyModelConfig};
 use xtal_core::models::structure::{GraphBackbone, Readout, StructureEncoderConfig};
 use xtal_core::train::property::{
     PropertyRows, PropertyStep, composition_baseline, mean_absolute_error, predict_property,
 };
+use xtal_core::train::seeded_init;
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::{FitSettings, ModelOptimizer, Ranks, TargetScale, fit, model_from_bytes};
 
-use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
+use crate::collective::{
+    NodeArgs, NodeRanks, RankPlace, check_batch, say_done, train_on_devices, training_devices,
+};
 use crate::data::pairs::DataSource;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves, ParityPlot};
@@ -90,7 +93,7 @@ pub struct TrainArgs {
     baseline_alpha: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N].
+    /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N]. Several of one backend (cuda:0,cuda:1) train data-parallel, one rank per device.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -282,8 +285,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .into());
     }
     let run = RunDir::new(&args.out);
-    let device = super::one_device(&args.device)?;
-    let (nodes, lead) = args.nodes.plan_for_batch(args.batch_size, "--batch-size")?;
+    let devices = training_devices(&args.device)?;
+    let (nodes, lead) =
+        args.nodes
+            .plan_for_batch(args.batch_size, "--batch-size", devices.len())?;
     let (info, rows, unusable) = if args.resume {
         let info = PropertyRunInfo::load(&run)?;
         let (rows, unusable) = property_rows(
@@ -296,10 +301,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     } else {
         new_run(&args, &run, lead)?
     };
-    if let Some(plan) = &nodes
-        && args.resume
-    {
-        plan.check_batch(info.training.batch_size, "the run's batch size")?;
+    if args.resume {
+        check_batch(
+            nodes.as_ref(),
+            devices.len(),
+            info.training.batch_size,
+            "the run's batch size",
+        )?;
     }
     let run = if lead {
         run.track(&args.tracking, &serde_json::to_value(&info)?, args.resume)?
@@ -315,17 +323,14 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     );
     let scale = info.scale;
     let backbone = info.model.encoder.backbone;
-    let outcome = run_on(
-        &device,
-        TrainProperty {
-            info: &info,
-            rows: &rows,
-            run: &run,
-            resume: args.resume,
-            stop_after: args.stop_after,
-            nodes: nodes.as_ref(),
-        },
-    )??;
+    let outcome = train_on_devices(&devices, nodes.as_ref(), |place| TrainProperty {
+        info: &info,
+        rows: &rows,
+        run: &run,
+        resume: args.resume,
+        stop_after: args.stop_after,
+        place,
+    })?;
     let Some(outcome) = outcome else {
         say_done(nodes.as_ref(), "");
         return Ok(());
@@ -349,7 +354,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             "parameters": outcome.parameters,
             "seconds": outcome.seconds,
             "graphs_per_second": outcome.graphs_per_second,
-            "device": device.to_string(),
+            "device": args.device,
         }),
     )?;
     let dir = run.plots();
@@ -399,7 +404,7 @@ struct TrainProperty<'a> {
     run: &'a RunDir,
     resume: bool,
     stop_after: Option<usize>,
-    nodes: Option<&'a NodePlan>,
+    place: RankPlace<'a>,
 }
 
 struct PropertyOutcome {
@@ -420,9 +425,9 @@ impl OnDevice for TrainProperty<'_> {
         let training = &self.info.training;
         let train_idx = self.rows.indices(false);
         let val_idx = self.rows.indices(true);
-        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
-        B::seed(&device, training.seed);
-        let model: PropertyModel<B> = self.info.model.init(&device);
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.place, device.clone())?;
+        let model: PropertyModel<B> =
+            seeded_init(&device, training.seed, |d| self.info.model.init(d));
         let parameters = model.num_params();
         let settings = training.optimizer_settings(training.learning_rate, train_idx.len());
         let optimizer =

@@ -45,6 +45,20 @@ fn sample_clip(data: &Path, out: &Path) -> Vec<String> {
     .to_vec()
 }
 
+/// `args` with `--device cpu,cpu`: two ranks as threads of one process.
+fn on_two_devices(mut args: Vec<String>) -> Vec<String> {
+    match args.iter().position(|a| a == "--device") {
+        Some(i) => args[i + 1] = "cpu,cpu".into(),
+        None => args.extend(["--device", "cpu,cpu"].map(String::from)),
+    }
+    args
+}
+
+fn run_ok(name: &str, args: &[String]) {
+    let out = xtal(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+}
+
 /// Ports free on 127.0.0.1 now (held together so they differ).
 fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
@@ -190,6 +204,62 @@ fn two_ranks_train_like_one_process_resume_exactly_and_stop_together() {
     assert!(dp.join("checkpoints/best.ckpt").is_file());
     assert!(dp.join("summary.json").is_file());
 
+    // Two ranks as threads of one process (one per device): the two processes' run, bit for
+    // bit (the same sums in the same order); stopped and resumed, the same again.
+    let threads = dir.join("threads");
+    let out = xtal(
+        &on_two_devices(sample_clip(&data, &threads))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rank 1 of 2 (one per device"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(epoch_lines(&threads), epoch_lines(&dp));
+    let threads_resumed = dir.join("threads-resumed");
+    let mut args = on_two_devices(sample_clip(&data, &threads_resumed));
+    args.extend(["--stop-after", "1"].map(String::from));
+    run_ok("threads, stopped", &args);
+    let args = [
+        "train",
+        "clip",
+        "--out",
+        &s(&threads_resumed),
+        "--resume",
+        "--no-plots",
+    ];
+    run_ok(
+        "threads, resumed",
+        &on_two_devices(args.map(String::from).to_vec()),
+    );
+    assert_eq!(epoch_lines(&threads_resumed), epoch_lines(&dp));
+
+    // Two processes of two devices each: four ranks of 16, one process's numbers.
+    let four = dir.join("four");
+    let runs = two_ranks(
+        &dir,
+        |rank| on_two_devices(sample_clip(&data, if rank == 0 { &four } else { &quiet })),
+        limit,
+    );
+    for (rank, r) in runs.iter().enumerate() {
+        assert_eq!(r.code, Some(0), "process {rank}: {}", r.stderr);
+    }
+    assert!(runs[1].stderr.contains("rank 3 of 4"), "{}", runs[1].stderr);
+    assert!(!quiet.exists(), "process 1 wrote {}", quiet.display());
+    let (a, b) = (epochs(&one), epochs(&four));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["step"], y["step"], "optimiser steps");
+        for key in ["train_loss", "val_loss", "val_mrr_t2g"] {
+            let (x, y) = (x[key].as_f64().unwrap(), y[key].as_f64().unwrap());
+            assert!(close(x, y, 1e-4), "four ranks: {key} {x} vs {y}");
+        }
+    }
+
     // Stopped after epoch 1 and resumed by both ranks: the uninterrupted run, line for line.
     let resumed = dir.join("resumed");
     let runs = two_ranks(
@@ -275,6 +345,24 @@ fn two_ranks_train_like_one_process_resume_exactly_and_stop_together() {
         stderr(&out)
     );
     assert!(!dir.join("bad").exists());
+    for (devices, says) in [
+        (
+            "cpu,cpu,cpu",
+            "training.batch_size = 64 does not split evenly over the 3 devices",
+        ),
+        (
+            "cpu,cpu:ndarray",
+            "the devices of one run must be of one backend",
+        ),
+    ] {
+        let mut args = sample_clip(&data, &dir.join("bad"));
+        let at = args.iter().position(|a| a == "--device").unwrap();
+        args[at + 1] = devices.into();
+        let out = xtal(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(2), "{devices}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{devices}: {}", stderr(&out));
+        assert!(!dir.join("bad").exists(), "{devices}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -303,6 +391,13 @@ fn one_and_two(dir: &Path, name: &str, args: impl Fn(&Path) -> Vec<String>) -> (
     );
     assert!(!quiet.exists(), "{name}: rank 1 wrote {}", quiet.display());
     (one, dp)
+}
+
+/// `args` as two ranks in one process (`--device cpu,cpu`) into `{name}-threads`.
+fn two_devices(dir: &Path, name: &str, args: impl Fn(&Path) -> Vec<String>) -> PathBuf {
+    let out = dir.join(format!("{name}-threads"));
+    run_ok(name, &on_two_devices(args(&out)));
+    out
 }
 
 /// Every epoch's `keys` of two runs' metrics within `tol` (relative), with equal step counts.
@@ -339,7 +434,7 @@ fn every_family_trains_data_parallel() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
-    let (one, dp) = one_and_two(&dir, "property", |out| {
+    let property = |out: &Path| {
         [
             "train",
             "property",
@@ -364,8 +459,11 @@ fn every_family_trains_data_parallel() {
         ]
         .map(String::from)
         .to_vec()
-    });
+    };
+    let (one, dp) = one_and_two(&dir, "property", property);
+    let threads = two_devices(&dir, "property", property);
     same_epochs("property", &one, &dp, &["train_loss", "val_mae"], 1e-4);
+    same_epochs("property", &one, &threads, &["train_loss", "val_mae"], 1e-4);
     assert!(dp.join("summary.json").is_file() && dp.join("plots/parity.png").is_file());
 
     let tensor_data = dir.join("tensor-data");
@@ -373,7 +471,7 @@ fn every_family_trains_data_parallel() {
     let clip = dir.join("clip");
     let out = train_clip(&tensor_data, &clip, &["--no-plots"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let (one, dp) = one_and_two(&dir, "tensor", |out| {
+    let tensor = |out: &Path| {
         [
             "train",
             "tensor",
@@ -394,11 +492,14 @@ fn every_family_trains_data_parallel() {
         ]
         .map(String::from)
         .to_vec()
-    });
+    };
+    let (one, dp) = one_and_two(&dir, "tensor", tensor);
+    let threads = two_devices(&dir, "tensor", tensor);
     same_epochs("tensor", &one, &dp, &["train_loss", "val_loss"], 1e-4);
+    same_epochs("tensor", &one, &threads, &["train_loss", "val_loss"], 1e-4);
     assert!(dp.join("predictions.csv").is_file());
 
-    let (_, dp) = one_and_two(&dir, "ssl", |out| {
+    let ssl = |out: &Path| {
         [
             "ssl",
             "train",
@@ -421,13 +522,17 @@ fn every_family_trains_data_parallel() {
         ]
         .map(String::from)
         .to_vec()
-    });
-    let block = dp.join("block2_lattice");
-    let lines = epochs(&block);
-    assert_eq!(lines.len(), 1, "{}", block.display());
-    assert_eq!(lines[0]["step"], 4, "64 rows, global batch 16");
-    assert!(lines[0]["val_loss"].as_f64().unwrap().is_finite());
-    assert!(block.join("checkpoints/best.ckpt").is_file());
+    };
+    let (_, dp) = one_and_two(&dir, "ssl", ssl);
+    let threads = two_devices(&dir, "ssl", ssl);
+    for run in [&dp, &threads] {
+        let block = run.join("block2_lattice");
+        let lines = epochs(&block);
+        assert_eq!(lines.len(), 1, "{}", block.display());
+        assert_eq!(lines[0]["step"], 4, "64 rows, global batch 16");
+        assert!(lines[0]["val_loss"].as_f64().unwrap().is_finite());
+        assert!(block.join("checkpoints/best.ckpt").is_file());
+    }
 
     // The bottleneck over features of the run's data (its seeded random encoders: only rank 0
     // trained a block, and only one).
@@ -442,7 +547,7 @@ fn every_family_trains_data_parallel() {
         &s(&features),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let (one, dp) = one_and_two(&dir, "bottleneck", |out| {
+    let bottleneck = |out: &Path| {
         [
             "ssl",
             "bottleneck",
@@ -459,8 +564,17 @@ fn every_family_trains_data_parallel() {
         ]
         .map(String::from)
         .to_vec()
-    });
+    };
+    let (one, dp) = one_and_two(&dir, "bottleneck", bottleneck);
+    let threads = two_devices(&dir, "bottleneck", bottleneck);
     same_epochs("bottleneck", &one, &dp, &["train_loss", "val_loss"], 1e-4);
+    same_epochs(
+        "bottleneck",
+        &one,
+        &threads,
+        &["train_loss", "val_loss"],
+        1e-4,
+    );
     assert!(dp.join("features_8.npy").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,9 +10,10 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
 use serde_json::json;
 use xtal_core::data::{FeatureScaler, PairSet};
-use xtal_core::device::{OnDevice, run_on};
+use xtal_core::device::OnDevice;
 use xtal_core::models::clip::{Clip, ClipConfig};
 use xtal_core::train::clip::{ClipEvaluation, ClipStep, embed_pairs, evaluate_clip};
+use xtal_core::train::seeded_init;
 use xtal_core::train::spec::RunSpec;
 use xtal_core::train::trainable::{set_trainable, trainable_parameters};
 use xtal_core::train::{
@@ -22,7 +23,9 @@ use xtal_core::train::{
 use super::eval::print_retrieval;
 use super::plots::{embedding_plots, plotted_subset, write_all_plots};
 use super::run::{SpecOverrides, check_structure_dim};
-use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
+use crate::collective::{
+    NodeArgs, NodeRanks, RankPlace, say_done, train_on_devices, training_devices,
+};
 use crate::data::pairs::{DataReport, DataSource};
 use crate::exit::BadInput;
 use crate::run_dir::{Bar, Progress, RunDir, RunInfo};
@@ -44,6 +47,7 @@ pub struct TrainArgs {
     #[arg(long, short)]
     out: PathBuf,
     /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N] (default: training.device, else cpu).
+    /// Several of one backend (cuda:0,cuda:1) train data-parallel, one rank per device.
     #[arg(long)]
     device: Option<String>,
     #[command(flatten)]
@@ -115,10 +119,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .clone()
         .or(spec.training.device.clone())
         .unwrap_or_else(|| "cpu".into());
-    let device = crate::commands::one_device(&device_text)?;
-    let (nodes, lead) = args
-        .nodes
-        .plan_for_batch(spec.training.batch_size, "training.batch_size")?;
+    let devices = training_devices(&device_text)?;
+    let (nodes, lead) = args.nodes.plan_for_batch(
+        spec.training.batch_size,
+        "training.batch_size",
+        devices.len(),
+    )?;
 
     let t = &spec.training;
     let graph = spec.model.graph_encoder().map(|g| g.graph);
@@ -172,18 +178,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         run
     };
 
-    let outcome = run_on(
-        &device,
-        TrainTask {
-            spec: &spec,
-            config: &config,
-            set: &set,
-            run: &run,
-            resume: args.resume,
-            stop_after: args.stop_after,
-            nodes: nodes.as_ref(),
-        },
-    )??;
+    let outcome = train_on_devices(&devices, nodes.as_ref(), |place| TrainTask {
+        spec: &spec,
+        config: &config,
+        set: &set,
+        run: &run,
+        resume: args.resume,
+        stop_after: args.stop_after,
+        place,
+    })?;
     if !lead {
         say_done(
             nodes.as_ref(),
@@ -207,13 +210,21 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             "validation": outcome.validation,
             "pairs": {"train": report.train, "validation": report.validation,
                       "skipped_lines": report.skipped_lines, "missing_structure": report.missing_structure},
-            "device": device.to_string(),
+            "device": device_text,
             "seconds": outcome.seconds,
             "pairs_per_second": outcome.pairs_per_second,
         }),
     )?;
     if !args.no_plots {
-        let written = write_all_plots(&run, &config, &set, &spec, &device, "best", &run.plots())?;
+        let written = write_all_plots(
+            &run,
+            &config,
+            &set,
+            &spec,
+            &devices[0],
+            "best",
+            &run.plots(),
+        )?;
         eprintln!("plots: {} files in {}", written, run.plots().display());
     }
     run.finish_tracking()?;
@@ -228,7 +239,7 @@ struct TrainTask<'a> {
     run: &'a RunDir,
     resume: bool,
     stop_after: Option<usize>,
-    nodes: Option<&'a NodePlan>,
+    place: RankPlace<'a>,
 }
 
 struct TrainOutcome {
@@ -252,10 +263,9 @@ impl OnDevice for TrainTask<'_> {
             Vec::new()
         };
         let settings = t.optimizer_settings(t.learning_rate, train_idx.len());
-        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.place, device.clone())?;
         let lead = ranks.rank() == 0;
-        B::seed(&device, t.seed);
-        let model: Clip<B> = self.config.init(&device);
+        let model: Clip<B> = seeded_init(&device, t.seed, |d| self.config.init(d));
         // After loading: parameter ids come from the checkpoint, and the temperature must be
         // recognised by its id to stay exempt from weight decay.
         let prepare = |model: Clip<B>| {

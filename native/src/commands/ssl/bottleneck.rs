@@ -7,14 +7,17 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
 use serde_json::json;
 use xtal_core::data::validation_mask;
-use xtal_core::device::{OnDevice, run_on};
+use xtal_core::device::OnDevice;
 use xtal_core::models::ftcp_ssl::bottleneck::{Bottleneck, BottleneckConfig};
+use xtal_core::train::seeded_init;
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::ssl::BottleneckStep;
 use xtal_core::train::{FitSettings, ModelOptimizer, Ranks, fit, model_from_bytes, to_host};
 
 use super::run_info::{ids_path, write_ids};
-use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
+use crate::collective::{
+    NodeArgs, NodeRanks, RankPlace, say_done, train_on_devices, training_devices,
+};
 use crate::data::mapped::NpyTensors;
 use crate::exit::BadInput;
 use crate::output::write_npy;
@@ -45,6 +48,7 @@ pub struct BottleneckArgs {
     val_fraction: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N]. Several of one backend (cuda:0,cuda:1) train data-parallel, one rank per device.
     #[arg(long, default_value = "cpu")]
     device: String,
     #[command(flatten)]
@@ -111,7 +115,10 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
             xtal_core::train::TargetScale::fit(train.iter().map(|&i| data[i * d + c] as f64));
         (mean[c], std[c]) = (scale.mean, scale.std);
     }
-    let (nodes, lead) = args.nodes.plan_for_batch(args.batch_size, "--batch-size")?;
+    let devices = training_devices(&args.device)?;
+    let (nodes, lead) =
+        args.nodes
+            .plan_for_batch(args.batch_size, "--batch-size", devices.len())?;
     let run = RunDir::new(&args.out);
     let run = if lead {
         run.create(args.force, "")?;
@@ -122,22 +129,18 @@ pub fn bottleneck(args: BottleneckArgs) -> anyhow::Result<()> {
     } else {
         run
     };
-    let device = crate::commands::one_device(&args.device)?;
     let config = BottleneckConfig::new(args.dim).with_input_dim(d);
-    let trained = run_on(
-        &device,
-        TrainBottleneck {
-            args: &args,
-            config: &config,
-            x: data,
-            d,
-            mean: &mean,
-            std: &std,
-            is_val: &is_val,
-            run: &run,
-            nodes: nodes.as_ref(),
-        },
-    )??;
+    let trained = train_on_devices(&devices, nodes.as_ref(), |place| TrainBottleneck {
+        args: &args,
+        config: &config,
+        x: data,
+        d,
+        mean: &mean,
+        std: &std,
+        is_val: &is_val,
+        run: &run,
+        place,
+    })?;
     let Some((codes, best)) = trained else {
         say_done(nodes.as_ref(), "");
         return Ok(());
@@ -167,7 +170,7 @@ struct TrainBottleneck<'a> {
     std: &'a [f64],
     is_val: &'a [bool],
     run: &'a RunDir,
-    nodes: Option<&'a NodePlan>,
+    place: RankPlace<'a>,
 }
 
 impl OnDevice for TrainBottleneck<'_> {
@@ -196,9 +199,8 @@ impl OnDevice for TrainBottleneck<'_> {
             val: &val_idx,
             device: device.clone(),
         };
-        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
-        B::seed(&device, a.seed);
-        let model: Bottleneck<B> = self.config.init(&device);
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.place, device.clone())?;
+        let model: Bottleneck<B> = seeded_init(&device, a.seed, |d| self.config.init(d));
         let mut optimizer = ModelOptimizer::<B, Bottleneck<B>>::new(
             training.optimizer_settings(a.lr, train_idx.len()),
             [],

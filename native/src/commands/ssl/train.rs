@@ -8,8 +8,9 @@ use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
 use serde::Serialize;
-use xtal_core::device::{OnDevice, run_on};
+use xtal_core::device::OnDevice;
 use xtal_core::models::ftcp_ssl::{BlockKind, SslBlock, SslBlockConfig};
+use xtal_core::train::seeded_init;
 use xtal_core::train::spec::TrainingSpec;
 use xtal_core::train::ssl::{SslData, SslStep, TaskLosses, task_weights};
 use xtal_core::train::{
@@ -17,7 +18,9 @@ use xtal_core::train::{
 };
 
 use super::run_info::SslRunInfo;
-use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
+use crate::collective::{
+    NodeArgs, NodeRanks, RankPlace, check_batch, say_done, train_on_devices, training_devices,
+};
 use crate::data::ftcp::SslSource;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves};
@@ -74,7 +77,7 @@ pub struct TrainArgs {
     task_weights: Vec<String>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N].
+    /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N]. Several of one backend (cuda:0,cuda:1) train data-parallel, one rank per device.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Each block is tracked as a run of its own (named RUN/blockN_name in MLflow).
@@ -139,8 +142,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let device = crate::commands::one_device(&args.device)?;
-    let (nodes, lead) = args.nodes.plan_for_batch(args.batch_size, "--batch-size")?;
+    let devices = training_devices(&args.device)?;
+    let (nodes, lead) =
+        args.nodes
+            .plan_for_batch(args.batch_size, "--batch-size", devices.len())?;
     let info = if args.resume {
         if args.data.is_some() {
             return Err(
@@ -165,9 +170,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             .into());
         }
         info.training.epochs = args.epochs;
-        if let Some(plan) = &nodes {
-            plan.check_batch(info.training.batch_size, "the run's batch size")?;
-        }
+        check_batch(
+            nodes.as_ref(),
+            devices.len(),
+            info.training.batch_size,
+            "the run's batch size",
+        )?;
         if lead {
             RunDir::new(&args.out).write_info("ssl.json", &info)?;
         }
@@ -265,19 +273,16 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let outcome = run_on(
-            &device,
-            TrainBlock {
-                config: info.config(kind),
-                training: &info.training,
-                data: &data,
-                weights: &weights,
-                dir: &dir,
-                resume,
-                limit: info.limit,
-                nodes: nodes.as_ref(),
-            },
-        )??;
+        let outcome = train_on_devices(&devices, nodes.as_ref(), |place| TrainBlock {
+            config: info.config(kind),
+            training: &info.training,
+            data: &data,
+            weights: &weights,
+            dir: &dir,
+            resume,
+            limit: info.limit,
+            place,
+        })?;
         let Some(outcome) = outcome else {
             say_done(nodes.as_ref(), &format!(" with block {}", kind.number()));
             continue;
@@ -381,7 +386,7 @@ struct TrainBlock<'a> {
     dir: &'a RunDir,
     resume: bool,
     limit: Option<usize>,
-    nodes: Option<&'a NodePlan>,
+    place: RankPlace<'a>,
 }
 
 #[derive(Serialize)]
@@ -416,9 +421,8 @@ impl OnDevice for TrainBlock<'_> {
             train_idx.sort_unstable();
         }
         let val_idx = self.data.indices(true);
-        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
-        B::seed(&device, t.seed);
-        let model: SslBlock<B> = self.config.init(&device);
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.place, device.clone())?;
+        let model: SslBlock<B> = seeded_init(&device, t.seed, |d| self.config.init(d));
         let parameters = model.num_params();
         let settings = t.optimizer_settings(t.learning_rate, train_idx.len());
         let optimizer = |m: SslBlock<B>| (m, ModelOptimizer::<B, SslBlock<B>>::new(settings, []));

@@ -6,14 +6,17 @@ use std::time::Instant;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args as ClapArgs;
 use serde_json::{Value, json};
-use xtal_core::device::{OnDevice, run_on};
+use xtal_core::device::OnDevice;
 use xtal_core::models::tensor_head::TensorHead;
+use xtal_core::train::seeded_init;
 use xtal_core::train::spec::{RunSpec, TensorRegressionSpec};
 use xtal_core::train::tensor::{TensorEvaluation, TensorRows, TensorStep, TensorTargets};
 use xtal_core::train::{FitSettings, ModelOptimizer, TrainState, fit};
 
 use super::run::{TensorRunInfo, baseline, embed_rows, predict_on, print_table, write_predictions};
-use crate::collective::{NodeArgs, NodePlan, NodeRanks, say_done};
+use crate::collective::{
+    NodeArgs, NodeRanks, RankPlace, say_done, train_on_devices, training_devices,
+};
 use crate::commands::clip::SpecOverrides;
 use crate::exit::BadInput;
 use crate::plots::{self, Curves, ParityPlot};
@@ -44,6 +47,7 @@ pub struct TrainArgs {
     #[arg(long, short)]
     out: PathBuf,
     /// Device: cpu, cpu:ndarray, wgpu[:N], cuda[:N] (default: training.device, else cpu).
+    /// Several of one backend (cuda:0,cuda:1) train data-parallel, one rank per device.
     #[arg(long)]
     device: Option<String>,
     /// Shorthand for --set tensor_regression.modality=graph|text.
@@ -166,17 +170,17 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .clone()
         .or(t.device.clone())
         .unwrap_or_else(|| "cpu".into());
-    let device = crate::commands::one_device(&device_text)?;
-    let (nodes, lead) = args
-        .nodes
-        .plan_for_batch(t.batch_size, "training.batch_size")?;
+    let devices = training_devices(&device_text)?;
+    let (nodes, lead) =
+        args.nodes
+            .plan_for_batch(t.batch_size, "training.batch_size", devices.len())?;
     let embedded = embed_rows(
         &clip_run,
         &clip_checkpoint,
         tr.modality,
         data.as_deref(),
         graph_emb_dir.as_deref(),
-        &device,
+        &devices[0],
     )?;
     let rows = &embedded.rows;
     let (n_train, n_val) = (rows.indices(false).len(), rows.indices(true).len());
@@ -238,18 +242,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         run
     };
 
-    let outcome = run_on(
-        &device,
-        HeadTrainTask {
-            spec: &spec,
-            info: &info,
-            rows,
-            run: &run,
-            resume: args.resume,
-            stop_after: args.stop_after,
-            nodes: nodes.as_ref(),
-        },
-    )??;
+    let outcome = train_on_devices(&devices, nodes.as_ref(), |place| HeadTrainTask {
+        spec: &spec,
+        info: &info,
+        rows,
+        run: &run,
+        resume: args.resume,
+        stop_after: args.stop_after,
+        place,
+    })?;
     if !lead {
         say_done(
             nodes.as_ref(),
@@ -265,7 +266,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         if idx.is_empty() {
             return Ok(None);
         }
-        let (eval, pred) = predict_on(&device, &info, c.model.clone(), rows, &idx)?;
+        let (eval, pred) = predict_on(&devices[0], &info, c.model.clone(), rows, &idx)?;
         Ok(Some(Scored { idx, eval, pred }))
     };
     let val = if t.use_validation {
@@ -311,7 +312,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             "tensor_mode": targets.mode,
             "clip_run": info.clip_run,
             "clip_checkpoint": info.clip_checkpoint,
-            "device": device.to_string(),
+            "device": device_text,
             "seconds": outcome.seconds,
         }),
     )?;
@@ -435,7 +436,7 @@ struct HeadTrainTask<'a> {
     run: &'a RunDir,
     resume: bool,
     stop_after: Option<usize>,
-    nodes: Option<&'a NodePlan>,
+    place: RankPlace<'a>,
 }
 
 struct HeadOutcome {
@@ -458,9 +459,8 @@ impl OnDevice for HeadTrainTask<'_> {
         };
         let settings =
             t.optimizer_settings(tr.regression_lr.unwrap_or(t.learning_rate), train_idx.len());
-        let ranks = NodeRanks::join::<B::InnerBackend>(self.nodes, device.clone())?;
-        B::seed(&device, t.seed);
-        let head: TensorHead<B> = self.info.head.init(&device);
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.place, device.clone())?;
+        let head: TensorHead<B> = seeded_init(&device, t.seed, |d| self.info.head.init(d));
         let optimizer =
             |h: TensorHead<B>| (h, ModelOptimizer::<B, TensorHead<B>>::new(settings, []));
         let (head, mut optimizer, state) =
