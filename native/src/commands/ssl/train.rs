@@ -19,7 +19,7 @@ use xtal_core::train::{
 
 use super::run_info::SslRunInfo;
 use crate::collective::{
-    NodeArgs, NodeRanks, RankPlace, check_batch, say_done, train_on_devices, training_devices,
+    NodeArgs, NodeRanks, RankPlace, check_batch, train_on_devices, training_devices,
 };
 use crate::data::ftcp::SslSource;
 use crate::exit::BadInput;
@@ -242,57 +242,47 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         data.indices(true).len(),
         data.crystal_systems.iter().filter(|c| c.is_some()).count()
     );
-    for kind in blocks {
-        let dir = SslRunInfo::block_dir(&args.out, kind);
-        let resume = args.resume && dir.checkpoint_path("last").is_file();
-        let dir = if lead {
-            if !resume {
-                dir.create(true, "")?;
+    let jobs: Vec<BlockJob> = blocks
+        .into_iter()
+        .map(|kind| {
+            let weights = task_weights(
+                kind,
+                &info
+                    .weights
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect::<Vec<_>>(),
+            );
+            let resume = args.resume
+                && SslRunInfo::block_dir(&args.out, kind)
+                    .checkpoint_path("last")
+                    .is_file();
+            BlockJob {
+                config: info.config(kind),
+                weights,
+                resume,
             }
-            let params = serde_json::json!({"block": info.config(kind), "training": info.training,
-                                "weights": info.weights, "limit": info.limit});
-            dir.track(&args.tracking, &params, resume)?
-        } else {
-            dir
-        };
-        let weights = task_weights(
-            kind,
-            &info
-                .weights
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect::<Vec<_>>(),
-        );
-        eprintln!(
-            "block {} ({}): tasks {}",
-            kind.number(),
-            kind.name(),
-            weights
-                .iter()
-                .map(|(n, w)| format!("{n} ×{w}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let outcome = train_on_devices(&devices, nodes.as_ref(), |place| TrainBlock {
-            config: info.config(kind),
-            training: &info.training,
-            data: &data,
-            weights: &weights,
-            dir: &dir,
-            resume,
-            limit: info.limit,
-            place,
-        })?;
-        let Some(outcome) = outcome else {
-            say_done(nodes.as_ref(), &format!(" with block {}", kind.number()));
-            continue;
-        };
+        })
+        .collect();
+    // Rank 0 opens each block's run directory as the block starts, and writes its results.
+    let open = |job: &BlockJob| -> anyhow::Result<RunDir> {
+        let kind = job.config.kind;
+        let dir = SslRunInfo::block_dir(&args.out, kind);
+        if !job.resume {
+            dir.create(true, "")?;
+        }
+        let params = serde_json::json!({"block": info.config(kind), "training": info.training,
+                            "weights": info.weights, "limit": info.limit});
+        dir.track(&args.tracking, &params, job.resume)
+    };
+    let done = |job: &BlockJob, dir: &RunDir, outcome: BlockOutcome| -> anyhow::Result<()> {
+        let kind = job.config.kind;
         dir.write_json("summary.json", &outcome)?;
         let mut series = vec![
             ("train".to_string(), dir.epoch_curve("train_loss")),
             ("validation".to_string(), dir.epoch_curve("val_loss")),
         ];
-        for (task, _) in &weights {
+        for (task, _) in &job.weights {
             series.push((
                 format!("val {task}"),
                 dir.epoch_curve(&format!("val_{task}")),
@@ -317,9 +307,23 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             outcome.samples_per_second,
             dir.path.display()
         );
-        dir.finish_tracking()?;
-    }
-    Ok(())
+        dir.finish_tracking()
+    };
+    let say = |rank: usize, job: &BlockJob| {
+        let block = job.config.kind.number();
+        eprintln!("rank {rank} done with block {block} (rank 0 writes the run)");
+    };
+    train_on_devices(&devices, nodes.as_ref(), |place| TrainBlocks {
+        jobs: &jobs,
+        training: &info.training,
+        data: &data,
+        limit: info.limit,
+        out: &args.out,
+        place,
+        open: &open,
+        done: &done,
+        say: &say,
+    })
 }
 
 /// Starts the SSL run in `run`, or joins the one another process (or an earlier call) started
@@ -378,6 +382,74 @@ fn start_or_join(
     Ok(())
 }
 
+/// One block to train: its configuration, pretext-task weights and whether it resumes.
+struct BlockJob {
+    config: SslBlockConfig,
+    weights: Vec<(String, f64)>,
+    resume: bool,
+}
+
+/// What rank 0 does around each block: opens its run directory, writes its results.
+type OpenBlock<'a> = &'a (dyn Fn(&BlockJob) -> anyhow::Result<RunDir> + Sync);
+type BlockDone<'a> = &'a (dyn Fn(&BlockJob, &RunDir, BlockOutcome) -> anyhow::Result<()> + Sync);
+
+/// Every block of the command in turn, on one rank. A rank joins the run once for all its
+/// blocks: burn-collective's coordinator numbers nodes by how many are registered, so a node
+/// that left after one block and joined for the next while another was still registered got a
+/// number already taken (and rank 0 cannot host a second coordinator on the same port).
+struct TrainBlocks<'a> {
+    jobs: &'a [BlockJob],
+    training: &'a TrainingSpec,
+    data: &'a SslData,
+    limit: Option<usize>,
+    out: &'a std::path::Path,
+    place: RankPlace<'a>,
+    open: OpenBlock<'a>,
+    done: BlockDone<'a>,
+    /// What a rank other than 0 says after each block.
+    say: &'a (dyn Fn(usize, &BlockJob) + Sync),
+}
+
+impl OnDevice for TrainBlocks<'_> {
+    type Output = anyhow::Result<()>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let ranks = NodeRanks::join::<B::InnerBackend>(self.place, device.clone())?;
+        for job in self.jobs {
+            let kind = job.config.kind;
+            eprintln!(
+                "block {} ({}): tasks {}",
+                kind.number(),
+                kind.name(),
+                job.weights
+                    .iter()
+                    .map(|(n, w)| format!("{n} ×{w}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let dir = if ranks.rank() == 0 {
+                (self.open)(job)?
+            } else {
+                SslRunInfo::block_dir(self.out, kind)
+            };
+            let block = TrainBlock {
+                config: job.config.clone(),
+                training: self.training,
+                data: self.data,
+                weights: &job.weights,
+                dir: &dir,
+                resume: job.resume,
+                limit: self.limit,
+            };
+            match block.train::<B>(&ranks, &device)? {
+                Some(outcome) => (self.done)(job, &dir, outcome)?,
+                None => (self.say)(ranks.rank(), job),
+            }
+        }
+        ranks.finish()
+    }
+}
+
 struct TrainBlock<'a> {
     config: SslBlockConfig,
     training: &'a TrainingSpec,
@@ -386,7 +458,6 @@ struct TrainBlock<'a> {
     dir: &'a RunDir,
     resume: bool,
     limit: Option<usize>,
-    place: RankPlace<'a>,
 }
 
 #[derive(Serialize)]
@@ -406,11 +477,15 @@ struct BlockOutcome {
     samples_per_second: f64,
 }
 
-impl OnDevice for TrainBlock<'_> {
-    /// `None` on ranks other than 0, which write and report nothing.
-    type Output = anyhow::Result<Option<BlockOutcome>>;
-
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+impl TrainBlock<'_> {
+    /// Trains the block on this rank; `None` on ranks other than 0, which write and report
+    /// nothing.
+    fn train<B: AutodiffBackend>(
+        self,
+        ranks: &NodeRanks,
+        device: &B::Device,
+    ) -> anyhow::Result<Option<BlockOutcome>> {
+        let device = device.clone();
         let t = self.training;
         let kind = self.config.kind;
         let mut train_idx = self.data.indices(false);
@@ -421,7 +496,6 @@ impl OnDevice for TrainBlock<'_> {
             train_idx.sort_unstable();
         }
         let val_idx = self.data.indices(true);
-        let ranks = NodeRanks::join::<B::InnerBackend>(self.place, device.clone())?;
         let model: SslBlock<B> = seeded_init(&device, t.seed, |d| self.config.init(d));
         let parameters = model.num_params();
         let settings = t.optimizer_settings(t.learning_rate, train_idx.len());
@@ -476,16 +550,14 @@ impl OnDevice for TrainBlock<'_> {
                 train: &train_idx,
                 state,
                 stop_after: None,
-                ranks: &ranks,
+                ranks,
             },
             &mut store,
             &mut progress,
             &device,
         )?;
         drop(progress);
-        let lead = ranks.rank() == 0;
-        ranks.finish()?;
-        if !lead {
+        if ranks.rank() != 0 {
             return Ok(None);
         }
         let seconds = started.elapsed().as_secs_f64();
